@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// Two cores: two test files at a time. Each file gets its own nats-server and
+// database (see services/kit/testing.ts), so files never see each other's streams.
+export default defineConfig({
+  test: {
+    include: ['services/**/*.test.ts', 'bench/**/*.test.ts', 'k8s/**/*.test.ts'],
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 120_000,
+    hookTimeout: 60_000,
+    reporters: process.env.CI ? ['default', ['json', { outputFile: '.test-results/results.json' }]] : ['default'],
+  },
+});
