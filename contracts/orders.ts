@@ -1,0 +1,41 @@
+// Orders: HTTP DTOs and the events on subject orders.* (stream ORDERS).
+import { z } from 'zod';
+
+export const ORDERS_STREAM = 'ORDERS';
+export const OrderSubjects = {
+  created: 'orders.created',
+} as const;
+
+const orderId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+// Deliberately strict enough to reject header injection and obvious garbage; the SMTP server has the last word.
+const email = z.string().max(254).regex(/^[^\s@<>(),;:"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/, 'must be an email address');
+export const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 phone number like +15551234567');
+const sku = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+
+export const OrderItem = z.object({
+  sku,
+  quantity: z.number().int('must be an integer').min(1).max(1000),
+});
+
+export const CreateOrderRequest = z.object({
+  orderId,
+  email,
+  phone: e164.optional(),
+  paymentToken: z.string().min(1).max(128).optional(),
+  items: z.array(OrderItem).min(1).max(100),
+});
+export type CreateOrderRequest = z.infer<typeof CreateOrderRequest>;
+
+export const OrderStatus = ['PENDING', 'STOCK_RESERVED', 'PAID', 'SHIPPED', 'FAILED'] as const;
+
+/** Event `orders.created`: the accepted order, as stored. */
+export const OrderCreated = z.object({
+  id: z.uuid(),
+  orderId,
+  email: z.string(),
+  phone: z.string().nullable().optional(),
+  paymentToken: z.string().nullable().optional(),
+  items: z.array(z.object({ sku: z.string(), quantity: z.number().int() })),
+  createdAt: z.string(),
+});
+export type OrderCreated = z.infer<typeof OrderCreated>;

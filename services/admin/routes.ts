@@ -1,0 +1,42 @@
+// DLQ administration over HTTP (CONTRACTS.md "DLQ administration").
+import { Hono } from 'hono';
+import { z } from 'zod';
+import type { DlqAdmin, DlqEntry } from '../kit/dlq.ts';
+import { notFound } from '../kit/errors.ts';
+import { readJson, validate, type AppEnv } from '../kit/http.ts';
+
+const view = ({ headers: _h, seq: _s, ...e }: DlqEntry) => ({ ...e, originalSeq: _s });
+const name = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional();
+const Filter = z.object({
+  stream: name, consumer: name,
+  subject: z.string().regex(/^[A-Za-z0-9_.*>$-]{1,256}$/).optional(),
+  reason: z.string().max(64).optional(),
+});
+
+export function dlqRoutes({ dlq }: { dlq: DlqAdmin }) {
+  return new Hono<AppEnv>()
+    .get('/', async (c) => {
+      const f = validate(c.req.query(), Filter.extend({ limit: z.coerce.number().int().min(1).max(1000).optional() }));
+      return c.json({ items: (await dlq.list(f)).map(view) });
+    })
+    .post('/redrive', async (c) => {
+      const f = await readJson(c, Filter.strict());
+      return c.json({ redriven: await dlq.redriveMany(f) });
+    })
+    .get('/:id', async (c) => {
+      const e = await dlq.get(c.req.param('id'));
+      if (!e) throw notFound(`DLQ entry ${c.req.param('id')}`);
+      return c.json(view(e));
+    })
+    .delete('/:id', async (c) => {
+      if (!(await dlq.remove(c.req.param('id')))) throw notFound(`DLQ entry ${c.req.param('id')}`);
+      return c.body(null, 204);
+    })
+    .post('/:id/redrive', async (c) => {
+      const hasBody = (await c.req.text()).length > 0;
+      const body = hasBody ? await readJson(c, z.object({ data: z.unknown().optional() })) : {};
+      const e = await dlq.redrive(c.req.param('id'), body.data);
+      if (!e) throw notFound(`DLQ entry ${c.req.param('id')}`);
+      return c.json({ redriven: 1, id: e.id, subject: e.subject });
+    });
+}

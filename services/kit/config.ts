@@ -1,0 +1,48 @@
+// Configuration from the environment, validated at boot. Each service adds its own
+// prefixed variables with `readConfig`; every problem is reported in one error.
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+type Env = Record<string, string | undefined>;
+
+/** Parse env with a zod object schema; throws ConfigError naming every bad variable. `readConfig(z.object({ PORT: port(8080) }), process.env)` */
+export function readConfig<S extends z.ZodObject>(schema: S, env: Env): z.infer<S> {
+  const picked: Env = {};
+  for (const key of Object.keys(schema.shape)) picked[key] = env[key] === '' ? undefined : env[key];
+  const parsed = schema.safeParse(picked);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(picked[String(i.path[0])])})`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+export const url = (protocols: string[], fallback?: string) => {
+  const s = z.string().refine((v) => {
+    try { return protocols.includes(new URL(v).protocol.replace(':', '')); } catch { return false; }
+  }, `must be a URL with scheme ${protocols.join(' or ')}`);
+  return fallback === undefined ? s.optional() : s.default(fallback);
+};
+export const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int(`must be an integer`).min(min).max(max).default(fallback);
+export const port = (fallback: number) => int(fallback, 0, 65535);
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export const baseSchema = z.object({
+  NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  DATABASE_URL: url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/orderflow'),
+  PORT: port(8080),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  TARGET: z.string().default('all'),
+  DB_POOL_MAX: int(20, 1, 500),
+  SHUTDOWN_TIMEOUT_MS: int(25_000, 1000),
+  INSTANCE_ID: z.string().optional(),
+});
+
+export type BaseConfig = z.infer<typeof baseSchema>;
+
+/** The settings every process needs. `const config = loadBaseConfig(process.env)` */
+export function loadBaseConfig(env: Env): BaseConfig {
+  return readConfig(baseSchema, env);
+}

@@ -1,0 +1,133 @@
+// The Hono app factory every service mounts its routes on: request ids, the one
+// error mapper of CONTRACTS.md, body limit, JSON-only bodies, health, readiness, metrics.
+import { createHash, randomUUID } from 'node:crypto';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ZodType } from 'zod';
+import type { MikroORM } from './db.ts';
+import { HttpError, type ErrorDetail } from './errors.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+
+export type AppEnv = { Variables: { requestId: string; log: Logger } };
+export type App = Hono<AppEnv>;
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Contract error body. `errorBody('NOT_FOUND', 'order not found')` */
+export const errorBody = (code: string, message: string, details?: ErrorDetail[]) =>
+  ({ error: { code, message, ...(details ? { details } : {}) } });
+
+export type Readiness = () => Promise<string[]>;
+
+/** The process's HTTP app. `const app = createApp({ log, metrics, readiness })` */
+export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number }): App {
+  const app = new Hono<AppEnv>();
+  const { log, metrics } = opts;
+
+  app.use('*', async (c, next) => {
+    const incoming = c.req.header('x-request-id');
+    const requestId = incoming && /^[\w.:-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+    c.set('requestId', requestId);
+    c.set('log', log.child({ requestId }));
+    c.header('X-Request-Id', requestId);
+    const started = performance.now();
+    await next();
+    c.res.headers.set('X-Request-Id', requestId);
+    metrics.httpSeconds.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, (performance.now() - started) / 1000);
+  });
+
+  app.use('*', bodyLimit({
+    maxSize: opts.maxBodyBytes ?? MAX_BODY_BYTES,
+    onError: (c) => c.json(errorBody('PAYLOAD_TOO_LARGE', `request body exceeds ${opts.maxBodyBytes ?? MAX_BODY_BYTES} bytes`), 413),
+  }));
+
+  app.use('*', async (c, next) => {
+    if (['POST', 'PUT', 'PATCH'].includes(c.req.method)) {
+      const type = c.req.header('content-type');
+      const hasBody = type !== undefined || Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
+      if (hasBody && !/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type ?? '')) {
+        return c.json(errorBody('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json'), 415);
+      }
+    }
+    await next();
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof HttpError) return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
+    if ((err as { status?: number }).status === 413) return c.json(errorBody('PAYLOAD_TOO_LARGE', 'request body too large'), 413);
+    (c.get('log') ?? log).error({ err }, 'unhandled error');
+    return c.json(errorBody('INTERNAL', 'internal error'), 500);
+  });
+  app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`), 404));
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    const missing = await opts.readiness();
+    return missing.length ? c.json({ status: 'unavailable', missing }, 503) : c.json({ status: 'ready' });
+  });
+  app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+  return app;
+}
+
+/** Parse and validate a JSON body; 400 with per-field details. `const body = await readJson(c, CreateOrder)` */
+export async function readJson<T>(c: Context, schema: ZodType<T>): Promise<T> {
+  const text = await c.req.text();
+  let raw: unknown;
+  try {
+    raw = text.length ? JSON.parse(text) : undefined;
+  } catch (err) {
+    throw new HttpError(400, 'VALIDATION_FAILED', `malformed JSON: ${(err as Error).message}`, [{ field: '(body)', message: 'malformed JSON' }]);
+  }
+  return validate(raw, schema);
+}
+
+/** Validate any value (query, params); throws the contract's 400. */
+export function validate<T>(raw: unknown, schema: ZodType<T>): T {
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const details = parsed.error.issues.map((i) => ({ field: i.path.length ? i.path.join('.') : '(body)', message: i.message }));
+  throw new HttpError(400, 'VALIDATION_FAILED', `invalid request: ${details.map((d) => d.field).join(', ')}`, details);
+}
+
+/**
+ * Idempotency-Key for creating POSTs, stored in Postgres: the same key and body replay
+ * the first response; another body is 422; a key still running is 409.
+ * `app.post('/', idempotency(orm, 'orders.create'), handler)`
+ */
+export function idempotency(orm: MikroORM, scope: string, staleMs = 60_000): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const key = c.req.header('idempotency-key');
+    if (key === undefined) return await next();
+    if (!/^[\x21-\x7e]{1,255}$/.test(key)) throw new HttpError(400, 'VALIDATION_FAILED', 'Idempotency-Key must be 1-255 visible ASCII characters', [{ field: 'Idempotency-Key', message: 'invalid' }]);
+    const hash = createHash('sha256').update(await c.req.text()).digest('hex');
+    const em = orm.em.fork();
+    const claimed = await em.execute(
+      `insert into kit.idempotency_keys (scope, key, request_hash, state) values (?, ?, ?, 'running')
+       on conflict (scope, key) do update set request_hash = excluded.request_hash, created_at = now()
+         where kit.idempotency_keys.state = 'running' and kit.idempotency_keys.request_hash = excluded.request_hash
+           and kit.idempotency_keys.created_at < now() - make_interval(secs => ?)
+       returning 1`, [scope, key, hash, staleMs / 1000]);
+    if (!claimed.length) {
+      const [row] = await em.execute<{ request_hash: string; state: string; response_status: number; response_body: string }[]>(
+        'select request_hash, state, response_status, response_body from kit.idempotency_keys where scope = ? and key = ?', [scope, key]);
+      if (!row) throw new HttpError(409, 'REQUEST_IN_PROGRESS', 'a request with this Idempotency-Key is in progress');
+      if (row.request_hash !== hash) throw new HttpError(422, 'IDEMPOTENCY_KEY_REUSED', 'Idempotency-Key was used with a different request body');
+      if (row.state === 'running') throw new HttpError(409, 'REQUEST_IN_PROGRESS', 'a request with this Idempotency-Key is in progress');
+      return c.body(row.response_body, row.response_status as ContentfulStatusCode, { 'content-type': 'application/json', 'Idempotent-Replayed': 'true' });
+    }
+    try {
+      await next();
+    } finally {
+      const status = c.res.status;
+      // Server errors are not remembered: the client may retry them with the same key.
+      if (status >= 500) {
+        await em.execute('delete from kit.idempotency_keys where scope = ? and key = ?', [scope, key]);
+      } else {
+        const body = await c.res.clone().text();
+        await em.execute(`update kit.idempotency_keys set state = 'done', response_status = ?, response_body = ? where scope = ? and key = ?`, [status, body, scope, key]);
+      }
+    }
+  };
+}

@@ -1,0 +1,119 @@
+// Transactional outbox. A service writes its event rows in the same transaction as
+// its state change (`enqueue`); the relay publishes them with Nats-Msg-Id = row id,
+// so a crash between publish and delete republishes an id the stream has already
+// seen inside its duplicate window, and no consumer sees the event twice.
+import { randomUUID } from 'node:crypto';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import pg from 'pg';
+import type { EntityManager, MikroORM } from './db.ts';
+import type { Logger } from './log.ts';
+import { H } from './nats.ts';
+
+export type OutboxMessage = { subject: string; data: unknown; headers?: Record<string, string>; id?: string };
+
+/** Add events to the caller's transaction. `await enqueue(em, [{ subject: 'orders.created', data: order }])` */
+export async function enqueue(em: EntityManager, messages: OutboxMessage[]): Promise<string[]> {
+  if (!messages.length) return [];
+  const ids = messages.map((m) => m.id ?? randomUUID());
+  const params: unknown[] = [];
+  const rows = messages.map((m, i) => {
+    params.push(ids[i], m.subject, JSON.stringify(m.data), JSON.stringify(m.headers ?? {}));
+    return '(?, ?, ?, ?)';
+  });
+  await em.execute(`insert into kit.outbox (id, subject, payload, headers) values ${rows.join(', ')}`, params);
+  return ids;
+}
+
+export type OutboxRelay = { stop(): Promise<void>; drainOnce(): Promise<number> };
+
+/**
+ * Publish outbox rows until stopped. Several relays (replicas) share the table through
+ * `FOR UPDATE SKIP LOCKED`. `const relay = startOutboxRelay({ orm, js, databaseUrl, log })`
+ */
+export function startOutboxRelay(opts: {
+  orm: MikroORM; js: JetStreamClient; databaseUrl: string; log: Logger;
+  batchSize?: number; pollMs?: number; publishTimeoutMs?: number;
+  onPublished?: (n: number) => void;
+}): OutboxRelay {
+  const { orm, js, log } = opts;
+  const batchSize = opts.batchSize ?? 500;
+  const pollMs = opts.pollMs ?? 1000;
+  let running = true;
+  let wake: (() => void) | undefined;
+  let failures = 0;
+
+  const drainOnce = async (): Promise<number> => {
+    return await orm.em.fork().transactional(async (em) => {
+      const rows = await em.execute<{ id: string; subject: string; payload: string; headers: Record<string, string> }[]>(
+        'select id, subject, payload, headers from kit.outbox order by created_at limit ? for update skip locked', [batchSize]);
+      if (!rows.length) return 0;
+      const results = await Promise.allSettled(rows.map((r) => {
+        const h = natsHeaders();
+        for (const [k, v] of Object.entries(r.headers ?? {})) h.set(k, v);
+        h.set(H.logicalId, r.id);
+        return js.publish(r.subject, r.payload, { msgID: r.id, headers: h, timeout: opts.publishTimeoutMs ?? 3000 });
+      }));
+      const sent = rows.filter((_, i) => results[i]!.status === 'fulfilled').map((r) => r.id);
+      if (sent.length) await em.execute('delete from kit.outbox where id in (?)', [sent]);
+      const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
+      if (failed && !sent.length) throw failed.reason;
+      opts.onPublished?.(sent.length);
+      return rows.length;
+    });
+  };
+
+  // LISTEN on a dedicated connection; reconnects so a Postgres restart only costs latency.
+  let listener: pg.Client | undefined;
+  const listen = async () => {
+    while (running) {
+      const c = new pg.Client({ connectionString: opts.databaseUrl });
+      try {
+        c.on('notification', () => wake?.());
+        await c.connect();
+        await c.query('LISTEN orderflow_outbox');
+        listener = c;
+        await new Promise<void>((resolve) => { c.once('error', () => resolve()); c.once('end', () => resolve()); });
+      } catch (err) {
+        if (running) log.warn({ err }, 'outbox listener failed; relay keeps polling');
+      } finally {
+        c.end().catch(() => {});
+      }
+      if (running) await sleep(1000);
+    }
+  };
+  void listen();
+
+  const loop = (async () => {
+    while (running) {
+      let n = 0;
+      try {
+        n = await drainOnce();
+        failures = 0;
+      } catch (err) {
+        failures++;
+        if (failures === 1 || failures % 20 === 0) log.warn({ err: String(err), failures }, 'outbox relay cannot publish; will retry');
+      }
+      if (n >= batchSize) continue;
+      const wait = failures ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : pollMs;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, wait);
+        // While NATS is failing, NOTIFYs must not cut the backoff short.
+        if (!failures) wake = () => { clearTimeout(t); resolve(); };
+      });
+      wake = undefined;
+    }
+  })();
+
+  return {
+    drainOnce,
+    async stop() {
+      running = false;
+      wake?.();
+      await loop;
+      await listener?.end().catch(() => {});
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,137 @@
+// The process runtime: boots the kit (HTTP, NATS, provisioning, Postgres, migrations,
+// outbox relay, DLQ mover), starts the chosen services, and stops them all in reverse.
+// main.ts gives it the registry; tests call it in-process with their own env.
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { serve, type ServerType } from '@hono/node-server';
+import { Kvm } from '@nats-io/kv';
+import { loadBaseConfig } from './config.ts';
+import { migrate, openOrm, type MigrationDef, type MikroORM } from './db.ts';
+import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
+import { ConfigError } from './errors.ts';
+import { createApp, type App } from './http.ts';
+import { createLogger, type Logger } from './log.ts';
+import { createMetrics } from './metrics.ts';
+import { kitMigrations } from './migrations.ts';
+import { connectNats, type Nats } from './nats.ts';
+import { startOutboxRelay } from './outbox.ts';
+import { provision, STREAMS_DIR } from './provision.ts';
+import type { Deps, Env, Running } from './service.ts';
+
+export type ServiceModule = {
+  entities: unknown[];
+  migrations: MigrationDef[];
+  start(deps: Deps): Promise<Running>;
+};
+export type Registry = Record<string, ServiceModule>;
+
+/** Stand-ins for unset external systems (main.ts decides which); endpoints go to Deps. */
+export type Externals = (ctx: { env: Env; targets: string[]; app: App; log: Logger }) => Promise<{ endpoints: Record<string, string>; stop(): Promise<void> }>;
+
+export type Cluster = { url: string; port: number; app: App; deps: Deps; targets: string[]; stop(): Promise<void> };
+
+/** Resolve TARGET into service names. `resolveTargets('orders,notifications', registry)` */
+export function resolveTargets(target: string, registry: Registry): string[] {
+  const names = Object.keys(registry);
+  if (target.trim() === 'all') return names;
+  const wanted = target.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = wanted.filter((t) => !names.includes(t));
+  if (unknown.length || !wanted.length) throw new ConfigError(`unknown TARGET ${unknown.join(',') || '(empty)'}; known: all, ${names.join(', ')}`);
+  return names.filter((n) => wanted.includes(n));
+}
+
+const withTimeout = async <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+  await Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms).unref())]);
+
+/** Boot a process. `const cluster = await startRuntime({ env: process.env, registry })` */
+export async function startRuntime(opts: { env: Env; registry: Registry; externals?: Externals; log?: Logger }): Promise<Cluster> {
+  const config = loadBaseConfig(opts.env);
+  const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
+  const targets = resolveTargets(config.TARGET, opts.registry);
+  const metrics = createMetrics();
+  let nats: Nats | undefined;
+  let orm: MikroORM | undefined;
+  let provisioned = false;
+
+  const app = createApp({
+    log, metrics,
+    readiness: async () => {
+      const missing: string[] = [];
+      if (!provisioned) missing.push('provisioning');
+      await withTimeout(nats?.nc.flush() ?? Promise.reject(new Error()), 1000, 'nats').catch(() => missing.push('nats'));
+      await withTimeout(orm?.em.fork().execute('select 1') ?? Promise.reject(new Error()), 1000, 'database').catch(() => missing.push('database'));
+      return missing;
+    },
+  });
+
+  // Listen first: /healthz answers and /readyz says what is missing while we boot.
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, port: config.PORT, hostname: opts.env.HOST ?? '0.0.0.0' }, () => resolve(s));
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port, targets }, 'http listening');
+
+  nats = await connectNats(config.NATS_URL, log, `orderflow:${targets.join(',')}`);
+  await provision(nats.jsm, STREAMS_DIR, log);
+  const kvm = new Kvm(nats.js);
+  const errors = await kvm.open(ERRORS_BUCKET);
+
+  const all = Object.values(opts.registry);
+  orm = await openOrm({
+    url: config.DATABASE_URL!, poolMax: config.DB_POOL_MAX,
+    entities: all.flatMap((m) => m.entities) as never,
+    migrations: [...kitMigrations, ...all.flatMap((m) => m.migrations)],
+  });
+  await migrate(orm, log);
+  provisioned = true;
+
+  const ext = opts.externals ? await opts.externals({ env: opts.env, targets, app, log }) : { endpoints: {}, stop: async () => {} };
+  const deps: Deps = { config, env: opts.env, nats, kvm, errors, orm, log, metrics, app, endpoints: ext.endpoints };
+
+  const running: { name: string; svc: Running }[] = [];
+  for (const name of targets) {
+    running.push({ name, svc: await opts.registry[name]!.start({ ...deps, log: log.child({ service: name }) }) });
+    log.info({ service: name }, 'service started');
+  }
+
+  const relay = startOutboxRelay({ orm, js: nats.js, databaseUrl: config.DATABASE_URL!, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
+  const mover = await startDlqMover({ nc: nats.nc, js: nats.js, jsm: nats.jsm, errors, log });
+  const dlq = createDlqAdmin(nats);
+  const gauges = setInterval(() => {
+    void dlq.depth().then((d) => metrics.dlqDepth.set(d)).catch(() => {});
+    void orm!.em.fork().execute<{ n: string; lag: number | null }[]>('select count(*) as n, extract(epoch from now() - min(created_at))::float8 as lag from kit.outbox')
+      .then(([r]) => { metrics.outboxPending.set(Number(r?.n ?? 0)); metrics.outboxLagSeconds.set(r?.lag ?? 0); }).catch(() => {});
+  }, 5000);
+  gauges.unref();
+  log.info({ targets }, 'orderflow ready');
+
+  let stopping: Promise<void> | undefined;
+  const stop = async () => {
+    stopping ??= (async () => {
+      clearInterval(gauges);
+      // Consumers first: in-flight work finishes (or returns to the queue), nothing new is pulled.
+      for (const { name, svc } of [...running].reverse()) {
+        await withTimeout(svc.stop(), config.SHUTDOWN_TIMEOUT_MS, `stopping ${name}`).catch((err) => log.warn({ err: String(err) }, 'service stop'));
+      }
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        if ('closeIdleConnections' in server) server.closeIdleConnections();
+        setTimeout(() => { if ('closeAllConnections' in server) server.closeAllConnections(); resolve(); }, 2000).unref();
+      });
+      await mover.stop();
+      // A last pass so events of work that just finished leave now rather than at next boot.
+      await relay.drainOnce().catch(() => 0);
+      await relay.stop();
+      await ext.stop();
+      await nats!.nc.drain().catch(() => {});
+      await orm!.close();
+      log.info('stopped');
+    })();
+    return await stopping;
+  };
+
+  return { url: `http://127.0.0.1:${port}`, port, app, deps, targets, stop };
+}
+
+/** Default instance id for logs and cluster membership. */
+export const instanceId = (env: Env) => env.INSTANCE_ID ?? `${hostname()}-${process.pid}`;

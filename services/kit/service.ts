@@ -1,0 +1,28 @@
+// What main.ts hands every service, and what a service hands back.
+import type { KV, Kvm } from '@nats-io/kv';
+import type { BaseConfig } from './config.ts';
+import type { MikroORM } from './db.ts';
+import type { App } from './http.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import type { Nats } from './nats.ts';
+
+export type Env = Record<string, string | undefined>;
+
+export type Deps = {
+  config: BaseConfig;
+  /** The raw environment, for the service's own prefixed settings (its config.ts). */
+  env: Env;
+  nats: Nats;
+  kvm: Kvm;
+  /** Last handler errors, read by the DLQ mover (see dlq.ts). */
+  errors: KV;
+  orm: MikroORM;
+  log: Logger;
+  metrics: Metrics;
+  app: App;
+  /** Endpoints of simulators main.ts started for unset external URLs. */
+  endpoints: Record<string, string>;
+};
+
+export type Running = { stop(): Promise<void> };

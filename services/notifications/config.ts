@@ -1,0 +1,19 @@
+import { z } from 'zod';
+import { int, readConfig, url } from '../kit/config.ts';
+import type { Env } from '../kit/service.ts';
+
+const schema = z.object({
+  SMTP_URL: url(['smtp', 'smtps']),
+  MAIL_FROM: z.string().default('orderflow <orders@orderflow.local>'),
+  NOTIFY_CONCURRENCY: int(32, 1, 1000),
+  SMTP_POOL_SIZE: int(5, 1, 100),
+});
+
+export type NotificationsConfig = z.infer<typeof schema> & { SMTP_URL: string };
+
+/** SMTP_URL may come from the sink main.ts started; it is required by then. */
+export function loadNotificationsConfig(env: Env, fallbackSmtpUrl?: string): NotificationsConfig {
+  const c = readConfig(schema, { ...env, SMTP_URL: env.SMTP_URL || fallbackSmtpUrl });
+  if (!c.SMTP_URL) throw new Error('SMTP_URL is required for the notifications service');
+  return c as NotificationsConfig;
+}

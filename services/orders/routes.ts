@@ -1,0 +1,33 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { CreateOrderRequest } from '../../contracts/orders.ts';
+import type { MikroORM } from '../kit/db.ts';
+import { notFound } from '../kit/errors.ts';
+import { idempotency, readJson, validate, type AppEnv } from '../kit/http.ts';
+import { Order } from './entities.ts';
+import { createOrder, toOrderView } from './orders.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function orderRoutes({ orm }: { orm: MikroORM }) {
+  return new Hono<AppEnv>()
+    .post('/', idempotency(orm, 'POST /api/orders'), async (c) => {
+      const req = await readJson(c, CreateOrderRequest);
+      const o = await createOrder(orm, req, c.get('requestId'));
+      c.get('log').info({ id: o.id, orderId: o.orderId }, 'order accepted');
+      return c.json({ id: o.id, orderId: o.orderId, status: 'PENDING', items: o.items, createdAt: o.createdAt }, 202);
+    })
+    .get('/', async (c) => {
+      const { orderId } = validate(c.req.query(), z.object({ orderId: z.string().min(1).max(64) }));
+      const o = await orm.em.fork().findOne(Order, { orderId });
+      if (!o) throw notFound(`order ${orderId}`);
+      return c.json(toOrderView(o));
+    })
+    .get('/:id', async (c) => {
+      const id = c.req.param('id');
+      // A malformed id cannot name an order: 404 rather than a uuid cast error.
+      const o = UUID.test(id) ? await orm.em.fork().findOne(Order, { id }) : null;
+      if (!o) throw notFound(`order ${id}`);
+      return c.json(toOrderView(o));
+    });
+}
