@@ -1,0 +1,168 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+
+let c: TestCluster;
+beforeAll(async () => { c = await startTestCluster({ TARGET: 'orders' }); });
+afterAll(async () => { await c?.close(); });
+
+const order = (over: Record<string, unknown> = {}) => ({
+  orderId: `A-${Math.random().toString(36).slice(2, 10)}`, email: 'ana@example.com', phone: '+15551234567',
+  paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 2 }], ...over,
+});
+const post = (body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
+  c.app.request('/api/orders', { method: 'POST', body, headers });
+
+describe('POST /api/orders', () => {
+  it('accepts an order with 202 and the contract body, and GETs it back by id and business id', async () => {
+    const o = order();
+    const res = await post(JSON.stringify(o), { 'content-type': 'application/json', 'x-request-id': 'req-123' });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('x-request-id')).toBe('req-123');
+    const body = await res.json();
+    expect(body).toMatchObject({ orderId: o.orderId, status: 'PENDING', items: o.items });
+    expect(body.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Date(body.createdAt).toString()).not.toBe('Invalid Date');
+
+    const got = await (await c.app.request(`/api/orders/${body.id}`)).json();
+    expect(got).toMatchObject({ id: body.id, orderId: o.orderId, email: o.email, status: 'PENDING', items: o.items, totalCents: null, trackingNumber: null, failureReason: null });
+    expect(got.history).toEqual([{ status: 'PENDING', at: body.createdAt, reason: null }]);
+    expect(got).toHaveProperty('updatedAt');
+    const byBusiness = await (await c.app.request(`/api/orders?orderId=${o.orderId}`)).json();
+    expect(byBusiness.id).toBe(body.id);
+  });
+
+  it('rejects a second order with the same orderId with 409 DUPLICATE_ORDER', async () => {
+    const o = order();
+    expect((await post(JSON.stringify(o))).status).toBe(202);
+    const res = await post(JSON.stringify(o));
+    expect(res.status).toBe(409);
+    expect((await res.json()).error.code).toBe('DUPLICATE_ORDER');
+  });
+
+  const bad: [string, string, number, string][] = [
+    ['broken JSON', '{"orderId": "A-1",', 400, 'VALIDATION_FAILED'],
+    ['a JSON array', '[1,2]', 400, 'VALIDATION_FAILED'],
+    ['an empty body', '', 400, 'VALIDATION_FAILED'],
+    ['null', 'null', 400, 'VALIDATION_FAILED'],
+    ['missing items', JSON.stringify({ orderId: 'A-2', email: 'a@b.co' }), 400, 'VALIDATION_FAILED'],
+    ['empty items', JSON.stringify(order({ items: [] })), 400, 'VALIDATION_FAILED'],
+    ['101 items', JSON.stringify(order({ items: Array.from({ length: 101 }, (_, i) => ({ sku: `S-${i}`, quantity: 1 })) })), 400, 'VALIDATION_FAILED'],
+    ['quantity as a string', JSON.stringify(order({ items: [{ sku: 'S', quantity: '2' }] })), 400, 'VALIDATION_FAILED'],
+    ['fractional quantity', JSON.stringify(order({ items: [{ sku: 'S', quantity: 1.5 }] })), 400, 'VALIDATION_FAILED'],
+    ['quantity 0', JSON.stringify(order({ items: [{ sku: 'S', quantity: 0 }] })), 400, 'VALIDATION_FAILED'],
+    ['quantity 1001', JSON.stringify(order({ items: [{ sku: 'S', quantity: 1001 }] })), 400, 'VALIDATION_FAILED'],
+    ['orderId as a number', JSON.stringify(order({ orderId: 42 })), 400, 'VALIDATION_FAILED'],
+    ['orderId too long', JSON.stringify(order({ orderId: 'x'.repeat(65) })), 400, 'VALIDATION_FAILED'],
+    ['SQL-looking orderId', JSON.stringify(order({ orderId: "A'; DROP TABLE orders.orders;--" })), 400, 'VALIDATION_FAILED'],
+    ['bad email', JSON.stringify(order({ email: 'not-an-email' })), 400, 'VALIDATION_FAILED'],
+    ['email with a header injection', JSON.stringify(order({ email: 'a@b.co\r\nBcc: x@y.z' })), 400, 'VALIDATION_FAILED'],
+    ['bad phone', JSON.stringify(order({ phone: '555-1234' })), 400, 'VALIDATION_FAILED'],
+    ['items not an array', JSON.stringify(order({ items: 'SKU-1' })), 400, 'VALIDATION_FAILED'],
+  ];
+  for (const [what, body, status, code] of bad) {
+    it(`answers ${what} with ${status} ${code}`, async () => {
+      const res = await post(body);
+      expect(res.status).toBe(status);
+      const json = await res.json();
+      expect(json.error.code).toBe(code);
+      expect(typeof json.error.message).toBe('string');
+      expect(Array.isArray(json.error.details)).toBe(true);
+    });
+  }
+
+  it('names each bad field in details', async () => {
+    const res = await post(JSON.stringify({ orderId: 7, email: 'x', items: [{ sku: 'S', quantity: -1 }] }));
+    const fields = (await res.json()).error.details.map((d: { field: string }) => d.field);
+    expect(fields).toEqual(expect.arrayContaining(['orderId', 'email', 'items.0.quantity']));
+  });
+
+  it('stores SQL-looking text in allowed fields verbatim, without harm', async () => {
+    const o = order({ items: [{ sku: "S'--", quantity: 1 }] });
+    // sku allows only [A-Za-z0-9._-]: the quote is refused.
+    expect((await post(JSON.stringify(o))).status).toBe(400);
+    const ok = order({ email: "o'brien@example.com" });
+    const res = await post(JSON.stringify(ok));
+    expect(res.status).toBe(202);
+    const got = await (await c.app.request(`/api/orders/${(await res.json()).id}`)).json();
+    expect(got.email).toBe("o'brien@example.com");
+  });
+
+  it('answers a 3 MB body with 413 PAYLOAD_TOO_LARGE', async () => {
+    const res = await fetch(`${c.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(order({ pad: 'x'.repeat(3 * 1024 * 1024) })) });
+    expect(res.status).toBe(413);
+    expect((await res.json()).error.code).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('answers a non-JSON content type with 415', async () => {
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml']) {
+      const res = await post(JSON.stringify(order()), { 'content-type': type });
+      expect(res.status).toBe(415);
+      expect((await res.json()).error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    }
+  });
+
+  it('accepts application/json with a charset', async () => {
+    expect((await post(JSON.stringify(order()), { 'content-type': 'application/json; charset=utf-8' })).status).toBe(202);
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('replays the first response for the same key and body', async () => {
+    const o = JSON.stringify(order());
+    const h = { 'content-type': 'application/json', 'idempotency-key': `k-${Math.random()}` };
+    const first = await post(o, h);
+    const second = await post(o, h);
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect(await second.json()).toEqual(await first.json());
+  });
+
+  it('answers 422 IDEMPOTENCY_KEY_REUSED for the same key with another body', async () => {
+    const h = { 'content-type': 'application/json', 'idempotency-key': `k-${Math.random()}` };
+    expect((await post(JSON.stringify(order()), h)).status).toBe(202);
+    const res = await post(JSON.stringify(order()), h);
+    expect(res.status).toBe(422);
+    expect((await res.json()).error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+  });
+
+  it('answers 409 REQUEST_IN_PROGRESS while the first request still runs', async () => {
+    const key = `k-${Math.random()}`;
+    const body = JSON.stringify(order());
+    const { createHash } = await import('node:crypto');
+    // The first request is "running": its claim row exists without a response.
+    await c.deps.orm.em.fork().execute(`insert into kit.idempotency_keys (scope, key, request_hash, state) values ('POST /api/orders', ?, ?, 'running')`,
+      [key, createHash('sha256').update(body).digest('hex')]);
+    const res = await post(body, { 'content-type': 'application/json', 'idempotency-key': key });
+    expect(res.status).toBe(409);
+    expect((await res.json()).error.code).toBe('REQUEST_IN_PROGRESS');
+  });
+
+  it('replays a 4xx too', async () => {
+    const h = { 'content-type': 'application/json', 'idempotency-key': `k-${Math.random()}` };
+    const body = JSON.stringify(order({ items: [] }));
+    expect((await post(body, h)).status).toBe(400);
+    const again = await post(body, h);
+    expect(again.status).toBe(400);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+  });
+});
+
+describe('GET', () => {
+  it('404s unknown and malformed ids', async () => {
+    for (const id of ['00000000-0000-0000-0000-000000000000', 'nope', "1' or '1'='1"]) {
+      const res = await c.app.request(`/api/orders/${encodeURIComponent(id)}`);
+      expect(res.status).toBe(404);
+      expect((await res.json()).error.code).toBe('NOT_FOUND');
+    }
+  });
+  it('400s a lookup without orderId', async () => {
+    expect((await c.app.request('/api/orders')).status).toBe(400);
+  });
+  it('serves health, readiness and metrics', async () => {
+    expect((await c.app.request('/healthz')).status).toBe(200);
+    expect(await (await c.app.request('/readyz')).json()).toEqual({ status: 'ready' });
+    const m = await (await c.app.request('/metrics')).text();
+    expect(m).toContain('orderflow_http_request_duration_seconds');
+    expect(m).toContain('orderflow_outbox_lag_seconds');
+  });
+});

@@ -1,0 +1,49 @@
+// An in-process orderflow for tests: a private nats-server, a fresh database, an SMTP
+// sink, and the real runtime with the real registry.
+import { createLogger } from './kit/log.ts';
+import { startRuntime, type Cluster } from './kit/runtime.ts';
+import type { Env } from './kit/service.ts';
+import { createTestDatabase, startTestNats, type TestNats } from './kit/testing.ts';
+import { externals, registry } from './main.ts';
+import { startSmtpSink, type SmtpSink } from './simulators/smtp-sink.ts';
+
+export type TestCluster = Cluster & {
+  nats: TestNats; sink: SmtpSink; databaseUrl: string; env: Env;
+  /** POST JSON to the cluster over its real HTTP port. */
+  post(path: string, body: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  get(path: string): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+};
+
+/** `const c = await startTestCluster({ TARGET: 'orders,notifications,admin' })` */
+export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats; databaseUrl?: string; sink?: SmtpSink }): Promise<TestCluster> {
+  const nats = shared?.nats ?? await startTestNats();
+  const db = shared?.databaseUrl ? undefined : await createTestDatabase();
+  const sink = shared?.sink ?? await startSmtpSink({ port: 0 });
+  const fullEnv: Env = {
+    NATS_URL: nats.url, DATABASE_URL: shared?.databaseUrl ?? db!.url, PORT: '0', HOST: '127.0.0.1',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', SMTP_URL: sink.url, DB_POOL_MAX: '10', ...env,
+  };
+  const cluster = await startRuntime({ env: fullEnv, registry, externals, log: createLogger({ level: fullEnv.LOG_LEVEL }) });
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(cluster.url + path, {
+      method, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+    return { status: res.status, body: parsed as any };
+  };
+  return {
+    ...cluster, nats, sink, databaseUrl: fullEnv.DATABASE_URL!, env: fullEnv,
+    post: (path, body, headers) => call('POST', path, body, headers),
+    get: (path) => call('GET', path),
+    async close() {
+      await cluster.stop();
+      if (!shared?.sink) await sink.close();
+      if (db) await db.drop().catch(() => {});
+      if (!shared?.nats) await nats.stop();
+    },
+  };
+}
