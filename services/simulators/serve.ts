@@ -3,6 +3,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
+import type { HttpBindings } from '@hono/node-server';
 
 type FetchHandler = Parameters<typeof serve>[0]['fetch'];
 
@@ -66,4 +67,25 @@ export function drawLatency(latency: LatencyMs, random: () => number): number {
 /** A random 32-bit seed for when the caller gives none. `createRandom(randomSeed())` */
 export function randomSeed(): number {
   return (Math.random() * 2 ** 32) >>> 0;
+}
+
+/** Thrown when there is no socket to destroy (app.request), so the caller's fetch rejects as on a cut connection. */
+export class DroppedConnectionError extends Error {
+  constructor() {
+    super('connection dropped by the simulator');
+    this.name = 'DroppedConnectionError';
+  }
+}
+
+/**
+ * Cuts the client's connection without an answer: destroys the raw socket under
+ * @hono/node-server, or throws DroppedConnectionError in-process (the app's
+ * onError must rethrow it). `return dropConnection(c.env)`
+ */
+export function dropConnection(env: unknown): Response {
+  const socket = (env as Partial<HttpBindings> | undefined)?.incoming?.socket;
+  if (!socket) throw new DroppedConnectionError();
+  socket.destroy();
+  // Never reaches the client; the adapter only needs something to discard.
+  return new Response(null, { status: 204 });
 }

@@ -4,12 +4,13 @@
 // without an answer). Every request and every applied state change is counted,
 // so tests can assert "never above the cap" and "each change applied once".
 import { randomBytes } from 'node:crypto';
-import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { Context } from 'hono';
 import * as z from 'zod';
-import { createRandom, drawLatency, randomSeed, serveApp, sleep } from './serve.ts';
+import { createRandom, drawLatency, dropConnection, DroppedConnectionError, randomSeed, serveApp, sleep } from './serve.ts';
 import type { LatencyMs, ServedApp } from './serve.ts';
+
+export { DroppedConnectionError };
 
 export type LoanStatus = 'AVAILABLE' | 'RESERVED' | 'INVESTED';
 
@@ -155,14 +156,6 @@ const seedLoansSchema = z.strictObject({
   status: z.enum(['AVAILABLE', 'RESERVED', 'INVESTED']).optional(),
   investorId: z.string().min(1).optional(),
 });
-
-/** Thrown when there is no socket to destroy (app.request), so the caller's fetch rejects like on a cut connection. */
-export class DroppedConnectionError extends Error {
-  constructor() {
-    super('connection dropped by the T24 simulator');
-    this.name = 'DroppedConnectionError';
-  }
-}
 
 // FNV-1a plus a murmur3 finaliser (ids like L-000001 differ only in their last
 // characters): a stable per-id draw, so missingRate/takenRate pick the same ids in any order.
@@ -351,11 +344,7 @@ export function createT24Simulator(options: T24Options = {}): T24Simulator {
   function drop(c: Context, sec: T24SecondStats): Response {
     stats.drops++;
     sec.drops++;
-    const socket = (c.env as Partial<HttpBindings> | undefined)?.incoming?.socket;
-    if (!socket) throw new DroppedConnectionError();
-    socket.destroy();
-    // Nothing reaches the client; the adapter only needs something to discard.
-    return new Response(null, { status: 204 });
+    return dropConnection(c.env);
   }
 
   async function handle(c: Context, kind: Kind): Promise<Response> {
