@@ -47,3 +47,30 @@ export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats
     },
   };
 }
+
+export type SpawnedCluster = { url: string; port: number; pid: number; kill9(): Promise<void>; sigterm(): Promise<number | null>; output(): string };
+
+/** Run `node services/main.ts` as a child process (for kill -9 and SIGTERM tests). */
+export async function spawnCluster(env: Env): Promise<SpawnedCluster> {
+  const { spawn } = await import('node:child_process');
+  const { freePort, eventually } = await import('./kit/testing.ts');
+  const port = Number(env.PORT) || await freePort();
+  const child = spawn(process.execPath, [new URL('./main.ts', import.meta.url).pathname], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => { out = (out + d).slice(-20_000); });
+  child.stderr.on('data', (d) => { out = (out + d).slice(-20_000); });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  await eventually(async () => {
+    if (child.exitCode !== null) throw new Error(`cluster exited: ${out}`);
+    return (await fetch(`${url}/readyz`)).status === 200;
+  }, { timeoutMs: 30_000, what: 'spawned cluster ready' });
+  return {
+    url, port, pid: child.pid!, output: () => out,
+    async kill9() { child.kill('SIGKILL'); await exited; },
+    async sigterm() { child.kill('SIGTERM'); return await exited; },
+  };
+}

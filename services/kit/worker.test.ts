@@ -67,7 +67,7 @@ describe('worker harness', () => {
     await publish(q.subject, { key: 'b', n: 'not a number' });
     const dlq = createDlqAdmin(c.deps.nats);
     const entries = await eventually(async () => { const l = await dlq.list({ stream: q.stream }); return l.length === 2 ? l : undefined; }, { what: 'two entries' });
-    const byReason = Object.fromEntries(entries.map((e) => [e.reason, e]));
+    const byReason = Object.fromEntries(entries!.map((e) => [e.reason, e]));
     expect(byReason['non-retryable']!.error).toBe('card expired');
     expect(byReason['invalid-message']!.error).toMatch(/schema: n:/);
     expect(calls).toBe(1);
