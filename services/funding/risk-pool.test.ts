@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../kit/testing.ts';
+import { scoreApplication, type RiskInput, type RiskResult } from './risk-model.ts';
+import {
+  RiskPoolBusyError,
+  RiskScoringError,
+  RiskWorkerCrashedError,
+  createRiskPool,
+  sampleRiskInput,
+  type RiskPool,
+} from './risk-pool.ts';
+
+function withoutCpu(r: RiskResult): Omit<RiskResult, 'cpuMs'> {
+  const { cpuMs: _cpu, ...rest } = r;
+  return rest;
+}
+
+describe('createRiskPool', () => {
+  let pool: RiskPool;
+  beforeAll(() => {
+    pool = createRiskPool({ threads: 2 });
+  });
+  afterAll(async () => {
+    await pool.close();
+  });
+
+  it('scores concurrent tasks in worker threads, with the same results as in-thread', async () => {
+    const inputs = Array.from({ length: 8 }, (_, i) => sampleRiskInput(i));
+    const results = await Promise.all(inputs.map((input) => pool.score(input)));
+    results.forEach((r, i) => {
+      expect(withoutCpu(r)).toEqual(withoutCpu(scoreApplication(inputs[i]!)));
+      expect(r.cpuMs).toBeGreaterThan(0);
+    });
+    const stats = pool.stats();
+    expect(stats.threads).toBe(2);
+    expect(stats.completed).toBeGreaterThanOrEqual(8);
+    expect(stats.runTimeP50).toBeGreaterThan(0);
+    expect(stats.utilization).toBeGreaterThan(0);
+    expect(stats.utilization).toBeLessThanOrEqual(1);
+  });
+
+  it("debugCrash:'throw' rejects only that task", async () => {
+    const settled = await Promise.allSettled([
+      pool.score(sampleRiskInput(1)),
+      pool.score({ ...sampleRiskInput(2), debugCrash: 'throw' }),
+      pool.score(sampleRiskInput(3)),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const err = (settled[1] as PromiseRejectedResult).reason;
+    expect(err).toBeInstanceOf(RiskScoringError);
+    expect(err.invalidInput).toBe(false);
+    expect(err.message).toMatch(/debugCrash=throw/);
+  });
+
+  it("debugCrash:'exit' rejects only that task, and the pool replaces the thread and keeps serving", async () => {
+    const crashedBefore = pool.stats().crashed;
+    const settled = await Promise.allSettled([
+      pool.score(sampleRiskInput(4)),
+      pool.score({ ...sampleRiskInput(5), debugCrash: 'exit' }),
+      pool.score(sampleRiskInput(6)),
+      pool.score(sampleRiskInput(7)),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    const err = (settled[1] as PromiseRejectedResult).reason;
+    expect(err).toBeInstanceOf(RiskWorkerCrashedError);
+    expect(err.exitCode).toBe(1);
+    expect(err.message).toContain(sampleRiskInput(5).applicationId);
+    expect(pool.stats().crashed).toBe(crashedBefore + 1);
+
+    const after = await Promise.all(Array.from({ length: 4 }, (_, i) => pool.score(sampleRiskInput(10 + i))));
+    expect(after.map((r) => r.modelVersion)).toEqual(Array(4).fill(after[0]!.modelVersion));
+    await eventually(() => pool.stats().liveThreads === 2, { what: 'a replacement thread', timeoutMs: 10_000 });
+  });
+
+  it('survives several crashes in a row', async () => {
+    for (let i = 0; i < 3; i++) {
+      await expect(pool.score({ ...sampleRiskInput(i), debugCrash: 'exit' })).rejects.toBeInstanceOf(RiskWorkerCrashedError);
+    }
+    await expect(pool.score(sampleRiskInput(20))).resolves.toMatchObject({ simulations: expect.any(Number) });
+  });
+
+  it('marks input the model refuses as invalid', async () => {
+    const bad: RiskInput = { ...sampleRiskInput(1), termMonths: 0 };
+    const err = await pool.score(bad).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RiskScoringError);
+    expect((err as RiskScoringError).invalidInput).toBe(true);
+  });
+
+  it('rejects an aborted task with AbortError and keeps serving', async () => {
+    const controller = new AbortController();
+    const pending = pool.score(sampleRiskInput(30), { signal: controller.signal });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(pool.score(sampleRiskInput(31))).resolves.toMatchObject({ simulations: expect.any(Number) });
+  });
+});
+
+describe('createRiskPool with maxQueue', () => {
+  it('sheds load beyond the queue with RiskPoolBusyError', async () => {
+    const pool = createRiskPool({ threads: 1, maxQueue: 1 });
+    try {
+      const settled = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => pool.score(sampleRiskInput(i))));
+      const busy = settled.filter((s) => s.status === 'rejected' && s.reason instanceof RiskPoolBusyError);
+      expect(busy.length).toBeGreaterThan(0);
+      expect(settled.some((s) => s.status === 'fulfilled')).toBe(true);
+      expect(busy.length + settled.filter((s) => s.status === 'fulfilled').length).toBe(5);
+    } finally {
+      await pool.close();
+    }
+  });
+});

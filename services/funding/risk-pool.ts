@@ -1,0 +1,274 @@
+// A piscina pool of worker threads for the CPU-heavy risk model, so scoring
+// never blocks a service's event loop. One task per thread at a time (the
+// model is pure CPU; interleaving would only add latency). A thread that dies
+// mid-task fails that task alone; piscina starts a replacement thread.
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { Piscina } from 'piscina';
+import { scoreApplication, type RiskInput, type RiskResult } from './risk-model.ts';
+
+export type RiskPoolOptions = {
+  /** Worker threads, started eagerly so they are warm. Default: os.availableParallelism(). */
+  threads?: number;
+  /** Tasks allowed to wait for a thread; beyond it score() rejects with RiskPoolBusyError. Default: unbounded. */
+  maxQueue?: number;
+  /** Called for worker errors that belong to no task (e.g. an idle thread dying). */
+  onWorkerError?: (err: Error) => void;
+};
+
+export type RiskPoolStats = {
+  /** Configured thread count. */
+  threads: number;
+  /** Threads alive right now (briefly lower while a crashed one is replaced). */
+  liveThreads: number;
+  queueSize: number;
+  completed: number;
+  failed: number;
+  crashed: number;
+  /** Share of the pool's thread time spent running tasks since it started, 0..1. */
+  utilization: number;
+  /** Task run and queue-wait times in ms (0 before the first task). */
+  runTimeP50: number;
+  runTimeP95: number;
+  runTimeP99: number;
+  waitTimeP50: number;
+  waitTimeP95: number;
+};
+
+export type RiskPool = {
+  score(input: RiskInput, options?: { signal?: AbortSignal }): Promise<RiskResult>;
+  stats(): RiskPoolStats;
+  close(): Promise<void>;
+};
+
+/** The worker thread died while running the task; the input is fine, so retrying later is safe. */
+export class RiskWorkerCrashedError extends Error {
+  exitCode: number | undefined;
+  constructor(message: string, exitCode: number | undefined, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RiskWorkerCrashedError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** The model threw; `invalidInput` marks input the model rejects (retrying cannot help). */
+export class RiskScoringError extends Error {
+  invalidInput: boolean;
+  constructor(message: string, invalidInput: boolean, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RiskScoringError';
+    this.invalidInput = invalidInput;
+  }
+}
+
+/** The queue is at maxQueue: back off and try again. */
+export class RiskPoolBusyError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RiskPoolBusyError';
+  }
+}
+
+const WORKER_FILENAME = new URL('./risk-worker.ts', import.meta.url).href;
+
+/** Start a pool of risk-model threads. `const pool = createRiskPool({ threads: 2 }); const r = await pool.score(input); await pool.close()` */
+export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
+  const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
+  const piscina = new Piscina<RiskInput, RiskResult>({
+    filename: WORKER_FILENAME,
+    minThreads: threads,
+    maxThreads: threads,
+    ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
+    concurrentTasksPerWorker: 1,
+  });
+  // Without a listener an 'error' event (a worker failing with no task in
+  // hand) would throw and take the whole process down.
+  piscina.on('error', (err: Error) => options.onWorkerError?.(err));
+
+  let failed = 0;
+  let crashed = 0;
+  let closing: Promise<void> | undefined;
+
+  return {
+    async score(input, runOptions = {}) {
+      try {
+        return await piscina.run(input, { signal: runOptions.signal ?? null });
+      } catch (err) {
+        failed++;
+        const mapped = mapError(err, input);
+        if (mapped instanceof RiskWorkerCrashedError) crashed++;
+        throw mapped;
+      }
+    },
+
+    stats() {
+      const runTime = piscina.histogram.runTime;
+      const waitTime = piscina.histogram.waitTime;
+      const hasRuns = piscina.completed > 0;
+      return {
+        threads,
+        liveThreads: piscina.threads.length,
+        queueSize: piscina.queueSize,
+        completed: piscina.completed,
+        failed,
+        crashed,
+        // piscina 5.3's own `utilization` divides a ms mean by 1000 once too
+        // often (always ~0), so compute it from the same inputs here.
+        utilization: hasRuns ? Math.min(1, (runTime.mean * piscina.completed) / (piscina.duration * threads)) : 0,
+        runTimeP50: hasRuns ? runTime.p50 : 0,
+        runTimeP95: hasRuns ? percentile(runTime, 95) : 0,
+        runTimeP99: hasRuns ? runTime.p99 : 0,
+        waitTimeP50: hasRuns ? waitTime.p50 : 0,
+        waitTimeP95: hasRuns ? percentile(waitTime, 95) : 0,
+      };
+    },
+
+    close() {
+      closing ??= piscina.close();
+      return closing;
+    },
+  };
+}
+
+// piscina's summary has p90 and p97.5 but no p95: interpolate between them.
+function percentile(summary: { p90: number; p97_5: number }, p: 95): number {
+  return summary.p90 + ((summary.p97_5 - summary.p90) * (p - 90)) / 7.5;
+}
+
+function mapError(err: unknown, input: RiskInput): unknown {
+  if (!(err instanceof Error)) return err;
+  // Aborts (caller's signal, or the pool closing) pass through untouched.
+  if (err.name === 'AbortError') return err;
+  const exited = /^worker exited with code: (-?\d+)/.exec(err.message);
+  if (exited || err.message === 'Terminating worker thread') {
+    const code = exited ? Number(exited[1]) : undefined;
+    return new RiskWorkerCrashedError(
+      `risk worker thread died while scoring application ${input.applicationId}: ${err.message}`,
+      code,
+      { cause: err },
+    );
+  }
+  if (err.message === 'Task queue is at limit') {
+    return new RiskPoolBusyError('risk pool queue is full', { cause: err });
+  }
+  return new RiskScoringError(
+    `risk scoring failed for application ${input.applicationId}: ${err.message}`,
+    err.name === 'RangeError',
+    { cause: err },
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Measurement helpers for risk-model.bench.ts and the later benchmarks.
+
+/** A deterministic, varied application (revenue, age, debt, amount, term) for benchmarks. `sampleRiskInput(7)` */
+export function sampleRiskInput(i: number, termMonths = 24): RiskInput {
+  const revenues = [180_000, 420_000, 900_000, 2_500_000];
+  const years = [1, 2, 4, 7, 12];
+  const debtShares = [0, 0, 0.15, 0.3, 0.6];
+  const amountShares = [0.04, 0.08, 0.12, 0.2, 0.3];
+  const annualRevenue = revenues[i % revenues.length]!;
+  return {
+    applicationId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    // The +i keeps every sample's seed distinct.
+    amount: Math.round(annualRevenue * amountShares[(i >> 2) % amountShares.length]!) + i,
+    currency: 'EUR',
+    termMonths,
+    financials: {
+      annualRevenue,
+      yearsTrading: years[(i * 7) % years.length]!,
+      existingDebt: Math.round(annualRevenue * debtShares[(i * 3) % debtShares.length]!),
+    },
+  };
+}
+
+export type CpuPerScore = {
+  samples: number;
+  cpuMsMean: number;
+  cpuMsP50: number;
+  cpuMsP95: number;
+  cpuMsMax: number;
+};
+
+/** CPU ms of scoreApplication on the calling thread (blocks it: benchmarks only). `measureCpuPerScore({ samples: 50 })` */
+export function measureCpuPerScore(options: { samples?: number; warmup?: number; input?: (i: number) => RiskInput } = {}): CpuPerScore {
+  const samples = options.samples ?? 50;
+  const input = options.input ?? ((i: number) => sampleRiskInput(i));
+  // The first scores run in V8's interpreter; warm up so the number is the steady state.
+  for (let i = 0; i < (options.warmup ?? 5); i++) scoreApplication(input(samples + i));
+  const cpu: number[] = [];
+  for (let i = 0; i < samples; i++) cpu.push(scoreApplication(input(i)).cpuMs);
+  cpu.sort((a, b) => a - b);
+  return {
+    samples,
+    cpuMsMean: round(cpu.reduce((s, x) => s + x, 0) / samples),
+    cpuMsP50: round(quantile(cpu, 0.5)),
+    cpuMsP95: round(quantile(cpu, 0.95)),
+    cpuMsMax: round(cpu[cpu.length - 1] ?? 0),
+  };
+}
+
+export type PoolThroughput = {
+  threads: number;
+  tasks: number;
+  wallMs: number;
+  scoresPerSecond: number;
+  cpuMsMean: number;
+  runTimeP50: number;
+  runTimeP95: number;
+  waitTimeP95: number;
+  utilization: number;
+  /** Longest gap between event-loop turns on the calling thread while the pool ran. */
+  mainThreadMaxLagMs: number;
+};
+
+/** Scores per second through a fresh pool of `threads`. `await measurePoolThroughput({ threads: 2, tasks: 200 })` */
+export async function measurePoolThroughput(options: { threads?: number; tasks?: number; input?: (i: number) => RiskInput } = {}): Promise<PoolThroughput> {
+  const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
+  const tasks = options.tasks ?? 200;
+  const input = options.input ?? ((i: number) => sampleRiskInput(i));
+  const pool = createRiskPool({ threads });
+  try {
+    // Warm every thread's JIT before timing.
+    await Promise.all(Array.from({ length: threads * 3 }, (_, i) => pool.score(input(tasks + i))));
+    const before = pool.stats().completed;
+
+    let maxLag = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      maxLag = Math.max(maxLag, now - last);
+      last = now;
+    }, 5);
+
+    const started = performance.now();
+    const results = await Promise.all(Array.from({ length: tasks }, (_, i) => pool.score(input(i))));
+    const wallMs = performance.now() - started;
+    clearInterval(ticker);
+
+    const stats = pool.stats();
+    return {
+      threads,
+      tasks: stats.completed - before,
+      wallMs: round(wallMs),
+      scoresPerSecond: round((tasks / wallMs) * 1000),
+      cpuMsMean: round(results.reduce((s, r) => s + r.cpuMs, 0) / tasks),
+      runTimeP50: round(stats.runTimeP50),
+      runTimeP95: round(stats.runTimeP95),
+      waitTimeP95: round(stats.waitTimeP95),
+      utilization: round(stats.utilization),
+      mainThreadMaxLagMs: round(maxLag),
+    };
+  } finally {
+    await pool.close();
+  }
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
