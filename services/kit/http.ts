@@ -11,7 +11,7 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 
 export type AppEnv = { Variables: { requestId: string; log: Logger } };
-export type App = Hono<AppEnv>;
+export type App = Hono<AppEnv> & { readiness: Readiness };
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -68,7 +68,7 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
     return missing.length ? c.json({ status: 'unavailable', missing }, 503) : c.json({ status: 'ready' });
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
-  return app;
+  return Object.assign(app, { readiness: opts.readiness });
 }
 
 /** Parse and validate a JSON body; 400 with per-field details. `const body = await readJson(c, CreateOrder)` */

@@ -9,7 +9,7 @@ import { loadBaseConfig } from './config.ts';
 import { migrate, openOrm, type MigrationDef, type MikroORM } from './db.ts';
 import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
-import { createApp, type App } from './http.ts';
+import { createApp, errorBody, type App } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { kitMigrations } from './migrations.ts';
@@ -65,8 +65,13 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   });
 
   // Listen first: /healthz answers and /readyz says what is missing while we boot.
+  // Hono freezes its router on the first request, so until every service has mounted
+  // its routes, requests go to a small boot app (health, readiness, 503 for the rest).
+  const bootApp = createApp({ log, metrics, readiness: app.readiness });
+  bootApp.all('*', (c) => c.json(errorBody('UNAVAILABLE', 'starting up'), 503));
+  let handler = bootApp.fetch;
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, port: config.PORT, hostname: opts.env.HOST ?? '0.0.0.0' }, () => resolve(s));
+    const s = serve({ fetch: (req, env) => handler(req, env), port: config.PORT, hostname: opts.env.HOST ?? '0.0.0.0' }, () => resolve(s));
   });
   const port = (server.address() as AddressInfo).port;
   log.info({ port, targets }, 'http listening');
@@ -94,6 +99,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
     log.info({ service: name }, 'service started');
   }
 
+  handler = app.fetch;
   const relay = startOutboxRelay({ orm, js: nats.js, databaseUrl: config.DATABASE_URL!, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
   const mover = await startDlqMover({ nc: nats.nc, js: nats.js, jsm: nats.jsm, errors, log });
   const dlq = createDlqAdmin(nats);

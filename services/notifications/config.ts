@@ -5,8 +5,9 @@ import type { Env } from '../kit/service.ts';
 const schema = z.object({
   SMTP_URL: url(['smtp', 'smtps']),
   MAIL_FROM: z.string().default('orderflow <orders@orderflow.local>'),
-  NOTIFY_CONCURRENCY: int(32, 1, 1000),
-  SMTP_POOL_SIZE: int(5, 1, 100),
+  // Each mail in flight holds a DB connection (see consumers.ts): keep these below DB_POOL_MAX.
+  NOTIFY_CONCURRENCY: int(8, 1, 1000),
+  SMTP_POOL_SIZE: int(8, 1, 100),
 });
 
 export type NotificationsConfig = z.infer<typeof schema> & { SMTP_URL: string };

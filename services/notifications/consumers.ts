@@ -1,24 +1,28 @@
-// The "order received" mail. Acked only after the SMTP server accepted the mail and
-// the (order, kind) row committed with the inbox row; a redelivery finds the row and
-// sends nothing. The one window left, a crash between SMTP's 250 and the commit, is
-// milliseconds wide, and the resent mail carries the same Message-ID.
+// Mails, once per (order, kind). The claim row for (order, kind) is inserted, the mail
+// sent, and the claim committed, all inside one transaction that also holds the inbox
+// row: an SMTP failure rolls the claim back (so the retry sends), a second replica
+// blocks on the claim and then finds it, and a redelivery finds it and sends nothing.
+// What no SMTP client can close is a crash between the server's 250 and our COMMIT
+// (well under a millisecond here, since the connection is held): the mail is then sent
+// again on redelivery with the same Message-ID, which lets mailbox providers collapse it.
 import { OrderCreated, OrderSubjects, ORDERS_STREAM } from '../../contracts/orders.ts';
 import type { Deps } from '../kit/service.ts';
 import { startWorker, type HandlerContext, type Worker } from '../kit/worker.ts';
-import { SentEmail } from './entities.ts';
 import { messageIdFor, type Mailer } from './mailer.ts';
 
 export type EmailKind = 'received' | 'shipped' | 'failed';
 
-/** Send one (order, kind) mail at most once. */
-export async function sendOnce(mailer: Mailer, ctx: HandlerContext, m: { orderUuid: string; kind: EmailKind; to: string; subject: string; text: string }) {
-  const sent = await ctx.em.findOne(SentEmail, { orderId: m.orderUuid, kind: m.kind });
-  if (sent) return;
+/** Send one (order, kind) mail at most once; returns false when it had been sent before. */
+export async function sendOnce(mailer: Mailer, ctx: HandlerContext, m: { orderUuid: string; kind: EmailKind; to: string; subject: string; text: string }): Promise<boolean> {
   const messageId = messageIdFor(m.orderUuid, m.kind);
-  await mailer.send({ to: m.to, subject: m.subject, text: m.text, messageId, requestId: ctx.requestId });
-  ctx.log.info({ orderUuid: m.orderUuid, kind: m.kind, messageId }, 'mail accepted by SMTP');
-  await ctx.tx(async (em) => {
-    await em.insert(SentEmail, { orderId: m.orderUuid, kind: m.kind, recipient: m.to, subject: m.subject, messageId, sentAt: new Date() });
+  return await ctx.tx(async (em) => {
+    const claimed = await em.execute(
+      `insert into notifications.emails (order_id, kind, recipient, subject, message_id, sent_at) values (?, ?, ?, ?, ?, now())
+       on conflict do nothing returning 1`, [m.orderUuid, m.kind, m.to, m.subject, messageId]);
+    if (!claimed.length) return false;
+    await mailer.send({ to: m.to, subject: m.subject, text: m.text, messageId, requestId: ctx.requestId });
+    ctx.log.info({ orderUuid: m.orderUuid, kind: m.kind, messageId }, 'mail accepted by SMTP');
+    return true;
   });
 }
 

@@ -1,0 +1,47 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { enqueue, startOutboxRelay } from './outbox.ts';
+import { eventually } from './testing.ts';
+
+let c: TestCluster;
+beforeAll(async () => {
+  // No services: the runtime's own relay runs, and these tests start more.
+  c = await startTestCluster({ TARGET: 'admin' });
+  await c.deps.nats.jsm.streams.add({ name: 'OUTBOXTEST', subjects: ['outboxtest.>'], duplicate_window: 120e9 });
+});
+afterAll(async () => { await c?.close(); });
+
+const count = async (subject: string) => (await c.deps.nats.jsm.streams.info('OUTBOXTEST', { subjects_filter: subject })).state.subjects?.[subject] ?? 0;
+const pending = async () => Number((await c.deps.orm.em.fork().execute<{ n: string }[]>('select count(*) as n from kit.outbox'))[0]!.n);
+
+describe('outbox relay', () => {
+  it('publishes every row once with several relays racing on the table', async () => {
+    const relays = [1, 2, 3].map(() => startOutboxRelay({ orm: c.deps.orm, js: c.deps.nats.js, databaseUrl: c.databaseUrl, log: c.deps.log, batchSize: 50, pollMs: 50 }));
+    await c.deps.orm.em.fork().transactional(async (em) => {
+      await enqueue(em, Array.from({ length: 1000 }, (_, i) => ({ subject: 'outboxtest.many', data: { i } })));
+    });
+    await eventually(async () => (await pending()) === 0, { what: 'outbox drained' });
+    await Promise.all(relays.map((r) => r.stop()));
+    expect(await count('outboxtest.many')).toBe(1000);
+  });
+
+  it('does not duplicate an event when the relay crashed between publish and delete', async () => {
+    // The "crashed" relay published these rows but never deleted them.
+    const ids = await c.deps.orm.em.fork().transactional(async (em) =>
+      await enqueue(em, Array.from({ length: 20 }, (_, i) => ({ subject: 'outboxtest.crash', data: { i } }))));
+    const rows = await c.deps.orm.em.fork().execute<{ id: string; payload: string }[]>('select id, payload from kit.outbox where id in (?)', [ids]);
+    for (const r of rows) await c.deps.nats.js.publish('outboxtest.crash', r.payload, { msgID: r.id });
+    expect(await count('outboxtest.crash')).toBe(20);
+    await eventually(async () => (await c.deps.orm.em.fork().execute('select 1 from kit.outbox where id in (?)', [ids])).length === 0, { what: 'republished rows deleted' });
+    expect(await count('outboxtest.crash')).toBe(20);
+  });
+
+  it('keeps rows of a rolled-back transaction out', async () => {
+    await c.deps.orm.em.fork().transactional(async (em) => {
+      await enqueue(em, [{ subject: 'outboxtest.rollback', data: {} }]);
+      throw new Error('abort');
+    }).catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await count('outboxtest.rollback')).toBe(0);
+  });
+});
