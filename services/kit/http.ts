@@ -11,7 +11,11 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 
 export type AppEnv = { Variables: { requestId: string; log: Logger } };
-export type App = Hono<AppEnv> & { readiness: Readiness };
+export type App = Hono<AppEnv> & {
+  readiness: Readiness;
+  /** Larger body limits for some routes, by path prefix: `app.bodyLimits.set('/api/lending/orders', 4 << 20)`. */
+  bodyLimits: Map<string, number>;
+};
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -38,10 +42,21 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
     metrics.httpSeconds.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, (performance.now() - started) / 1000);
   });
 
-  app.use('*', bodyLimit({
-    maxSize: opts.maxBodyBytes ?? MAX_BODY_BYTES,
-    onError: (c) => c.json(errorBody('PAYLOAD_TOO_LARGE', `request body exceeds ${opts.maxBodyBytes ?? MAX_BODY_BYTES} bytes`), 413),
-  }));
+  const bodyLimits = new Map<string, number>();
+  const limiters = new Map<number, MiddlewareHandler>();
+  const limiterFor = (maxSize: number) => {
+    let m = limiters.get(maxSize);
+    if (!m) {
+      m = bodyLimit({ maxSize, onError: (c) => c.json(errorBody('PAYLOAD_TOO_LARGE', `request body exceeds ${maxSize} bytes`), 413) });
+      limiters.set(maxSize, m);
+    }
+    return m;
+  };
+  app.use('*', async (c, next) => {
+    let maxSize = opts.maxBodyBytes ?? MAX_BODY_BYTES;
+    for (const [prefix, bytes] of bodyLimits) if (c.req.path === prefix || c.req.path.startsWith(`${prefix}/`)) maxSize = bytes;
+    return await limiterFor(maxSize)(c, next);
+  });
 
   app.use('*', async (c, next) => {
     if (['POST', 'PUT', 'PATCH'].includes(c.req.method)) {
@@ -68,7 +83,7 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
     return missing.length ? c.json({ status: 'unavailable', missing }, 503) : c.json({ status: 'ready' });
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
-  return Object.assign(app, { readiness: opts.readiness });
+  return Object.assign(app, { readiness: opts.readiness, bodyLimits });
 }
 
 /** Parse and validate a JSON body; 400 with per-field details. `const body = await readJson(c, CreateOrder)` */
