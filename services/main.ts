@@ -2,14 +2,25 @@
 // TARGET=orders,notifications runs some; Kubernetes runs one Deployment per target
 // from the same image. SIGTERM stops the services in reverse order and exits 0.
 import * as admin from './admin/main.ts';
+import * as catalog from './catalog/main.ts';
+import * as inventory from './inventory/main.ts';
 import { ConfigError } from './kit/errors.ts';
+import * as funding from './funding/main.ts';
+import * as fundingScoring from './funding/scoring-main.ts';
 import { createLogger } from './kit/log.ts';
 import { startRuntime, type Externals, type Registry } from './kit/runtime.ts';
+import * as lending from './lending/main.ts';
 import * as notifications from './notifications/main.ts';
 import * as orders from './orders/main.ts';
+import * as payments from './payments/main.ts';
+import * as saga from './saga/main.ts';
+import * as shipping from './shipping/main.ts';
+import { startGatewaySimulator } from './simulators/gateway.ts';
+import { startSmsSimulator } from './simulators/sms.ts';
 import { startSmtpSink } from './simulators/smtp-sink.ts';
+import { startT24Simulator } from './simulators/t24.ts';
 
-export const registry: Registry = { orders, notifications, admin };
+export const registry: Registry = { orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, 'funding-scoring': fundingScoring };
 
 /** In-repo stand-ins for every external system whose URL is unset. */
 export const externals: Externals = async ({ env, targets, app, log }) => {
@@ -21,6 +32,28 @@ export const externals: Externals = async ({ env, targets, app, log }) => {
     app.route('/_dev/mail', sink.app);
     stops.push(async () => await sink.close());
     log.info({ smtp: sink.url, page: '/_dev/mail' }, 'SMTP_URL unset: started the in-repo SMTP sink; received mail is listed at /_dev/mail');
+  }
+  if (!env.T24_URL && targets.includes('lending')) {
+    const maxRps = Number(env.T24_MAX_RPS) || 50;
+    const t24 = await startT24Simulator({ port: Number(env.T24_SIM_PORT ?? 0), maxRps });
+    endpoints.t24 = t24.url;
+    app.route('/_dev/t24', t24.sim.app);
+    stops.push(async () => await t24.close());
+    log.info({ t24: t24.url, maxRps, stats: '/_dev/t24/_sim/stats' }, 'T24_URL unset: started the in-repo T24 simulator capped at T24_MAX_RPS; its counters are at /_dev/t24/_sim/stats');
+  }
+  if (!env.PAYMENT_GATEWAY_URL && (targets.includes('payments') || targets.includes('funding'))) {
+    const gw = await startGatewaySimulator({ port: Number(env.GATEWAY_SIM_PORT ?? 0) });
+    endpoints.gateway = gw.url;
+    app.route('/_dev/gateway', gw.sim.app);
+    stops.push(async () => await gw.close());
+    log.info({ gateway: gw.url, ledger: '/_dev/gateway/_sim/references/{orderId}' }, 'PAYMENT_GATEWAY_URL unset: started the in-repo payment gateway simulator');
+  }
+  if (!env.SMS_URL && targets.includes('notifications')) {
+    const sms = await startSmsSimulator({ port: Number(env.SMS_SIM_PORT ?? 0) });
+    endpoints.sms = sms.url;
+    app.route('/_dev/sms', sms.sim.app);
+    stops.push(async () => await sms.close());
+    log.info({ sms: sms.url, page: '/_dev/sms/v1/messages' }, 'SMS_URL unset: started the in-repo SMS simulator; sent texts are listed at /_dev/sms/v1/messages');
   }
   return { endpoints, stop: async () => { for (const s of stops.reverse()) await s(); } };
 };

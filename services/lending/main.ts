@@ -1,0 +1,44 @@
+// P2P lending (seed 000): investor orders of up to 50,000 loans, reserved then
+// invested in Temenos T24 item by item, at T24's rate cap and never above it.
+import { randomBytes } from 'node:crypto';
+import { T24_MEMBERS_BUCKET } from '../../contracts/lending.ts';
+import { instanceId } from '../kit/runtime.ts';
+import type { Deps, Running } from '../kit/service.ts';
+import { loadLendingConfig } from './config.ts';
+import { startLendingConsumers } from './consumers.ts';
+import { createLendingMetrics } from './metrics.ts';
+import { createRateShare } from './rate-share.ts';
+import { lendingRoutes } from './routes.ts';
+import { createT24Client } from './t24-client.ts';
+
+export { entities, migrations } from './entities.ts';
+
+export async function start(deps: Deps): Promise<Running> {
+  const { log } = deps;
+  const config = loadLendingConfig(deps.env, deps.endpoints.t24);
+  const kv = await deps.kvm.open(T24_MEMBERS_BUCKET);
+  // Unique per process even for in-process test clusters that share a pid.
+  const memberId = `${instanceId(deps.env)}-${randomBytes(3).toString('hex')}`.replace(/[^A-Za-z0-9_-]/g, '_');
+  const rateShare = createRateShare({
+    kv, memberId, totalRps: config.T24_MAX_RPS, heartbeatMs: config.T24_HEARTBEAT_MS,
+    spacingMargin: config.T24_RATE_MARGIN_PCT / 100, log: log.child({ component: 'rate-share' }),
+  });
+  await rateShare.start();
+  const t24 = createT24Client({
+    baseUrl: config.T24_URL, rateShare, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS,
+    breaker: { resetTimeout: config.T24_BREAKER_RESET_MS },
+  });
+  const metrics = createLendingMetrics(deps.metrics.registry, () => ({ t24, rateShare }));
+  // 50,000 items with 64-character loan ids come to ~5 MB; the default limit is 1 MB.
+  deps.app.bodyLimits.set('/api/lending/orders', 8 * 1024 * 1024);
+  deps.app.route('/api/lending/orders', lendingRoutes({ orm: deps.orm, batchSize: config.LENDING_BATCH_SIZE }));
+  const consumers = await startLendingConsumers(deps, { t24, config, metrics });
+  log.info({ t24: config.T24_URL, maxRps: config.T24_MAX_RPS, memberId, batchSize: config.LENDING_BATCH_SIZE }, 'lending started');
+  return {
+    async stop() {
+      await consumers.stop();
+      t24.shutdown();
+      await rateShare.stop();
+    },
+  };
+}

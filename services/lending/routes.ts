@@ -1,0 +1,78 @@
+// HTTP: create an investor order, read it, follow it as Server-Sent Events.
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { z } from 'zod';
+import { CreateLendingOrderRequest, FINAL_STATUSES, type LendingOrderAccepted } from '../../contracts/lending.ts';
+import type { MikroORM } from '../kit/db.ts';
+import { HttpError, notFound, type ErrorDetail } from '../kit/errors.ts';
+import { idempotency, readJson, type AppEnv } from '../kit/http.ts';
+import { createLendingOrder, orderView, progressOf, readOrder } from './ledger.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// 50,000 bad amounts would make a 5 MB error body; the first ones say enough.
+const MAX_DETAILS = 100;
+
+/** Validate an order: the schema, then unique loan ids. Throws the contract's 400. */
+export function parseOrderRequest(raw: unknown): CreateLendingOrderRequest {
+  const parsed = CreateLendingOrderRequest.safeParse(raw);
+  const details: ErrorDetail[] = [];
+  if (!parsed.success) {
+    for (const i of parsed.error.issues.slice(0, MAX_DETAILS)) details.push({ field: i.path.length ? i.path.join('.') : '(body)', message: i.message });
+  } else {
+    const seen = new Map<string, number>();
+    parsed.data.items.forEach((item, i) => {
+      const first = seen.get(item.loanId);
+      if (first === undefined) seen.set(item.loanId, i);
+      else if (details.length < MAX_DETAILS) details.push({ field: `items.${i}.loanId`, message: `repeats items.${first}.loanId (${item.loanId}); loan ids must be unique within an order` });
+    });
+  }
+  if (!details.length && parsed.success) return parsed.data;
+  const total = parsed.success ? details.length : parsed.error.issues.length;
+  throw new HttpError(400, 'VALIDATION_FAILED', `invalid request: ${[...new Set(details.map((d) => d.field))].slice(0, 5).join(', ')}${total > 5 ? ` and ${total - 5} more` : ''}`, details);
+}
+
+export function lendingRoutes({ orm, batchSize, pollMs = 250 }: { orm: MikroORM; batchSize: number; pollMs?: number }) {
+  const findOrder = async (id: string) => (UUID.test(id) ? await readOrder(orm.em.fork(), id) : null);
+
+  return new Hono<AppEnv>()
+    .post('/', idempotency(orm, 'POST /api/lending/orders'), async (c) => {
+      const req = parseOrderRequest(await readJson(c, z.unknown()));
+      const o = await createLendingOrder(orm, req, { batchSize, requestId: c.get('requestId') });
+      c.get('log').info({ id: o.id, investorId: req.investorId, totalItems: o.totalItems, batches: o.batches }, 'lending order accepted');
+      const body: LendingOrderAccepted = { id: o.id, status: o.status, totalItems: o.totalItems, batches: o.batches };
+      return c.json(body, 202);
+    })
+    .get('/:id', async (c) => {
+      const id = c.req.param('id');
+      const view = UUID.test(id) ? await orderView(orm.em.fork(), id) : null;
+      if (!view) throw notFound(`lending order ${id}`);
+      return c.json(view);
+    })
+    .get('/:id/events', async (c) => {
+      const id = c.req.param('id');
+      if (!(await findOrder(id))) throw notFound(`lending order ${id}`);
+      return streamSSE(c, async (stream) => {
+        let aborted = false;
+        stream.onAbort(() => { aborted = true; });
+        let last = '';
+        let seq = 0;
+        let quietSince = Date.now();
+        while (!aborted) {
+          const o = await findOrder(id);
+          if (!o) break;
+          const data = JSON.stringify(progressOf(o));
+          if (data !== last) {
+            await stream.writeSSE({ data, id: String(++seq) });
+            last = data;
+            quietSince = Date.now();
+          } else if (Date.now() - quietSince > 15_000) {
+            // A comment line keeps idle proxies from cutting a long order's stream.
+            await stream.write(': keep-alive\n\n');
+            quietSince = Date.now();
+          }
+          if (FINAL_STATUSES.includes(o.status)) break;
+          await stream.sleep(pollMs);
+        }
+      });
+    });
+}
