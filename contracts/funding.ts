@@ -1,0 +1,176 @@
+// SME funding (seed 001): HTTP DTOs and the events/commands on subjects funding.*.
+// Events (several readers) live on the limits stream FUNDING; commands to one
+// actor type live on the work-queue stream FUNDING_WORK.
+import { z } from 'zod';
+
+export const FUNDING_EVENTS_STREAM = 'FUNDING';
+export const FUNDING_WORK_STREAM = 'FUNDING_WORK';
+
+export const FundingSubjects = {
+  applicationCreated: 'funding.applications.created',
+  riskScoringRequested: 'funding.risk.scoring.requested',
+  riskScoringCompleted: 'funding.risk.scoring.completed',
+  disbursementRequested: 'funding.disbursement.requested',
+  disbursementCompleted: 'funding.disbursement.completed',
+  statusUpdated: 'funding.status.updated',
+} as const;
+
+/** Durable consumer names (streams/<STREAM>.<name>.consumer.json). */
+export const FundingConsumers = {
+  router: 'funding-router',
+  status: 'funding-status',
+  scoring: 'funding-scoring',
+  disbursement: 'funding-disbursement',
+} as const;
+
+/** KV buckets: the status cache (the seed's Redis `status:{id}`) and risk scores per model version. */
+export const FundingBuckets = {
+  status: 'funding-status',
+  riskScores: 'funding-risk-scores',
+} as const;
+
+export const ApplicationStatuses = [
+  'processing', 'risk_scoring', 'approved', 'rejected', 'pending_review', 'disbursing', 'disbursed', 'disbursement_failed',
+] as const;
+export type ApplicationStatus = (typeof ApplicationStatuses)[number];
+/** Nothing happens to an application in these statuses any more. */
+export const FinalStatuses: readonly ApplicationStatus[] = ['rejected', 'disbursed', 'disbursement_failed'];
+export const isFinalStatus = (s: string) => (FinalStatuses as readonly string[]).includes(s);
+
+// ---------------------------------------------------------------------------
+// Validation helpers
+
+/** ISO 13616 check: letters/digits shape, check digits 02..98, mod 97 = 1. `isValidIban('DE89 3704 0044 0532 0130 00') // true` */
+export function isValidIban(value: string): boolean {
+  const iban = value.replace(/\s+/g, '').toUpperCase();
+  if (!/^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$/.test(iban)) return false;
+  const checkDigits = Number(iban.slice(2, 4));
+  if (checkDigits < 2 || checkDigits > 98) return false;
+  const moved = iban.slice(4) + iban.slice(0, 4);
+  // Fold the number left to right so it never leaves the safe-integer range.
+  let rest = 0;
+  for (const ch of moved) {
+    const n = ch >= 'A' ? ch.charCodeAt(0) - 55 : ch.charCodeAt(0) - 48;
+    rest = (rest * (n >= 10 ? 100 : 10) + n) % 97;
+  }
+  return rest === 1;
+}
+
+/** The IBAN as stored and sent to the gateway: no spaces, upper case. */
+export const normalizeIban = (value: string) => value.replace(/\s+/g, '').toUpperCase();
+
+const email = z.string().max(254).regex(
+  /^[^\s@<>(),;:"[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/,
+  'must be an email address');
+const finite = (what: string) => z.number({ error: `${what} must be a number` }).refine(Number.isFinite, `${what} must be finite`);
+const money = finite('amount').refine((v) => v > 0, 'must be greater than 0')
+  .refine((v) => v <= 1e12, 'must be at most 1,000,000,000,000')
+  .refine((v) => Math.abs(Math.round(v * 100) - v * 100) < 1e-6, 'must have at most 2 decimal places');
+const nonNegative = (what: string) => finite(what).refine((v) => v >= 0, 'must be 0 or more');
+
+export const Financials = z.object({
+  annualRevenue: nonNegative('annualRevenue'),
+  yearsTrading: nonNegative('yearsTrading').refine((v) => v <= 500, 'must be at most 500'),
+  existingDebt: nonNegative('existingDebt'),
+});
+export type Financials = z.infer<typeof Financials>;
+
+export const BankAccount = z.object({
+  iban: z.string().max(64).refine(isValidIban, 'must be a valid IBAN (ISO 13616, mod-97 check)'),
+  holderName: z.string().trim().min(1).max(140),
+});
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+/** `POST /api/funding/applications` */
+export const CreateApplicationRequest = z.object({
+  businessId: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ : -'),
+  businessName: z.string().trim().min(1).max(200),
+  contactEmail: email,
+  amount: money,
+  currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR'),
+  termMonths: z.number().int('must be an integer').min(1).max(360),
+  purpose: z.string().trim().min(1).max(500),
+  financials: Financials,
+  bankAccount: BankAccount,
+});
+export type CreateApplicationRequest = z.infer<typeof CreateApplicationRequest>;
+
+/** `POST /api/funding/applications/{id}/decision`, for pending_review only. */
+export const ReviewDecisionRequest = z.object({
+  decision: z.enum(['approved', 'rejected']),
+  reviewer: z.string().trim().min(1).max(128),
+  note: z.string().max(2000).optional(),
+});
+export type ReviewDecisionRequest = z.infer<typeof ReviewDecisionRequest>;
+
+/** `GET /api/funding/applications/{id}/status` and each SSE `status` event. */
+export const StatusView = z.object({ id: z.uuid(), status: z.enum(ApplicationStatuses), updatedAt: z.string() });
+export type StatusView = z.infer<typeof StatusView>;
+
+// ---------------------------------------------------------------------------
+// Events and commands
+
+/** Event `funding.applications.created`: the application was accepted and stored. */
+export const ApplicationCreated = z.object({
+  applicationId: z.uuid(),
+  businessId: z.string(),
+  amount: z.number(),
+  currency: z.string(),
+  termMonths: z.number().int(),
+  timestamp: z.string(),
+});
+export type ApplicationCreated = z.infer<typeof ApplicationCreated>;
+
+/** Command `funding.risk.scoring.requested`: score this application (inputs are read from its row). */
+export const RiskScoringRequested = z.object({
+  applicationId: z.uuid(),
+  requestedAt: z.string(),
+  reason: z.enum(['new', 'reconcile']).default('new'),
+});
+export type RiskScoringRequested = z.infer<typeof RiskScoringRequested>;
+
+/** Event `funding.risk.scoring.completed`. */
+export const RiskScoringCompleted = z.object({
+  applicationId: z.uuid(),
+  riskScore: z.number(),
+  probabilityOfDefault: z.number(),
+  status: z.enum(['approved', 'rejected', 'pending_review']),
+  reasons: z.array(z.string()),
+  modelVersion: z.string(),
+  cached: z.boolean(),
+  timestamp: z.string(),
+});
+export type RiskScoringCompleted = z.infer<typeof RiskScoringCompleted>;
+
+/** Command `funding.disbursement.requested`: pay the approved amount out (minor units). */
+export const DisbursementRequested = z.object({
+  applicationId: z.uuid(),
+  amountMinor: z.number().int().positive(),
+  currency: z.string(),
+  requestedAt: z.string(),
+  reason: z.enum(['approved', 'reviewed', 'reconcile']),
+});
+export type DisbursementRequested = z.infer<typeof DisbursementRequested>;
+
+/** Event `funding.disbursement.completed`. */
+export const DisbursementCompleted = z.object({
+  applicationId: z.uuid(),
+  status: z.enum(['completed', 'failed']),
+  transactionId: z.string().nullable(),
+  timestamp: z.string(),
+  error: z.string().nullable(),
+});
+export type DisbursementCompleted = z.infer<typeof DisbursementCompleted>;
+
+/** Event `funding.status.updated`: every status change, with the row version so caches keep the newest. */
+export const StatusUpdated = z.object({
+  applicationId: z.uuid(),
+  status: z.enum(ApplicationStatuses),
+  previousStatus: z.enum(ApplicationStatuses).nullable(),
+  version: z.number().int().positive(),
+  timestamp: z.string(),
+  metadata: z.record(z.string(), z.unknown()).default({}),
+});
+export type StatusUpdated = z.infer<typeof StatusUpdated>;

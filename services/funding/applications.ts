@@ -1,0 +1,191 @@
+// The application's status machine and its persistence. Every change of status is
+// one UPDATE guarded by the row's version (optimistic locking: two replicas acting on
+// one application cannot both win) and its `funding.status.updated` event in the same
+// transaction, so the status cache and SSE can never miss a change that committed.
+//
+//   processing → risk_scoring → approved | rejected | pending_review
+//   pending_review → approved | rejected            (a reviewer's decision)
+//   approved → disbursing → disbursed | disbursement_failed
+import { randomUUID } from 'node:crypto';
+import type { InferEntity } from '@mikro-orm/core';
+import {
+  FundingSubjects, normalizeIban, type ApplicationCreated, type ApplicationStatus, type CreateApplicationRequest,
+  type DisbursementRequested, type StatusUpdated,
+} from '../../contracts/funding.ts';
+import type { EntityManager, MikroORM } from '../kit/db.ts';
+import { H } from '../kit/nats.ts';
+import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
+import type { Application, Payout, Review } from './entities.ts';
+
+export type ApplicationRow = InferEntity<typeof Application>;
+export type PayoutRow = InferEntity<typeof Payout>;
+
+/** Another writer changed the application first: re-read and decide again (the worker retries). */
+export class StaleApplicationError extends Error {
+  override name = 'StaleApplicationError';
+}
+
+const headersFor = (requestId: string | undefined) => (requestId ? { [H.requestId]: requestId } : undefined);
+
+/** Persist a new application with its `applications.created` and first `status.updated` events, in one statement. */
+export async function createApplication(orm: MikroORM, req: CreateApplicationRequest, requestId: string): Promise<{ id: string; createdAt: string }> {
+  const id = randomUUID();
+  const createdAt = new Date().toISOString();
+  const amountMinor = Math.round(req.amount * 100);
+  const created: ApplicationCreated = {
+    applicationId: id, businessId: req.businessId, amount: req.amount, currency: req.currency, termMonths: req.termMonths, timestamp: createdAt,
+  };
+  const status: StatusUpdated = { applicationId: id, status: 'processing', previousStatus: null, version: 1, timestamp: createdAt, metadata: {} };
+  const headers = JSON.stringify(headersFor(requestId) ?? {});
+  const bank = { iban: normalizeIban(req.bankAccount.iban), holderName: req.bankAccount.holderName };
+  // A data-modifying CTE is atomic: the row and both outbox rows commit together, in
+  // one round trip on the hottest path of the service.
+  await orm.em.fork().execute(
+    `with a as (
+       insert into funding.applications (id, business_id, business_name, contact_email, amount_minor, currency, term_months, purpose,
+         financials, bank_account, status, history, created_at, updated_at, version)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?::jsonb, 'processing', ?::jsonb, ?, ?, 1)
+       returning id)
+     insert into kit.outbox (id, subject, payload, headers)
+     select v.id, v.subject, v.payload, v.headers from a
+       cross join (values (?::uuid, ?, ?, ?::jsonb), (?::uuid, ?, ?, ?::jsonb)) as v (id, subject, payload, headers)`,
+    [id, req.businessId, req.businessName, req.contactEmail, amountMinor, req.currency, req.termMonths, req.purpose,
+      JSON.stringify(req.financials), JSON.stringify(bank), JSON.stringify([{ status: 'processing', at: createdAt }]), createdAt, createdAt,
+      randomUUID(), FundingSubjects.applicationCreated, JSON.stringify(created), headers,
+      randomUUID(), FundingSubjects.statusUpdated, JSON.stringify(status), headers]);
+  return { id, createdAt };
+}
+
+export type TransitionExtra = {
+  riskScore?: number;
+  probabilityOfDefault?: number;
+  riskDecision?: string;
+  riskReasons?: string[];
+  modelVersion?: string;
+  scoringError?: string | null;
+  review?: Review;
+};
+
+const EXTRA_COLUMNS: Record<keyof TransitionExtra, { column: string; json?: true }> = {
+  riskScore: { column: 'risk_score' },
+  probabilityOfDefault: { column: 'probability_of_default' },
+  riskDecision: { column: 'risk_decision' },
+  riskReasons: { column: 'risk_reasons', json: true },
+  modelVersion: { column: 'model_version' },
+  scoringError: { column: 'scoring_error' },
+  review: { column: 'review', json: true },
+};
+
+export type Transition = {
+  id: string;
+  from: ApplicationStatus;
+  to: ApplicationStatus;
+  /** The version the caller read; the update fails with StaleApplicationError if it moved on. */
+  version: number;
+  set?: TransitionExtra;
+  /** Further events that must leave with this change (status.updated is added here). */
+  events?: OutboxMessage[];
+  reason?: string;
+  requestId?: string;
+  metadata?: Record<string, unknown>;
+};
+
+/** Move an application to its next status inside the caller's transaction. `await transition(em, { id, from: 'processing', to: 'risk_scoring', version })` */
+export async function transition(em: EntityManager, t: Transition): Promise<{ version: number; at: string }> {
+  const at = new Date().toISOString();
+  const sets = ['status = ?', 'version = version + 1', 'updated_at = ?', 'history = history || ?::jsonb'];
+  const params: unknown[] = [t.to, at, JSON.stringify([{ status: t.to, at, ...(t.reason ? { reason: t.reason } : {}) }])];
+  for (const [key, value] of Object.entries(t.set ?? {}) as [keyof TransitionExtra, unknown][]) {
+    if (value === undefined) continue;
+    const col = EXTRA_COLUMNS[key];
+    sets.push(`${col.column} = ?${col.json ? '::jsonb' : ''}`);
+    params.push(col.json ? JSON.stringify(value) : value);
+  }
+  const rows = await em.execute<{ version: number }[]>(
+    `update funding.applications set ${sets.join(', ')} where id = ? and version = ? and status = ? returning version`,
+    [...params, t.id, t.version, t.from]);
+  if (!rows.length) throw new StaleApplicationError(`application ${t.id} is no longer ${t.from} at version ${t.version}`);
+  const version = Number(rows[0]!.version);
+  const status: StatusUpdated = {
+    applicationId: t.id, status: t.to, previousStatus: t.from, version, timestamp: at, metadata: { ...(t.reason ? { reason: t.reason } : {}), ...t.metadata },
+  };
+  const headers = headersFor(t.requestId);
+  await enqueue(em, [
+    ...(t.events ?? []).map((e) => ({ ...e, headers: e.headers ?? headers })),
+    { subject: FundingSubjects.statusUpdated, data: status, headers },
+  ]);
+  return { version, at };
+}
+
+/** The `disbursement.requested` command for an application. */
+export function disbursementRequest(row: { id: string; amountMinor: number; currency: string }, reason: DisbursementRequested['reason']): OutboxMessage {
+  const data: DisbursementRequested = { applicationId: row.id, amountMinor: row.amountMinor, currency: row.currency, requestedAt: new Date().toISOString(), reason };
+  return { subject: FundingSubjects.disbursementRequested, data };
+}
+
+/** The `risk.scoring.requested` command for an application. */
+export function scoringRequest(id: string, reason: 'new' | 'reconcile'): OutboxMessage {
+  return { subject: FundingSubjects.riskScoringRequested, data: { applicationId: id, requestedAt: new Date().toISOString(), reason } };
+}
+
+/** The slice of the row the workers decide on, read fresh (no identity map). */
+export type WorkRow = {
+  id: string; status: ApplicationStatus; version: number; amountMinor: number; currency: string; termMonths: number; purpose: string;
+  financials: { annualRevenue: number; yearsTrading: number; existingDebt: number }; bankAccount: { iban: string; holderName: string };
+  scoringError: string | null;
+};
+
+/** Read what a worker needs about an application. `const row = await loadWorkRow(em, id)` */
+export async function loadWorkRow(em: EntityManager, id: string): Promise<WorkRow | null> {
+  const [r] = await em.execute<Record<string, any>[]>(
+    `select id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error
+       from funding.applications where id = ?`, [id]);
+  if (!r) return null;
+  return {
+    id: r.id, status: r.status, version: Number(r.version), amountMinor: Number(r.amount_minor), currency: r.currency.trim(),
+    termMonths: Number(r.term_months), purpose: r.purpose, financials: r.financials, bankAccount: r.bank_account, scoringError: r.scoring_error ?? null,
+  };
+}
+
+/** The contract's full view of an application. */
+export function toApplicationView(a: ApplicationRow, payout: PayoutRow | null) {
+  const decision = a.review?.decision ?? (a.riskDecision as string | null | undefined) ?? null;
+  return {
+    id: a.id,
+    businessId: a.businessId,
+    businessName: a.businessName,
+    contactEmail: a.contactEmail,
+    amount: a.amountMinor / 100,
+    currency: a.currency.trim(),
+    termMonths: a.termMonths,
+    purpose: a.purpose,
+    financials: a.financials,
+    bankAccount: a.bankAccount,
+    status: a.status,
+    riskScore: a.riskScore ?? null,
+    probabilityOfDefault: a.probabilityOfDefault ?? null,
+    decision,
+    riskDecision: a.riskDecision ?? null,
+    decisionReasons: a.riskReasons ?? [],
+    modelVersion: a.modelVersion ?? null,
+    scoringError: a.scoringError ?? null,
+    review: a.review ?? null,
+    disbursement: payout
+      ? {
+          status: payout.state,
+          payoutId: payout.gatewayPayoutId ?? null,
+          amount: payout.amountMinor / 100,
+          amountMinor: payout.amountMinor,
+          currency: payout.currency.trim(),
+          failureReason: payout.failureReason ?? null,
+          attempts: payout.attempts,
+          createdAt: payout.createdAt.toISOString(),
+          updatedAt: payout.updatedAt.toISOString(),
+        }
+      : null,
+    history: a.history.map((h) => ({ status: h.status, at: h.at, reason: h.reason ?? null })),
+    createdAt: a.createdAt.toISOString(),
+    updatedAt: a.updatedAt.toISOString(),
+    version: a.version,
+  };
+}

@@ -1,0 +1,44 @@
+// Funding's settings (FUNDING_* and the contract's PAYMENT_GATEWAY_URL), validated at boot.
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { int, readConfig, url } from '../kit/config.ts';
+import { ConfigError } from '../kit/errors.ts';
+import type { Env } from '../kit/service.ts';
+
+const flag = z.enum(['0', '1', 'true', 'false']).default('0').transform((v) => v === '1' || v === 'true');
+
+const schema = z.object({
+  PAYMENT_GATEWAY_URL: url(['http', 'https']),
+  /** Risk pool threads; default one per core. */
+  FUNDING_RISK_THREADS: int(0, 0, 256),
+  /** Scoring messages in hand at once; default 2 × threads so a thread never waits for the next task. */
+  FUNDING_RISK_CONCURRENCY: int(0, 0, 1024),
+  FUNDING_ROUTER_CONCURRENCY: int(32, 1, 1000),
+  FUNDING_STATUS_CONCURRENCY: int(64, 1, 1000),
+  FUNDING_DISBURSE_CONCURRENCY: int(16, 1, 1000),
+  FUNDING_GATEWAY_TIMEOUT_MS: int(10_000, 100),
+  FUNDING_BREAKER_RESET_MS: int(10_000, 100),
+  /** How often the reconciler looks for stuck applications; 0 turns it off. */
+  FUNDING_RECONCILE_INTERVAL_MS: int(30_000, 0),
+  /** An application in a non-final status unchanged for this long is stuck. */
+  FUNDING_STUCK_AFTER_MS: int(300_000, 100),
+  /** SSE: how often an open stream re-reads Postgres in case the status cache lags. */
+  FUNDING_SSE_POLL_MS: int(2000, 50),
+  /** Test hook: purpose "__crash_worker__" kills the scoring thread, "__crash_worker_throw__" makes it throw. Never in production. */
+  FUNDING_DEBUG_CRASH: flag,
+});
+
+export type FundingConfig = Omit<z.infer<typeof schema>, 'PAYMENT_GATEWAY_URL'> & { PAYMENT_GATEWAY_URL: string | undefined };
+
+/** `const config = loadFundingConfig(deps.env, deps.endpoints.gateway)` */
+export function loadFundingConfig(env: Env, fallbackGatewayUrl?: string): FundingConfig {
+  const c = readConfig(schema, { ...env, PAYMENT_GATEWAY_URL: env.PAYMENT_GATEWAY_URL || fallbackGatewayUrl });
+  const threads = c.FUNDING_RISK_THREADS || availableParallelism();
+  return { ...c, FUNDING_RISK_THREADS: threads, FUNDING_RISK_CONCURRENCY: c.FUNDING_RISK_CONCURRENCY || 2 * threads };
+}
+
+/** The gateway URL is needed only by the parts that pay out. */
+export function requireGatewayUrl(c: FundingConfig): string {
+  if (!c.PAYMENT_GATEWAY_URL) throw new ConfigError('PAYMENT_GATEWAY_URL is required for the funding service (unset, npm start runs the in-repo simulator)');
+  return c.PAYMENT_GATEWAY_URL;
+}

@@ -1,0 +1,41 @@
+// SME funding (seed 001): the applications API, the status cache and SSE, the router,
+// disbursement through the payment gateway, and the reconciler. Risk scoring is its
+// own target (`funding-scoring`, scoring-main.ts) so its CPU-heavy pods scale apart
+// from the API; `npm start` (TARGET=all) runs both in one process.
+import { FundingBuckets } from '../../contracts/funding.ts';
+import { createGatewayClient } from '../kit/gateway-client.ts';
+import type { Deps, Running } from '../kit/service.ts';
+import { loadFundingConfig, requireGatewayUrl } from './config.ts';
+import { startFundingConsumers } from './consumers.ts';
+import { startDisbursement } from './disbursement.ts';
+import { startReconciler } from './reconcile.ts';
+import { applicationRoutes } from './routes.ts';
+import { createStatusCache } from './status-cache.ts';
+
+export { entities, migrations } from './entities.ts';
+
+export async function start(deps: Deps): Promise<Running> {
+  const config = loadFundingConfig(deps.env, deps.endpoints.gateway);
+  const { log } = deps;
+  const gateway = createGatewayClient({
+    baseUrl: requireGatewayUrl(config), log, timeoutMs: config.FUNDING_GATEWAY_TIMEOUT_MS,
+    breaker: { resetTimeoutMs: config.FUNDING_BREAKER_RESET_MS },
+  });
+  const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status));
+  deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS }));
+
+  const consumers = await startFundingConsumers(deps, cache, { router: config.FUNDING_ROUTER_CONCURRENCY, status: config.FUNDING_STATUS_CONCURRENCY });
+  const disbursement = await startDisbursement(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY });
+  const reconciler = startReconciler({
+    orm: deps.orm, gateway, log, metrics: deps.metrics,
+    intervalMs: config.FUNDING_RECONCILE_INTERVAL_MS, stuckAfterMs: config.FUNDING_STUCK_AFTER_MS,
+  });
+  log.info({ gateway: config.PAYMENT_GATEWAY_URL }, 'funding started');
+  return {
+    async stop() {
+      await reconciler.stop();
+      await Promise.all([...consumers, disbursement].map((w) => w.stop()));
+      gateway.close();
+    },
+  };
+}

@@ -1,0 +1,203 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FundingBuckets } from '../../contracts/funding.ts';
+import { eventually } from '../kit/testing.ts';
+import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
+import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { applicationBody, BAD_CHECKSUM_IBAN, pendingReviewBody, rejectedBody, waitForStatus } from './test-fixtures.ts';
+
+let c: TestCluster;
+let gw: RunningGatewaySimulator;
+beforeAll(async () => {
+  gw = await startGatewaySimulator({ port: 0, seed: 1 });
+  c = await startTestCluster({ TARGET: 'funding,funding-scoring,admin', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RECONCILE_INTERVAL_MS: '0' });
+});
+afterAll(async () => { await c?.close(); await gw?.close(); });
+
+const post = (body: unknown, headers: Record<string, string> = {}) => c.post('/api/funding/applications', body, headers);
+
+describe('POST /api/funding/applications', () => {
+  it('answers 202 processing at once and the application ends disbursed, paid once', async () => {
+    const res = await post(applicationBody(), { 'x-request-id': 'fund-req-1' });
+    expect(res.status).toBe(202);
+    expect(Object.keys(res.body).sort()).toEqual(['id', 'status']);
+    expect(res.body.status).toBe('processing');
+    const done = await waitForStatus(c.get, res.body.id, 'disbursed');
+    expect(done).toMatchObject({
+      id: res.body.id, decision: 'approved', riskDecision: 'approved', modelVersion: expect.any(String), riskScore: expect.any(Number),
+      disbursement: { status: 'paid', payoutId: expect.stringMatching(/^po_/), amount: done.amount, currency: 'EUR' },
+    });
+    expect(done.history.map((h: { status: string }) => h.status)).toEqual(['processing', 'risk_scoring', 'approved', 'disbursing', 'disbursed']);
+    expect(gw.sim.payoutsFor(res.body.id)).toHaveLength(1);
+    expect(gw.sim.payoutsFor(res.body.id)[0]!.amount).toBe(Math.round(done.amount * 100));
+  });
+
+  it('rejects by the contract bounds without paying', async () => {
+    const res = await post(rejectedBody());
+    const done = await waitForStatus(c.get, res.body.id, 'rejected');
+    expect(done.decision).toBe('rejected');
+    expect(done.disbursement).toBeNull();
+    expect(gw.sim.payoutsFor(res.body.id)).toHaveLength(0);
+  });
+
+  const bad: [string, unknown, string][] = [
+    ['a negative amount', applicationBody({ amount: -5 }), 'amount'],
+    ['a zero amount', applicationBody({ amount: 0 }), 'amount'],
+    ['an amount as a string', applicationBody({ amount: '50000' }), 'amount'],
+    ['an amount with 3 decimals', applicationBody({ amount: 10.123 }), 'amount'],
+    ['missing financials', applicationBody({ financials: undefined }), 'financials'],
+    ['financials without revenue', applicationBody({ financials: { yearsTrading: 3, existingDebt: 0 } }), 'financials.annualRevenue'],
+    ['negative existing debt', applicationBody({ financials: { annualRevenue: 1, yearsTrading: 3, existingDebt: -1 } }), 'financials.existingDebt'],
+    ['a non-integer term', applicationBody({ termMonths: 12.5 }), 'termMonths'],
+    ['a zero term', applicationBody({ termMonths: 0 }), 'termMonths'],
+    ['a term as a string', applicationBody({ termMonths: '24' }), 'termMonths'],
+    ['an IBAN failing mod-97', applicationBody({ bankAccount: { iban: BAD_CHECKSUM_IBAN, holderName: 'Acme' } }), 'bankAccount.iban'],
+    ['an IBAN of the wrong shape', applicationBody({ bankAccount: { iban: 'not-an-iban', holderName: 'Acme' } }), 'bankAccount.iban'],
+    ['a missing bank account', applicationBody({ bankAccount: undefined }), 'bankAccount'],
+    ['a malformed email', applicationBody({ contactEmail: 'cfo-at-acme' }), 'contactEmail'],
+    ['an email with a header injection', applicationBody({ contactEmail: 'a@b.co\r\nBcc: x@y.z' }), 'contactEmail'],
+    ['a lowercase currency', applicationBody({ currency: 'eur' }), 'currency'],
+    ['an empty purpose', applicationBody({ purpose: '' }), 'purpose'],
+    ['a JSON array', [1, 2], '(body)'],
+  ];
+  for (const [what, body, field] of bad) {
+    it(`answers ${what} with 400 naming ${field}`, async () => {
+      const res = await post(body);
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('VALIDATION_FAILED');
+      expect(res.body.error.details.map((d: { field: string }) => d.field)).toContain(field);
+    });
+  }
+
+  it('answers malformed JSON with 400', async () => {
+    const res = await fetch(`${c.url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":' });
+    expect(res.status).toBe(400);
+  });
+
+  it('accepts an IBAN with spaces and lower case, stored normalized', async () => {
+    const res = await post(rejectedBody({ bankAccount: { iban: 'de89 3704 0044 0532 0130 00', holderName: 'Acme' } }));
+    expect(res.status).toBe(202);
+    const got = await c.get(`/api/funding/applications/${res.body.id}`);
+    expect(got.body.bankAccount.iban).toBe('DE89370400440532013000');
+  });
+
+  it('replays the first answer for the same Idempotency-Key and body', async () => {
+    const body = rejectedBody();
+    const h = { 'idempotency-key': `k-${Math.random()}` };
+    const a = await post(body, h);
+    const b = await post(body, h);
+    expect(b.status).toBe(202);
+    expect(b.body.id).toBe(a.body.id);
+  });
+});
+
+describe('GET', () => {
+  it('404s unknown and malformed ids on every route', async () => {
+    for (const path of ['', '/status', '/events']) {
+      for (const id of ['00000000-0000-4000-8000-000000000000', 'nope']) {
+        const res = await c.get(`/api/funding/applications/${id}${path}`);
+        expect(res.status).toBe(404);
+        expect(res.body.error.code).toBe('NOT_FOUND');
+      }
+    }
+  });
+
+  it('serves status from the KV cache, and from Postgres on a miss', async () => {
+    const res = await post(rejectedBody());
+    const id = res.body.id;
+    await waitForStatus(c.get, id, 'rejected');
+    const kv = await c.deps.kvm.open(FundingBuckets.status);
+    const cached = await eventually(async () => {
+      const r = await fetch(`${c.url}/api/funding/applications/${id}/status`);
+      const body = await r.json();
+      return r.headers.get('x-status-source') === 'kv' && body.status === 'rejected' ? body : undefined;
+    }, { what: 'status from KV' });
+    expect(Object.keys(cached).sort()).toEqual(['id', 'status', 'updatedAt']);
+    const full = await c.get(`/api/funding/applications/${id}`);
+    expect(cached.updatedAt).toBe(full.body.updatedAt);
+    // The cache holds what the status consumer wrote, with the row's version.
+    expect((await kv.get(id))!.json()).toMatchObject({ id, status: 'rejected', version: full.body.version });
+
+    await kv.purge(id);
+    const r = await fetch(`${c.url}/api/funding/applications/${id}/status`);
+    expect(r.headers.get('x-status-source')).toBe('db');
+    expect(await r.json()).toEqual({ id, status: 'rejected', updatedAt: full.body.updatedAt });
+  });
+
+  it('keeps the newest status when status events arrive out of order', async () => {
+    const res = await post(rejectedBody());
+    const id = res.body.id;
+    await waitForStatus(c.get, id, 'rejected');
+    const kv = await c.deps.kvm.open(FundingBuckets.status);
+    const { createStatusCache } = await import('./status-cache.ts');
+    const cache = createStatusCache(kv);
+    await eventually(async () => (await cache.get(id))?.status === 'rejected', { what: 'cached' });
+    expect(await cache.apply({ applicationId: id, status: 'risk_scoring', previousStatus: 'processing', version: 2, timestamp: new Date().toISOString(), metadata: {} })).toBe('stale');
+    expect((await cache.get(id))!.status).toBe('rejected');
+  });
+});
+
+describe('GET .../events (SSE)', () => {
+  const readSse = async (id: string) => {
+    const res = await fetch(`${c.url}/api/funding/applications/${id}/events`);
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const text = await res.text(); // resolves only when the server ends the stream
+    return text.split('\n\n').filter((b) => b.includes('data:')).map((b) => JSON.parse(b.split('\n').find((l) => l.startsWith('data:'))!.slice(5)));
+  };
+
+  it('streams status changes and ends at the final status', async () => {
+    const res = await post(applicationBody());
+    const events = await readSse(res.body.id);
+    const statuses = events.map((e) => e.status);
+    expect(statuses.at(-1)).toBe('disbursed');
+    expect(statuses[0]).toMatch(/processing|risk_scoring/);
+    // In order, no repeats.
+    const order = ['processing', 'risk_scoring', 'approved', 'disbursing', 'disbursed'];
+    const idx = statuses.map((s) => order.indexOf(s));
+    expect(idx).toEqual([...idx].sort((a, b) => a - b));
+    expect(new Set(statuses).size).toBe(statuses.length);
+    for (const e of events) expect(e).toMatchObject({ id: res.body.id, updatedAt: expect.any(String) });
+  });
+
+  it('ends at once for an application already final', async () => {
+    const res = await post(rejectedBody());
+    await waitForStatus(c.get, res.body.id, 'rejected');
+    expect((await readSse(res.body.id)).map((e) => e.status)).toEqual(['rejected']);
+  });
+});
+
+describe('POST .../decision', () => {
+  it('settles a pending review: approved leads to a payout, and a second decision is 409', async () => {
+    const res = await post(pendingReviewBody());
+    const id = res.body.id;
+    const pending = await waitForStatus(c.get, id, 'pending_review');
+    expect(pending.decision).toBe('pending_review');
+    expect(gw.sim.payoutsFor(id)).toHaveLength(0);
+
+    const bad = await c.post(`/api/funding/applications/${id}/decision`, { decision: 'maybe', reviewer: 'r' });
+    expect(bad.status).toBe(400);
+
+    const ok = await c.post(`/api/funding/applications/${id}/decision`, { decision: 'approved', reviewer: 'ana', note: 'known customer' });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ status: 'approved', decision: 'approved', riskDecision: 'pending_review', review: { decision: 'approved', reviewer: 'ana', note: 'known customer' } });
+    const done = await waitForStatus(c.get, id, 'disbursed');
+    expect(done.disbursement.status).toBe('paid');
+    expect(gw.sim.payoutsFor(id)).toHaveLength(1);
+
+    const again = await c.post(`/api/funding/applications/${id}/decision`, { decision: 'rejected', reviewer: 'bob' });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('NOT_PENDING_REVIEW');
+  });
+
+  it('rejects a pending review, and 409s a decision on an application not in review', async () => {
+    const res = await post(pendingReviewBody());
+    await waitForStatus(c.get, res.body.id, 'pending_review');
+    const r = await c.post(`/api/funding/applications/${res.body.id}/decision`, { decision: 'rejected', reviewer: 'ana' });
+    expect(r.body.status).toBe('rejected');
+    expect(gw.sim.payoutsFor(res.body.id)).toHaveLength(0);
+
+    const other = await post(rejectedBody());
+    await waitForStatus(c.get, other.body.id, 'rejected');
+    const conflict = await c.post(`/api/funding/applications/${other.body.id}/decision`, { decision: 'approved', reviewer: 'ana' });
+    expect(conflict.status).toBe(409);
+  });
+});
