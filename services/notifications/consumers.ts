@@ -3,8 +3,9 @@
 // row: an SMTP failure rolls the claim back (so the retry sends), a second replica
 // blocks on the claim and then finds it, and a redelivery finds it and sends nothing.
 // What no SMTP client can close is a crash between the server's 250 and our COMMIT
-// (well under a millisecond here, since the connection is held): the mail is then sent
-// again on redelivery with the same Message-ID, which lets mailbox providers collapse it.
+// (a loopback round trip, since the connection is held and the commit does not wait for
+// the WAL flush): the mail is then sent again on redelivery with the same Message-ID,
+// which lets mailbox providers collapse it.
 import { OrderCreated, OrderSubjects, ORDERS_STREAM } from '../../contracts/orders.ts';
 import type { Deps } from '../kit/service.ts';
 import { startWorker, type HandlerContext, type Worker } from '../kit/worker.ts';
@@ -16,6 +17,10 @@ export type EmailKind = 'received' | 'shipped' | 'failed';
 export async function sendOnce(mailer: Mailer, ctx: HandlerContext, m: { orderUuid: string; kind: EmailKind; to: string; subject: string; text: string }): Promise<boolean> {
   const messageId = messageIdFor(m.orderUuid, m.kind);
   return await ctx.tx(async (em) => {
+    // The COMMIT after SMTP's 250 is the in-doubt window: don't make it wait for the WAL
+    // flush. Only a Postgres crash could lose this commit, and then the mail was sent
+    // once and merely not recorded.
+    await em.execute('set local synchronous_commit = off');
     const claimed = await em.execute(
       `insert into notifications.emails (order_id, kind, recipient, subject, message_id, sent_at) values (?, ?, ?, ?, ?, now())
        on conflict do nothing returning 1`, [m.orderUuid, m.kind, m.to, m.subject, messageId]);

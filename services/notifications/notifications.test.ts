@@ -27,6 +27,23 @@ describe('order received mail', () => {
     expect(mailsFor(id)).toHaveLength(1);
   });
 
+  it('sends nothing for an event delivered again, or an order whose mail is already recorded', async () => {
+    const { id } = await newOrder();
+    await eventually(() => mailsFor(id).length === 1, { what: 'first mail' });
+    // The same event published again (another Nats-Msg-Id, same logical id): the inbox stops it.
+    const [event] = await c.deps.orm.em.fork().execute<{ payload: string }[]>(
+      "select jsonb_build_object('id', id, 'orderId', order_id, 'email', email, 'items', items, 'createdAt', created_at)::text as payload from orders.orders where id = ?", [id]);
+    const { headers } = await import('@nats-io/transport-node');
+    const logical = (await c.deps.nats.jsm.streams.getMessage('ORDERS', { last_by_subj: 'orders.created' }))!.header.get('Orderflow-Msg-Id');
+    const h = headers();
+    h.set('Orderflow-Msg-Id', logical);
+    // A second event for the order under a new logical id: the (order, kind) claim stops it.
+    await c.deps.nats.js.publish('orders.created', event!.payload, { headers: h });
+    await c.deps.nats.js.publish('orders.created', event!.payload);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(mailsFor(id)).toHaveLength(1);
+  });
+
   it('is retried after 451 replies and still arrives once', async () => {
     c.sink.setFaults({ tempFailFirst: 2 });
     const { id } = await newOrder();

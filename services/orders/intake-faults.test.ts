@@ -47,7 +47,13 @@ describe('order intake under faults', () => {
       await eventually(() => [...want].every((m) => receivedIds().includes(m)), { timeoutMs: 60_000, what: 'every accepted order mailed' });
       const counts = new Map<string, number>();
       for (const m of receivedIds()) counts.set(m, (counts.get(m) ?? 0) + 1);
-      expect([...counts.values()].filter((n) => n > 1)).toEqual([]);
+      // SMTP has no idempotency: a kill between the server's 250 and our COMMIT can only
+      // resend the mails that were in that window at the kill (at most one per mail in
+      // flight, NOTIFY_CONCURRENCY = 8), each with its original Message-ID.
+      const resent = [...counts.values()].filter((n) => n > 1);
+      if (resent.length) console.warn(`kill -9 resent ${resent.length} mail(s) caught between SMTP 250 and COMMIT`);
+      expect(resent.every((n) => n === 2)).toBe(true);
+      expect(resent.length).toBeLessThanOrEqual(8);
     } finally {
       expect(await second.sigterm()).toBe(0);
     }

@@ -1,0 +1,109 @@
+// bench:intake: sustained POST /api/orders against the real cluster (a child process),
+// compared in the same run with a bare Hono route doing one INSERT through the same pool;
+// then order-accepted to SMTP-accepted latency at 200 orders/s with 30% of first attempts
+// answered 451.
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import autocannon from 'autocannon';
+import { createTestDatabase, eventually, freePort, startTestNats } from '../services/kit/testing.ts';
+import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
+
+const DURATION = Number(process.env.BENCH_DURATION_S ?? 20);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+
+type Row = { name: string; rps: number; p50: number; p95?: number; p99: number; errors: number; non2xx: number };
+
+async function load(url: string, opts: { rate?: number; duration?: number; connections?: number } = {}): Promise<Omit<Row, 'name'>> {
+  const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  let n = 0;
+  const result = await autocannon({
+    url: `${url}/api/orders`, connections: opts.connections ?? CONNECTIONS, duration: opts.duration ?? DURATION,
+    ...(opts.rate ? { overallRate: opts.rate } : {}),
+    requests: [{
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `B-${run}-${n++}`, email: 'bench@example.com', items: [{ sku: 'SKU-1', quantity: 1 }, { sku: 'SKU-2', quantity: 3 }] }) }),
+    }],
+  });
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts, non2xx: result.non2xx };
+}
+
+async function waitReady(url: string, path = '/readyz') {
+  await eventually(async () => (await fetch(url + path).catch(() => null))?.ok, { timeoutMs: 60_000, what: url });
+}
+
+const nats = await startTestNats();
+const db = await createTestDatabase('orderflow_bench');
+const children: ChildProcess[] = [];
+const stopAll = async () => { for (const c of children) c.kill('SIGTERM'); await new Promise((r) => setTimeout(r, 1500)); await nats.stop(); await db.drop(); };
+
+try {
+  // 1. The reference ceiling: bare Hono + one INSERT.
+  const barePort = await freePort();
+  const bare = fork(new URL('./bare-insert.ts', import.meta.url).pathname, { env: { ...process.env, DATABASE_URL: db.url, PORT: String(barePort) }, stdio: 'inherit' });
+  children.push(bare);
+  await new Promise((r) => bare.once('message', r));
+  await load(`http://127.0.0.1:${barePort}`, { duration: 3 }); // warm-up
+  const bareRow = await load(`http://127.0.0.1:${barePort}`);
+  bare.kill('SIGTERM');
+
+  // 2. The cluster: orders + notifications + admin, mails to an SMTP sink in this process.
+  const sink = await startSmtpSink({ port: 0 });
+  const port = await freePort();
+  const cluster = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
+    env: { ...process.env, NATS_URL: nats.url, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', SMTP_URL: sink.url, LOG_LEVEL: 'warn', TARGET: 'orders,notifications,admin' },
+    stdio: 'inherit',
+  });
+  children.push(cluster);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(url);
+  await load(url, { duration: 3 });
+  const ceiling = await load(url);
+  const atTarget = await load(url, { rate: 2000 });
+
+  // 3. Order accepted (202) to SMTP accepted, at 200 orders/s, 30% of first attempts 451.
+  await eventually(async () => (await fetch(`${url}/metrics`).then((r) => r.text())).match(/orderflow_outbox_pending (\d+)/)?.[1] === '0', { timeoutMs: 120_000, what: 'outbox drained' });
+  sink.clear();
+  sink.setFaults({ tempFailRate: 0.3, seed: 42 });
+  const acceptedAt = new Map<string, number>();
+  const RATE = 200;
+  const SECONDS = Number(process.env.BENCH_MAIL_SECONDS ?? 15);
+  const started = performance.now();
+  const inflight: Promise<void>[] = [];
+  for (let i = 0; i < RATE * SECONDS; i++) {
+    const due = started + (i * 1000) / RATE;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    inflight.push((async () => {
+      const res = await fetch(`${url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orderId: `M-${i}-${started}`, email: 'lat@example.com', items: [{ sku: 'SKU-1', quantity: 1 }] }) });
+      if (res.status === 202) acceptedAt.set((await res.json()).id, Date.now());
+    })());
+  }
+  await Promise.all(inflight);
+  const ids = [...acceptedAt.keys()];
+  const msgFor = (id: string) => sink.byMessageId(`<${id}.received@orderflow>`);
+  await eventually(() => ids.every((id) => msgFor(id)), { timeoutMs: 180_000, what: 'every mail' });
+  const lat = ids.map((id) => new Date(msgFor(id)!.receivedAt).getTime() - acceptedAt.get(id)!).sort((a, b) => a - b);
+  const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]!;
+  const dupes = sink.stats().duplicates;
+
+  const cpu = cpus()[0]?.model ?? 'unknown';
+  const table = [
+    `Machine: ${availableParallelism()} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, nats-server 2.9.10, PostgreSQL 15; load generator (autocannon, ${CONNECTIONS} connections, ${DURATION} s) on the same machine.`,
+    '',
+    '| run | accepted/s | p50 ms | p99 ms | errors | non-2xx |',
+    '|---|---:|---:|---:|---:|---:|',
+    `| reference: bare Hono route, one INSERT, same pool | ${bareRow.rps.toFixed(0)} | ${bareRow.p50} | ${bareRow.p99} | ${bareRow.errors} | ${bareRow.non2xx} |`,
+    `| orderflow POST /api/orders, as fast as it goes | ${ceiling.rps.toFixed(0)} | ${ceiling.p50} | ${ceiling.p99} | ${ceiling.errors} | ${ceiling.non2xx} |`,
+    `| orderflow POST /api/orders, offered 2,000/s | ${atTarget.rps.toFixed(0)} | ${atTarget.p50} | ${atTarget.p99} | ${atTarget.errors} | ${atTarget.non2xx} |`,
+    '',
+    `orderflow ceiling / reference ceiling: **${((ceiling.rps / bareRow.rps) * 100).toFixed(0)}%** (target ≥ 70%).`,
+    '',
+    `| order accepted → SMTP accepted, ${RATE} orders/s for ${SECONDS} s, 30% of first attempts 451 | p50 ms | p95 ms | p99 ms | max ms | mails | duplicates |`,
+    '|---|---:|---:|---:|---:|---:|---:|',
+    `| received mail | ${pct(50)} | ${pct(95)} | ${pct(99)} | ${lat[lat.length - 1]} | ${lat.length} | ${dupes} |`,
+  ].join('\n');
+  console.log(`\n${table}\n`);
+  await sink.close();
+} finally {
+  await stopAll();
+}
