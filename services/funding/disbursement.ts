@@ -17,7 +17,7 @@ import {
 import type { EntityManager, MikroORM } from '../kit/db.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import {
-  GatewayAmbiguousError, GatewayRateLimitedError, GatewayRejectedError, GatewayUnavailableError, type GatewayClient, type GatewayPayout,
+  GatewayAmbiguousError, GatewayError, GatewayRateLimitedError, GatewayRejectedError, GatewayTransientError, GatewayUnavailableError, type GatewayClient, type GatewayPayout,
 } from '../kit/gateway-client.ts';
 import type { Logger } from '../kit/log.ts';
 import type { Deps } from '../kit/service.ts';
@@ -135,17 +135,26 @@ export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts
         plog.warn({ reason: res.message }, 'payout refused: invalid destination');
         return;
       } catch (err) {
+        if (!(err instanceof GatewayError)) throw err;
         if (err instanceof GatewayUnavailableError) { await waitForBreaker(ctx); continue; }
         if (err instanceof GatewayRateLimitedError) throw new RetryLaterError(err.retryAfterMs, err.message);
         if (err instanceof GatewayRejectedError) throw new NonRetryableError(err.message, { cause: err });
+        // Transient: an ambiguous POST, or a look-up that failed.
+        let failure: Error = err;
         if (err instanceof GatewayAmbiguousError) {
           plog.warn({ err: err.message }, 'payout outcome unknown; looking it up by reference');
-          const found = await findPayout(gateway, app.id).catch(() => null);
+          const found = await findPayout(gateway, app.id).catch((lookupErr) => {
+            if (lookupErr instanceof GatewayTransientError) return null;
+            throw lookupErr;
+          });
           if (found) return await paid(found, `found by reference after: ${err.message}`, 'paid_found_by_reference');
-          // Not there (yet): back off; the next attempt looks up again before any POST.
-          throw new Error(`${err.message}; no payout found by reference yet`, { cause: err });
+          failure = new Error(`${err.message}; no payout found by reference yet`, { cause: err });
         }
-        throw err;
+        // This failure tripped the breaker (or a half-open trial failed): the gateway is
+        // down, not this payout. Hold the message rather than spend a delivery on it.
+        if (gateway.isOpen()) { await waitForBreaker(ctx); continue; }
+        // Back off; the next attempt looks up again before any POST.
+        throw failure;
       }
     }
   };

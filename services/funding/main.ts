@@ -2,6 +2,7 @@
 // disbursement through the payment gateway, and the reconciler. Risk scoring is its
 // own target (`funding-scoring`, scoring-main.ts) so its CPU-heavy pods scale apart
 // from the API; `npm start` (TARGET=all) runs both in one process.
+import { Gauge } from 'prom-client';
 import { FundingBuckets } from '../../contracts/funding.ts';
 import { createGatewayClient } from '../kit/gateway-client.ts';
 import type { Deps, Running } from '../kit/service.ts';
@@ -21,6 +22,8 @@ export async function start(deps: Deps): Promise<Running> {
     baseUrl: requireGatewayUrl(config), log, timeoutMs: config.FUNDING_GATEWAY_TIMEOUT_MS,
     breaker: { resetTimeoutMs: config.FUNDING_BREAKER_RESET_MS },
   });
+  const breakerOpen = new Gauge({ name: 'orderflow_funding_gateway_breaker_open', help: '1 while the payment gateway breaker of funding is open', registers: [deps.metrics.registry] });
+  gateway.onStateChange((s) => breakerOpen.set(s === 'open' ? 1 : 0));
   const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status));
   deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS }));
 

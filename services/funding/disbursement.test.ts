@@ -1,0 +1,135 @@
+import { Hono } from 'hono';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FUNDING_WORK_STREAM, FundingConsumers } from '../../contracts/funding.ts';
+import { createDlqAdmin } from '../kit/dlq.ts';
+import { eventually } from '../kit/testing.ts';
+import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
+import { dropConnection, serveApp, type ServedApp } from '../simulators/serve.ts';
+import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { applicationBody, waitForStatus } from './test-fixtures.ts';
+
+let c: TestCluster;
+let gw: RunningGatewaySimulator;
+let proxy: ServedApp;
+// Between the service and the simulator: records every call, and can fail look-ups alone.
+const calls: string[] = [];
+let failLookups = false;
+
+beforeAll(async () => {
+  gw = await startGatewaySimulator({ port: 0, seed: 3 });
+  const app = new Hono().all('*', async (ctx) => {
+    const url = new URL(ctx.req.url);
+    calls.push(`${ctx.req.method} ${url.pathname}${url.search}`);
+    if (failLookups && ctx.req.method === 'GET') return ctx.json({ error: { code: 'unavailable', message: 'look-ups down' } }, 503);
+    const headers: Record<string, string> = {};
+    for (const h of ['content-type', 'idempotency-key']) { const v = ctx.req.header(h); if (v) headers[h] = v; }
+    let res: Response;
+    try {
+      res = await fetch(gw.url + url.pathname + url.search, { method: ctx.req.method, headers, body: ctx.req.method === 'POST' ? await ctx.req.text() : undefined });
+    } catch {
+      return dropConnection(ctx.env);
+    }
+    const out = new Headers({ 'content-type': res.headers.get('content-type') ?? 'application/json' });
+    for (const h of ['retry-after', 'idempotent-replayed']) { const v = res.headers.get(h); if (v) out.set(h, v); }
+    return new Response(await res.text(), { status: res.status, headers: out });
+  });
+  proxy = await serveApp(app, { port: 0 });
+  c = await startTestCluster({
+    TARGET: 'funding,funding-scoring,admin', PAYMENT_GATEWAY_URL: proxy.url, FUNDING_RISK_THREADS: '1',
+    FUNDING_RECONCILE_INTERVAL_MS: '0', FUNDING_BREAKER_RESET_MS: '500', FUNDING_GATEWAY_TIMEOUT_MS: '2000',
+  });
+});
+afterAll(async () => { await c?.close(); await proxy?.close(); await gw?.close(); });
+beforeEach(() => { failLookups = false; calls.length = 0; gw.sim.setKnobs({ fail500AfterApplyRate: 0, dropAfterApplyRate: 0, fail503Rate: 0, rate429: 0, outage: false }); });
+
+const apply = async (over: Record<string, unknown> = {}) => {
+  const res = await c.post('/api/funding/applications', applicationBody(over));
+  expect(res.status).toBe(202);
+  return res.body.id as string;
+};
+/** IBAN with correct mod-97 check digits for any BBAN, so our validation passes and the gateway decides. */
+const ibanWithChecksum = (country: string, bban: string) => {
+  const digits = (bban + country + '00').replace(/[A-Z]/g, (ch) => String(ch.charCodeAt(0) - 55));
+  let rest = 0;
+  for (const d of digits) rest = (rest * 10 + Number(d)) % 97;
+  return `${country}${String(98 - rest).padStart(2, '0')}${bban}`;
+};
+
+describe('disbursement faults', () => {
+  it('gateway answers 500 after paying: looked up by reference, paid exactly once, disbursed', async () => {
+    gw.sim.setKnobs({ fail500AfterApplyRate: 1 });
+    gw.sim.reset('stats');
+    const id = await apply();
+    const done = await waitForStatus(c.get, id, 'disbursed');
+    expect(gw.sim.payoutsFor(id)).toHaveLength(1);
+    expect(done.disbursement).toMatchObject({ status: 'paid', payoutId: gw.sim.payoutsFor(id)[0]!.id });
+    // The ambiguous answer was resolved by a look-up, not by sending the payout again.
+    const s = gw.sim.stats();
+    expect(s.requests.payout).toBe(1);
+    expect(s.requests.listPayouts).toBeGreaterThanOrEqual(1);
+    expect(done.history.at(-1).reason).toMatch(/found by reference/);
+  });
+
+  it('connection dropped after paying: paid exactly once, disbursed', async () => {
+    gw.sim.setKnobs({ dropAfterApplyRate: 1 });
+    gw.sim.reset('stats');
+    const id = await apply();
+    await waitForStatus(c.get, id, 'disbursed');
+    expect(gw.sim.payoutsFor(id)).toHaveLength(1);
+    expect(gw.sim.stats().requests.payout).toBe(1);
+  });
+
+  it('after an ambiguous failure whose look-up fails too, looks up again before sending anything', async () => {
+    gw.sim.setKnobs({ fail500AfterApplyRate: 1 });
+    failLookups = true;
+    const id = await apply();
+    // The POST was applied and answered 500; look-ups fail; deliveries go by.
+    await eventually(() => calls.filter((x) => x.startsWith('GET /v1/payouts')).length >= 2, { what: 'failed look-ups' });
+    gw.sim.setKnobs({ fail500AfterApplyRate: 0 });
+    failLookups = false;
+    const done = await waitForStatus(c.get, id, 'disbursed');
+    expect(done.history.at(-1).reason).toMatch(/found by reference/);
+    expect(gw.sim.payoutsFor(id)).toHaveLength(1);
+    // Exactly one POST ever left: every later attempt started with a look-up.
+    expect(calls.filter((x) => x.startsWith('POST /v1/payouts'))).toHaveLength(1);
+    expect(calls.at(-1)).toBe(`GET /v1/payouts?reference=${id}`);
+  });
+
+  it('an invalid destination ends disbursement_failed, with no payout and nothing in the DLQ', async () => {
+    // Valid mod-97, but 21 characters where a German IBAN has 22: our check passes, the gateway refuses.
+    const iban = ibanWithChecksum('DE', '37040044053201300');
+    const id = await apply({ bankAccount: { iban, holderName: 'Acme Ltd' } });
+    const done = await waitForStatus(c.get, id, 'disbursement_failed');
+    expect(done.disbursement).toMatchObject({ status: 'failed', failureReason: expect.stringMatching(/invalid_destination/) });
+    expect(gw.sim.payoutsFor(id)).toHaveLength(0);
+    const dlq = await createDlqAdmin(c.deps.nats).list({ stream: FUNDING_WORK_STREAM });
+    expect(dlq.filter((e) => (e.data as { applicationId?: string }).applicationId === id)).toEqual([]);
+  });
+
+  it('a gateway outage opens the breaker: workers hold their messages (no redeliveries, no DLQ) and pay once when it is back', async () => {
+    gw.sim.setKnobs({ outage: true });
+    const ids = [await apply(), await apply(), await apply()];
+    for (const id of ids) await waitForStatus(c.get, id, 'disbursing');
+    await eventually(async () => (await c.get('/metrics')).body.includes('orderflow_funding_gateway_breaker_open 1'), { what: 'breaker open' });
+    const info = () => c.deps.nats.jsm.consumers.info(FUNDING_WORK_STREAM, FundingConsumers.disbursement);
+    const before = (await info()).num_redelivered;
+    // Several half-open trials fail meanwhile (reset is 500 ms).
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await info()).num_redelivered).toBe(before);
+    for (const id of ids) expect((await c.get(`/api/funding/applications/${id}`)).body.status).toBe('disbursing');
+
+    gw.sim.setKnobs({ outage: false });
+    for (const id of ids) await waitForStatus(c.get, id, 'disbursed');
+    for (const id of ids) expect(gw.sim.payoutsFor(id)).toHaveLength(1);
+    expect(await createDlqAdmin(c.deps.nats).list({ stream: FUNDING_WORK_STREAM })).toEqual([]);
+  });
+
+  it('a 429 is retried after Retry-After and pays once', async () => {
+    gw.sim.setKnobs({ rate429: 1 });
+    const id = await apply();
+    await eventually(() => gw.sim.stats().rateLimited >= 1, { what: 'a 429' });
+    gw.sim.setKnobs({ rate429: 0 });
+    await waitForStatus(c.get, id, 'disbursed');
+    expect(gw.sim.payoutsFor(id)).toHaveLength(1);
+  });
+});
