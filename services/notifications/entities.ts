@@ -30,4 +30,14 @@ export const migrations = [
        sent_at timestamptz not null,
        primary key (order_id, kind))`,
   ]),
+  sqlMigration('notifications-0002-sms', [
+    `create table notifications.sms (
+       order_id uuid not null,
+       kind text not null,
+       recipient text not null,
+       body text not null,
+       provider_id text,
+       sent_at timestamptz not null,
+       primary key (order_id, kind))`,
+  ]),
 ];

@@ -1,8 +1,13 @@
-// Notifications: mails the customer about their order, once per (order, kind).
+// Notifications: mails (and texts, when the order has a phone) the customer about
+// their order, once per (order, kind, channel).
+import { z } from 'zod';
+import { readConfig, url } from '../kit/config.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadNotificationsConfig } from './config.ts';
 import { startConsumers } from './consumers.ts';
 import { createMailer } from './mailer.ts';
+import { startSagaNotices } from './saga-notices.ts';
+import { createSmsClient } from './sms.ts';
 
 export { entities, migrations } from './entities.ts';
 
@@ -10,6 +15,9 @@ export async function start(deps: Deps): Promise<Running> {
   const config = loadNotificationsConfig(deps.env, deps.endpoints.smtp);
   const mailer = createMailer({ url: config.SMTP_URL, from: config.MAIL_FROM, poolSize: config.SMTP_POOL_SIZE });
   const workers = await startConsumers(deps, mailer, config.NOTIFY_CONCURRENCY);
+  const { SMS_URL } = readConfig(z.object({ SMS_URL: url(['http', 'https']) }), { SMS_URL: deps.env.SMS_URL || deps.endpoints.sms });
+  if (!SMS_URL) deps.log.warn('SMS_URL unset and no SMS simulator: no SMS will be sent');
+  workers.push(...await startSagaNotices(deps, { mailer, sms: SMS_URL ? createSmsClient({ url: SMS_URL }) : null, concurrency: config.NOTIFY_CONCURRENCY }));
   return {
     async stop() {
       await Promise.all(workers.map((w) => w.stop()));

@@ -48,4 +48,8 @@ export const migrations = [
        updated_at timestamptz not null,
        version int not null default 1)`,
   ]),
+  // The saga's version of the status last applied (see status.ts).
+  sqlMigration('orders-0002-saga-status', [
+    'alter table orders.orders add column saga_version int not null default 0',
+  ]),
 ];

@@ -1,10 +1,13 @@
 // Orders: accepts orders over HTTP; the order and its `orders.created` event commit together.
+// Its status, history and totals then follow the saga's status events (status.ts).
 import type { Deps, Running } from '../kit/service.ts';
 import { orderRoutes } from './routes.ts';
+import { startStatusProjection } from './status.ts';
 
 export { entities, migrations } from './entities.ts';
 
-export async function start({ app, orm }: Deps): Promise<Running> {
-  app.route('/api/orders', orderRoutes({ orm }));
-  return { async stop() {} };
+export async function start(deps: Deps): Promise<Running> {
+  deps.app.route('/api/orders', orderRoutes({ orm: deps.orm }));
+  const projection = await startStatusProjection(deps);
+  return { async stop() { await projection.stop(); } };
 }

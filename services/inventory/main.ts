@@ -1,0 +1,27 @@
+// Inventory: on-hand, reserved and available per SKU; the saga's reserve, release
+// and deduct commands; the catalog's stock-row requests; /api/inventory.
+import { z } from 'zod';
+import { int, readConfig } from '../kit/config.ts';
+import type { Deps, Running } from '../kit/service.ts';
+import { serveInitRequests, startInventoryWorker } from './consumers.ts';
+import { inventoryRoutes } from './routes.ts';
+
+export { entities, migrations } from './entities.ts';
+
+const configSchema = z.object({
+  INVENTORY_CONCURRENCY: int(32, 1, 1000),
+  INVENTORY_RETRY_BASE_MS: int(500, 1),
+});
+
+export async function start(deps: Deps): Promise<Running> {
+  const config = readConfig(configSchema, deps.env);
+  deps.app.route('/api/inventory', inventoryRoutes({ orm: deps.orm }));
+  const init = serveInitRequests(deps);
+  const worker = await startInventoryWorker(deps, { concurrency: config.INVENTORY_CONCURRENCY, retryBaseMs: config.INVENTORY_RETRY_BASE_MS });
+  return {
+    async stop() {
+      init.stop();
+      await worker.stop();
+    },
+  };
+}

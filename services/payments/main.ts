@@ -1,0 +1,69 @@
+// Payments: charges and refunds through the payment gateway (payments.cmd.*), behind
+// the kit's breaker-guarded client. While the breaker is open the worker pulls nothing.
+import { z } from 'zod';
+import { ChargeCommand, OrderRef, PAYMENTS_STREAM, Subjects } from '../../contracts/commerce.ts';
+import { int, readConfig, url } from '../kit/config.ts';
+import { ConfigError, NonRetryableError } from '../kit/errors.ts';
+import { createGatewayClient } from '../kit/gateway-client.ts';
+import { enqueue } from '../kit/outbox.ts';
+import type { Deps, Running } from '../kit/service.ts';
+import { startWorker } from '../kit/worker.ts';
+import { chargeOrder, gatewayCaller, recordCharge, refundOrder } from './payments.ts';
+
+export { entities, migrations } from './entities.ts';
+
+const configSchema = z.object({
+  PAYMENT_GATEWAY_URL: url(['http', 'https']),
+  PAYMENTS_CONCURRENCY: int(32, 1, 1000),
+  PAYMENTS_RETRY_BASE_MS: int(500, 1),
+  PAYMENTS_TIMEOUT_MS: int(10_000, 100),
+  PAYMENTS_BREAKER_ERROR_PCT: int(50, 1, 100),
+  PAYMENTS_BREAKER_VOLUME: int(10, 1),
+  PAYMENTS_BREAKER_RESET_MS: int(5_000, 100),
+});
+
+export async function start(deps: Deps): Promise<Running> {
+  const config = readConfig(configSchema, { ...deps.env, PAYMENT_GATEWAY_URL: deps.env.PAYMENT_GATEWAY_URL || deps.endpoints.gateway });
+  if (!config.PAYMENT_GATEWAY_URL) throw new ConfigError('PAYMENT_GATEWAY_URL is required for the payments service');
+  const client = createGatewayClient({
+    baseUrl: config.PAYMENT_GATEWAY_URL, log: deps.log, timeoutMs: config.PAYMENTS_TIMEOUT_MS,
+    breaker: { errorThresholdPercentage: config.PAYMENTS_BREAKER_ERROR_PCT, volumeThreshold: config.PAYMENTS_BREAKER_VOLUME, resetTimeoutMs: config.PAYMENTS_BREAKER_RESET_MS },
+  });
+  const leaseMs = config.PAYMENTS_TIMEOUT_MS + 5000;
+  const worker = await startWorker({
+    stream: PAYMENTS_STREAM, consumer: 'payments',
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    schema: z.union([ChargeCommand, OrderRef]), key: (m) => m.orderUuid, concurrency: config.PAYMENTS_CONCURRENCY,
+    retry: { baseMs: config.PAYMENTS_RETRY_BASE_MS, maxMs: 30_000 },
+    paused: () => client.isOpen(),
+    handle: async (cmd, ctx) => {
+      const call = gatewayCaller(client, ctx);
+      const headers = ctx.requestId ? { 'X-Request-Id': ctx.requestId } : undefined;
+      if (ctx.subject === Subjects.charge) {
+        if (!('amount' in cmd)) throw new NonRetryableError('charge without amount');
+        const outcome = await chargeOrder({ client, call, em: ctx.em, leaseMs }, cmd);
+        await ctx.tx(async (em) => {
+          await recordCharge(em, cmd, outcome);
+          const subject = outcome.type === 'charged' ? Subjects.charged : Subjects.paymentFailed;
+          await enqueue(em, [{ subject, data: { ...outcome, orderUuid: cmd.orderUuid }, headers }]);
+        });
+        ctx.log.info({ orderUuid: cmd.orderUuid, outcome: outcome.type }, 'charge');
+      } else if (ctx.subject === Subjects.refund) {
+        const amount = await refundOrder({ client, call, em: ctx.em }, cmd.orderUuid);
+        await ctx.tx(async (em) => {
+          await em.execute('update payments.payments set refunded_amount = ?, updated_at = now() where order_id = ?', [amount, cmd.orderUuid]);
+          await enqueue(em, [{ subject: Subjects.refunded, data: { type: 'refunded', orderUuid: cmd.orderUuid, amount }, headers }]);
+        });
+        ctx.log.info({ orderUuid: cmd.orderUuid, amount }, 'payment cancelled and refunded');
+      } else {
+        throw new NonRetryableError(`unknown payments command ${ctx.subject}`);
+      }
+    },
+  });
+  return {
+    async stop() {
+      await worker.stop();
+      client.close();
+    },
+  };
+}

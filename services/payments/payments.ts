@@ -1,0 +1,162 @@
+// Charge and refund through the payment gateway, per order (reference = the order's
+// uuid). The rules that keep "charged exactly once" and "a failed order holds no
+// charge" true:
+//  - the Idempotency-Key is derived from (order, operation): `charge:<order>`,
+//    `refund:<charge id>`; the request bodies are deterministic, so a retry replays;
+//  - before a charge is sent again after any attempt that may have reached the
+//    gateway (status CHARGING), the gateway is asked what it holds for the reference;
+//  - a refund first marks the payment CANCELLED, so a charge command that arrives
+//    later charges nothing; if a charge call may still be out (its lease), the refund
+//    waits for it to settle; then every succeeded charge for the reference is
+//    refunded once (payments.refunds remembers which).
+import type { GatewayClient, GatewayCharge } from '../kit/gateway-client.ts';
+import { GatewayRateLimitedError, GatewayRejectedError, GatewayUnavailableError } from '../kit/gateway-client.ts';
+import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
+import type { EntityManager } from '../kit/db.ts';
+import type { HandlerContext } from '../kit/worker.ts';
+
+export type ChargeOutcome =
+  | { type: 'charged'; chargeId: string | null; amount: number }
+  | { type: 'payment-failed'; reason: 'PAYMENT_DECLINED' | 'PAYMENT_FAILED' | 'CANCELLED'; detail: string };
+
+type Row = { status: string; amount: number | null; charge_id: string | null; detail: string | null; lease_until: Date | null };
+
+const read = async (em: EntityManager, orderUuid: string, lock = false) =>
+  (await em.execute<Row[]>(`select status, amount, charge_id, detail, lease_until from payments.payments where order_id = ?${lock ? ' for update' : ''}`, [orderUuid]))[0];
+
+const settled = (r: Row): ChargeOutcome | null => {
+  if (r.status === 'CHARGED') return { type: 'charged', chargeId: r.charge_id, amount: r.amount ?? 0 };
+  if (r.status === 'DECLINED') return { type: 'payment-failed', reason: 'PAYMENT_DECLINED', detail: r.detail ?? 'card declined' };
+  if (r.status === 'FAILED') return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: r.detail ?? 'payment failed' };
+  if (r.status === 'CANCELLED') return { type: 'payment-failed', reason: 'CANCELLED', detail: 'payment was cancelled before it was charged' };
+  return null;
+};
+
+export type GatewayCall = <T>(fn: () => Promise<T>) => Promise<T>;
+
+/**
+ * Run a gateway call; while the breaker is open, keep the message in hand (no
+ * delivery burnt, heartbeats sent) instead of failing it. Maps pacing to RetryLater.
+ */
+export function gatewayCaller(client: GatewayClient, ctx: Pick<HandlerContext, 'msg'>, maxWaitMs = 120_000): GatewayCall {
+  return async (fn) => {
+    const until = Date.now() + maxWaitMs;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof GatewayRateLimitedError) throw new RetryLaterError(err.retryAfterMs, err.message);
+        if (!(err instanceof GatewayUnavailableError) || Date.now() > until) throw err;
+        let beat = Date.now();
+        while (client.isOpen() && Date.now() < until) {
+          if (Date.now() - beat > 5000) { ctx.msg.working(); beat = Date.now(); }
+          await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
+        }
+      }
+    }
+  };
+}
+
+/**
+ * Charge an order once. Returns the outcome to reply with; throws to retry.
+ * `leaseMs` must exceed the client's timeout: while a call may be out, refunds wait.
+ */
+export async function chargeOrder(
+  deps: { client: GatewayClient; call: GatewayCall; em: EntityManager; leaseMs: number },
+  cmd: { orderUuid: string; amount: number; currency: string; source: string | null },
+): Promise<ChargeOutcome> {
+  const { client, call, em } = deps;
+  const id = cmd.orderUuid;
+  const existing = await read(em, id);
+  if (existing) {
+    const done = settled(existing);
+    if (done) return done;
+  }
+  if (cmd.amount === 0) return { type: 'charged', chargeId: null, amount: 0 };
+  if (!cmd.source) return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: 'the order has no payment token' };
+
+  // Take (or renew) the lease: from here on a call may be out.
+  const claimed = await em.execute(
+    `insert into payments.payments (order_id, status, amount, currency, lease_until) values (?, 'CHARGING', ?, ?, now() + make_interval(secs => ?))
+     on conflict (order_id) do update set lease_until = excluded.lease_until, updated_at = now() where payments.payments.status = 'CHARGING'
+     returning 1`, [id, cmd.amount, cmd.currency, deps.leaseMs / 1000]);
+  if (!claimed.length) {
+    const now = await read(em, id);
+    const done = now && settled(now);
+    if (done) return done;
+  }
+  if (existing?.status === 'CHARGING') {
+    // An earlier attempt may have charged: ask before charging again.
+    const found = await call(() => client.findCharges(id));
+    const ok = found.find((c) => c.status === 'succeeded');
+    if (ok) return { type: 'charged', chargeId: ok.id, amount: ok.amount };
+    if (found.some((c) => c.status === 'failed')) return { type: 'payment-failed', reason: 'PAYMENT_DECLINED', detail: 'card declined' };
+  }
+  try {
+    const r = await call(() => client.charge({ amount: cmd.amount, currency: cmd.currency, source: cmd.source!, reference: id }, `charge:${id}`));
+    if (r.outcome === 'ok') return { type: 'charged', chargeId: r.charge.id, amount: r.charge.amount };
+    return { type: 'payment-failed', reason: 'PAYMENT_DECLINED', detail: `${r.code}: ${r.message}` };
+  } catch (err) {
+    if (err instanceof GatewayRejectedError) {
+      return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: err.message };
+    }
+    throw err;
+  }
+}
+
+/** Persist a charge outcome (in the handler's transaction). A CANCELLED row stays cancelled. */
+export async function recordCharge(em: EntityManager, cmd: { orderUuid: string; amount: number; currency: string }, o: ChargeOutcome): Promise<void> {
+  const status = o.type === 'charged' ? 'CHARGED' : o.reason === 'PAYMENT_DECLINED' ? 'DECLINED' : o.reason === 'PAYMENT_FAILED' ? 'FAILED' : 'CANCELLED';
+  await em.execute(
+    `insert into payments.payments (order_id, status, amount, currency, charge_id, detail, lease_until) values (?, ?, ?, ?, ?, ?, null)
+     on conflict (order_id) do update set status = excluded.status, charge_id = coalesce(excluded.charge_id, payments.payments.charge_id),
+       detail = excluded.detail, lease_until = null, updated_at = now()
+     where payments.payments.status = 'CHARGING'`,
+    [cmd.orderUuid, status, cmd.amount, cmd.currency, o.type === 'charged' ? o.chargeId : null, o.type === 'payment-failed' ? o.detail : null]);
+}
+
+/**
+ * Cancel the order's payment and refund every succeeded charge for it. Returns the
+ * amount refunded by this call and before. Throws RetryLaterError while a charge
+ * call may still be out.
+ */
+export async function refundOrder(deps: { client: GatewayClient; call: GatewayCall; em: EntityManager }, orderUuid: string): Promise<number> {
+  const { client, call, em } = deps;
+  const cancelled = await em.fork().transactional(async (tx) => {
+    const row = await read(tx, orderUuid, true);
+    if (row?.status === 'CHARGING' && row.lease_until && new Date(row.lease_until).getTime() > Date.now()) {
+      return new Date(row.lease_until).getTime() - Date.now();
+    }
+    await tx.execute(
+      `insert into payments.payments (order_id, status) values (?, 'CANCELLED')
+       on conflict (order_id) do update set status = 'CANCELLED', lease_until = null, updated_at = now()`, [orderUuid]);
+    return 0;
+  });
+  if (cancelled > 0) throw new RetryLaterError(Math.min(cancelled + 200, 30_000), 'a charge call may still be out; refund after it settles');
+
+  const row = await read(em, orderUuid);
+  const charges: GatewayCharge[] = await call(() => client.findCharges(orderUuid));
+  const ids = new Set(charges.filter((c) => c.status === 'succeeded').map((c) => c.id));
+  // A charge we recorded but the look-up missed is refunded too.
+  if (row?.charge_id && !ids.has(row.charge_id) && (row.amount ?? 0) > 0) charges.push({ id: row.charge_id, status: 'succeeded', amount: row.amount!, currency: '', reference: orderUuid });
+  const done = new Set((await em.execute<{ charge_id: string }[]>('select charge_id from payments.refunds where order_id = ?', [orderUuid])).map((r) => r.charge_id));
+  let total = 0;
+  for (const ch of charges) {
+    if (ch.status !== 'succeeded') continue;
+    if (done.has(ch.id)) { total += ch.amount; continue; }
+    let refundId: string | null = null;
+    try {
+      const r = await call(() => client.refund({ charge: ch.id, amount: ch.amount }, `refund:${ch.id}`));
+      refundId = r.refund.id;
+    } catch (err) {
+      // Refunded before by someone who did not record it (a crash after the refund): nothing left to give back.
+      if (!(err instanceof GatewayRejectedError && err.status === 400 && /exceed|refunded/i.test(err.code + err.message))) {
+        if (err instanceof GatewayRejectedError) throw new NonRetryableError(`refund of ${ch.id} refused: ${err.message}`, { cause: err });
+        throw err;
+      }
+    }
+    await em.execute('insert into payments.refunds (charge_id, order_id, refund_id, amount) values (?, ?, ?, ?) on conflict do nothing', [ch.id, orderUuid, refundId, ch.amount]);
+    total += ch.amount;
+  }
+  return total;
+}

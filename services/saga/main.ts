@@ -1,0 +1,27 @@
+// Saga: the orchestrator of the commerce flow (see saga.ts for the state machine).
+import { z } from 'zod';
+import { int, readConfig } from '../kit/config.ts';
+import type { Deps, Running } from '../kit/service.ts';
+import { startOrchestrator } from './orchestrator.ts';
+
+export { entities, migrations } from './entities.ts';
+
+const configSchema = z.object({
+  SAGA_CONCURRENCY: int(64, 1, 1000),
+  SAGA_RETRY_BASE_MS: int(200, 1),
+  /** How long a forward step may stay unanswered before its command is sent again. */
+  SAGA_STEP_TIMEOUT_MS: int(30_000, 100),
+  SAGA_STEP_TIMEOUT_MAX_MS: int(300_000, 100),
+  /** Sends of one step's command before the step counts as failed and is compensated. */
+  SAGA_MAX_STEP_ATTEMPTS: int(5, 1, 100),
+  SAGA_SWEEP_MS: int(1000, 50),
+});
+
+export async function start(deps: Deps): Promise<Running> {
+  const c = readConfig(configSchema, deps.env);
+  const orchestrator = await startOrchestrator(deps, {
+    concurrency: c.SAGA_CONCURRENCY, retryBaseMs: c.SAGA_RETRY_BASE_MS, sweepMs: c.SAGA_SWEEP_MS,
+    stepTimeoutMs: c.SAGA_STEP_TIMEOUT_MS, maxStepTimeoutMs: c.SAGA_STEP_TIMEOUT_MAX_MS, maxStepAttempts: c.SAGA_MAX_STEP_ATTEMPTS,
+  });
+  return { stop: () => orchestrator.stop() };
+}
