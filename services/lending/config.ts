@@ -9,6 +9,9 @@ const schema = z.object({
   T24_TIMEOUT_MS: int(5000, 100, 120_000),
   /** How long the breaker stays open before a trial call. */
   T24_BREAKER_RESET_MS: int(10_000, 100, 600_000),
+  /** The breaker opens when this share (percent) of the calls in its 10 s window failed, once it saw at least T24_BREAKER_VOLUME calls. */
+  T24_BREAKER_ERROR_PCT: int(50, 1, 100),
+  T24_BREAKER_VOLUME: int(10, 1, 1_000_000_000),
   /** Rate-share heartbeat; the t24-members bucket's TTL must be several of these. */
   T24_HEARTBEAT_MS: int(1000, 50, 10_000),
   /** Extra spacing between calls, in percent of 1000/share, for clock and network jitter between us and T24. */

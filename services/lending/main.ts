@@ -26,7 +26,7 @@ export async function start(deps: Deps): Promise<Running> {
   await rateShare.start();
   const t24 = createT24Client({
     baseUrl: config.T24_URL, rateShare, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS,
-    breaker: { resetTimeout: config.T24_BREAKER_RESET_MS },
+    breaker: { resetTimeout: config.T24_BREAKER_RESET_MS, errorThresholdPercentage: config.T24_BREAKER_ERROR_PCT, volumeThreshold: config.T24_BREAKER_VOLUME },
   });
   const metrics = createLendingMetrics(deps.metrics.registry, () => ({ t24, rateShare }));
   // 50,000 items with 64-character loan ids come to ~5 MB; the default limit is 1 MB.

@@ -18,6 +18,7 @@ export function createLendingMetrics(registry: Registry, sources: () => { t24?: 
   gauge('orderflow_t24_rate_share', 'Calls per second this replica may make to T24', (s) => s.rateShare?.currentShare());
   gauge('orderflow_t24_members', 'Live lending replicas sharing T24_MAX_RPS', (s) => s.rateShare?.members());
   gauge('orderflow_t24_breaker_open', '1 while the T24 breaker is open', (s) => (s.t24 ? Number(s.t24.isOpen()) : undefined));
+  gauge('orderflow_t24_breaker_opened', 'Times the T24 breaker opened since start', (s) => s.t24?.stats().breaker.opened);
   gauge('orderflow_t24_recommended_concurrency', 'In-flight T24 calls the share and latency call for', (s) => s.t24?.recommendedConcurrency());
   gauge('orderflow_t24_received_429', '429s T24 sent this replica (0 when pacing works)', (s) => s.t24?.stats().received429);
   gauge('orderflow_t24_latency_p90_seconds', 'Estimated p90 of T24 call latency', (s) => (s.t24 ? s.t24.stats().latency.p90Ms / 1000 : undefined));
