@@ -16,6 +16,7 @@ const configSchema = z.object({
   PAYMENT_GATEWAY_URL: url(['http', 'https']),
   PAYMENTS_CONCURRENCY: int(32, 1, 1000),
   PAYMENTS_RETRY_BASE_MS: int(500, 1),
+  PAYMENTS_RETRY_MAX_MS: int(30_000, 1),
   PAYMENTS_TIMEOUT_MS: int(10_000, 100),
   PAYMENTS_BREAKER_ERROR_PCT: int(50, 1, 100),
   PAYMENTS_BREAKER_VOLUME: int(10, 1),
@@ -34,7 +35,7 @@ export async function start(deps: Deps): Promise<Running> {
     stream: PAYMENTS_STREAM, consumer: 'payments',
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
     schema: z.union([ChargeCommand, OrderRef]), key: (m) => m.orderUuid, concurrency: config.PAYMENTS_CONCURRENCY,
-    retry: { baseMs: config.PAYMENTS_RETRY_BASE_MS, maxMs: 30_000 },
+    retry: { baseMs: config.PAYMENTS_RETRY_BASE_MS, maxMs: config.PAYMENTS_RETRY_MAX_MS },
     paused: () => client.isOpen(),
     handle: async (cmd, ctx) => {
       const call = gatewayCaller(client, ctx);

@@ -19,13 +19,21 @@ export type BooksInput = {
   mailIds?: () => string[];
   /** Bodies of every SMS the provider accepted. */
   smsBodies?: () => string[];
+  /**
+   * After a kill -9, a mail whose SMTP 250 arrived just before the crash and whose
+   * commit did not is sent again on redelivery, with the same Message-ID (see
+   * notifications/consumers.ts); mailbox providers collapse those. True counts such
+   * resends in `counts.mailResends` instead of as problems; a second mail for one
+   * (order, kind) under another Message-ID is a problem either way.
+   */
+  allowSameMessageIdResends?: boolean;
   concurrency?: number;
 };
 
 export type BooksReport = {
   ok: boolean;
   problems: string[];
-  counts: { orders: number; shipped: number; failed: number; unfinished: number; byReason: Record<string, number> };
+  counts: { orders: number; shipped: number; failed: number; unfinished: number; mailResends: number; byReason: Record<string, number> };
 };
 
 type OrderView = { id: string; orderId: string; status: string; items: { sku: string; quantity: number }[]; totalCents: number | null; failureReason: string | null };
@@ -50,7 +58,7 @@ export async function checkBooks(i: BooksInput): Promise<BooksReport> {
   const problems: string[] = [];
   const orders = await mapLimit(i.orders, i.concurrency ?? 16, (id) => getJson<OrderView>(`${i.baseUrl}/api/orders/${id}`));
   const shippedUnits = new Map<string, number>();
-  const counts = { orders: orders.length, shipped: 0, failed: 0, unfinished: 0, byReason: {} as Record<string, number> };
+  const counts = { orders: orders.length, shipped: 0, failed: 0, unfinished: 0, mailResends: 0, byReason: {} as Record<string, number> };
 
   for (const o of orders) {
     const net = await i.netCharged(o.id);
@@ -82,7 +90,10 @@ export async function checkBooks(i: BooksInput): Promise<BooksReport> {
     for (const m of i.mailIds()) seen.set(m, (seen.get(m) ?? 0) + 1);
     for (const [m, n] of seen) {
       const id = /^<([0-9a-f-]{36})\.(\w+)@orderflow>$/.exec(m)?.[1];
-      if (n > 1 && id && ids.has(id)) problems.push(`mail ${m} sent ${n} times`);
+      if (n > 1 && id && ids.has(id)) {
+        if (i.allowSameMessageIdResends) counts.mailResends += n - 1;
+        else problems.push(`mail ${m} sent ${n} times`);
+      }
     }
   }
   if (i.smsBodies) {
