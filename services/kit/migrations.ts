@@ -12,10 +12,6 @@ export const kitMigrations = [
        headers jsonb not null default '{}'::jsonb,
        created_at timestamptz not null default now())`,
     'create index outbox_created_at on kit.outbox (created_at)',
-    // One NOTIFY per inserting statement wakes the relays; they poll as a fallback.
-    `create function kit.notify_outbox() returns trigger language plpgsql as $$
-       begin perform pg_notify('orderflow_outbox', ''); return null; end $$`,
-    'create trigger outbox_notify after insert on kit.outbox for each statement execute function kit.notify_outbox()',
     `create table kit.inbox (
        consumer text not null,
        msg_id text not null,
@@ -30,5 +26,10 @@ export const kitMigrations = [
        response_body text,
        created_at timestamptz not null default now(),
        primary key (scope, key))`,
+  ]),
+  // Relays are woken by a debounced NOTIFY from writers instead (see outbox.ts).
+  sqlMigration('0000-kit-0002-no-notify-trigger', [
+    'drop trigger if exists outbox_notify on kit.outbox',
+    'drop function if exists kit.notify_outbox()',
   ]),
 ];

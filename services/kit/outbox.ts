@@ -12,6 +12,12 @@ import { H } from './nats.ts';
 
 export type OutboxMessage = { subject: string; data: unknown; headers?: Record<string, string>; id?: string };
 
+/** Marks a transaction that wrote outbox rows, so its commit wakes the relays (see runtime.ts). */
+export const OUTBOX_ROWS = Symbol('orderflow.outboxRows');
+
+/** Did this committed transaction write outbox rows? */
+export const wroteOutbox = (transaction: unknown) => Boolean(transaction && (transaction as Record<symbol, unknown>)[OUTBOX_ROWS]);
+
 /** Add events to the caller's transaction. `await enqueue(em, [{ subject: 'orders.created', data: order }])` */
 export async function enqueue(em: EntityManager, messages: OutboxMessage[]): Promise<string[]> {
   if (!messages.length) return [];
@@ -22,10 +28,31 @@ export async function enqueue(em: EntityManager, messages: OutboxMessage[]): Pro
     return '(?, ?, ?, ?)';
   });
   await em.execute(`insert into kit.outbox (id, subject, payload, headers) values ${rows.join(', ')}`, params);
+  const trx = em.getTransactionContext();
+  if (trx) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
   return ids;
 }
 
-export type OutboxRelay = { stop(): Promise<void>; drainOnce(): Promise<number> };
+export type OutboxRelay = { stop(): Promise<void>; drainOnce(): Promise<number>; wake(): void };
+
+/**
+ * Wake relays after a commit that wrote outbox rows: the relay in this process at once,
+ * relays in other processes through one debounced NOTIFY. A NOTIFY inside every writing
+ * transaction would serialize all commits on Postgres's notify-queue lock, the hottest
+ * path of the system. `const wake = createOutboxWaker(orm, () => relay.wake())`
+ */
+export function createOutboxWaker(orm: MikroORM, local: () => void, debounceMs = 25): () => void {
+  let pending = false;
+  return () => {
+    local();
+    if (pending) return;
+    pending = true;
+    setTimeout(() => {
+      pending = false;
+      orm.em.fork().execute(`select pg_notify('orderflow_outbox', '')`).catch(() => {});
+    }, debounceMs).unref();
+  };
+}
 
 /**
  * Publish outbox rows until stopped. Several relays (replicas) share the table through
@@ -63,13 +90,16 @@ export function startOutboxRelay(opts: {
     });
   };
 
+  let woken = false;
+  const wakeLocal = () => { woken = true; wake?.(); };
+
   // LISTEN on a dedicated connection; reconnects so a Postgres restart only costs latency.
   let listener: pg.Client | undefined;
   const listen = async () => {
     while (running) {
       const c = new pg.Client({ connectionString: opts.databaseUrl });
       try {
-        c.on('notification', () => wake?.());
+        c.on('notification', () => wakeLocal());
         await c.connect();
         await c.query('LISTEN orderflow_outbox');
         listener = c;
@@ -95,6 +125,8 @@ export function startOutboxRelay(opts: {
         if (failures === 1 || failures % 20 === 0) log.warn({ err: String(err), failures }, 'outbox relay cannot publish; will retry');
       }
       if (n >= batchSize) continue;
+      // A wake that came while draining may be for rows committed after our SELECT.
+      if (woken && !failures) { woken = false; continue; }
       const wait = failures ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : pollMs;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait);
@@ -102,11 +134,13 @@ export function startOutboxRelay(opts: {
         if (!failures) wake = () => { clearTimeout(t); resolve(); };
       });
       wake = undefined;
+      woken = false;
     }
   })();
 
   return {
     drainOnce,
+    wake: wakeLocal,
     async stop() {
       running = false;
       wake?.();

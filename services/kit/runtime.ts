@@ -14,7 +14,7 @@ import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { kitMigrations } from './migrations.ts';
 import { connectNats, type Nats } from './nats.ts';
-import { startOutboxRelay } from './outbox.ts';
+import { createOutboxWaker, startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
 
@@ -91,7 +91,10 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   provisioned = true;
 
   const ext = opts.externals ? await opts.externals({ env: opts.env, targets, app, log }) : { endpoints: {}, stop: async () => {} };
-  const deps: Deps = { config, env: opts.env, nats, kvm, errors, orm, log, metrics, app, endpoints: ext.endpoints };
+  let relay: OutboxRelay | undefined;
+  const wakeOutbox = createOutboxWaker(orm, () => relay?.wake());
+  orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
+  const deps: Deps = { config, env: opts.env, nats, kvm, errors, orm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {
@@ -100,7 +103,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   }
 
   handler = app.fetch;
-  const relay = startOutboxRelay({ orm, js: nats.js, databaseUrl: config.DATABASE_URL!, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
+  relay = startOutboxRelay({ orm, js: nats.js, databaseUrl: config.DATABASE_URL!, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
   const mover = await startDlqMover({ nc: nats.nc, js: nats.js, jsm: nats.jsm, errors, log });
   const dlq = createDlqAdmin(nats);
   const gauges = setInterval(() => {
@@ -126,8 +129,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
       });
       await mover.stop();
       // A last pass so events of work that just finished leave now rather than at next boot.
-      await relay.drainOnce().catch(() => 0);
-      await relay.stop();
+      await relay!.drainOnce().catch(() => 0);
+      await relay!.stop();
       await ext.stop();
       await nats!.nc.drain().catch(() => {});
       await orm!.close();

@@ -21,6 +21,8 @@ export type Deps = {
   log: Logger;
   metrics: Metrics;
   app: App;
+  /** Call after committing outbox rows outside `em.transactional` (transactions wake relays by themselves). */
+  wakeOutbox: () => void;
   /** Endpoints of simulators main.ts started for unset external URLs. */
   endpoints: Record<string, string>;
 };

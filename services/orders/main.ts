@@ -7,7 +7,7 @@ import { startStatusProjection } from './status.ts';
 export { entities, migrations } from './entities.ts';
 
 export async function start(deps: Deps): Promise<Running> {
-  deps.app.route('/api/orders', orderRoutes({ orm: deps.orm }));
+  deps.app.route('/api/orders', orderRoutes({ orm: deps.orm, wakeOutbox: deps.wakeOutbox }));
   const projection = await startStatusProjection(deps);
   return { async stop() { await projection.stop(); } };
 }

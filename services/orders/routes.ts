@@ -9,11 +9,12 @@ import { createOrder, toOrderView } from './orders.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function orderRoutes({ orm }: { orm: MikroORM }) {
+export function orderRoutes({ orm, wakeOutbox }: { orm: MikroORM; wakeOutbox: () => void }) {
   return new Hono<AppEnv>()
     .post('/', idempotency(orm, 'POST /api/orders'), async (c) => {
       const req = await readJson(c, CreateOrderRequest);
       const o = await createOrder(orm, req, c.get('requestId'));
+      wakeOutbox();
       c.get('log').info({ id: o.id, orderId: o.orderId }, 'order accepted');
       return c.json({ id: o.id, orderId: o.orderId, status: 'PENDING', items: o.items, createdAt: o.createdAt }, 202);
     })
