@@ -1,0 +1,62 @@
+// The load generator of bench:funding, in a worker thread so its own work never shows
+// up in the service's event-loop delay. Phase 1: POST every application through
+// `concurrency` concurrent clients. Phase 2: GET .../status for the accepted ids at
+// `statusRps` until the main thread says stop.
+import { parentPort, workerData } from 'node:worker_threads';
+
+type Data = { url: string; bodies: unknown[]; concurrency: number; statusRps: number };
+const { url, bodies, concurrency, statusRps } = workerData as Data;
+
+let stop = false;
+parentPort!.on('message', (m) => { if (m === 'stop') stop = true; });
+
+const postMs: number[] = [];
+const ids: string[] = [];
+let postErrors = 0;
+let next = 0;
+const startedAt = performance.now();
+await Promise.all(Array.from({ length: concurrency }, async () => {
+  while (next < bodies.length) {
+    const body = JSON.stringify(bodies[next++]);
+    const t = performance.now();
+    try {
+      const res = await fetch(`${url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const json = await res.json() as { id?: string };
+      postMs.push(performance.now() - t);
+      if (res.status === 202 && json.id) ids.push(json.id); else postErrors++;
+    } catch {
+      postErrors++;
+    }
+  }
+}));
+const postWallMs = performance.now() - startedAt;
+parentPort!.postMessage({ phase: 'posted', ids, postMs, postErrors, postWallMs });
+
+// Open loop at a fixed rate, like users refreshing a status page: a slow answer does
+// not slow the arrivals down (a closed loop would hide queueing).
+const statusMs: number[] = [];
+const sources: Record<string, number> = {};
+let statusErrors = 0;
+let i = 0;
+const inflight = new Set<Promise<void>>();
+const gap = 1000 / Math.max(1, statusRps);
+let due = performance.now();
+while (!stop && ids.length) {
+  const id = ids[(i++ * 7919) % ids.length];
+  const t = performance.now();
+  const p = fetch(`${url}/api/funding/applications/${id}/status`).then(async (res) => {
+    await res.arrayBuffer();
+    const ms = performance.now() - t;
+    const source = res.headers.get('x-status-source') ?? 'none';
+    sources[source] = (sources[source] ?? 0) + 1;
+    if (res.status !== 200) statusErrors++;
+    else if (source === 'kv') statusMs.push(ms);
+  }, () => { statusErrors++; }).finally(() => inflight.delete(p));
+  inflight.add(p);
+  due += gap;
+  const wait = due - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+}
+await Promise.all(inflight);
+const { user, system } = process.threadCpuUsage();
+parentPort!.postMessage({ phase: 'status', statusMs, sources, statusErrors, cpuMs: (user + system) / 1000 });

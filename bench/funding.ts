@@ -1,0 +1,154 @@
+// bench:funding: a burst of applications against the real funding service (API,
+// router, status cache, piscina scoring, disbursement to the gateway simulator), in
+// this process so perf_hooks.monitorEventLoopDelay sees the service's own event loop;
+// the load generator runs in a worker thread (funding-load.ts).
+//
+// Reported: POST latency during the burst, cached status latency while scoring
+// saturates the pool, event-loop delay over the whole run, and scoring throughput as a
+// fraction of the pool's capacity, where capacity = threads ÷ CPU time per score, the
+// CPU time measured on this machine in the same run with nothing else running.
+import { readFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { MODEL_VERSION, SIMULATION_PATHS } from '../services/funding/risk-model.ts';
+import { measureCpuPerScore, sampleRiskInput } from '../services/funding/risk-pool.ts';
+import { VALID_IBAN } from '../services/funding/test-fixtures.ts';
+import { eventually } from '../services/kit/testing.ts';
+import { startGatewaySimulator } from '../services/simulators/gateway.ts';
+import { startTestCluster } from '../services/test-cluster.ts';
+
+const N = Number(process.env.BENCH_APPLICATIONS ?? 1000);
+const CONCURRENCY = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const STATUS_RPS = Number(process.env.BENCH_STATUS_RPS ?? 100);
+const PRELOAD = Number(process.env.BENCH_PRELOAD ?? 40);
+const RESOLUTION_MS = 10;
+const THREADS = Number(process.env.FUNDING_RISK_THREADS || availableParallelism());
+const run = Date.now().toString(36);
+
+// The same economics the CPU measurement uses, as contract request bodies.
+const body = (i: number) => {
+  const r = sampleRiskInput(i);
+  return {
+    businessId: `bench-${run}-${i}`, businessName: `Bench ${i} Ltd`, contactEmail: 'cfo@bench.test',
+    amount: r.amount, currency: r.currency, termMonths: r.termMonths, purpose: 'working capital', financials: r.financials,
+    bankAccount: { iban: VALID_IBAN, holderName: `Bench ${i} Ltd` },
+  };
+};
+
+const pct = (xs: number[], p: number) => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
+/** Busy and total jiffies of the whole machine, to see what else ran during the bench. */
+const machineCpu = () => {
+  const [, ...v] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+  const n = v.map(Number);
+  const idle = n[3]! + (n[4] ?? 0);
+  return { busy: n.reduce((a, b) => a + b, 0) - idle, total: n.reduce((a, b) => a + b, 0) };
+};
+const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+
+console.error(`bench:funding: ${N} applications, ${CONCURRENCY} concurrent POST clients, status at ${STATUS_RPS}/s, ${THREADS} scoring threads; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+
+// 1. CPU per score, alone (this thread, nothing else running yet), on the bench's own inputs.
+const cpu = measureCpuPerScore({ samples: 60, warmup: 10, input: (i) => sampleRiskInput(100_000 + i) });
+const capacity = (THREADS * 1000) / cpu.cpuMsMean;
+
+// 2. The service.
+const gw = await startGatewaySimulator({ port: 0, seed: 1 });
+const c = await startTestCluster({
+  TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: String(THREADS),
+  FUNDING_RECONCILE_INTERVAL_MS: '0', DB_POOL_MAX: '20', LOG_LEVEL: 'silent',
+});
+const decided = async (ids: string[]) => {
+  const rows = await c.deps.orm.em.fork().execute<{ n: string }[]>(
+    `select count(*) as n from funding.applications where id in (?) and status not in ('processing', 'risk_scoring')`, [ids]);
+  return Number(rows[0]!.n);
+};
+
+try {
+  // Warm-up: JIT in the pool threads, connection pools, streams.
+  const warm = await Promise.all(Array.from({ length: 20 }, async (_, i) => (await c.post('/api/funding/applications', body(900_000 + i))).body.id as string));
+  await eventually(async () => (await decided(warm)) === warm.length, { timeoutMs: 60_000, what: 'warm-up scored' });
+
+  // 3. The burst. A preload first, so the pool is already saturated when it starts.
+  const preload = await Promise.all(Array.from({ length: PRELOAD }, async (_, i) => (await c.post('/api/funding/applications', body(800_000 + i))).body.id as string));
+  await eventually(async () => (await decided(preload)) >= THREADS, { timeoutMs: 60_000, intervalMs: 20, what: 'pool busy' });
+  const loop = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+  loop.enable();
+  const cpu0 = process.cpuUsage();
+  const machine0 = machineCpu();
+  const t0 = performance.now();
+  const load = new Worker(new URL('./funding-load.ts', import.meta.url), {
+    workerData: { url: c.url, bodies: Array.from({ length: N }, (_, i) => body(i)), concurrency: CONCURRENCY, statusRps: STATUS_RPS },
+  });
+  const messages: any[] = [];
+  const got = (phase: string) => eventually(() => messages.find((m) => m.phase === phase), { timeoutMs: 600_000, intervalMs: 50, what: phase });
+  load.on('message', (m) => messages.push(m));
+  const posted = await got('posted');
+  // Status reads continue while the pool works through the backlog.
+  await eventually(async () => (await decided(posted.ids)) === posted.ids.length, { timeoutMs: 600_000, intervalMs: 250, what: 'all scored' });
+  const scoredAt = performance.now() - t0;
+  load.postMessage('stop');
+  const status = await got('status');
+  loop.disable();
+  const cpu1 = process.cpuUsage(cpu0);
+  const machine1 = machineCpu();
+  await load.terminate();
+  const poolUtil = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_pool')?.get())?.values.find((v) => v.labels.what === 'utilization')?.value ?? NaN;
+
+  // Throughput from the decision times in the rows' history, over the middle 90% of
+  // completions (the first and last few are ramp-up and drain, not steady state).
+  const rows = await c.deps.orm.em.fork().execute<{ at: string }[]>(
+    `select (h ->> 'at') as at from funding.applications a, jsonb_array_elements(a.history) h
+      where a.id in (?) and h ->> 'status' in ('approved', 'rejected', 'pending_review') and a.business_id like ?`,
+    [posted.ids, `bench-${run}-%`]);
+  const times = rows.map((r) => Date.parse(r.at)).sort((a, b) => a - b);
+  const lo = Math.floor(times.length * 0.05);
+  const hi = Math.ceil(times.length * 0.95) - 1;
+  const throughput = ((hi - lo) / (times[hi]! - times[lo]!)) * 1000;
+  const decisions = await c.deps.orm.em.fork().execute<{ status: string; n: string }[]>(
+    'select risk_decision as status, count(*) as n from funding.applications where id in (?) group by 1 order by 1', [posted.ids]);
+
+  // Where the CPU went: this process (all threads) vs the whole machine (2 cores).
+  const wallS = scoredAt / 1000;
+  const procCpuS = (cpu1.user + cpu1.system) / 1e6;
+  const machineBusyShare = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
+  const scoringCpuS = ((N + PRELOAD) * cpu.cpuMsMean) / 1000;
+  const serviceCpuS = procCpuS - scoringCpuS - status.cpuMs / 1000;
+  const lag = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
+  const kvShare = (status.sources.kv ?? 0) / Object.values<number>(status.sources).reduce((s, n) => s + n, 0);
+  const lines = [
+    `risk model ${MODEL_VERSION} (${SIMULATION_PATHS} paths); ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}; ${N} applications after a preload of ${PRELOAD}, ${CONCURRENCY} concurrent POST clients, status polled at ${STATUS_RPS}/s (open loop), ${THREADS} scoring threads, cluster in-process (TARGET=funding,funding-scoring), load generator in a worker thread`,
+    '',
+    '| measure | p50 | p95 | p99 | max | target | seed bound |',
+    '|---|---|---|---|---|---|---|',
+    `| POST /api/funding/applications (ms), ${posted.postMs.length} requests, ${posted.postErrors} errors, ${f((posted.postMs.length / posted.postWallMs) * 1000, 0)} req/s | ${f(pct(posted.postMs, 50))} | ${f(pct(posted.postMs, 95))} | ${f(pct(posted.postMs, 99))} | ${f(Math.max(...posted.postMs))} | p95 < 20 | p95 < 200 |`,
+    `| GET .../status from KV (ms), ${status.statusMs.length} requests, ${f(kvShare * 100, 1)}% KV hits, ${status.statusErrors} errors | ${f(pct(status.statusMs, 50), 2)} | ${f(pct(status.statusMs, 95), 2)} | ${f(pct(status.statusMs, 99), 2)} | ${f(Math.max(...status.statusMs))} | p95 < 5 | p95 < 100 |`,
+    `| event-loop delay during the run (ms beyond the ${RESOLUTION_MS} ms sampling interval) | ${f(lag(loop.percentile(50)))} | ${f(lag(loop.percentile(95)))} | ${f(lag(loop.percentile(99)))} | ${f(lag(loop.max))} | | |`,
+    '',
+    '| scoring | value |',
+    '|---|---|',
+    `| CPU per score, alone (ms, mean / p95 of ${cpu.samples}) | ${cpu.cpuMsMean} / ${cpu.cpuMsP95} |`,
+    `| pool capacity = ${THREADS} threads ÷ CPU per score | ${f(capacity)} scores/s |`,
+    `| measured scoring throughput (middle 90% of completions) | ${f(throughput)} scores/s |`,
+    `| **throughput ÷ capacity** (target ≥ 80%) | **${f((throughput / capacity) * 100)}%** |`,
+    `| burst start → last application decided | ${f(scoredAt / 1000, 1)} s |`,
+    `| decisions | ${decisions.map((d) => `${d.status} ${d.n}`).join(', ')} |`,
+    `| pool utilization since start (piscina run time ÷ thread time) | ${f(poolUtil * 100)}% |`,
+    '',
+    '| CPU during the run | value |',
+    '|---|---|',
+    `| machine busy (all processes, ${availableParallelism()} cores) | ${f(machineBusyShare * 100)}% |`,
+    `| this process, all threads | ${f(procCpuS, 1)} s of ${f(wallS, 1)} s wall (${f((procCpuS / wallS) * 100)}% of one core) |`,
+    `| of which scoring (${N + PRELOAD} × CPU per score, estimated) | ${f(scoringCpuS, 1)} s |`,
+    `| of which the service's own threads (rest, without the load generator) | ${f(serviceCpuS, 1)} s, ${f((serviceCpuS * 1000) / (N + PRELOAD), 2)} ms per application |`,
+    `| load average at the end | ${loadavg().map((x) => x.toFixed(2)).join(' ')} |`,
+  ];
+  console.log(lines.join('\n'));
+} finally {
+  await c.close();
+  await gw.close();
+}
