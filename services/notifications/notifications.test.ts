@@ -27,6 +27,13 @@ describe('order received mail', () => {
     expect(mailsFor(id)).toHaveLength(1);
   });
 
+  it('carries the request id from the HTTP request through NATS into the mail', async () => {
+    const orderId = `R-${Math.random().toString(36).slice(2, 10)}`;
+    const res = await c.post('/api/orders', { orderId, email: 'rid@example.com', items: [{ sku: 'SKU-1', quantity: 1 }] }, { 'x-request-id': 'trace-me-42' });
+    await eventually(() => mailsFor(res.body.id).length === 1, { what: 'mail' });
+    expect(mailsFor(res.body.id)[0]!.headers['x-request-id']).toBe('trace-me-42');
+  });
+
   it('sends nothing for an event delivered again, or an order whose mail is already recorded', async () => {
     const { id } = await newOrder();
     await eventually(() => mailsFor(id).length === 1, { what: 'first mail' });

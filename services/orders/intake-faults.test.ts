@@ -65,6 +65,8 @@ describe('order intake under faults', () => {
     const c = await startTestCluster({ TARGET: 'orders,notifications' }, { nats: ownNats, databaseUrl: ownDb.url, sink });
     try {
       await ownNats.kill();
+      const ready = await eventually(async () => { const r = await c.get('/readyz'); return r.status === 503 ? r : undefined; }, { what: '/readyz 503' });
+      expect(ready!.body.missing).toContain('nats');
       const ids: string[] = [];
       for (let i = 0; i < 20; i++) {
         const res = await c.post('/api/orders', JSON.parse(body(`OUT-${i}-${Date.now()}`)));
@@ -75,6 +77,7 @@ describe('order intake under faults', () => {
       expect(Number(held[0]!.n)).toBe(20);
       await new Promise((r) => setTimeout(r, 1500));
       await ownNats.restart();
+      await eventually(async () => (await c.get('/readyz')).status === 200, { what: '/readyz 200 again' });
       await eventually(() => ids.every((id) => receivedIds().includes(`<${id}.received@orderflow>`)), { timeoutMs: 60_000, what: 'mails after NATS returns' });
       for (const id of ids) expect(receivedIds().filter((m) => m === `<${id}.received@orderflow>`)).toHaveLength(1);
     } finally {
