@@ -24,7 +24,8 @@ export async function start(deps: Deps): Promise<Running> {
   });
   const breakerOpen = new Gauge({ name: 'orderflow_funding_gateway_breaker_open', help: '1 while the payment gateway breaker of funding is open', registers: [deps.metrics.registry] });
   gateway.onStateChange((s) => breakerOpen.set(s === 'open' ? 1 : 0));
-  const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status));
+  // The bucket is provisioned with allow_direct: reads are direct gets, the cheapest read NATS has.
+  const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }));
   deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS }));
 
   const consumers = await startFundingConsumers(deps, cache, { router: config.FUNDING_ROUTER_CONCURRENCY, status: config.FUNDING_STATUS_CONCURRENCY });

@@ -48,7 +48,7 @@ async function recordScoringError(orm: MikroORM, id: string, message: string): P
 /** Start the pool and the scoring consumer. `const s = await startScoring(deps)` */
 export async function startScoring(deps: Deps, config: FundingConfig = loadFundingConfig(deps.env, deps.endpoints.gateway)): Promise<Running> {
   const { orm, log, metrics } = deps;
-  const scores = await deps.kvm.open(FundingBuckets.riskScores);
+  const scores = await deps.kvm.open(FundingBuckets.riskScores, { allow_direct: true });
   const pool = createRiskPool({
     threads: config.FUNDING_RISK_THREADS,
     onWorkerError: (err) => log.error({ err: String(err) }, 'risk pool thread failed outside a task'),
