@@ -49,8 +49,8 @@ describe('service crash', () => {
     const stock: Record<string, { start: number }> = {};
     for (const [i, sku] of skus.entries()) {
       const n = i === 0 ? 400 : 60;
-      const r = await fetch(`${cluster.url}/api/products`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sku, name: sku, priceCents: 321, currency: 'USD', stock: n }) });
-      expect(r.status).toBe(201);
+      // Ready means provisioned; the services may still be mounting (503 until then).
+      await eventually(async () => (await fetch(`${cluster.url}/api/products`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sku, name: sku, priceCents: 321, currency: 'USD', stock: n }) })).status === 201, { what: `product ${sku}` });
       stock[sku] = { start: n };
     }
 

@@ -1,0 +1,197 @@
+// bench:saga: orders through the whole commerce saga (reserve, charge, ship, mail and
+// SMS) on this machine, beside the intake ceiling (bare POST /api/orders, orders
+// service alone) measured in the same run; then a scarce-stock burst (many orders
+// for few units) with the books checked at the end. The cluster runs as a child
+// process (`node services/main.ts`, TARGET=all); the load generator, the payment
+// gateway, SMS and SMTP simulators run in this process.
+//
+// BENCH_SAGA_RATE (orders/s offered, default 300), BENCH_SAGA_SECONDS (default 20),
+// BENCH_INTAKE_SECONDS (default 10), BENCH_SCARCE_ORDERS (default 600).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import autocannon from 'autocannon';
+import { connect } from '@nats-io/transport-node';
+import { createTestDatabase, eventually, freePort, startTestNats } from '../services/kit/testing.ts';
+import { checkBooks } from '../services/saga/books.ts';
+import { startGatewaySimulator } from '../services/simulators/gateway.ts';
+import { startSmsSimulator } from '../services/simulators/sms.ts';
+import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
+
+const RATE = Number(process.env.BENCH_SAGA_RATE ?? 300);
+const SECONDS = Number(process.env.BENCH_SAGA_SECONDS ?? 20);
+const INTAKE_SECONDS = Number(process.env.BENCH_INTAKE_SECONDS ?? 10);
+const SCARCE_ORDERS = Number(process.env.BENCH_SCARCE_ORDERS ?? 600);
+
+const pct = (xs: number[], p: number) => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+type Env = Record<string, string>;
+const children: ChildProcess[] = [];
+async function startCluster(env: Env): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.ok, { timeoutMs: 60_000, what: 'cluster ready' });
+  return {
+    url,
+    async stop() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(30_000)]);
+    },
+  };
+}
+
+async function post(url: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
+  const r = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
+const rows: string[] = [];
+const row = (cells: (string | number)[]) => rows.push(`| ${cells.join(' | ')} |`);
+const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '–');
+
+// ---- 1. Intake ceiling ------------------------------------------------------------
+{
+  const nats = await startTestNats();
+  const db = await createTestDatabase('orderflow_bench');
+  const c = await startCluster({ NATS_URL: nats.url, DATABASE_URL: db.url, TARGET: 'orders' });
+  const run = Date.now().toString(36);
+  let n = 0;
+  const load = (duration: number) => autocannon({
+    url: `${c.url}/api/orders`, connections: 32, duration,
+    requests: [{
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `I-${run}-${n++}`, email: 'bench@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) }),
+    } as any],
+  });
+  await load(3);
+  const r = await load(INTAKE_SECONDS);
+  row(['intake ceiling: bare `POST /api/orders` (TARGET=orders, 32 connections)', fmt(r.requests.average), fmt(r.latency.p50), fmt(r.latency.p97_5 ?? NaN), fmt(r.latency.p99), `${r.errors + r.timeouts} errors, ${r.non2xx} non-2xx`]);
+  await c.stop();
+  await nats.stop();
+  await db.drop();
+}
+
+// ---- 2. The saga at a steady offered rate ----------------------------------------
+const nats = await startTestNats();
+const db = await createTestDatabase('orderflow_bench');
+const sink = await startSmtpSink({ port: 0 });
+const gw = await startGatewaySimulator({ port: 0, seed: 11 });
+const sms = await startSmsSimulator({ port: 0, seed: 11 });
+const c = await startCluster({
+  NATS_URL: nats.url, DATABASE_URL: db.url, SMTP_URL: sink.url, PAYMENT_GATEWAY_URL: gw.url, SMS_URL: sms.url,
+  TARGET: 'all', DB_POOL_MAX: process.env.DB_POOL_MAX ?? '40',
+});
+const nc = await connect({ servers: nats.url });
+const doneAt = new Map<string, { at: number; status: string }>();
+const sub = nc.subscribe('saga.done.>', {
+  callback: (_err, m) => {
+    const e = m.json<{ id: string; status: string }>();
+    if (!doneAt.has(e.id)) doneAt.set(e.id, { at: performance.now(), status: e.status });
+  },
+});
+
+const stock: Record<string, { start: number }> = {};
+const SKUS = Array.from({ length: 20 }, (_, i) => `BENCH-${i}`);
+for (const [i, sku] of SKUS.entries()) {
+  const r = await post(c.url, '/api/products', { sku, name: `Bench item ${i}`, description: 'benchmark stock', priceCents: 100 + i * 37, currency: 'USD', stock: 1_000_000 });
+  if (r.status !== 201) throw new Error(`product: ${r.status} ${JSON.stringify(r.body)}`);
+  stock[sku] = { start: 1_000_000 };
+}
+
+async function drive(opts: { rate: number; seconds?: number; count?: number; items: (i: number) => { sku: string; quantity: number }[]; token?: (i: number) => string }) {
+  const acceptedAt = new Map<string, number>();
+  const total = opts.count ?? Math.round(opts.rate * (opts.seconds ?? 0));
+  const started = performance.now();
+  const inflight = new Set<Promise<void>>();
+  let errors = 0;
+  const run = Math.random().toString(36).slice(2, 8);
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / opts.rate;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    const sentAt = performance.now();
+    const p = (async () => {
+      try {
+        const r = await post(c.url, '/api/orders', { orderId: `S-${run}-${i}`, email: 'bench@example.com', phone: i % 2 ? '+15550002222' : undefined, paymentToken: opts.token?.(i) ?? 'tok_visa', items: opts.items(i) });
+        if (r.status === 202) acceptedAt.set(r.body.id, sentAt); else errors++;
+      } catch { errors++; }
+    })();
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+  }
+  await Promise.all(inflight);
+  const offeredSeconds = (performance.now() - started) / 1000;
+  await eventually(() => [...acceptedAt.keys()].every((id) => doneAt.has(id)), { timeoutMs: 300_000, intervalMs: 250, what: 'every saga finished' })
+    .catch(() => console.error('not every saga finished within 300 s'));
+  const lat = [...acceptedAt].filter(([id]) => doneAt.has(id)).map(([id, at]) => doneAt.get(id)!.at - at);
+  const lastDone = Math.max(...[...acceptedAt.keys()].map((id) => doneAt.get(id)?.at ?? 0));
+  const finished = [...acceptedAt.keys()].filter((id) => doneAt.has(id));
+  return {
+    acceptedAt, errors, offeredSeconds, lat, finished,
+    shipped: finished.filter((id) => doneAt.get(id)!.status === 'SHIPPED').length,
+    completedPerSecond: finished.length / ((lastDone - started) / 1000),
+  };
+}
+
+// Warm-up: JIT, pools, consumers.
+await drive({ rate: 100, seconds: 3, items: (i) => [{ sku: SKUS[i % SKUS.length]!, quantity: 1 }] });
+const steady = await drive({
+  rate: RATE, seconds: SECONDS,
+  items: (i) => [{ sku: SKUS[i % SKUS.length]!, quantity: 1 + (i % 3) }, ...(i % 4 === 0 ? [{ sku: SKUS[(i * 7) % SKUS.length]!, quantity: 1 }] : [])],
+});
+row([`saga, ${RATE}/s offered for ${SECONDS} s: 202 → SHIPPED (completed sagas/s)`, fmt(steady.completedPerSecond), fmt(pct(steady.lat, 50)), fmt(pct(steady.lat, 95)), fmt(pct(steady.lat, 99)),
+  `${steady.acceptedAt.size} accepted, ${steady.shipped} shipped, ${steady.acceptedAt.size - steady.finished.length} unfinished, ${steady.errors} errors`]);
+
+// ---- 3. Scarce stock: many orders for few units ------------------------------------
+const SCARCE = ['SCARCE-A', 'SCARCE-B', 'SCARCE-C'];
+for (const sku of SCARCE) {
+  await post(c.url, '/api/products', { sku, name: sku, description: 'few units', priceCents: 999, currency: 'USD', stock: 40 });
+  stock[sku] = { start: 40 };
+}
+const scarce = await drive({
+  rate: 2000, count: SCARCE_ORDERS,
+  items: (i) => [{ sku: SCARCE[i % 3]!, quantity: 1 + (i % 3) }, ...(i % 5 === 0 ? [{ sku: SCARCE[(i + 1) % 3]!, quantity: 1 }] : [])],
+  token: (i) => (i % 10 === 0 ? 'tok_declined' : 'tok_visa'),
+});
+row([`scarce stock: ${SCARCE_ORDERS} orders at once for 3 × 40 units`, fmt(scarce.completedPerSecond), fmt(pct(scarce.lat, 50)), fmt(pct(scarce.lat, 95)), fmt(pct(scarce.lat, 99)),
+  `${scarce.shipped} shipped, ${scarce.finished.length - scarce.shipped} failed, ${scarce.acceptedAt.size - scarce.finished.length} unfinished`]);
+
+// ---- 4. The books, over every order of the run --------------------------------------
+await sleep(2000);
+const all = [...new Set([...steady.acceptedAt.keys(), ...scarce.acceptedAt.keys()])];
+const warmups = [...doneAt.keys()].filter((id) => !all.includes(id));
+let books = await checkBooks({
+  baseUrl: c.url, orders: [...all, ...warmups], stock, netCharged: (ref) => gw.sim.netCharged(ref),
+  mailIds: () => sink.messages().map((m) => m.messageId), smsBodies: () => sms.sim.messages().map((m) => m.body), concurrency: 32,
+});
+for (let i = 0; i < 20 && !books.ok; i++) {
+  await sleep(1000);
+  books = await checkBooks({ baseUrl: c.url, orders: [...all, ...warmups], stock, netCharged: (ref) => gw.sim.netCharged(ref), mailIds: () => sink.messages().map((m) => m.messageId), smsBodies: () => sms.sim.messages().map((m) => m.body), concurrency: 32 });
+}
+
+console.log(`\n## saga\n`);
+console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, nats-server 2.9.10, PostgreSQL 15; cluster = one \`node services/main.ts\` (TARGET=all) child; load generator and simulators in the bench process.\n`);
+console.log('| scenario | per second | p50 ms | p95 ms (intake: p97.5) | p99 ms | notes |');
+console.log('|---|---|---|---|---|---|');
+for (const r of rows) console.log(r);
+console.log(`\nBooks over ${books.counts.orders} orders: ${books.ok ? 'balanced' : 'NOT balanced'} (shipped ${books.counts.shipped}, failed ${JSON.stringify(books.counts.byReason)}, unfinished ${books.counts.unfinished}).`);
+if (!books.ok) console.log(books.problems.slice(0, 20).map((p) => `- ${p}`).join('\n'));
+console.log(`Gateway: ${gw.sim.stats().applied.charges} charges, ${gw.sim.stats().applied.refunds} refunds; mails ${sink.messages().length}; SMS ${sms.sim.messages().length}.`);
+
+sub.unsubscribe();
+await nc.close();
+await c.stop();
+await Promise.all([gw.close(), sms.close(), sink.close()]);
+await nats.stop();
+await db.drop();
+for (const ch of children) if (ch.exitCode === null) ch.kill('SIGKILL');
+process.exit(books.ok ? 0 : 1);
