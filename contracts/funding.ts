@@ -85,13 +85,13 @@ export const BankAccount = z.object({
 
 /** `POST /api/funding/applications` */
 export const CreateApplicationRequest = z.object({
-  businessId: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ : -'),
+  businessId: z.string().trim().min(1).max(128).regex(/^[^\x00-\x1f\x7f]*$/, 'must not contain control characters'),
   businessName: z.string().trim().min(1).max(200),
   contactEmail: email,
   amount: money,
-  currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR'),
+  currency: z.string().regex(/^[A-Za-z]{3}$/, 'must be an ISO 4217 code like EUR').transform((v) => v.toUpperCase()),
   termMonths: z.number().int('must be an integer').min(1).max(360),
-  purpose: z.string().trim().min(1).max(500),
+  purpose: z.string().trim().max(500).optional(),
   financials: Financials,
   bankAccount: BankAccount,
 });

@@ -49,7 +49,7 @@ export async function createApplication(orm: MikroORM, req: CreateApplicationReq
      insert into kit.outbox (id, subject, payload, headers)
      select v.id, v.subject, v.payload, v.headers from a
        cross join (values (?::uuid, ?, ?, ?::jsonb), (?::uuid, ?, ?, ?::jsonb)) as v (id, subject, payload, headers)`,
-    [id, req.businessId, req.businessName, req.contactEmail, amountMinor, req.currency, req.termMonths, req.purpose,
+    [id, req.businessId, req.businessName, req.contactEmail, amountMinor, req.currency, req.termMonths, req.purpose ?? '',
       JSON.stringify(req.financials), JSON.stringify(bank), JSON.stringify([{ status: 'processing', at: createdAt }]), createdAt, createdAt,
       randomUUID(), FundingSubjects.applicationCreated, JSON.stringify(created), headers,
       randomUUID(), FundingSubjects.statusUpdated, JSON.stringify(status), headers]);
@@ -158,7 +158,7 @@ export function toApplicationView(a: ApplicationRow, payout: PayoutRow | null) {
     amount: a.amountMinor / 100,
     currency: a.currency.trim(),
     termMonths: a.termMonths,
-    purpose: a.purpose,
+    purpose: a.purpose || null,
     financials: a.financials,
     bankAccount: a.bankAccount,
     status: a.status,

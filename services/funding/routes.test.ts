@@ -55,8 +55,8 @@ describe('POST /api/funding/applications', () => {
     ['a missing bank account', applicationBody({ bankAccount: undefined }), 'bankAccount'],
     ['a malformed email', applicationBody({ contactEmail: 'cfo-at-acme' }), 'contactEmail'],
     ['an email with a header injection', applicationBody({ contactEmail: 'a@b.co\r\nBcc: x@y.z' }), 'contactEmail'],
-    ['a lowercase currency', applicationBody({ currency: 'eur' }), 'currency'],
-    ['an empty purpose', applicationBody({ purpose: '' }), 'purpose'],
+    ['a four-letter currency', applicationBody({ currency: 'EURO' }), 'currency'],
+    ['a business id with a newline', applicationBody({ businessId: 'a\nb' }), 'businessId'],
     ['a JSON array', [1, 2], '(body)'],
   ];
   for (const [what, body, field] of bad) {
@@ -78,6 +78,14 @@ describe('POST /api/funding/applications', () => {
     expect(res.status).toBe(202);
     const got = await c.get(`/api/funding/applications/${res.body.id}`);
     expect(got.body.bankAccount.iban).toBe('DE89370400440532013000');
+  });
+
+  it('accepts an application without a purpose, and a lower-case currency, stored upper case', async () => {
+    const { purpose: _p, ...body } = rejectedBody({ currency: 'eur' });
+    const res = await post(body);
+    expect(res.status).toBe(202);
+    const got = await c.get(`/api/funding/applications/${res.body.id}`);
+    expect(got.body).toMatchObject({ purpose: null, currency: 'EUR' });
   });
 
   it('replays the first answer for the same Idempotency-Key and body', async () => {
