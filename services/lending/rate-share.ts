@@ -1,0 +1,332 @@
+// Cluster-wide pacing toward T24: the calls of every replica, summed, never
+// exceed `totalRps` in any sliding second.
+//
+// Membership. Each replica heartbeats `members.<memberId>` into a KV bucket
+// with a TTL (max_age), advertising the share it may use. A replica that dies
+// stops heartbeating and its key ages out. Every heartbeat each member reads
+// the live entries and computes
+//
+//   target  = floor(T / n), the first T mod n member ids (sorted) getting +1,
+//             so that equal views sum to exactly T
+//   room    = T - sum of the shares the OTHER live members advertise
+//   allowed = max(0, min(target, room))
+//
+// Why the sum stays under T while membership changes (the views differ):
+// - Decreases are applied locally first and advertised afterwards, so an
+//   advertised share is never below what the member really uses.
+// - Increases are two-phase. The member first advertises the larger share as a
+//   claim (others subtract it from their room at once) and only applies it on
+//   a later heartbeat at least max(heartbeat, 1 s) after the claim was stored,
+//   re-checking room against a fresh read. Two members that claimed at the same
+//   time from views that missed each other's claims both see each other's
+//   claims at their apply read (the claim round trip is kept under half a
+//   heartbeat, else the claim is not trusted), and each applies at most
+//   T - (the other's claim) - rest, so together they stay within T. The 1 s
+//   gap also means the previous holder's last calls have left the server's
+//   sliding window before the new holder speeds up.
+// - A newcomer therefore starts at 0, stricter than share/(n+1): it gets a
+//   share only once the old members have seen it, shrunk and advertised that.
+// - Lease. A member that cannot heartbeat (NATS down, partition) must stop on
+//   its own before its key can expire, or others would take its share while
+//   it still calls T24: it fences itself at lastPutSentAt + ttl - heartbeat.
+//   Keys expire at store time + ttl >= sent time + ttl, never earlier.
+// Assumptions: every replica is configured with the same T; a heartbeat round
+// trip (read + put) is well under half a heartbeat.
+//
+// Pacing. The share R is an integer and calls are spaced at least
+// 1000/R × (1 + m) ms apart (m = spacingMargin), burst 1, measured from the
+// real grant time. T24 counts arrivals in (t - 1000, t]. If a call may reach
+// it up to J ms later than it was granted (event-loop lag, network), the
+// arrivals in one window come from grants within 1000 + J ms, and a spacing
+// of (1000 + J)/R keeps those at R: the margin m buys J = 1000 × m ms of
+// jitter (5% → 50 ms) for m of the throughput. A call later than that can
+// push one arrival over the cap; the client then honours Retry-After.
+// A fractional share would allow ceil(R) calls per window, which is why
+// shares are integers and members beyond T get 0.
+import { Bucket } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
+
+export type RateShareLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+export type RateShareOptions = {
+  /** A KV bucket with a TTL, e.g. `await new Kvm(nc).open('t24-members')`. */
+  kv: KV;
+  memberId: string;
+  /** The cluster-wide cap (T24_MAX_RPS); every replica must use the same value. */
+  totalRps: number;
+  heartbeatMs?: number;
+  /** Extra spacing as a fraction of 1000/share; tolerates 1000 × spacingMargin ms of grant-to-arrival jitter (see the header). Default 0.05. */
+  spacingMargin?: number;
+  log?: RateShareLog;
+};
+
+export type RateShare = {
+  /** Reads the bucket's TTL and writes the first heartbeat; the share follows on later heartbeats. */
+  start(): Promise<void>;
+  /** Stops heartbeating, drops the share to 0, rejects waiting acquires and removes the member key. */
+  stop(): Promise<void>;
+  /** Calls per second this member may make now (0 while joining or fenced). */
+  currentShare(): number;
+  /** Resolves when this member may make one call. */
+  acquire(signal?: AbortSignal): Promise<void>;
+  /** Live members in the last heartbeat's view, this one included. */
+  members(): number;
+};
+
+type Advert = { share: number; applied: number; at: number };
+
+type Waiter = { resolve: () => void; reject: (err: unknown) => void; signal: AbortSignal | undefined; onAbort: () => void };
+
+const keyPrefix = 'members.';
+
+export class RateShareStoppedError extends Error {
+  override name = 'RateShareStoppedError';
+  constructor() {
+    super('rate share stopped');
+  }
+}
+
+/** Cluster-wide T24 pacing over a KV membership bucket. `const rs = createRateShare({ kv, memberId: hostname(), totalRps: 50 }); await rs.start(); await rs.acquire()` */
+export function createRateShare(options: RateShareOptions): RateShare {
+  const { kv, memberId, log } = options;
+  const totalRps = Math.floor(options.totalRps);
+  const heartbeatMs = options.heartbeatMs ?? 1000;
+  const spacingMargin = options.spacingMargin ?? 0.05;
+  if (!(totalRps >= 1)) throw new RangeError(`totalRps must be at least 1, got ${options.totalRps}`);
+  if (!/^[A-Za-z0-9_-]+$/.test(memberId)) throw new RangeError(`memberId must be a single KV token ([A-Za-z0-9_-]+), got ${memberId}`);
+  const myKey = keyPrefix + memberId;
+  // Increases wait this long after their claim is stored (see the header).
+  const claimSettleMs = Math.max(heartbeatMs, 1000);
+
+  let ttlMs = 0;
+  let running = false;
+  let tickTimer: NodeJS.Timeout | undefined;
+  let ticking: Promise<void> | undefined;
+
+  let applied = 0;
+  let claim = 0;
+  let claimStoredAt = 0;
+  let memberCount = 1;
+  let leaseUntil = 0;
+
+  // Limiter state.
+  const waiters: Waiter[] = [];
+  let lastGrantAt: number | undefined;
+  let pumpTimer: NodeJS.Timeout | undefined;
+  let pumpAt = 0;
+
+  function effectiveShare(now: number): number {
+    return now < leaseUntil ? applied : 0;
+  }
+
+  function intervalMs(share: number): number {
+    return (1000 / share) * (1 + spacingMargin);
+  }
+
+  function schedulePump(at: number) {
+    if (pumpTimer && pumpAt <= at) return;
+    if (pumpTimer) clearTimeout(pumpTimer);
+    pumpAt = at;
+    pumpTimer = setTimeout(() => {
+      pumpTimer = undefined;
+      pump();
+    }, Math.max(0, at - Date.now()));
+  }
+
+  function pump() {
+    while (waiters.length > 0) {
+      const now = Date.now();
+      const share = effectiveShare(now);
+      // Nothing to hand out: the next heartbeat that changes the share or renews the lease pumps again.
+      if (share <= 0) return;
+      const nextAt = lastGrantAt === undefined ? now : lastGrantAt + intervalMs(share);
+      if (nextAt > now) {
+        schedulePump(nextAt);
+        return;
+      }
+      const w = waiters.shift()!;
+      w.signal?.removeEventListener('abort', w.onAbort);
+      lastGrantAt = now;
+      w.resolve();
+    }
+  }
+
+  function acquire(signal?: AbortSignal): Promise<void> {
+    if (!running) return Promise.reject(new RateShareStoppedError());
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          const i = waiters.indexOf(w);
+          if (i >= 0) waiters.splice(i, 1);
+          reject(signal!.reason);
+        },
+      };
+      signal?.addEventListener('abort', w.onAbort, { once: true });
+      waiters.push(w);
+      pump();
+    });
+  }
+
+  // The live member keys, as a snapshot of what the stream holds now: keys
+  // that aged out are absent. Stream info with a subject filter is one request
+  // and has no end-of-data race; kv.keys()/history() consumers can miss their
+  // end condition while members keep overwriting their keys.
+  async function liveKeys(): Promise<string[]> {
+    if (kv instanceof Bucket) {
+      const si = await kv.jsm.streams.info(kv.stream, { subjects_filter: kv.fullKeyName(`${keyPrefix}>`) });
+      return Object.keys(si.state.subjects ?? {}).map((subject) => kv.decodeKey(subject.substring(kv.prefixLen)));
+    }
+    const keys: string[] = [];
+    const iter = await kv.keys(`${keyPrefix}>`);
+    const deadline = setTimeout(() => iter.stop(new Error('listing members took too long')), heartbeatMs / 2);
+    try {
+      for await (const k of iter) keys.push(k);
+    } finally {
+      clearTimeout(deadline);
+    }
+    return keys;
+  }
+
+  async function readMembers(): Promise<Map<string, Advert>> {
+    const keys = (await liveKeys()).filter((k) => k !== myKey);
+    const entries = await Promise.all(keys.map((k) => kv.get(k)));
+    const out = new Map<string, Advert>();
+    for (const e of entries) {
+      // Gone since the listing, or deleted by a graceful stop.
+      if (!e || e.operation === 'DEL' || e.operation === 'PURGE') continue;
+      out.set(e.key.slice(keyPrefix.length), parseAdvert(e.value, totalRps));
+    }
+    return out;
+  }
+
+  async function putAdvert(): Promise<number> {
+    const sentAt = Date.now();
+    const advert: Advert = { share: Math.max(applied, claim), applied, at: sentAt };
+    await kv.put(myKey, JSON.stringify(advert));
+    leaseUntil = sentAt + ttlMs - heartbeatMs;
+    return sentAt;
+  }
+
+  async function tick(): Promise<void> {
+    const readAt = Date.now();
+    const seen = await readMembers();
+    seen.delete(memberId);
+    const ids = [...seen.keys(), memberId].sort();
+    const n = ids.length;
+    const rank = ids.indexOf(memberId);
+    const target = Math.floor(totalRps / n) + (rank < totalRps % n ? 1 : 0);
+    let othersSum = 0;
+    for (const a of seen.values()) othersSum += a.share;
+    const allowed = Math.max(0, Math.min(target, totalRps - othersSum));
+    const before = applied;
+    if (n !== memberCount) log?.info({ memberId, members: n, previous: memberCount }, 't24 rate share: membership changed');
+    memberCount = n;
+
+    let claimAfterPut = false;
+    if (allowed <= applied) {
+      // Shrink before telling anyone (or hold steady); drop any pending claim.
+      applied = allowed;
+      claim = 0;
+    } else {
+      const claimValid = claim > applied && claimStoredAt > 0;
+      if (claimValid && readAt >= claimStoredAt + claimSettleMs) {
+        applied = Math.min(claim, allowed);
+        claim = allowed > applied ? allowed : 0;
+        claimAfterPut = claim > 0;
+      } else if (claimValid && allowed <= claim) {
+        // A smaller claim is covered by the larger one the others already saw.
+        claim = allowed;
+      } else {
+        claim = allowed;
+        claimAfterPut = true;
+      }
+    }
+    if (applied < before) onShareChanged();
+
+    const sentAt = await putAdvert();
+    if (claimAfterPut) {
+      // The proof in the header needs a claim's read and put close together.
+      const roundTrip = Date.now() - readAt;
+      claimStoredAt = roundTrip <= heartbeatMs / 2 ? sentAt : 0;
+      if (claimStoredAt === 0) log?.warn({ memberId, roundTrip }, 't24 rate share: slow heartbeat, claim not trusted');
+    }
+    if (applied > before) onShareChanged();
+    if (applied !== before) log?.info({ memberId, share: applied, previous: before, members: n }, 't24 rate share changed');
+    // A renewed lease may unblock waiters that the fence held back.
+    pump();
+  }
+
+  function onShareChanged() {
+    // The spacing from the last grant follows the new interval.
+    if (pumpTimer) {
+      clearTimeout(pumpTimer);
+      pumpTimer = undefined;
+    }
+    pump();
+  }
+
+  function loop() {
+    if (!running) return;
+    ticking = tick()
+      .catch((err: unknown) => {
+        log?.warn({ err, memberId, leaseLeftMs: leaseUntil - Date.now() }, 't24 rate share: heartbeat failed');
+      })
+      .finally(() => {
+        ticking = undefined;
+        if (!running) return;
+        tickTimer = setTimeout(loop, heartbeatMs);
+      });
+  }
+
+  return {
+    async start() {
+      if (running) return;
+      const status = await kv.status();
+      ttlMs = status.ttl;
+      if (!(ttlMs > 0)) throw new Error(`KV bucket ${status.bucket} has no TTL: dead members would keep their share forever`);
+      if (ttlMs < 2 * heartbeatMs) log?.warn({ ttlMs, heartbeatMs }, 't24 rate share: bucket TTL under two heartbeats, the lease will flap');
+      running = true;
+      // Announce with share 0 first so the others see us before we claim anything.
+      await putAdvert();
+      tickTimer = setTimeout(loop, heartbeatMs);
+    },
+    async stop() {
+      if (!running) return;
+      running = false;
+      if (tickTimer) clearTimeout(tickTimer);
+      if (pumpTimer) clearTimeout(pumpTimer);
+      pumpTimer = undefined;
+      await ticking;
+      applied = 0;
+      claim = 0;
+      leaseUntil = 0;
+      for (const w of waiters.splice(0)) {
+        w.signal?.removeEventListener('abort', w.onAbort);
+        w.reject(new RateShareStoppedError());
+      }
+      // Our share is already 0 locally, so others may take it as soon as the key is gone.
+      await kv.delete(myKey).catch((err: unknown) => log?.warn({ err, memberId }, 't24 rate share: could not remove member key'));
+    },
+    currentShare: () => effectiveShare(Date.now()),
+    acquire,
+    members: () => memberCount,
+  };
+}
+
+function parseAdvert(value: Uint8Array, totalRps: number): Advert {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(value)) as Partial<Advert>;
+    if (typeof v.share === 'number' && Number.isFinite(v.share) && v.share >= 0) {
+      return { share: v.share, applied: typeof v.applied === 'number' ? v.applied : v.share, at: typeof v.at === 'number' ? v.at : 0 };
+    }
+  } catch {
+    // fall through
+  }
+  // An entry we cannot read might be using anything: assume the worst.
+  return { share: totalRps, applied: totalRps, at: 0 };
+}

@@ -1,0 +1,253 @@
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, startTestNats } from '../kit/testing.ts';
+import type { TestNats } from '../kit/testing.ts';
+import { startT24Simulator } from '../simulators/t24.ts';
+import type { RunningT24Simulator } from '../simulators/t24.ts';
+import { createRateShare } from './rate-share.ts';
+import type { RateShare } from './rate-share.ts';
+import {
+  createT24Client,
+  parseRetryAfter,
+  T24AmbiguousError,
+  T24RateLimitedError,
+  T24UnavailableError,
+} from './t24-client.ts';
+import type { T24Client, T24ClientOptions } from './t24-client.ts';
+
+const log = pino({ level: 'silent' });
+const heartbeatMs = 200;
+
+let nats: TestNats;
+let t24: RunningT24Simulator;
+const conns: NatsConnection[] = [];
+const shares: RateShare[] = [];
+const clients: T24Client[] = [];
+// A roomy share for the tests that are not about pacing.
+let roomy: RateShare;
+
+async function rateShare(bucket: string, memberId: string, totalRps: number, spacingMargin?: number): Promise<RateShare> {
+  const nc = await connect({ servers: nats.url });
+  conns.push(nc);
+  const kv = await new Kvm(nc).create(bucket, { ttl: 3 * heartbeatMs });
+  const rs = createRateShare({ kv, memberId, totalRps, heartbeatMs, spacingMargin, log });
+  shares.push(rs);
+  await rs.start();
+  return rs;
+}
+
+function client(opts: Partial<T24ClientOptions> = {}): T24Client {
+  const c = createT24Client({ baseUrl: t24.url, rateShare: roomy, log, timeoutMs: 2000, retry: { baseDelayMs: 20, maxDelayMs: 100 }, ...opts });
+  clients.push(c);
+  return c;
+}
+
+const body = (orderId = 'O-1', investorId = 'inv-1') => ({ investorId, orderId, amount: 250 });
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  t24 = await startT24Simulator({ port: 0, seed: 7 });
+  roomy = await rateShare('t24-members-roomy', 'solo', 1000);
+  await eventually(() => roomy.currentShare() === 1000, { what: 'roomy share' });
+});
+
+afterEach(() => {
+  t24.sim.reset();
+});
+
+afterAll(async () => {
+  for (const c of clients) c.shutdown();
+  for (const rs of shares) await rs.stop();
+  for (const nc of conns) await nc.close().catch(() => {});
+  await t24?.close();
+  await nats?.stop();
+});
+
+describe('T24 client', () => {
+  it('two replicas pacing on one bucket stay under the cap together, with no 429', async () => {
+    const cap = 10;
+    t24.sim.setKnobs({ maxRps: cap, latencyMs: { min: 5, max: 40 } });
+    // The simulator shares this process's event loop with both replicas, and a
+    // loaded test machine stalls it for hundreds of ms: calls granted apart then
+    // reach the simulator together. The margin is the jitter the pacing
+    // tolerates (1000 × margin ms; production default 50 ms over a network).
+    const margin = 0.5;
+    const [ra, rb] = await Promise.all([rateShare('t24-members', 'replica-a', cap, margin), rateShare('t24-members', 'replica-b', cap, margin)]);
+    await eventually(() => ra.currentShare() + rb.currentShare() === cap, { what: 'shares settle' });
+    const ca = client({ rateShare: ra });
+    const cb = client({ rateShare: rb });
+
+    // Each replica hammers with far more concurrency than its share.
+    const run = async (c: T24Client, prefix: string) => {
+      const ids = Array.from({ length: 20 }, (_, i) => `${prefix}-${i}`);
+      return Promise.all(ids.map((id) => c.reserve(id, body('O-pace'))));
+    };
+    const results = (await Promise.all([run(ca, 'PA'), run(cb, 'PB')])).flat();
+
+    expect(results.every((r) => r.kind === 'ok')).toBe(true);
+    const s = t24.sim.stats();
+    expect(s.rateLimited).toBe(0);
+    expect(s.peakRps).toBeLessThanOrEqual(cap);
+    expect(s.applied.reserve).toBe(40);
+    expect(ca.stats().received429 + cb.stats().received429).toBe(0);
+  });
+
+  it('honours Retry-After on 429 and then succeeds', async () => {
+    // Our share (1000) is far above what this T24 takes: a misconfiguration 429s.
+    t24.sim.setKnobs({ maxRps: 2 });
+    const seen: { at: number; status: number; url: string }[] = [];
+    const recordingFetch: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      seen.push({ at: Date.now(), status: res.status, url: String(input) });
+      return res;
+    };
+    const c = client({ fetch: recordingFetch, retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 } });
+    const results = await Promise.all(['R-1', 'R-2', 'R-3'].map((id) => c.reserve(id, body())));
+    expect(results.map((r) => r.kind)).toEqual(['ok', 'ok', 'ok']);
+    expect(c.stats().received429).toBeGreaterThan(0);
+    for (const [i, r] of seen.entries()) {
+      if (r.status !== 429) continue;
+      const next = seen.slice(i + 1).find((x) => x.url === r.url);
+      expect(next, `a retry after the 429 on ${r.url}`).toBeDefined();
+      // Retry-After: 1 → not before a second has passed (minus clock rounding).
+      expect(next!.at - r.at).toBeGreaterThanOrEqual(990);
+    }
+
+    // Without in-call retries the worker gets the delay to nak with.
+    const once = client({ retry: { maxAttempts: 1 } });
+    t24.sim.reset('stats');
+    t24.sim.setKnobs({ maxRps: 1 });
+    await once.getLoan('R-9');
+    const err = await once.reserve('R-10', body()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(T24RateLimitedError);
+    expect((err as T24RateLimitedError).retryAfterMs).toBe(1000);
+    expect((err as T24RateLimitedError).readBackFirst).toBe(false);
+    expect(parseRetryAfter('2')).toBe(2000);
+    expect(parseRetryAfter(new Date(Date.now() + 3000).toUTCString())).toBeGreaterThan(1000);
+  });
+
+  it('opens the breaker under an outage, fails fast while open, and closes when T24 is back', async () => {
+    const c = client({ breaker: { volumeThreshold: 3, resetTimeout: 500 }, retry: { maxAttempts: 1 } });
+    const states: string[] = [];
+    c.onStateChange((s) => states.push(s));
+    t24.sim.setKnobs({ outage: true });
+
+    for (let i = 0; i < 10 && !c.isOpen(); i++) {
+      await expect(c.reserve(`B-${i}`, body())).rejects.toBeInstanceOf(T24AmbiguousError);
+    }
+    expect(c.isOpen()).toBe(true);
+    expect(states).toContain('open');
+
+    const sentBefore = t24.sim.stats().requests.total;
+    const err = await c.reserve('B-x', body()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(T24UnavailableError);
+    expect((err as T24UnavailableError).retryAfterMs).toBeGreaterThan(0);
+    expect((err as T24UnavailableError).retryAfterMs).toBeLessThanOrEqual(500);
+    await expect(c.getLoan('B-x')).rejects.toBeInstanceOf(T24UnavailableError);
+    expect(t24.sim.stats().requests.total).toBe(sentBefore); // nothing reached T24
+
+    t24.sim.setKnobs({ outage: false });
+    await eventually(() => !c.isOpen(), { what: 'half-open' });
+    const ok = await c.reserve('B-after', body());
+    expect(ok.kind).toBe('ok');
+    expect(c.breakerState()).toBe('closed');
+    expect(states).toEqual(['open', 'halfOpen', 'closed']);
+    expect(c.stats().outcomes.unavailable).toBeGreaterThanOrEqual(2);
+  });
+
+  it('does not count business answers (404, 409, 422) as breaker failures', async () => {
+    const c = client({ breaker: { volumeThreshold: 3 }, retry: { maxAttempts: 1 } });
+    t24.sim.setKnobs({ missing: Array.from({ length: 10 }, (_, i) => `N-${i}`) });
+    for (let i = 0; i < 10; i++) expect(await c.reserve(`N-${i}`, body())).toEqual({ kind: 'permanent', reason: 'LOAN_NOT_FOUND' });
+    expect(c.isOpen()).toBe(false);
+    expect(c.breakerState()).toBe('closed');
+  });
+
+  it('after an apply-then-500 the read-back returns ok without a second state change', async () => {
+    const c = client({ retry: { maxAttempts: 1 } });
+    t24.sim.setKnobs({ fail500AfterApplyRate: 1 });
+    const err = await c.reserve('A-1', body()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(T24AmbiguousError);
+    expect((err as T24AmbiguousError).readBackFirst).toBe(true);
+    expect(t24.sim.loan('A-1')?.applied.reserve).toBe(1);
+
+    // The worker persisted "ambiguous" and comes back later (here T24 still 500s every POST).
+    const posts = t24.sim.stats().requests.reserve;
+    const r = await c.applyWithReadback('A-1', 'reserve', body(), { ambiguousBefore: true });
+    expect(r).toEqual({ kind: 'ok', transactionCode: null, status: 'RESERVED', via: 'readback' });
+    expect(t24.sim.stats().requests.reserve).toBe(posts); // no second POST
+    expect(t24.sim.loan('A-1')?.applied).toEqual({ reserve: 1, invest: 0 });
+  });
+
+  it('reads back within its own retry loop after a dropped connection', async () => {
+    const c = client({ retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50 } });
+    t24.sim.seedLoans(['D-1'], 'RESERVED', 'inv-1');
+    t24.sim.setKnobs({ dropAfterApplyRate: 1 });
+    const r = await c.invest('D-1', body());
+    expect(r).toMatchObject({ kind: 'ok', status: 'INVESTED', via: 'readback' });
+    expect(t24.sim.loan('D-1')?.applied).toEqual({ reserve: 0, invest: 1 });
+    expect(c.stats().readBacks).toBe(1);
+  });
+
+  it('a timeout is ambiguous; the change that lands late is found by the read-back', async () => {
+    const c = client({ timeoutMs: 200, retry: { maxAttempts: 1 } });
+    t24.sim.setKnobs({ timeoutRate: 1, timeoutMs: 500 });
+    const err = await c.reserve('T-1', body()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(T24AmbiguousError);
+    expect((err as T24AmbiguousError).readBackFirst).toBe(true);
+    await eventually(() => t24.sim.loan('T-1')?.status === 'RESERVED', { what: 'the late change lands' });
+    t24.sim.setKnobs({ timeoutRate: 0 });
+    const r = await c.applyWithReadback('T-1', 'reserve', body(), { ambiguousBefore: true });
+    expect(r).toMatchObject({ kind: 'ok', via: 'readback' });
+    expect(t24.sim.loan('T-1')?.applied.reserve).toBe(1);
+    expect(c.stats().responses.timeout).toBe(1);
+  });
+
+  it('a read-back that finds the loan untouched sends the POST', async () => {
+    const c = client();
+    const r = await c.applyWithReadback('U-1', 'reserve', body(), { ambiguousBefore: true });
+    expect(r).toMatchObject({ kind: 'ok', status: 'RESERVED', via: 'applied' });
+    expect(r.kind === 'ok' && r.transactionCode).toMatch(/^FT/);
+    const s = t24.sim.stats();
+    expect(s.requests.get).toBe(1);
+    expect(s.requests.reserve).toBe(1);
+  });
+
+  it('a 409 for another investor is permanent; for the same investor in the target state it is ok', async () => {
+    const c = client();
+    t24.sim.seedLoans(['C-foreign'], 'RESERVED', 'someone-else');
+    t24.sim.seedLoans(['C-mine'], 'RESERVED', 'inv-1');
+    t24.sim.seedLoans(['C-done'], 'INVESTED', 'inv-1');
+    expect(await c.reserve('C-foreign', body())).toEqual({ kind: 'permanent', reason: 'CONFLICT:RESERVED:someone-else' });
+    expect(await c.invest('C-foreign', body())).toEqual({ kind: 'permanent', reason: 'CONFLICT:RESERVED:someone-else' });
+    expect(await c.reserve('C-mine', body())).toEqual({ kind: 'ok', transactionCode: null, status: 'RESERVED', via: 'conflict' });
+    expect(await c.invest('C-done', body())).toEqual({ kind: 'ok', transactionCode: null, status: 'INVESTED', via: 'conflict' });
+    // Investing a loan nobody reserved is a conflict too.
+    expect(await c.invest('C-fresh', body())).toEqual({ kind: 'permanent', reason: 'CONFLICT:AVAILABLE:-' });
+    expect(t24.sim.stats().applied).toEqual({ reserve: 0, invest: 0 });
+  });
+
+  it('404 and 422 are permanent; getLoan reads a loan or null', async () => {
+    const c = client();
+    t24.sim.setKnobs({ missing: ['M-1'] });
+    expect(await c.reserve('M-1', body())).toEqual({ kind: 'permanent', reason: 'LOAN_NOT_FOUND' });
+    expect(await c.reserve('V-1', { investorId: 'inv-1', orderId: 'O-1', amount: -5 })).toEqual({ kind: 'permanent', reason: 'INVALID_REQUEST' });
+    expect(await c.getLoan('M-1')).toBeNull();
+    expect(await c.getLoan('V-1')).toEqual({ loanId: 'V-1', status: 'AVAILABLE', investorId: null });
+    expect(c.stats().outcomes.permanent).toBe(2);
+  });
+
+  it('recommends concurrency from the share and the observed latency', async () => {
+    const c = client();
+    t24.sim.setKnobs({ latencyMs: 50 });
+    for (let i = 0; i < 10; i++) await c.getLoan(`L-${i}`);
+    const s = c.stats();
+    expect(s.latency.samples).toBe(10);
+    expect(s.latency.p90Ms).toBeGreaterThanOrEqual(45);
+    const expected = Math.min(256, Math.max(1, Math.ceil(roomy.currentShare() * (s.latency.p90Ms / 1000) * 1.5)));
+    expect(c.recommendedConcurrency()).toBe(expected);
+  });
+});

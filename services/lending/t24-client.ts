@@ -1,0 +1,533 @@
+// The lending service's only door to Temenos T24 (CONTRACTS.md, "Temenos T24").
+//
+// Every HTTP call waits for a token from the cluster-wide rate share, then goes
+// through one opossum breaker. Business answers come back as typed outcomes;
+// anything worth retrying later is thrown as a T24TransientError whose
+// `readBackFirst` tells the worker what to persist: when true, the change may
+// have landed, and the next attempt must GET the loan before POSTing again.
+// Idempotency-Key is sent, but correctness never depends on T24 honouring it:
+// T24's own state machine refuses a second reserve/invest (409), and a 409 for
+// the same investor in the target state counts as success.
+import CircuitBreaker from 'opossum';
+import type { Logger } from 'pino';
+import * as z from 'zod';
+import type { RateShare } from './rate-share.ts';
+
+export type T24Phase = 'reserve' | 'invest';
+export type T24LoanStatus = 'AVAILABLE' | 'RESERVED' | 'INVESTED';
+export type T24Loan = { loanId: string; status: T24LoanStatus; investorId: string | null };
+export type T24ApplyBody = { investorId: string; orderId: string; amount: number };
+
+export type T24PermanentReason = 'LOAN_NOT_FOUND' | 'INVALID_REQUEST' | `CONFLICT:${string}:${string}` | `HTTP_${number}`;
+
+export type T24Outcome =
+  | {
+      kind: 'ok';
+      /** null when success was learnt from a 409 or a read-back, which carry no code. */
+      transactionCode: string | null;
+      status: T24LoanStatus;
+      via: 'applied' | 'conflict' | 'readback';
+    }
+  | { kind: 'permanent'; reason: T24PermanentReason };
+
+export type T24BreakerState = 'closed' | 'open' | 'halfOpen';
+
+export type T24RetryOptions = {
+  /** Tries per call, read-backs not counted. 1 = no in-call retry. */
+  maxAttempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** No retry starts that would end after this many ms since the call began. */
+  maxElapsedMs?: number;
+};
+
+export type T24ClientOptions = {
+  baseUrl: string;
+  rateShare: Pick<RateShare, 'acquire' | 'currentShare'>;
+  log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+  timeoutMs?: number;
+  breaker?: CircuitBreaker.Options<[T24HttpRequest]>;
+  retry?: T24RetryOptions;
+  fetch?: typeof fetch;
+  /** For the backoff jitter. */
+  random?: () => number;
+};
+
+export type T24CallOptions = { signal?: AbortSignal };
+
+export type T24ClientStats = {
+  /** Finished reserve/invest/getLoan calls by how they ended. */
+  outcomes: {
+    ok: number;
+    okViaConflict: number;
+    okViaReadback: number;
+    permanent: number;
+    rateLimited: number;
+    unavailable: number;
+    ambiguous: number;
+    transient: number;
+  };
+  /** HTTP responses by status, plus 'timeout' and 'network' for no response. */
+  responses: Record<string, number>;
+  requests: number;
+  /** 429s received; ~0 when pacing works. */
+  received429: number;
+  readBacks: number;
+  retries: number;
+  breaker: { state: T24BreakerState; opened: number };
+  latency: { ewmaMs: number; p90Ms: number; samples: number };
+  share: number;
+  recommendedConcurrency: number;
+};
+
+export type T24Client = {
+  /** The loan, or null when T24 does not know it. Throws T24TransientError subclasses. */
+  getLoan(loanId: string, opts?: T24CallOptions): Promise<T24Loan | null>;
+  reserve(loanId: string, body: T24ApplyBody, opts?: T24CallOptions & { ambiguousBefore?: boolean }): Promise<T24Outcome>;
+  invest(loanId: string, body: T24ApplyBody, opts?: T24CallOptions & { ambiguousBefore?: boolean }): Promise<T24Outcome>;
+  /** One reserve/invest with in-call retries; reads the loan back first when `ambiguousBefore` (persisted by the worker) is set. */
+  applyWithReadback(loanId: string, phase: T24Phase, body: T24ApplyBody, opts: T24CallOptions & { ambiguousBefore: boolean }): Promise<T24Outcome>;
+  /** True while the breaker is open: workers stop pulling. Half-open counts as closed so a trial call can happen. */
+  isOpen(): boolean;
+  breakerState(): T24BreakerState;
+  /** Returns an unsubscribe function. */
+  onStateChange(cb: (state: T24BreakerState) => void): () => void;
+  /** In-flight calls that keep the share busy: ceil(share × p90 s × 1.5) in [1, 256]. */
+  recommendedConcurrency(): number;
+  stats(): T24ClientStats;
+  shutdown(): void;
+};
+
+/** Base of every error worth retrying later. `readBackFirst`: the next attempt must GET the loan before POSTing. */
+export class T24TransientError extends Error {
+  override name = 'T24TransientError';
+  readonly retryAfterMs: number | undefined;
+  readBackFirst: boolean;
+  constructor(message: string, options: { cause?: unknown; retryAfterMs?: number; readBackFirst?: boolean } = {}) {
+    super(message, { cause: options.cause });
+    this.retryAfterMs = options.retryAfterMs;
+    this.readBackFirst = options.readBackFirst ?? false;
+  }
+}
+
+/** T24 answered 429; come back after `retryAfterMs`. */
+export class T24RateLimitedError extends T24TransientError {
+  override name = 'T24RateLimitedError';
+  declare readonly retryAfterMs: number;
+}
+
+/** The breaker is open (or the client is shut down); nothing was sent. */
+export class T24UnavailableError extends T24TransientError {
+  override name = 'T24UnavailableError';
+  declare readonly retryAfterMs: number;
+}
+
+/** A POST got a 5xx, timed out or lost its connection: the change may or may not have happened. */
+export class T24AmbiguousError extends T24TransientError {
+  override name = 'T24AmbiguousError';
+}
+
+/** T24 answered something the contract does not describe, on a read. */
+export class T24UnexpectedResponseError extends Error {
+  override name = 'T24UnexpectedResponseError';
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export type T24HttpRequest = {
+  method: 'GET' | 'POST';
+  path: string;
+  body?: T24ApplyBody;
+  idempotencyKey?: string;
+  signal?: AbortSignal;
+};
+
+type HttpResponse = { status: number; body: unknown; retryAfterMs: number | undefined };
+
+// Thrown inside the breaker for non-2xx so the breaker sees them; 4xx are filtered out.
+class HttpStatusError extends Error {
+  override name = 'HttpStatusError';
+  readonly response: HttpResponse;
+  constructor(response: HttpResponse) {
+    super(`T24 answered ${response.status}`);
+    this.response = response;
+  }
+}
+
+// No response at all: timeout, refused, reset.
+class NoResponseError extends Error {
+  override name = 'NoResponseError';
+  readonly timedOut: boolean;
+  readonly callerAborted: boolean;
+  constructor(message: string, options: { cause: unknown; timedOut: boolean; callerAborted: boolean }) {
+    super(message, { cause: options.cause });
+    this.timedOut = options.timedOut;
+    this.callerAborted = options.callerAborted;
+  }
+}
+
+const statusSchema = z.enum(['AVAILABLE', 'RESERVED', 'INVESTED']);
+const loanSchema = z.object({ loanId: z.string(), status: statusSchema, investorId: z.string().nullable().optional() });
+const appliedSchema = loanSchema.extend({ transactionCode: z.string() });
+const conflictSchema = z.object({ error: z.literal('CONFLICT'), status: statusSchema, investorId: z.string().nullable().optional() });
+
+/** Whether the loan is where `phase` wants it for this investor; INVESTED also satisfies reserve (it only got there through a reserve). `hasReached({ status: 'RESERVED', investorId: 'inv-7' }, 'reserve', 'inv-7') === true` */
+export function hasReached(loan: { status: T24LoanStatus; investorId?: string | null }, phase: T24Phase, investorId: string): boolean {
+  if (loan.investorId !== investorId) return false;
+  return phase === 'reserve' ? loan.status === 'RESERVED' || loan.status === 'INVESTED' : loan.status === 'INVESTED';
+}
+
+/** Seconds or an HTTP date, as in Retry-After. `parseRetryAfter('2') === 2000` */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** The T24 client. `const t24 = createT24Client({ baseUrl: config.t24Url, rateShare, log }); const r = await t24.reserve('L-1', { investorId, orderId, amount })` */
+export function createT24Client(options: T24ClientOptions): T24Client {
+  const { rateShare, log } = options;
+  const baseUrl = options.baseUrl.replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const fetchFn = options.fetch ?? globalThis.fetch;
+  const random = options.random ?? Math.random;
+  const retry = {
+    maxAttempts: Math.max(1, options.retry?.maxAttempts ?? 3),
+    baseDelayMs: options.retry?.baseDelayMs ?? 200,
+    maxDelayMs: options.retry?.maxDelayMs ?? 2000,
+    maxElapsedMs: options.retry?.maxElapsedMs ?? 3 * timeoutMs + 5000,
+  };
+
+  const outcomes: T24ClientStats['outcomes'] = { ok: 0, okViaConflict: 0, okViaReadback: 0, permanent: 0, rateLimited: 0, unavailable: 0, ambiguous: 0, transient: 0 };
+  const responses: Record<string, number> = {};
+  let requests = 0;
+  let received429 = 0;
+  let readBacks = 0;
+  let retries = 0;
+  let opened = 0;
+  let shut = false;
+
+  // Latency: EWMA of mean and variance; p90 ≈ mean + 1.2816 σ (normal approximation).
+  const alpha = 0.1;
+  let latencyMean = 0;
+  let latencyVar = 0;
+  let latencySamples = 0;
+  function observeLatency(ms: number) {
+    if (latencySamples === 0) {
+      latencyMean = ms;
+      latencyVar = 0;
+    } else {
+      const diff = ms - latencyMean;
+      latencyMean += alpha * diff;
+      latencyVar = (1 - alpha) * (latencyVar + alpha * diff * diff);
+    }
+    latencySamples++;
+  }
+  function p90Ms(): number {
+    // Before any sample, guess high: a few idle slots cost little, too few starve the share.
+    if (latencySamples === 0) return 1000;
+    return latencyMean + 1.2816 * Math.sqrt(latencyVar);
+  }
+
+  async function send(req: T24HttpRequest): Promise<HttpResponse> {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = req.signal ? AbortSignal.any([timeout, req.signal]) : timeout;
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (req.body) headers['content-type'] = 'application/json';
+    if (req.idempotencyKey) headers['idempotency-key'] = req.idempotencyKey;
+    const started = performance.now();
+    requests++;
+    try {
+      const res = await fetchFn(baseUrl + req.path, {
+        method: req.method,
+        headers,
+        body: req.body ? JSON.stringify(req.body) : undefined,
+        signal,
+      });
+      const text = await res.text();
+      observeLatency(performance.now() - started);
+      responses[res.status] = (responses[res.status] ?? 0) + 1;
+      let body: unknown;
+      try {
+        body = text ? JSON.parse(text) : undefined;
+      } catch {
+        body = text;
+      }
+      const response: HttpResponse = { status: res.status, body, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) };
+      if (res.status >= 200 && res.status < 300) return response;
+      throw new HttpStatusError(response);
+    } catch (err) {
+      if (err instanceof HttpStatusError) throw err;
+      observeLatency(performance.now() - started);
+      const timedOut = timeout.aborted;
+      const callerAborted = !timedOut && req.signal?.aborted === true;
+      const kind = timedOut ? 'timeout' : 'network';
+      responses[kind] = (responses[kind] ?? 0) + 1;
+      throw new NoResponseError(`${req.method} ${req.path}: ${timedOut ? `no answer within ${timeoutMs} ms` : String(err)}`, { cause: err, timedOut, callerAborted });
+    }
+  }
+
+  const userBreaker = options.breaker ?? {};
+  const breaker = new CircuitBreaker<[T24HttpRequest], HttpResponse>(send, {
+    name: 't24',
+    // Our own AbortSignal.timeout ends the request; an opossum timeout would leave it running.
+    timeout: false,
+    resetTimeout: 10_000,
+    errorThresholdPercentage: 50,
+    volumeThreshold: 10,
+    rollingCountTimeout: 10_000,
+    ...userBreaker,
+    // Business answers (404/409/422) and 429 prove T24 is up; a caller's own abort says nothing about T24.
+    errorFilter: (err: unknown) =>
+      (err instanceof HttpStatusError && err.response.status < 500) ||
+      (err instanceof NoResponseError && err.callerAborted) ||
+      (userBreaker.errorFilter?.(err) ?? false),
+  });
+  const resetTimeoutMs = userBreaker.resetTimeout ?? 10_000;
+
+  let state: T24BreakerState = 'closed';
+  let openedAt = 0;
+  const listeners = new Set<(s: T24BreakerState) => void>();
+  function setState(next: T24BreakerState) {
+    if (next === state) return;
+    state = next;
+    if (next === 'open') {
+      opened++;
+      openedAt = Date.now();
+      log.warn({ resetTimeoutMs }, 't24 breaker open: calls fail fast');
+    } else {
+      log.info({ state: next }, `t24 breaker ${next}`);
+    }
+    for (const cb of listeners) {
+      try {
+        cb(next);
+      } catch (err) {
+        log.error({ err }, 't24 breaker listener threw');
+      }
+    }
+  }
+  breaker.on('open', () => setState('open'));
+  breaker.on('halfOpen', () => setState('halfOpen'));
+  breaker.on('close', () => setState('closed'));
+
+  function unavailable(cause?: unknown): T24UnavailableError {
+    const left = state === 'open' ? openedAt + resetTimeoutMs - Date.now() : 1000;
+    const retryAfterMs = Math.max(250, Math.min(resetTimeoutMs, left));
+    return new T24UnavailableError(shut ? 'T24 client shut down' : 'T24 breaker open', { cause, retryAfterMs });
+  }
+
+  // One HTTP exchange: wait for a token, then through the breaker. Returns any
+  // HTTP answer; throws T24UnavailableError or NoResponseError.
+  async function exchange(req: T24HttpRequest): Promise<HttpResponse> {
+    if (shut || breaker.opened) throw unavailable();
+    try {
+      await rateShare.acquire(req.signal);
+    } catch (err) {
+      if (req.signal?.aborted) throw err;
+      // The rate share stopped: we are shutting down.
+      throw unavailable(err);
+    }
+    try {
+      return await breaker.fire(req);
+    } catch (err) {
+      if (err instanceof HttpStatusError) return err.response;
+      if (err instanceof NoResponseError) throw err;
+      // EOPENBREAKER: opened (or half-open with its trial in flight) while we waited for the token.
+      throw unavailable(err);
+    }
+  }
+
+  function rateLimited(res: HttpResponse, readBackFirst: boolean): T24RateLimitedError {
+    received429++;
+    const retryAfterMs = res.retryAfterMs ?? 1000;
+    return new T24RateLimitedError(`T24 rate limited, retry after ${retryAfterMs} ms`, { retryAfterMs, readBackFirst });
+  }
+
+  // GET, classified. Only transient trouble throws.
+  async function readLoan(loanId: string, signal: AbortSignal | undefined, readBackFirst: boolean): Promise<T24Loan | null | { unexpected: number }> {
+    let res: HttpResponse;
+    try {
+      res = await exchange({ method: 'GET', path: `/loans/${encodeURIComponent(loanId)}`, signal });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      if (err instanceof T24TransientError) {
+        err.readBackFirst = readBackFirst;
+        throw err;
+      }
+      throw new T24TransientError(`T24 read of ${loanId} failed`, { cause: err, readBackFirst });
+    }
+    if (res.status === 404) return null;
+    if (res.status === 429) throw rateLimited(res, readBackFirst);
+    if (res.status >= 500) throw new T24TransientError(`T24 read of ${loanId} answered ${res.status}`, { readBackFirst });
+    if (res.status !== 200) return { unexpected: res.status };
+    const parsed = loanSchema.safeParse(res.body);
+    if (!parsed.success) throw new T24TransientError(`T24 read of ${loanId}: unexpected body`, { readBackFirst });
+    return { loanId: parsed.data.loanId, status: parsed.data.status, investorId: parsed.data.investorId ?? null };
+  }
+
+  // POST, classified: an outcome, or a transient error to retry.
+  async function postPhase(loanId: string, phase: T24Phase, body: T24ApplyBody, signal: AbortSignal | undefined): Promise<T24Outcome> {
+    let res: HttpResponse;
+    try {
+      res = await exchange({
+        method: 'POST',
+        path: `/loans/${encodeURIComponent(loanId)}/${phase}`,
+        body,
+        idempotencyKey: `${body.orderId}:${loanId}:${phase}`,
+        signal,
+      });
+    } catch (err) {
+      if (!(err instanceof NoResponseError)) throw err;
+      // Sent (or maybe sent) with no answer: it may have landed.
+      throw new T24AmbiguousError(`T24 ${phase} of ${loanId}: ${(err as Error).message}`, { cause: err, readBackFirst: true });
+    }
+    const { status } = res;
+    if (status === 200) {
+      const parsed = appliedSchema.safeParse(res.body);
+      if (!parsed.success) throw new T24AmbiguousError(`T24 ${phase} of ${loanId}: 200 with an unexpected body`, { readBackFirst: true });
+      return { kind: 'ok', transactionCode: parsed.data.transactionCode, status: parsed.data.status, via: 'applied' };
+    }
+    if (status === 409) {
+      const parsed = conflictSchema.safeParse(res.body);
+      if (!parsed.success) return { kind: 'permanent', reason: 'CONFLICT:UNKNOWN:-' };
+      const investor = parsed.data.investorId ?? null;
+      if (hasReached({ status: parsed.data.status, investorId: investor }, phase, body.investorId)) {
+        return { kind: 'ok', transactionCode: null, status: parsed.data.status, via: 'conflict' };
+      }
+      return { kind: 'permanent', reason: `CONFLICT:${parsed.data.status}:${investor ?? '-'}` };
+    }
+    if (status === 404) return { kind: 'permanent', reason: 'LOAN_NOT_FOUND' };
+    if (status === 422) return { kind: 'permanent', reason: 'INVALID_REQUEST' };
+    if (status === 429) throw rateLimited(res, false);
+    if (status >= 500) throw new T24AmbiguousError(`T24 ${phase} of ${loanId} answered ${status}`, { readBackFirst: true });
+    return { kind: 'permanent', reason: `HTTP_${status}` };
+  }
+
+  function countOutcome(o: T24Outcome): T24Outcome {
+    if (o.kind === 'permanent') outcomes.permanent++;
+    else if (o.via === 'conflict') outcomes.okViaConflict++;
+    else if (o.via === 'readback') outcomes.okViaReadback++;
+    else outcomes.ok++;
+    return o;
+  }
+
+  function countError(err: unknown) {
+    if (err instanceof T24RateLimitedError) outcomes.rateLimited++;
+    else if (err instanceof T24UnavailableError) outcomes.unavailable++;
+    else if (err instanceof T24AmbiguousError) outcomes.ambiguous++;
+    else if (err instanceof T24TransientError) outcomes.transient++;
+  }
+
+  function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const t = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(t);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async function applyWithReadback(loanId: string, phase: T24Phase, body: T24ApplyBody, opts: T24CallOptions & { ambiguousBefore: boolean }): Promise<T24Outcome> {
+    const { signal } = opts;
+    const started = Date.now();
+    let readBackFirst = opts.ambiguousBefore;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (readBackFirst) {
+          readBacks++;
+          const loan = await readLoan(loanId, signal, true);
+          if (loan === null) return countOutcome({ kind: 'permanent', reason: 'LOAN_NOT_FOUND' });
+          if ('unexpected' in loan) return countOutcome({ kind: 'permanent', reason: `HTTP_${loan.unexpected}` });
+          if (hasReached(loan, phase, body.investorId)) {
+            log.info({ loanId, phase, status: loan.status }, 't24 read-back: change had landed');
+            return countOutcome({ kind: 'ok', transactionCode: null, status: loan.status, via: 'readback' });
+          }
+          // Not there yet: the earlier attempt did not land (or lands later, and the POST then gets a same-investor 409).
+          readBackFirst = false;
+        }
+        return countOutcome(await postPhase(loanId, phase, body, signal));
+      } catch (err) {
+        if (!(err instanceof T24TransientError)) throw err;
+        readBackFirst ||= err.readBackFirst;
+        err.readBackFirst = readBackFirst;
+        const delay =
+          err instanceof T24RateLimitedError
+            ? err.retryAfterMs
+            : random() * Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+        const giveUp =
+          attempt >= retry.maxAttempts ||
+          err instanceof T24UnavailableError ||
+          Date.now() + delay - started > retry.maxElapsedMs ||
+          signal?.aborted === true;
+        if (giveUp) {
+          countError(err);
+          throw err;
+        }
+        retries++;
+        log.debug({ loanId, phase, attempt, delay, err: err.message }, 't24 retrying');
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  // Little's law: in-flight = rate × time in system, with headroom for the tail.
+  function recommendedConcurrency(): number {
+    const share = Math.max(1, rateShare.currentShare());
+    const n = Math.ceil(share * (p90Ms() / 1000) * 1.5);
+    return Math.min(256, Math.max(1, n));
+  }
+
+  return {
+    async getLoan(loanId, opts = {}) {
+      try {
+        const loan = await readLoan(loanId, opts.signal, false);
+        if (loan !== null && 'unexpected' in loan) throw new T24UnexpectedResponseError(loan.unexpected, `T24 read of ${loanId} answered ${loan.unexpected}`);
+        return loan;
+      } catch (err) {
+        countError(err);
+        throw err;
+      }
+    },
+    reserve: (loanId, body, opts = {}) => applyWithReadback(loanId, 'reserve', body, { ...opts, ambiguousBefore: opts.ambiguousBefore ?? false }),
+    invest: (loanId, body, opts = {}) => applyWithReadback(loanId, 'invest', body, { ...opts, ambiguousBefore: opts.ambiguousBefore ?? false }),
+    applyWithReadback,
+    isOpen: () => breaker.opened,
+    breakerState: () => state,
+    onStateChange(cb) {
+      listeners.add(cb);
+      return () => listeners.delete(cb);
+    },
+    recommendedConcurrency,
+    stats() {
+      const share = rateShare.currentShare();
+      return {
+        outcomes: { ...outcomes },
+        responses: { ...responses },
+        requests,
+        received429,
+        readBacks,
+        retries,
+        breaker: { state, opened },
+        latency: { ewmaMs: latencyMean, p90Ms: p90Ms(), samples: latencySamples },
+        share,
+        recommendedConcurrency: recommendedConcurrency(),
+      };
+    },
+    shutdown() {
+      shut = true;
+      listeners.clear();
+      breaker.shutdown();
+    },
+  };
+}
