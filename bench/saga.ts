@@ -21,6 +21,11 @@ const RATE = Number(process.env.BENCH_SAGA_RATE ?? 300);
 const SECONDS = Number(process.env.BENCH_SAGA_SECONDS ?? 20);
 const INTAKE_SECONDS = Number(process.env.BENCH_INTAKE_SECONDS ?? 10);
 const SCARCE_ORDERS = Number(process.env.BENCH_SCARCE_ORDERS ?? 600);
+// Every service the commerce flow touches (lending and funding stay out of the measurement).
+const COMMERCE = process.env.BENCH_TARGET ?? 'orders,notifications,admin,catalog,inventory,payments,shipping,saga';
+process.on('exit', () => { for (const ch of children) if (ch.exitCode === null) ch.kill('SIGKILL'); });
+process.on('uncaughtException', (err) => { console.error(err); process.exit(2); });
+process.on('unhandledRejection', (err) => { console.error(err); process.exit(2); });
 
 const pct = (xs: number[], p: number) => {
   if (!xs.length) return NaN;
@@ -39,6 +44,8 @@ async function startCluster(env: Env): Promise<{ url: string; stop(): Promise<vo
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.ok, { timeoutMs: 60_000, what: 'cluster ready' });
+  // Ready means provisioned; routes answer 503 until every service is mounted.
+  await eventually(async () => (await fetch(`${url}/api/orders/00000000-0000-0000-0000-000000000000`).catch(() => null))?.status === 404, { timeoutMs: 60_000, what: 'routes mounted' });
   return {
     url,
     async stop() {
@@ -88,7 +95,7 @@ const gw = await startGatewaySimulator({ port: 0, seed: 11 });
 const sms = await startSmsSimulator({ port: 0, seed: 11 });
 const c = await startCluster({
   NATS_URL: nats.url, DATABASE_URL: db.url, SMTP_URL: sink.url, PAYMENT_GATEWAY_URL: gw.url, SMS_URL: sms.url,
-  TARGET: 'all', DB_POOL_MAX: process.env.DB_POOL_MAX ?? '40',
+  TARGET: COMMERCE, DB_POOL_MAX: process.env.DB_POOL_MAX ?? '40',
 });
 const nc = await connect({ servers: nats.url });
 const doneAt = new Map<string, { at: number; status: string }>();

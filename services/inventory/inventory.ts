@@ -84,6 +84,8 @@ export async function reserve(em: EntityManager, orderId: string, items: Line[])
 export async function release(em: EntityManager, orderId: string): Promise<'released' | 'already-released' | 'deducted' | 'tombstone'> {
   const hit = await em.execute(`update inventory.reservations set status = 'RELEASED', updated_at = now() where order_id = ? and status = 'RESERVED' returning 1`, [orderId]);
   if (hit.length) {
+    // Lock the order's SKUs in SKU order, as reserve does, so the two never deadlock.
+    await em.execute('select 1 from inventory.items where sku in (select sku from inventory.reservation_lines where order_id = ?) order by sku for update', [orderId]);
     await em.execute(
       `update inventory.items i set reserved = i.reserved - l.quantity, updated_at = now()
          from inventory.reservation_lines l where l.order_id = ? and i.sku = l.sku`, [orderId]);
@@ -99,6 +101,8 @@ export async function release(em: EntityManager, orderId: string): Promise<'rele
 export async function deduct(em: EntityManager, orderId: string): Promise<'deducted' | 'already-deducted' | 'not-reserved'> {
   const hit = await em.execute(`update inventory.reservations set status = 'DEDUCTED', updated_at = now() where order_id = ? and status = 'RESERVED' returning 1`, [orderId]);
   if (hit.length) {
+    // Lock the order's SKUs in SKU order, as reserve does, so the two never deadlock.
+    await em.execute('select 1 from inventory.items where sku in (select sku from inventory.reservation_lines where order_id = ?) order by sku for update', [orderId]);
     await em.execute(
       `update inventory.items i set on_hand = i.on_hand - l.quantity, reserved = i.reserved - l.quantity, updated_at = now()
          from inventory.reservation_lines l where l.order_id = ? and i.sku = l.sku`, [orderId]);
