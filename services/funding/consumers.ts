@@ -1,21 +1,23 @@
 // The application router and the status cache writer.
 //  - funding-router (FUNDING, `funding.applications.created`): the seed's "event
 //    router": processing → risk_scoring, and the `risk.scoring.requested` command, in
-//    one transaction.
+//    one transaction. Runs through the kit's worker harness (inbox, DLQ, backoff).
 //  - funding-status (FUNDING, `funding.status.updated`): keeps the KV status cache
-//    current (newest version wins), the read side of GET .../status and SSE.
+//    current (newest version wins), the read side of GET .../status and SSE. See
+//    startStatusConsumer for why it has no inbox.
+import type { JsMsg } from '@nats-io/jetstream';
 import { ApplicationCreated, FUNDING_EVENTS_STREAM, FundingConsumers, StatusUpdated } from '../../contracts/funding.ts';
+import { errorKey, sendToDlq } from '../kit/dlq.ts';
 import { NonRetryableError } from '../kit/errors.ts';
 import type { Deps } from '../kit/service.ts';
-import { startWorker, type Worker } from '../kit/worker.ts';
+import { backoff, startWorker, type RetryPolicy, type Worker } from '../kit/worker.ts';
 import { loadWorkRow, scoringRequest, transition } from './applications.ts';
 import type { StatusCache } from './status-cache.ts';
 
 /** Start the router and the status consumer. `const ws = await startFundingConsumers(deps, cache, { router: 32, status: 64 })` */
 export async function startFundingConsumers(deps: Deps, cache: StatusCache, concurrency: { router: number; status: number }): Promise<Worker[]> {
-  const common = { js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics };
   const router = await startWorker({
-    ...common,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
     stream: FUNDING_EVENTS_STREAM,
     consumer: FundingConsumers.router,
     schema: ApplicationCreated,
@@ -32,18 +34,92 @@ export async function startFundingConsumers(deps: Deps, cache: StatusCache, conc
       }));
     },
   });
-  const status = await startWorker({
-    ...common,
-    stream: FUNDING_EVENTS_STREAM,
-    consumer: FundingConsumers.status,
-    schema: StatusUpdated,
-    key: (e) => e.applicationId,
-    concurrency: concurrency.status,
-    retry: { baseMs: 200, factor: 2, maxMs: 5000 },
-    handle: async (e, ctx) => {
-      const r = await cache.apply(e);
-      if (r === 'stale') ctx.log.debug({ applicationId: e.applicationId, version: e.version }, 'older status event; cache already newer');
-    },
-  });
+  const status = await startStatusConsumer(deps, cache, concurrency.status);
   return [router, status];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The status cache writer. It does without the harness's Postgres inbox on purpose: a
+ * KV write guarded by the row version is idempotent by itself (a redelivery finds the
+ * same or a newer version and writes nothing), and at five status events per
+ * application the inbox's four round trips per event were the largest share of
+ * funding's database work. The rest of the delivery model holds: a message failing
+ * its schema goes to the DLQ, a failure is nak'ed with backoff and its error kept for
+ * the DLQ mover, and max_deliver exhaustion takes the advisory path.
+ * `const w = await startStatusConsumer(deps, cache, 64)`
+ */
+export async function startStatusConsumer(deps: Deps, cache: StatusCache, concurrency: number): Promise<Worker> {
+  const stream = FUNDING_EVENTS_STREAM;
+  const name = FundingConsumers.status;
+  const consumer = await deps.nats.js.consumers.get(stream, name);
+  const log = deps.log.child({ consumer: name });
+  const retry: RetryPolicy = { baseMs: 200, factor: 2, maxMs: 5000 };
+  const inflight = new Set<Promise<void>>();
+  let running = true;
+  let slotFreed: (() => void) | undefined;
+
+  const outcome = (result: string, started: number) => {
+    deps.metrics.handlerOutcomes.inc({ consumer: name, outcome: result });
+    deps.metrics.handlerSeconds.observe({ consumer: name, outcome: result }, (performance.now() - started) / 1000);
+  };
+
+  const handle = async (m: JsMsg) => {
+    const started = performance.now();
+    const attempt = m.info.deliveryCount;
+    let event: StatusUpdated;
+    try {
+      const parsed = StatusUpdated.safeParse(m.json());
+      if (!parsed.success) throw new Error(`schema: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      event = parsed.data;
+    } catch (err) {
+      const error = (err as Error).message;
+      await sendToDlq(deps.nats.js, { stream, consumer: name, subject: m.subject, seq: m.seq, deliveries: attempt, reason: 'invalid-message', error, data: m.data, headers: m.headers })
+        .then(() => { m.term(); outcome('dlq', started); log.warn({ error }, 'sent to DLQ'); }, () => m.nak(1000));
+      return;
+    }
+    try {
+      await cache.apply(event);
+      m.ack();
+      outcome('ok', started);
+    } catch (err) {
+      const message = String((err as Error)?.message ?? err);
+      await deps.errors.put(errorKey(stream, m.seq), message.slice(0, 2000)).catch(() => {});
+      const delay = backoff(retry, attempt);
+      m.nak(delay);
+      log.warn({ err: message, applicationId: event.applicationId, delayMs: delay }, 'status cache write failed; will retry');
+      outcome('retry', started);
+    }
+  };
+
+  const loop = (async () => {
+    while (running) {
+      const free = concurrency - inflight.size;
+      if (free <= 0) {
+        await new Promise<void>((r) => { slotFreed = r; setTimeout(r, 1000); });
+        slotFreed = undefined;
+        continue;
+      }
+      try {
+        const batch = await consumer.fetch({ max_messages: free, expires: 1000 });
+        for await (const m of batch) {
+          const p: Promise<void> = handle(m).catch((err) => log.error({ err: String(err) }, 'unexpected status consumer failure'))
+            .finally(() => { inflight.delete(p); slotFreed?.(); });
+          inflight.add(p);
+        }
+      } catch (err) {
+        if (running) { log.warn({ err: String(err) }, 'fetch failed; retrying'); await sleep(500); }
+      }
+    }
+  })();
+
+  return {
+    inflight: () => inflight.size,
+    async stop(timeoutMs = 20_000) {
+      running = false;
+      await loop;
+      await Promise.race([Promise.all(inflight), sleep(timeoutMs)]);
+    },
+  };
 }

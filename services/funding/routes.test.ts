@@ -141,6 +141,20 @@ describe('GET', () => {
     await eventually(async () => (await cache.get(id))?.status === 'rejected', { what: 'cached' });
     expect(await cache.apply({ applicationId: id, status: 'risk_scoring', previousStatus: 'processing', version: 2, timestamp: new Date().toISOString(), metadata: {} })).toBe('stale');
     expect((await cache.get(id))!.status).toBe('rejected');
+
+    // The same through the status consumer: a stale event redelivered late changes nothing.
+    await c.deps.nats.js.publish('funding.status.updated', JSON.stringify({ applicationId: id, status: 'processing', previousStatus: null, version: 1, timestamp: new Date(0).toISOString(), metadata: {} }));
+    const settled = async () => { const i = await c.deps.nats.jsm.consumers.info('FUNDING', 'funding-status'); return i.num_pending === 0 && i.num_ack_pending === 0; };
+    await eventually(settled, { what: 'status consumer idle' });
+    expect((await cache.get(id))!.status).toBe('rejected');
+  });
+
+  it('sends a malformed status event to the DLQ', async () => {
+    await c.deps.nats.js.publish('funding.status.updated', JSON.stringify({ applicationId: 'not-a-uuid', status: 'flying' }));
+    const { createDlqAdmin } = await import('../kit/dlq.ts');
+    const e = await eventually(async () => (await createDlqAdmin(c.deps.nats).list({ stream: 'FUNDING', consumer: 'funding-status' }))[0], { what: 'DLQ entry' });
+    expect(e).toMatchObject({ reason: 'invalid-message', subject: 'funding.status.updated' });
+    expect(e!.error).toMatch(/schema: applicationId/);
   });
 });
 
