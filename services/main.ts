@@ -67,6 +67,8 @@ if (import.meta.main) {
       if (signalled) return;
       signalled = true;
       log.info({ signal }, 'shutting down');
+      // Every step of stop() is bounded; this is the backstop if something still hangs.
+      setTimeout(() => { log.error('shutdown did not finish in time; exiting'); process.exit(1); }, cluster.deps.config.SHUTDOWN_TIMEOUT_MS + 15_000).unref();
       cluster.stop().then(() => process.exit(0), (err) => { log.error({ err }, 'shutdown failed'); process.exit(1); });
     };
     process.on('SIGTERM', () => shutdown('SIGTERM'));

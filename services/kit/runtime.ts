@@ -119,20 +119,23 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
     stopping ??= (async () => {
       clearInterval(gauges);
       // Consumers first: in-flight work finishes (or returns to the queue), nothing new is pulled.
+      // One deadline for all of them: whatever has not finished by then is redelivered after ack_wait.
+      const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
       for (const { name, svc } of [...running].reverse()) {
-        await withTimeout(svc.stop(), config.SHUTDOWN_TIMEOUT_MS, `stopping ${name}`).catch((err) => log.warn({ err: String(err) }, 'service stop'));
+        await withTimeout(svc.stop(), Math.max(500, deadline - Date.now()), `stopping ${name}`).catch((err) => log.warn({ err: String(err) }, 'service stop'));
       }
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         if ('closeIdleConnections' in server) server.closeIdleConnections();
         setTimeout(() => { if ('closeAllConnections' in server) server.closeAllConnections(); resolve(); }, 2000).unref();
       });
-      await mover.stop();
+      await withTimeout(mover.stop(), 5000, 'dlq mover stop').catch(() => {});
       // A last pass so events of work that just finished leave now rather than at next boot.
       await relay!.drainOnce().catch(() => 0);
       await relay!.stop();
       await ext.stop();
-      await nats!.nc.drain().catch(() => {});
+      // With NATS unreachable a drain never completes: bound it, then close.
+      await withTimeout(nats!.nc.drain(), 5000, 'nats drain').catch(() => nats!.nc.close().catch(() => {}));
       await orm!.close();
       log.info('stopped');
     })();

@@ -183,9 +183,10 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
     inflight: () => inflight.size,
     async stop(timeoutMs = 20_000) {
       running = false;
-      await loop;
-      const all = Promise.all(inflight);
-      await Promise.race([all, sleep(timeoutMs)]);
+      // A pull in flight ends at its expiry (1 s); with NATS unreachable it may not end at all.
+      await Promise.race([loop, sleep(3000)]);
+      // In-flight work gets time to finish; what does not is redelivered after ack_wait.
+      await Promise.race([Promise.all(inflight), sleep(timeoutMs)]);
     },
   };
 }

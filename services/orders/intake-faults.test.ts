@@ -94,4 +94,17 @@ describe('order intake under faults', () => {
     expect(res.status).toBe(202);
     expect(await p.sigterm()).toBe(0);
   });
+
+  it('SIGTERM with NATS unreachable still finishes and exits 0', async () => {
+    const own = await startTestNats();
+    try {
+      const p = await spawnCluster({ NATS_URL: own.url, DATABASE_URL: db.url, SMTP_URL: sink.url });
+      await own.kill();
+      const code = await Promise.race([p.sigterm(), new Promise((r) => setTimeout(() => r('timeout'), 60_000))]);
+      if (code !== 0) console.error(p.output());
+      expect(code).toBe(0);
+    } finally {
+      await own.stop();
+    }
+  });
 });
