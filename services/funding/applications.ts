@@ -14,7 +14,7 @@ import {
 } from '../../contracts/funding.ts';
 import type { EntityManager, MikroORM } from '../kit/db.ts';
 import { H } from '../kit/nats.ts';
-import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
+import type { OutboxMessage } from '../kit/outbox.ts';
 import type { Application, Payout, Review } from './entities.ts';
 
 export type ApplicationRow = InferEntity<typeof Application>;
@@ -80,17 +80,24 @@ export type Transition = {
   id: string;
   from: ApplicationStatus;
   to: ApplicationStatus;
-  /** The version the caller read; the update fails with StaleApplicationError if it moved on. */
-  version: number;
+  /** The version the caller read; the update fails with StaleApplicationError if it moved on. Without it, `from` alone guards. */
+  version?: number;
   set?: TransitionExtra;
   /** Further events that must leave with this change (status.updated is added here). */
   events?: OutboxMessage[];
+  /** More data-modifying SQL for the same statement, as CTE bodies; they may select `from u` (the updated row) so they run only if the transition does. */
+  also?: { sql: string; params: unknown[] }[];
   reason?: string;
   requestId?: string;
   metadata?: Record<string, unknown>;
 };
 
-/** Move an application to its next status inside the caller's transaction. `await transition(em, { id, from: 'processing', to: 'risk_scoring', version })` */
+/**
+ * Move an application to its next status: the guarded UPDATE, its outbox rows and any
+ * `also` statements in one SQL statement (a data-modifying CTE is atomic), because a
+ * round trip costs more than the work on this platform and a transition happens four
+ * or five times per application. `await transition(em, { id, from: 'processing', to: 'risk_scoring', version })`
+ */
 export async function transition(em: EntityManager, t: Transition): Promise<{ version: number; at: string }> {
   const at = new Date().toISOString();
   const sets = ['status = ?', 'version = version + 1', 'updated_at = ?', 'history = history || ?::jsonb'];
@@ -101,20 +108,37 @@ export async function transition(em: EntityManager, t: Transition): Promise<{ ve
     sets.push(`${col.column} = ?${col.json ? '::jsonb' : ''}`);
     params.push(col.json ? JSON.stringify(value) : value);
   }
-  const rows = await em.execute<{ version: number }[]>(
-    `update funding.applications set ${sets.join(', ')} where id = ? and version = ? and status = ? returning version`,
-    [...params, t.id, t.version, t.from]);
-  if (!rows.length) throw new StaleApplicationError(`application ${t.id} is no longer ${t.from} at version ${t.version}`);
-  const version = Number(rows[0]!.version);
-  const status: StatusUpdated = {
-    applicationId: t.id, status: t.to, previousStatus: t.from, version, timestamp: at, metadata: { ...(t.reason ? { reason: t.reason } : {}), ...t.metadata },
+  params.push(t.id, t.from);
+  if (t.version !== undefined) params.push(t.version);
+  const also = t.also ?? [];
+  for (const a of also) params.push(...a.params);
+
+  // The status event's version is the row's new one, filled in by the statement itself.
+  const status: Omit<StatusUpdated, 'version'> = {
+    applicationId: t.id, status: t.to, previousStatus: t.from, timestamp: at, metadata: { ...(t.reason ? { reason: t.reason } : {}), ...t.metadata },
   };
-  const headers = headersFor(t.requestId);
-  await enqueue(em, [
-    ...(t.events ?? []).map((e) => ({ ...e, headers: e.headers ?? headers })),
-    { subject: FundingSubjects.statusUpdated, data: status, headers },
-  ]);
-  return { version, at };
+  const headers = JSON.stringify(headersFor(t.requestId) ?? {});
+  const rows = [
+    ...(t.events ?? []).map((e) => [randomUUID(), e.subject, JSON.stringify(e.data), e.headers ? JSON.stringify(e.headers) : headers, false]),
+    [randomUUID(), FundingSubjects.statusUpdated, JSON.stringify(status), headers, true],
+  ];
+  for (const r of rows) params.push(...r);
+
+  const result = await em.execute<{ version: number }[]>(
+    `with u as (
+       update funding.applications set ${sets.join(', ')}
+        where id = ? and status = ?${t.version !== undefined ? ' and version = ?' : ''}
+       returning version)
+     ${also.map((a, i) => `, a${i} as (${a.sql})`).join('\n')}
+     insert into kit.outbox (id, subject, payload, headers)
+     select v.id, v.subject,
+            case when v.is_status then jsonb_set(v.payload::jsonb, '{version}', to_jsonb(u.version))::text else v.payload end,
+            v.headers
+       from u cross join (values ${rows.map(() => '(?::uuid, ?, ?, ?::jsonb, ?::boolean)').join(', ')}) as v (id, subject, payload, headers, is_status)
+     returning (select version from u) as version`,
+    params);
+  if (!result.length) throw new StaleApplicationError(`application ${t.id} is no longer ${t.from}${t.version !== undefined ? ` at version ${t.version}` : ''}`);
+  return { version: Number(result[0]!.version), at };
 }
 
 /** The `disbursement.requested` command for an application. */

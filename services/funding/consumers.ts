@@ -8,10 +8,9 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { ApplicationCreated, FUNDING_EVENTS_STREAM, FundingConsumers, StatusUpdated } from '../../contracts/funding.ts';
 import { errorKey, sendToDlq } from '../kit/dlq.ts';
-import { NonRetryableError } from '../kit/errors.ts';
 import type { Deps } from '../kit/service.ts';
 import { backoff, startWorker, type RetryPolicy, type Worker } from '../kit/worker.ts';
-import { loadWorkRow, scoringRequest, transition } from './applications.ts';
+import { scoringRequest, StaleApplicationError, transition } from './applications.ts';
 import type { StatusCache } from './status-cache.ts';
 
 /** Start the router and the status consumer. `const ws = await startFundingConsumers(deps, cache, { router: 32, status: 64 })` */
@@ -25,13 +24,17 @@ export async function startFundingConsumers(deps: Deps, cache: StatusCache, conc
     concurrency: concurrency.router,
     retry: { baseMs: 500, factor: 2, maxMs: 10_000 },
     handle: async (e, ctx) => {
-      const app = await loadWorkRow(ctx.em, e.applicationId);
-      if (!app) throw new NonRetryableError(`application ${e.applicationId} does not exist`);
-      if (app.status !== 'processing') return;
-      await ctx.tx((em) => transition(em, {
-        id: app.id, from: 'processing', to: 'risk_scoring', version: app.version, requestId: ctx.requestId,
-        events: [scoringRequest(app.id, 'new')],
-      }));
+      // Guarded by status alone (compare-and-set on `processing`, version bumped), so no
+      // read first: a redelivery or a reconciler that got there first finds it moved on.
+      try {
+        await ctx.tx((em) => transition(em, {
+          id: e.applicationId, from: 'processing', to: 'risk_scoring', requestId: ctx.requestId,
+          events: [scoringRequest(e.applicationId, 'new')],
+        }));
+      } catch (err) {
+        if (err instanceof StaleApplicationError) return;
+        throw err;
+      }
     },
   });
   const status = await startStatusConsumer(deps, cache, concurrency.status);

@@ -38,37 +38,43 @@ export async function findPayout(gateway: GatewayClient, applicationId: string):
   return found.find((p) => p.reference === applicationId && p.status === 'paid') ?? null;
 }
 
-/** Record a payout the gateway made: payout row paid, application disbursed, events out; in the caller's transaction. */
+/** Record a payout the gateway made: payout row paid, application disbursed, events out; one statement. */
 export async function settlePaid(em: EntityManager, app: { id: string; version: number }, payout: GatewayPayout, how: string, requestId?: string): Promise<void> {
-  await em.execute(
-    `update funding.payouts set state = 'paid', gateway_payout_id = ?, failure_reason = null, updated_at = now() where application_id = ?`,
-    [payout.id, app.id]);
   const completed: DisbursementCompleted = { applicationId: app.id, status: 'completed', transactionId: payout.id, timestamp: new Date().toISOString(), error: null };
   await transition(em, {
     id: app.id, from: 'disbursing', to: 'disbursed', version: app.version, requestId, reason: how,
     metadata: { payoutId: payout.id }, events: [{ subject: FundingSubjects.disbursementCompleted, data: completed }],
+    also: [{
+      sql: `update funding.payouts p set state = 'paid', gateway_payout_id = ?, failure_reason = null, updated_at = now() from u where p.application_id = ?`,
+      params: [payout.id, app.id],
+    }],
   });
 }
 
 async function settleFailed(em: EntityManager, app: { id: string; version: number }, reason: string, requestId?: string): Promise<void> {
-  await em.execute(`update funding.payouts set state = 'failed', failure_reason = ?, updated_at = now() where application_id = ?`, [reason, app.id]);
   const completed: DisbursementCompleted = { applicationId: app.id, status: 'failed', transactionId: null, timestamp: new Date().toISOString(), error: reason };
   await transition(em, {
     id: app.id, from: 'disbursing', to: 'disbursement_failed', version: app.version, requestId, reason,
     events: [{ subject: FundingSubjects.disbursementCompleted, data: completed }],
+    also: [{ sql: `update funding.payouts p set state = 'failed', failure_reason = ?, updated_at = now() from u where p.application_id = ?`, params: [reason, app.id] }],
   });
 }
 
-/** approved → disbursing, and the payout record, in one transaction. Returns the new version. */
+/**
+ * approved → disbursing, with the payout record, in one statement; the record counts
+ * the POST about to be sent (attempts = 1), so a crash after it means "look up first".
+ * The record and the status commit together, so an approved application has none yet.
+ */
 async function beginDisbursing(orm: MikroORM, app: WorkRow, requestId?: string): Promise<number> {
-  return await orm.em.fork().transactional(async (em) => {
-    await em.execute(
-      `insert into funding.payouts (application_id, amount_minor, currency, state, attempts, created_at, updated_at)
-       values (?, ?, ?, 'pending', 0, now(), now()) on conflict (application_id) do nothing`,
-      [app.id, app.amountMinor, app.currency]);
-    const { version } = await transition(em, { id: app.id, from: 'approved', to: 'disbursing', version: app.version, requestId });
-    return version;
+  const { version } = await transition(orm.em.fork(), {
+    id: app.id, from: 'approved', to: 'disbursing', version: app.version, requestId,
+    also: [{
+      sql: `insert into funding.payouts (application_id, amount_minor, currency, state, attempts, created_at, updated_at)
+            select ?, ?, ?, 'pending', 1, now(), now() from u on conflict (application_id) do nothing`,
+      params: [app.id, app.amountMinor, app.currency],
+    }],
   });
+  return version;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -93,30 +99,34 @@ export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts
   };
 
   const disburse = async (req: DisbursementRequested, ctx: HandlerContext, plog: Logger) => {
-    let app = await loadWorkRow(ctx.em, req.applicationId);
+    const app = await loadWorkRow(ctx.em, req.applicationId);
     if (!app) throw new NonRetryableError(`application ${req.applicationId} does not exist`);
     if (isFinalStatus(app.status)) return;
     if (app.status !== 'approved' && app.status !== 'disbursing') {
       plog.warn({ status: app.status }, 'disbursement requested for an application that is not approved; ignored');
       return;
     }
-    if (app.status === 'approved') {
-      app = { ...app, status: 'disbursing', version: await beginDisbursing(orm, app, ctx.requestId) };
-    }
-    const record = await loadPayout(ctx.em, app.id);
-    if (!record) throw new Error(`payout record of ${app.id} missing while disbursing`);
-    const current = app;
+    const current = { id: app.id, version: app.version };
     const paid = async (p: GatewayPayout, how: string, outcome: string) => {
       await ctx.tx((em) => settlePaid(em, current, p, how, ctx.requestId));
       outcomes.inc({ outcome });
       plog.info({ payoutId: p.id, how }, 'application disbursed');
     };
-    if (record.state === 'paid' && record.gatewayPayoutId) {
-      return await paid({ id: record.gatewayPayoutId, status: 'paid', amount: app.amountMinor, currency: app.currency, reference: app.id }, 'payout already recorded', 'paid');
-    }
-
     // Any earlier attempt may have reached the gateway: ask before sending.
-    let mustLookUp = record.attempts > 0;
+    let mustLookUp: boolean;
+    let counted = false;
+    if (app.status === 'approved') {
+      current.version = await beginDisbursing(orm, app, ctx.requestId);
+      mustLookUp = false;
+      counted = true;
+    } else {
+      const record = await loadPayout(ctx.em, app.id);
+      if (!record) throw new Error(`payout record of ${app.id} missing while disbursing`);
+      if (record.state === 'paid' && record.gatewayPayoutId) {
+        return await paid({ id: record.gatewayPayoutId, status: 'paid', amount: app.amountMinor, currency: app.currency, reference: app.id }, 'payout already recorded', 'paid');
+      }
+      mustLookUp = record.attempts > 0;
+    }
     for (;;) {
       try {
         if (mustLookUp) {
@@ -124,7 +134,8 @@ export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts
           if (found) return await paid(found, 'found by reference after an earlier attempt', 'paid_found_by_reference');
         }
         mustLookUp = true;
-        await orm.em.fork().execute('update funding.payouts set attempts = attempts + 1, updated_at = now() where application_id = ?', [app.id]);
+        if (!counted) await orm.em.fork().execute('update funding.payouts set attempts = attempts + 1, updated_at = now() where application_id = ?', [app.id]);
+        counted = false;
         const res = await gateway.payout({
           amount: app.amountMinor, currency: app.currency, reference: app.id,
           destination: { iban: app.bankAccount.iban, holderName: app.bankAccount.holderName },

@@ -57,6 +57,9 @@ export async function startScoring(deps: Deps, config: FundingConfig = loadFundi
     name: 'orderflow_funding_risk_scores_total', help: 'Risk scores by source (model run or KV cache) and decision',
     labelNames: ['source', 'decision'] as const, registers: [metrics.registry],
   });
+  const scoringCpu = new Counter({
+    name: 'orderflow_funding_risk_cpu_seconds_total', help: 'Thread CPU time spent in the risk model (pool threads)', registers: [metrics.registry],
+  });
   new Gauge({
     name: 'orderflow_funding_risk_pool', help: 'Risk pool state: threads, live threads, queued tasks, crashed threads, utilization',
     labelNames: ['what'] as const, registers: [metrics.registry],
@@ -103,7 +106,9 @@ export async function startScoring(deps: Deps, config: FundingConfig = loadFundi
       }
       if (!result) {
         try {
-          result = await pool.score(input);
+          const scoredNow = await pool.score(input);
+          scoringCpu.inc(scoredNow.cpuMs / 1000);
+          result = scoredNow;
         } catch (err) {
           if (err instanceof RiskPoolBusyError) throw new RetryLaterError(500, err.message);
           if (err instanceof RiskWorkerCrashedError || err instanceof RiskScoringError) {
