@@ -2,7 +2,7 @@
 // SMS) on this machine, beside the intake ceiling (bare POST /api/orders, orders
 // service alone) measured in the same run; then a scarce-stock burst (many orders
 // for few units) with the books checked at the end. The cluster runs as a child
-// process (`node services/main.ts`, TARGET=all); the load generator, the payment
+// process (`node services/main.ts`, the commerce targets); the load generator, the payment
 // gateway, SMS and SMTP simulators run in this process.
 //
 // BENCH_SAGA_RATE (orders/s offered, default 300), BENCH_SAGA_SECONDS (default 20),
@@ -96,8 +96,23 @@ const sms = await startSmsSimulator({ port: 0, seed: 11 });
 const c = await startCluster({
   NATS_URL: nats.url, DATABASE_URL: db.url, SMTP_URL: sink.url, PAYMENT_GATEWAY_URL: gw.url, SMS_URL: sms.url,
   TARGET: COMMERCE, DB_POOL_MAX: process.env.DB_POOL_MAX ?? '40',
+  // BENCH_PROFILE=dir writes a V8 CPU profile of the cluster process there.
+  ...(process.env.BENCH_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` } : {}),
 });
 const nc = await connect({ servers: nats.url });
+// BENCH_DEBUG=1 prints each consumer's backlog every 2 s (where the saga waits).
+if (process.env.BENCH_DEBUG) {
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const jsm = await jetstreamManager(nc);
+  setInterval(async () => {
+    const parts: string[] = [];
+    for (const [stream, consumer] of [['ORDERS', 'saga'], ['INVENTORY', 'inventory'], ['SAGA_REPLIES', 'saga'], ['PAYMENTS', 'payments'], ['SHIPPING', 'shipping'], ['SAGA', 'orders'], ['SAGA', 'notifications'], ['ORDERS', 'notifications'], ['ORDERS', 'notifications-sms'], ['SAGA', 'notifications-sms']] as const) {
+      const i = await jsm.consumers.info(stream, consumer).catch(() => null);
+      if (i) parts.push(`${stream}/${consumer} ${i.num_pending}+${i.num_ack_pending}`);
+    }
+    console.error(`[${new Date().toISOString().slice(11, 19)}] ${parts.join('  ')}`);
+  }, 2000).unref();
+}
 const doneAt = new Map<string, { at: number; status: string }>();
 const sub = nc.subscribe('saga.done.>', {
   callback: (_err, m) => {
@@ -186,7 +201,7 @@ for (let i = 0; i < 20 && !books.ok; i++) {
 }
 
 console.log(`\n## saga\n`);
-console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, nats-server 2.9.10, PostgreSQL 15; cluster = one \`node services/main.ts\` (TARGET=all) child; load generator and simulators in the bench process.\n`);
+console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, nats-server 2.9.10, PostgreSQL 15; cluster = one \`node services/main.ts\` child (TARGET=${COMMERCE}); load generator and simulators in the bench process.\n`);
 console.log('| scenario | per second | p50 ms | p95 ms (intake: p97.5) | p99 ms | notes |');
 console.log('|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);

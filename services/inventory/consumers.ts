@@ -1,48 +1,48 @@
 // The inventory actor's mailbox: reserve, release and deduct commands from the saga,
-// each answered (reserve and release) by a reply committed with the change.
+// each answered (reserve and release) by a reply committed with the change. Commands
+// that arrive together share a transaction (saga/batch-worker.ts).
 import { z } from 'zod';
 import { InitItem, INVENTORY_INIT_SUBJECT, INVENTORY_STREAM, Subjects, type SagaReply } from '../../contracts/commerce.ts';
 import { NonRetryableError } from '../kit/errors.ts';
-import { enqueue } from '../kit/outbox.ts';
+import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
 import type { Deps } from '../kit/service.ts';
-import { startWorker, type Worker } from '../kit/worker.ts';
-import { deduct, initItem, release, reserve } from './inventory.ts';
+import { startBatchWorker, type BatchWorker } from '../saga/batch-worker.ts';
+import { applyStock, initItem, type ReserveResult, type StockCommand } from './inventory.ts';
 
 const Command = z.object({ orderUuid: z.uuid(), items: z.array(z.object({ sku: z.string(), quantity: z.number().int().min(1) })).optional() });
 
-export async function startInventoryWorker(deps: Deps, opts: { concurrency: number; retryBaseMs: number }): Promise<Worker> {
-  return await startWorker({
+export async function startInventoryWorker(deps: Deps, opts: { batch: number; retryBaseMs: number }): Promise<BatchWorker> {
+  return await startBatchWorker({
     stream: INVENTORY_STREAM, consumer: 'inventory',
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
-    schema: Command, key: (m) => m.orderUuid, concurrency: opts.concurrency,
+    schema: Command, key: (m) => m.orderUuid, batch: opts.batch,
     retry: { baseMs: opts.retryBaseMs, maxMs: 30_000 },
-    handle: async (cmd, ctx) => {
-      const reply = (data: SagaReply) => ({ subject: replySubject(data.type), data, headers: ctx.requestId ? { 'X-Request-Id': ctx.requestId } : undefined });
-      switch (ctx.subject) {
-        case Subjects.reserve:
+    handle: async (items, em) => {
+      const cmds: StockCommand[] = items.map(({ data: cmd, subject }) => {
+        if (subject === Subjects.reserve) {
           if (!cmd.items?.length) throw new NonRetryableError('reserve without items');
-          await ctx.tx(async (em) => {
-            const r = await reserve(em, cmd.orderUuid, cmd.items!);
-            await enqueue(em, [reply(r.ok ? { type: 'reserved', orderUuid: cmd.orderUuid, lines: r.lines } : { type: 'rejected', orderUuid: cmd.orderUuid, reason: r.reason, skus: r.skus })]);
-            ctx.log.debug({ orderUuid: cmd.orderUuid, ok: r.ok }, 'reserve');
-          });
-          return;
-        case Subjects.release:
-          await ctx.tx(async (em) => {
-            const r = await release(em, cmd.orderUuid);
-            await enqueue(em, [reply({ type: 'released', orderUuid: cmd.orderUuid })]);
-            ctx.log.debug({ orderUuid: cmd.orderUuid, r }, 'release');
-          });
-          return;
-        case Subjects.deduct:
-          await ctx.tx(async (em) => {
-            const r = await deduct(em, cmd.orderUuid);
-            if (r === 'not-reserved') ctx.log.warn({ orderUuid: cmd.orderUuid }, 'deduct for an order without a live reservation');
-          });
-          return;
-        default:
-          throw new NonRetryableError(`unknown inventory command ${ctx.subject}`);
+          return { kind: 'reserve', orderId: cmd.orderUuid, items: cmd.items };
+        }
+        if (subject === Subjects.release) return { kind: 'release', orderId: cmd.orderUuid };
+        if (subject === Subjects.deduct) return { kind: 'deduct', orderId: cmd.orderUuid };
+        throw new NonRetryableError(`unknown inventory command ${subject}`);
+      });
+      const results = await applyStock(em, cmds);
+      const out: OutboxMessage[] = [];
+      for (const { data: cmd, subject, requestId, log } of items) {
+        const headers = requestId ? { 'X-Request-Id': requestId } : undefined;
+        const r = results.get(cmd.orderUuid)!;
+        const reply = (data: SagaReply) => out.push({ subject: replySubject(data.type), data, headers });
+        if (subject === Subjects.reserve) {
+          const rr = r as ReserveResult;
+          reply(rr.ok ? { type: 'reserved', orderUuid: cmd.orderUuid, lines: rr.lines } : { type: 'rejected', orderUuid: cmd.orderUuid, reason: rr.reason, skus: rr.skus });
+        } else if (subject === Subjects.release) {
+          reply({ type: 'released', orderUuid: cmd.orderUuid });
+        } else if (r === 'not-reserved') {
+          log.warn({ orderUuid: cmd.orderUuid }, 'deduct for an order without a live reservation');
+        }
       }
+      await enqueue(em, out);
     },
   });
 }

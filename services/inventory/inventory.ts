@@ -1,12 +1,16 @@
-// Stock operations. Each takes the caller's transaction: the saga's commands run
-// them inside the worker's ctx.tx (with the inbox row and the reply), the HTTP
-// routes inside em.transactional.
+// Stock operations, set-based: one call handles many orders in the caller's
+// transaction (the saga's commands arrive in batches, see saga/batch-worker.ts; the
+// HTTP routes pass one order). A batch costs a handful of statements whatever its size.
 //
-// No oversell under any concurrency: rows are locked in SKU order (so two orders
-// over the same SKUs cannot deadlock), then reserved with one conditional UPDATE
-// (`where on_hand - reserved >= q`); the table's check constraint is the last word.
-// Every operation is idempotent per order through the reservations row, which
-// also stays behind as a tombstone when a release overtakes its reserve.
+// No oversell under any concurrency:
+//  - every SKU a call touches is locked first, in one statement, in SKU order, so two
+//    transactions over overlapping SKUs queue instead of deadlocking;
+//  - under those locks the orders are fitted in arrival order, each all-or-nothing;
+//  - the units are then taken with one conditional UPDATE (`where on_hand - reserved
+//    >= q`) whose row count must match, and the table's check constraint
+//    (0 <= reserved <= on_hand) is the last word.
+// Every operation is idempotent per order through the reservations row, which also
+// stays behind as a tombstone when a release overtakes its reserve.
 import type { PricedLine } from '../../contracts/commerce.ts';
 import type { EntityManager } from '../kit/db.ts';
 
@@ -14,102 +18,163 @@ export type Line = { sku: string; quantity: number };
 export type ReserveResult =
   | { ok: true; lines: PricedLine[]; replay: boolean }
   | { ok: false; reason: 'UNKNOWN_SKU' | 'OUT_OF_STOCK' | 'CANCELLED'; skus: string[] };
+export type ReleaseResult = 'released' | 'already-released' | 'deducted' | 'tombstone';
+export type DeductResult = 'deducted' | 'already-deducted' | 'not-reserved';
 export type ItemView = { sku: string; onHand: number; reserved: number; available: number };
 
 type ItemRow = { sku: string; on_hand: number; reserved: number; price_cents: number; currency: string };
+type LineRow = { order_id: string; sku: string; quantity: number; price_cents: number; currency: string };
 
-/** Sum quantities per SKU, in SKU order (the lock order). `mergeLines([{sku:'B',quantity:1},{sku:'A',quantity:2},{sku:'B',quantity:1}])` */
+/** Sum quantities per SKU, in SKU order. `mergeLines([{sku:'B',quantity:1},{sku:'A',quantity:2},{sku:'B',quantity:1}])` */
 export function mergeLines(items: Line[]): Line[] {
   const m = new Map<string, number>();
   for (const i of items) m.set(i.sku, (m.get(i.sku) ?? 0) + i.quantity);
   return [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([sku, quantity]) => ({ sku, quantity }));
 }
 
-const values = (lines: Line[]) => ({
-  sql: lines.map(() => '(?::text, ?::int)').join(', '),
-  params: lines.flatMap((l) => [l.sku, l.quantity]),
-});
+const sorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
 
-async function linesOf(em: EntityManager, orderId: string): Promise<PricedLine[]> {
-  const rows = await em.execute<{ sku: string; quantity: number; price_cents: number; currency: string }[]>(
-    'select sku, quantity, price_cents, currency from inventory.reservation_lines where order_id = ? order by sku', [orderId]);
-  return rows.map((r) => ({ sku: r.sku, quantity: r.quantity, priceCents: r.price_cents, currency: r.currency }));
+async function lockSkus(em: EntityManager, skus: string[]): Promise<Map<string, ItemRow>> {
+  if (!skus.length) return new Map();
+  const rows = await em.execute<ItemRow[]>('select sku, on_hand, reserved, price_cents, currency from inventory.items where sku in (?) order by sku for update', [sorted(skus)]);
+  return new Map(rows.map((r) => [r.sku, r]));
 }
 
-/** Reserve every line of an order or none. Run inside a transaction. `await reserve(em, order.id, order.items)` */
-export async function reserve(em: EntityManager, orderId: string, items: Line[]): Promise<ReserveResult> {
-  // Claim the order first: a concurrent reserve of the same order waits here for ours to commit.
-  const claimed = await em.execute(`insert into inventory.reservations (order_id, status) values (?, 'RESERVED') on conflict do nothing returning 1`, [orderId]);
-  if (!claimed.length) {
-    const [r] = await em.execute<{ status: string }[]>('select status from inventory.reservations where order_id = ? for update', [orderId]);
-    if (r?.status === 'RELEASED') return { ok: false, reason: 'CANCELLED', skus: [] };
-    return { ok: true, lines: await linesOf(em, orderId), replay: true };
+async function linesOf(em: EntityManager, orderIds: string[]): Promise<Map<string, PricedLine[]>> {
+  const out = new Map<string, PricedLine[]>();
+  if (!orderIds.length) return out;
+  const rows = await em.execute<LineRow[]>('select order_id, sku, quantity, price_cents, currency from inventory.reservation_lines where order_id in (?) order by order_id, sku', [orderIds]);
+  for (const r of rows) {
+    const l = out.get(r.order_id) ?? [];
+    l.push({ sku: r.sku, quantity: r.quantity, priceCents: r.price_cents, currency: r.currency });
+    out.set(r.order_id, l);
   }
-  const lines = mergeLines(items);
-  const skus = lines.map((l) => l.sku);
-  const locked = await em.execute<ItemRow[]>('select sku, on_hand, reserved, price_cents, currency from inventory.items where sku in (?) order by sku for update', [skus]);
-  const known = new Map(locked.map((r) => [r.sku, r]));
-  const missing = skus.filter((s) => !known.has(s));
-  const unclaim = async () => { await em.execute('delete from inventory.reservations where order_id = ?', [orderId]); };
-  if (missing.length) { await unclaim(); return { ok: false, reason: 'UNKNOWN_SKU', skus: missing }; }
-
-  const v = values(lines);
-  const updated = await em.execute<{ sku: string }[]>(
-    `update inventory.items i set reserved = i.reserved + v.q, updated_at = now()
-       from (values ${v.sql}) as v(sku, q)
-      where i.sku = v.sku and i.on_hand - i.reserved >= v.q
-      returning i.sku`, v.params);
-  if (updated.length < lines.length) {
-    const got = new Set(updated.map((r) => r.sku));
-    const undo = lines.filter((l) => got.has(l.sku));
-    if (undo.length) {
-      const u = values(undo);
-      await em.execute(`update inventory.items i set reserved = i.reserved - v.q from (values ${u.sql}) as v(sku, q) where i.sku = v.sku`, u.params);
-    }
-    await unclaim();
-    return { ok: false, reason: 'OUT_OF_STOCK', skus: skus.filter((s) => !got.has(s)) };
-  }
-  const priced: PricedLine[] = lines.map((l) => ({ ...l, priceCents: known.get(l.sku)!.price_cents, currency: known.get(l.sku)!.currency }));
-  await em.execute(
-    `insert into inventory.reservation_lines (order_id, sku, quantity, price_cents, currency) values ${priced.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
-    priced.flatMap((l) => [orderId, l.sku, l.quantity, l.priceCents, l.currency]));
-  return { ok: true, lines: priced, replay: false };
+  return out;
 }
+
+/** Take or give back units: one conditional statement; throws if any SKU lacks the units (cannot happen under the locks). */
+async function adjust(em: EntityManager, byReserved: Map<string, number>, byOnHand: Map<string, number>): Promise<void> {
+  const skus = sorted([...byReserved.keys(), ...byOnHand.keys()]).filter((s) => (byReserved.get(s) ?? 0) !== 0 || (byOnHand.get(s) ?? 0) !== 0);
+  if (!skus.length) return;
+  const rows = await em.execute<{ sku: string }[]>(
+    `update inventory.items i set reserved = i.reserved + v.r, on_hand = i.on_hand + v.h, updated_at = now()
+       from (values ${skus.map(() => '(?::text, ?::int, ?::int)').join(', ')}) as v(sku, r, h)
+      where i.sku = v.sku and i.on_hand + v.h - i.reserved - v.r >= 0 and i.reserved + v.r >= 0
+      returning i.sku`,
+    skus.flatMap((s) => [s, byReserved.get(s) ?? 0, byOnHand.get(s) ?? 0]));
+  if (rows.length !== skus.length) throw new Error(`stock changed under the lock for ${skus.filter((s) => !rows.some((r) => r.sku === s)).join(', ')}`);
+}
+
+const add = (m: Map<string, number>, sku: string, q: number) => m.set(sku, (m.get(sku) ?? 0) + q);
+
+export type StockCommand =
+  | { kind: 'reserve'; orderId: string; items: Line[] }
+  | { kind: 'release'; orderId: string }
+  | { kind: 'deduct'; orderId: string };
+export type StockOutcome = ReserveResult | ReleaseResult | DeductResult;
 
 /**
- * Give an order's reserved stock back. Without a reservation it leaves a RELEASED
- * tombstone, so a reserve that arrives later (a slow or resent command) is refused.
- * `await release(em, order.id) // 'released' | 'already-released' | 'deducted' | 'tombstone'`
+ * Apply many orders' commands in one transaction (at most one command per order).
+ * Releases and deductions go first, then reservations in the given order.
+ * `const results = await applyStock(em, [{ kind: 'reserve', orderId, items }])`
  */
-export async function release(em: EntityManager, orderId: string): Promise<'released' | 'already-released' | 'deducted' | 'tombstone'> {
-  const hit = await em.execute(`update inventory.reservations set status = 'RELEASED', updated_at = now() where order_id = ? and status = 'RESERVED' returning 1`, [orderId]);
-  if (hit.length) {
-    // Lock the order's SKUs in SKU order, as reserve does, so the two never deadlock.
-    await em.execute('select 1 from inventory.items where sku in (select sku from inventory.reservation_lines where order_id = ?) order by sku for update', [orderId]);
-    await em.execute(
-      `update inventory.items i set reserved = i.reserved - l.quantity, updated_at = now()
-         from inventory.reservation_lines l where l.order_id = ? and i.sku = l.sku`, [orderId]);
-    return 'released';
+export async function applyStock(em: EntityManager, cmds: StockCommand[]): Promise<Map<string, StockOutcome>> {
+  const out = new Map<string, StockOutcome>();
+  const reserves = cmds.filter((c): c is Extract<StockCommand, { kind: 'reserve' }> => c.kind === 'reserve');
+  const settles = cmds.filter((c) => c.kind !== 'reserve');
+
+  // Claim the reservations first: a concurrent reserve of the same order waits here for ours to commit.
+  const claimed = reserves.length ? new Set((await em.execute<{ order_id: string }[]>(
+    `insert into inventory.reservations (order_id, status) values ${reserves.map(() => `(?, 'RESERVED')`).join(', ')} on conflict do nothing returning order_id`,
+    reserves.map((r) => r.orderId))).map((r) => r.order_id)) : new Set<string>();
+  // Releases and deductions flip RESERVED rows; what they flipped decides whose units move.
+  const flipped = new Map<string, 'release' | 'deduct'>();
+  for (const kind of ['release', 'deduct'] as const) {
+    const ids = settles.filter((c) => c.kind === kind).map((c) => c.orderId);
+    if (!ids.length) continue;
+    const rows = await em.execute<{ order_id: string }[]>(
+      `update inventory.reservations set status = ?, updated_at = now() where order_id in (?) and status = 'RESERVED' returning order_id`,
+      [kind === 'release' ? 'RELEASED' : 'DEDUCTED', ids]);
+    for (const r of rows) flipped.set(r.order_id, kind);
   }
-  const inserted = await em.execute(`insert into inventory.reservations (order_id, status) values (?, 'RELEASED') on conflict do nothing returning 1`, [orderId]);
-  if (inserted.length) return 'tombstone';
-  const [r] = await em.execute<{ status: string }[]>('select status from inventory.reservations where order_id = ?', [orderId]);
-  return r?.status === 'DEDUCTED' ? 'deducted' : 'already-released';
+  const replays = reserves.filter((r) => !claimed.has(r.orderId)).map((r) => r.orderId);
+  const lines = await linesOf(em, [...flipped.keys(), ...replays]);
+
+  const fresh = reserves.filter((r) => claimed.has(r.orderId)).map((r) => ({ orderId: r.orderId, lines: mergeLines(r.items) }));
+  const items = await lockSkus(em, [...fresh.flatMap((r) => r.lines.map((l) => l.sku)), ...[...flipped.keys()].flatMap((id) => (lines.get(id) ?? []).map((l) => l.sku))]);
+
+  const dReserved = new Map<string, number>();
+  const dOnHand = new Map<string, number>();
+  for (const [id, kind] of flipped) {
+    for (const l of lines.get(id) ?? []) {
+      add(dReserved, l.sku, -l.quantity);
+      if (kind === 'deduct') add(dOnHand, l.sku, -l.quantity);
+    }
+  }
+  // Fit the new reservations, in order, against what the locked rows hold after the settlements.
+  const available = new Map([...items.values()].map((r) => [r.sku, r.on_hand + (dOnHand.get(r.sku) ?? 0) - r.reserved - (dReserved.get(r.sku) ?? 0)]));
+  const won: { orderId: string; lines: PricedLine[] }[] = [];
+  const lost: string[] = [];
+  for (const r of fresh) {
+    const missing = r.lines.filter((l) => !items.has(l.sku)).map((l) => l.sku);
+    if (missing.length) { out.set(r.orderId, { ok: false, reason: 'UNKNOWN_SKU', skus: missing }); lost.push(r.orderId); continue; }
+    const short = r.lines.filter((l) => available.get(l.sku)! < l.quantity).map((l) => l.sku);
+    if (short.length) { out.set(r.orderId, { ok: false, reason: 'OUT_OF_STOCK', skus: short }); lost.push(r.orderId); continue; }
+    for (const l of r.lines) { available.set(l.sku, available.get(l.sku)! - l.quantity); add(dReserved, l.sku, l.quantity); }
+    const priced = r.lines.map((l) => ({ ...l, priceCents: items.get(l.sku)!.price_cents, currency: items.get(l.sku)!.currency }));
+    won.push({ orderId: r.orderId, lines: priced });
+    out.set(r.orderId, { ok: true, lines: priced, replay: false });
+  }
+  await adjust(em, dReserved, dOnHand);
+  // Rejected orders hold nothing and leave no row: a later retry is judged afresh.
+  if (lost.length) await em.execute('delete from inventory.reservations where order_id in (?)', [lost]);
+  const newLines = won.flatMap((w) => w.lines.map((l) => ({ ...l, orderId: w.orderId })));
+  if (newLines.length) {
+    await em.execute(`insert into inventory.reservation_lines (order_id, sku, quantity, price_cents, currency) values ${newLines.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
+      newLines.flatMap((l) => [l.orderId, l.sku, l.quantity, l.priceCents, l.currency]));
+  }
+
+  // Replayed reserves answer what they got the first time (or that they were released).
+  if (replays.length) {
+    const status = await statuses(em, replays);
+    for (const id of replays) out.set(id, status.get(id) === 'RELEASED' ? { ok: false, reason: 'CANCELLED', skus: [] } : { ok: true, lines: lines.get(id) ?? [], replay: true });
+  }
+  for (const [id, kind] of flipped) out.set(id, kind === 'release' ? 'released' : 'deducted');
+  const unflipped = settles.filter((c) => !flipped.has(c.orderId));
+  if (unflipped.length) {
+    // A release without a reservation leaves the tombstone.
+    const tombs = unflipped.filter((c) => c.kind === 'release').map((c) => c.orderId);
+    const made = tombs.length ? new Set((await em.execute<{ order_id: string }[]>(
+      `insert into inventory.reservations (order_id, status) values ${tombs.map(() => `(?, 'RELEASED')`).join(', ')} on conflict do nothing returning order_id`, tombs)).map((r) => r.order_id)) : new Set<string>();
+    const status = await statuses(em, unflipped.map((c) => c.orderId).filter((id) => !made.has(id)));
+    for (const c of unflipped) {
+      const s = status.get(c.orderId);
+      if (c.kind === 'release') out.set(c.orderId, made.has(c.orderId) ? 'tombstone' : s === 'DEDUCTED' ? 'deducted' : 'already-released');
+      else out.set(c.orderId, s === 'DEDUCTED' ? 'already-deducted' : 'not-reserved');
+    }
+  }
+  return out;
 }
 
-/** The order shipped: its reserved units leave the shelf. `await deduct(em, order.id) // 'deducted' | 'already-deducted' | 'not-reserved'` */
-export async function deduct(em: EntityManager, orderId: string): Promise<'deducted' | 'already-deducted' | 'not-reserved'> {
-  const hit = await em.execute(`update inventory.reservations set status = 'DEDUCTED', updated_at = now() where order_id = ? and status = 'RESERVED' returning 1`, [orderId]);
-  if (hit.length) {
-    // Lock the order's SKUs in SKU order, as reserve does, so the two never deadlock.
-    await em.execute('select 1 from inventory.items where sku in (select sku from inventory.reservation_lines where order_id = ?) order by sku for update', [orderId]);
-    await em.execute(
-      `update inventory.items i set on_hand = i.on_hand - l.quantity, reserved = i.reserved - l.quantity, updated_at = now()
-         from inventory.reservation_lines l where l.order_id = ? and i.sku = l.sku`, [orderId]);
-    return 'deducted';
-  }
-  const [r] = await em.execute<{ status: string }[]>('select status from inventory.reservations where order_id = ?', [orderId]);
-  return r?.status === 'DEDUCTED' ? 'already-deducted' : 'not-reserved';
+async function statuses(em: EntityManager, ids: string[]): Promise<Map<string, string>> {
+  if (!ids.length) return new Map();
+  const rows = await em.execute<{ order_id: string; status: string }[]>('select order_id, status from inventory.reservations where order_id in (?)', [ids]);
+  return new Map(rows.map((r) => [r.order_id, r.status]));
+}
+
+/** Reserve every line of one order or none. Run inside a transaction. `await reserve(em, order.id, order.items)` */
+export async function reserve(em: EntityManager, orderId: string, items: Line[]): Promise<ReserveResult> {
+  return (await applyStock(em, [{ kind: 'reserve', orderId, items }])).get(orderId) as ReserveResult;
+}
+
+/** Give one order's reserved stock back; without a reservation, leave a tombstone. `await release(em, id) // 'released' | 'tombstone' | ...` */
+export async function release(em: EntityManager, orderId: string): Promise<ReleaseResult> {
+  return (await applyStock(em, [{ kind: 'release', orderId }])).get(orderId) as ReleaseResult;
+}
+
+/** The order shipped: its reserved units leave the shelf. `await deduct(em, id) // 'deducted' | 'already-deducted' | 'not-reserved'` */
+export async function deduct(em: EntityManager, orderId: string): Promise<DeductResult> {
+  return (await applyStock(em, [{ kind: 'deduct', orderId }])).get(orderId) as DeductResult;
 }
 
 /** Add units to a SKU; null when the SKU is unknown. `await restock(em, 'SKU-1', 10)` */
@@ -132,3 +197,4 @@ export async function getItem(em: EntityManager, sku: string): Promise<ItemView 
 
 const view = (r: Pick<ItemRow, 'sku' | 'on_hand' | 'reserved'>): ItemView =>
   ({ sku: r.sku, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved });
+

@@ -9,7 +9,7 @@ import { inventoryRoutes } from './routes.ts';
 export { entities, migrations } from './entities.ts';
 
 const configSchema = z.object({
-  INVENTORY_CONCURRENCY: int(32, 1, 1000),
+  INVENTORY_BATCH: int(64, 1, 1000),
   INVENTORY_RETRY_BASE_MS: int(500, 1),
 });
 
@@ -17,7 +17,7 @@ export async function start(deps: Deps): Promise<Running> {
   const config = readConfig(configSchema, deps.env);
   deps.app.route('/api/inventory', inventoryRoutes({ orm: deps.orm }));
   const init = serveInitRequests(deps);
-  const worker = await startInventoryWorker(deps, { concurrency: config.INVENTORY_CONCURRENCY, retryBaseMs: config.INVENTORY_RETRY_BASE_MS });
+  const worker = await startInventoryWorker(deps, { batch: config.INVENTORY_BATCH, retryBaseMs: config.INVENTORY_RETRY_BASE_MS });
   return {
     async stop() {
       init.stop();

@@ -47,6 +47,10 @@ export type SmsKind = 'received' | 'shipped' | 'failed';
  */
 export async function sendSmsOnce(sms: SmsClient, ctx: HandlerContext, m: { orderUuid: string; kind: SmsKind; to: string; body: string }): Promise<boolean> {
   return await ctx.tx(async (em) => {
+    // As for mail: the COMMIT after the provider's 202 is the in-doubt window, so it does
+    // not wait for the WAL flush; a Postgres crash could only lose the record, and the
+    // resend reuses the Idempotency-Key.
+    await em.execute('set local synchronous_commit = off');
     const claimed = await em.execute(
       'insert into notifications.sms (order_id, kind, recipient, body, sent_at) values (?, ?, ?, ?, now()) on conflict do nothing returning 1',
       [m.orderUuid, m.kind, m.to, m.body]);

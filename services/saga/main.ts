@@ -7,7 +7,8 @@ import { startOrchestrator } from './orchestrator.ts';
 export { entities, migrations } from './entities.ts';
 
 const configSchema = z.object({
-  SAGA_CONCURRENCY: int(64, 1, 1000),
+  /** Messages that arrive together share one transaction, up to this many. */
+  SAGA_BATCH: int(64, 1, 1000),
   SAGA_RETRY_BASE_MS: int(200, 1),
   /** How long a forward step may stay unanswered before its command is sent again. */
   SAGA_STEP_TIMEOUT_MS: int(30_000, 100),
@@ -20,7 +21,7 @@ const configSchema = z.object({
 export async function start(deps: Deps): Promise<Running> {
   const c = readConfig(configSchema, deps.env);
   const orchestrator = await startOrchestrator(deps, {
-    concurrency: c.SAGA_CONCURRENCY, retryBaseMs: c.SAGA_RETRY_BASE_MS, sweepMs: c.SAGA_SWEEP_MS,
+    batch: c.SAGA_BATCH, retryBaseMs: c.SAGA_RETRY_BASE_MS, sweepMs: c.SAGA_SWEEP_MS,
     stepTimeoutMs: c.SAGA_STEP_TIMEOUT_MS, maxStepTimeoutMs: c.SAGA_STEP_TIMEOUT_MAX_MS, maxStepAttempts: c.SAGA_MAX_STEP_ATTEMPTS,
   });
   return { stop: () => orchestrator.stop() };

@@ -1,48 +1,55 @@
 // The orchestrator: one actor per order. Its mailboxes are orders.created (ORDERS,
 // durable "saga") and the replies of inventory, payments and shipping (SAGA_REPLIES,
 // a work queue); both are keyed by order, so one replica handles one order's
-// messages one at a time, and the version check covers two replicas.
+// messages one at a time, and the version check covers two replicas. Messages that
+// arrive together share a transaction (batch-worker.ts).
 // The sweeper wakes sagas whose step deadline passed (FOR UPDATE SKIP LOCKED, so
 // replicas share the work).
 import { SAGA_REPLIES_STREAM, SagaReply } from '../../contracts/commerce.ts';
 import { OrderCreated, OrderSubjects, ORDERS_STREAM } from '../../contracts/orders.ts';
+import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
 import type { Deps } from '../kit/service.ts';
-import { startWorker, type Worker } from '../kit/worker.ts';
+import { startBatchWorker, type BatchWorker } from './batch-worker.ts';
 import { onReply, onTimeout, startSaga, type Saga, type SagaConfig } from './saga.ts';
-import { insertSaga, loadSaga, saveDecision } from './store.ts';
+import { insertSagas, lockSagas, saveDecision, updateSagas } from './store.ts';
 
-export type OrchestratorOptions = SagaConfig & { concurrency: number; retryBaseMs: number; sweepMs: number };
+export type OrchestratorOptions = SagaConfig & { batch: number; retryBaseMs: number; sweepMs: number };
 
-export async function startOrchestrator(deps: Deps, o: OrchestratorOptions): Promise<{ workers: Worker[]; stop(): Promise<void> }> {
+const headersOf = (requestId: string | undefined) => (requestId ? { 'X-Request-Id': requestId } : undefined);
+
+export async function startOrchestrator(deps: Deps, o: OrchestratorOptions): Promise<{ workers: BatchWorker[]; stop(): Promise<void> }> {
   const common = {
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
-    concurrency: o.concurrency, retry: { baseMs: o.retryBaseMs, maxMs: 10_000 },
+    batch: o.batch, retry: { baseMs: o.retryBaseMs, maxMs: 10_000 },
   };
-  const headersOf = (requestId: string | undefined) => (requestId ? { 'X-Request-Id': requestId } : undefined);
 
-  const created = await startWorker({
+  const created = await startBatchWorker({
     ...common, stream: ORDERS_STREAM, consumer: 'saga', schema: OrderCreated, key: (e) => e.id,
-    handle: async (e, ctx) => {
-      if (ctx.subject !== OrderSubjects.created) return;
-      await ctx.tx(async (em) => {
-        const fresh = await insertSaga(em, startSaga(e, Date.now(), o), headersOf(ctx.requestId));
-        if (fresh) ctx.log.debug({ orderUuid: e.id }, 'saga started');
-      });
+    handle: async (items, em) => {
+      const starts = items.filter((i) => i.subject === OrderSubjects.created).map((i) => ({ i, d: startSaga(i.data, Date.now(), o) }));
+      const fresh = await insertSagas(em, starts.map((s) => s.d.saga));
+      await enqueue(em, starts.filter((s) => fresh.has(s.d.saga.id)).flatMap((s) => s.d.out.map((m) => ({ ...m, headers: headersOf(s.i.requestId) }))));
     },
   });
 
-  const replies = await startWorker({
+  const replies = await startBatchWorker({
     ...common, stream: SAGA_REPLIES_STREAM, consumer: 'saga', schema: SagaReply, key: (r) => r.orderUuid,
-    handle: async (r, ctx) => {
-      await ctx.tx(async (em) => {
-        const s = await loadSaga(em, r.orderUuid, true);
+    handle: async (items, em) => {
+      const sagas = await lockSagas(em, items.map((i) => i.data.orderUuid));
+      const changes: { saga: Saga; prevVersion: number }[] = [];
+      const out: OutboxMessage[] = [];
+      for (const i of items) {
+        const s = sagas.get(i.data.orderUuid);
         // A reply before its saga exists cannot happen in order; if it does, the retry finds the saga.
-        if (!s) throw new Error(`no saga for order ${r.orderUuid}`);
-        const d = onReply(s, r, Date.now(), o);
-        if (!d) return;
-        await saveDecision(em, s.version, d, headersOf(ctx.requestId));
-        if (d.saga.step !== s.step) ctx.log.info({ orderUuid: s.id, from: s.step, to: d.saga.step, reply: r.type, reason: d.saga.failureReason ?? undefined }, 'saga step');
-      });
+        if (!s) throw new Error(`no saga for order ${i.data.orderUuid}`);
+        const d = onReply(s, i.data, Date.now(), o);
+        if (!d) continue;
+        changes.push({ saga: d.saga, prevVersion: s.version });
+        out.push(...d.out.map((m) => ({ ...m, headers: headersOf(i.requestId) })));
+        if (d.saga.step !== s.step) i.log.info({ orderUuid: s.id, from: s.step, to: d.saga.step, reply: i.data.type, reason: d.saga.failureReason ?? undefined }, 'saga step');
+      }
+      await updateSagas(em, changes);
+      await enqueue(em, out);
     },
   });
 
