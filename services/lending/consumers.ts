@@ -1,34 +1,39 @@
 // The loan workers: one actor for batches, one for items.
 //
-// Batches (LENDING_BATCHES, consumer lending-batches): claim the batch's loans in
-// our ledger in one statement and fan out one item command per loan.
+// Batches (LENDING_BATCHES, consumer lending-batches, through kit/worker.ts): claim
+// the batch's loans in our ledger in one statement and fan out one item command
+// per loan, in the same transaction as the inbox row.
 //
-// Items (LENDING_ITEMS, consumer lending-items, keyed by loanId): one T24 reserve
-// or invest each. Retry and DLQ granularity is the item, and its state commits
-// right after the T24 call succeeds, so a crash redoes at most the call in flight
-// (whose repeat T24 answers with a same-investor 409, which counts as success).
+// Items (LENDING_ITEMS, consumer lending-items, keyed by loanId, through
+// item-pump.ts): one T24 reserve or invest each. Retry and DLQ granularity is the
+// item. Its state commits right after the T24 call succeeds (group-committed with
+// its neighbours, before the ack), so a crash redoes at most the calls in flight,
+// whose repeat T24 answers with a same-investor 409, which counts as success.
 //  - breaker open: nothing is pulled; an item in hand comes back later
 //    (RetryLaterError), and this never counts against its retry budget;
 //  - 429: back after Retry-After, not counted either;
-//  - 5xx, timeout, dropped connection: counted in the item row
-//    (`failures`), with `ambiguous` set so the next attempt, on any replica,
-//    reads the loan back before posting; after LENDING_ITEM_MAX_FAILURES the
-//    item fails with T24_UNAVAILABLE;
+//  - 5xx, timeout, dropped connection: counted in the item row (`failures`),
+//    with `ambiguous` set so the next attempt, on any replica, reads the loan
+//    back before posting; after LENDING_ITEM_MAX_FAILURES the item fails with
+//    T24_UNAVAILABLE;
 //  - 404 / 422 / a foreign 409: the item fails with that reason (counts follow)
 //    and its command goes to the DLQ (NonRetryableError). A redrive resumes it.
 // The consumer's max_deliver is unlimited (-1): the only ways to the DLQ are the
-// decisions above, each of which marks the item failed first.
+// decisions above, each of which marks the item failed first, in its own
+// transaction (no inbox row), so the DLQ copy stays redrivable.
 import {
   BatchCommand, ItemCommand, LENDING_BATCH_CONSUMER, LENDING_BATCHES_STREAM, LENDING_ITEM_CONSUMER, LENDING_ITEMS_STREAM,
   LendingFailureReasons, LendingSubjects,
 } from '../../contracts/lending.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import type { Deps } from '../kit/service.ts';
-import { backoff, startWorker, type HandlerContext, type Worker } from '../kit/worker.ts';
+import { backoff, startWorker, type Worker } from '../kit/worker.ts';
+import { createBatcher } from './batcher.ts';
 import type { LendingConfig } from './config.ts';
+import { startItemPump, type ItemPump, type PumpContext } from './item-pump.ts';
 import {
-  claimBatch, markAmbiguous, markFailed, markInvested, markReserved, readItem, readOrder, reclaimLoan, recordFailure,
-  type ItemRow, type Phase,
+  claimBatch, commitSuccesses, itemKey, markAmbiguous, markFailed, readItems, readOrder, reclaimLoan, recordFailure,
+  type ItemKey, type ItemRow, type Phase, type Success,
 } from './ledger.ts';
 import type { LendingMetrics } from './metrics.ts';
 import { T24RateLimitedError, T24TransientError, T24UnavailableError, type T24Client } from './t24-client.ts';
@@ -42,17 +47,7 @@ export function hasWork(item: Pick<ItemRow, 'state' | 'failed_phase'>, phase: Ph
 const phaseOf = (subject: string): Phase | null =>
   subject === LendingSubjects.itemReserve ? 'reserve' : subject === LendingSubjects.itemInvest ? 'invest' : null;
 
-// The harness heartbeats only while paused; an item can wait longer than ack_wait for a rate token.
-async function keepAlive<R>(ctx: HandlerContext, fn: () => Promise<R>): Promise<R> {
-  const t = setInterval(() => ctx.msg.working(), 5000);
-  try {
-    return await fn();
-  } finally {
-    clearInterval(t);
-  }
-}
-
-export type LendingConsumers = { workers: Worker[]; stop(): Promise<void> };
+export type LendingConsumers = { workers: (Worker | ItemPump)[]; stop(): Promise<void> };
 
 export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; config: LendingConfig; metrics: LendingMetrics }): Promise<LendingConsumers> {
   const { orm, log } = deps;
@@ -76,29 +71,34 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
     },
   });
 
-  const fail = async (item: ItemRow, phase: Phase, reason: string, detail: string, ctx: HandlerContext): Promise<never> => {
-    // Its own transaction without the inbox row: the DLQ copy must stay redrivable.
-    await orm.em.fork().transactional((em) => markFailed(em, item, phase, reason, ctx.requestId));
+  const fail = async (item: ItemRow, phase: Phase, reason: string, detail: string, requestId: string | undefined): Promise<never> => {
+    await orm.em.fork().transactional((em) => markFailed(em, item, phase, reason, requestId));
     metrics.items.inc({ phase, outcome: 'failed' });
     throw new NonRetryableError(`${reason}: ${phase} of loan ${item.loan_id} in order ${item.order_id}${detail ? ` (${detail})` : ''}`, { reason });
   };
 
-  const handleItem = async (cmd: ItemCommand, ctx: HandlerContext) => {
+  // Reads and successes of concurrent items share round trips and transactions.
+  const read = createBatcher((keys: ItemKey[]) => readItems(orm.em.fork(), keys).then((m) => keys.map((k) => m.get(itemKey(k)) ?? null)), { maxSize: 500, maxWaitMs: 2 });
+  const commit = createBatcher(
+    (list: Success[]) => orm.em.fork().transactional((em) => commitSuccesses(em, list, log)).then((moved) => list.map((s) => moved.has(itemKey(s)))),
+    { maxSize: 500, maxWaitMs: 2 });
+
+  const handleItem = async (cmd: ItemCommand, ctx: PumpContext) => {
     const phase = phaseOf(ctx.subject);
     if (!phase) throw new NonRetryableError(`unexpected subject ${ctx.subject}`);
-    const item = await readItem(ctx.em, cmd.orderId, cmd.loanId);
+    const item = await read(cmd);
     if (!item) throw new NonRetryableError(`no item ${cmd.loanId} in lending order ${cmd.orderId}`);
     if (!hasWork(item, phase)) return;
     if (item.state === 'FAILED') {
       // A redrive: take the loan back in our ledger unless another order has it by now.
-      const taken = await reclaimLoan(ctx.em, item);
-      if (taken) await fail(item, phase, taken, '', ctx);
+      const taken = await reclaimLoan(orm.em.fork(), item);
+      if (taken) await fail(item, phase, taken, '', ctx.requestId);
       ctx.log.info({ loanId: item.loan_id, phase }, 'resuming a failed lending item');
     }
     const body = { investorId: item.investor_id, orderId: item.order_id, amount: Number(item.amount) };
     let outcome;
     try {
-      outcome = await keepAlive(ctx, () => t24.applyWithReadback(item.loan_id, phase, body, { ambiguousBefore: item.ambiguous, signal: stopping.signal }));
+      outcome = await t24.applyWithReadback(item.loan_id, phase, body, { ambiguousBefore: item.ambiguous, signal: stopping.signal });
     } catch (err) {
       if (!(err instanceof T24TransientError)) {
         if (stopping.signal.aborted) throw new RetryLaterError(250, 'lending worker stopping');
@@ -110,27 +110,28 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
         throw new RetryLaterError(Math.max(250, err.retryAfterMs ?? 1000), err.message);
       }
       const failures = await recordFailure(orm.em.fork(), item, err.readBackFirst, err.message);
-      if (failures >= config.LENDING_ITEM_MAX_FAILURES) await fail(item, phase, LendingFailureReasons.t24Unavailable, `${failures} failures, last: ${err.message}`, ctx);
+      if (failures >= config.LENDING_ITEM_MAX_FAILURES) await fail(item, phase, LendingFailureReasons.t24Unavailable, `${failures} failures, last: ${err.message}`, ctx.requestId);
       metrics.items.inc({ phase, outcome: 'retry' });
       throw new RetryLaterError(backoff(retry, failures), `${err.message} (failure ${failures} of ${config.LENDING_ITEM_MAX_FAILURES})`);
     }
-    if (outcome.kind === 'permanent') return await fail(item, phase, outcome.reason, '', ctx);
-    const code = outcome.transactionCode;
-    const r = await ctx.tx((em) => (phase === 'reserve' ? markReserved(em, item, code, ctx.requestId) : markInvested(em, item, code)));
+    if (outcome.kind === 'permanent') return await fail(item, phase, outcome.reason, '', ctx.requestId);
+    await commit({
+      orderId: item.order_id, loanId: item.loan_id, from: item.state, to: phase === 'reserve' ? 'RESERVED' : 'INVESTED',
+      transactionCode: outcome.transactionCode, requestId: ctx.requestId,
+    });
     metrics.items.inc({ phase, outcome: phase === 'reserve' ? 'reserved' : 'invested' });
-    if (r.flipped) ctx.log.info({ orderId: item.order_id, reserved: r.reserved, failed: r.failed }, 'lending order: every item reserved or failed; invest phase started');
-    if (r.moved && r.status !== 'IN_PROGRESS') ctx.log.info({ orderId: item.order_id, status: r.status, invested: r.invested, failed: r.failed }, 'lending order finished');
   };
 
-  const items = await startWorker({
-    ...common,
+  const items = await startItemPump({
+    js: deps.nats.js, log, metrics: deps.metrics,
     stream: LENDING_ITEMS_STREAM,
     consumer: LENDING_ITEM_CONSUMER,
     schema: ItemCommand,
     key: (c) => c.loanId,
-    concurrency: config.LENDING_ITEM_PREFETCH,
-    retry,
+    // Calls the share and T24's latency call for, plus room for our own database time.
+    limit: () => Math.min(config.LENDING_ITEM_PREFETCH, 2 * t24.recommendedConcurrency() + 16),
     paused: () => t24.isOpen(),
+    retry,
     handle: handleItem,
   });
 
@@ -140,6 +141,7 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
       // Items waiting for a rate token give up now and come back to the queue.
       stopping.abort(new Error('lending worker stopping'));
       await Promise.all([batches.stop(), items.stop()]);
+      await commit.drain();
     },
   };
 }

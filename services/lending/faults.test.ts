@@ -55,6 +55,21 @@ describe('T24 faults', () => {
     expect(await dlqDepth(c)).toBe(0);
   });
 
+  it('calls that hang past T24_TIMEOUT_MS and land later: read back, applied once', async () => {
+    t24.sim.reset('stats');
+    t24.sim.setKnobs({ timeoutRate: 0.05, timeoutMs: 2500, latencyMs: { min: 0, max: 20 } });
+    try {
+      const ids = loans(150);
+      const done = await finished(c, await post(ids, 'inv-slow'));
+      expect(done).toMatchObject({ status: 'SUCCESS', counts: { invested: 150 } });
+      const stats = t24.sim.stats();
+      expect(stats.timeouts).toBeGreaterThan(0);
+      for (const id of ids) expect(stats.appliedPerLoan![id], id).toEqual({ reserve: 1, invest: 1 });
+    } finally {
+      t24.sim.setKnobs({ timeoutRate: 0, latencyMs: 0 });
+    }
+  });
+
   it('an outage shorter than the retry budget: the breaker holds the items, none reaches the DLQ', async () => {
     t24.sim.reset('stats');
     const outageMs = 8000;

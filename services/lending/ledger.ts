@@ -1,9 +1,10 @@
 // The lending ledger in SQL: orders, their items, and which order holds which loan.
 //
-// Every change of an item's state goes through `moveItems`, one statement that
-// moves the items (guarded by their current state, so two replicas cannot both
-// win) and adjusts the order's counts, phase and status from the number of rows
-// it actually moved. Counts are never read, changed and written back.
+// Every change of an item's state moves the item guarded by the state it was read
+// in (so two replicas cannot both win) and, in the same transaction, adds the
+// number of rows actually moved to the order's counts with one UPDATE that also
+// recomputes phase and status (`applyDeltas`). Counts are never read, changed and
+// written back. Successes of many items share one transaction (`commitSuccesses`).
 //
 // Phases: an order starts in `reserve`; the statement that brings `pending` to 0
 // (it only ever decreases) flips it to `invest` and enqueues an invest command for
@@ -26,11 +27,9 @@ import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
 export type ItemState = 'PENDING' | 'RESERVED' | 'INVESTED' | 'FAILED';
 export type Phase = 'reserve' | 'invest';
 
-const COUNT_COLUMN: Record<ItemState, string> = { PENDING: 'pending', RESERVED: 'reserved', INVESTED: 'invested', FAILED: 'failed' };
-
-/** A Postgres array literal, so a whole column travels as one parameter. `pgArray(['a', 'b']) === '{"a","b"}'` */
-export function pgArray(values: readonly (string | number)[]): string {
-  return `{${values.map((v) => (typeof v === 'number' ? String(v) : `"${v.replace(/["\\]/g, '\\$&')}"`)).join(',')}}`;
+/** A Postgres array literal, so a whole column travels as one parameter. `pgArray(['a', null]) === '{"a",NULL}'` */
+export function pgArray(values: readonly (string | number | null)[]): string {
+  return `{${values.map((v) => (v === null ? 'NULL' : typeof v === 'number' ? String(v) : `"${v.replace(/["\\]/g, '\\$&')}"`)).join(',')}}`;
 }
 
 const headersFor = (requestId: string | undefined) => (requestId ? { [H.requestId]: requestId } : undefined);
@@ -97,11 +96,38 @@ export const progressOf = (o: OrderRow) => ({
   completedAt: o.completed_at ? new Date(o.completed_at).toISOString() : null,
 });
 
-type MoveResult = { moved: number; pending: number; reserved: number; invested: number; failed: number; phase: Phase; status: LendingOrderStatus; flipped: boolean };
+export type OrderAfter = { pending: number; reserved: number; invested: number; failed: number; phase: Phase; status: LendingOrderStatus };
+type MoveResult = OrderAfter & { moved: number; flipped: boolean };
+type Deltas = Record<ItemState, number>;
+
+const noDeltas = (): Deltas => ({ PENDING: 0, RESERVED: 0, INVESTED: 0, FAILED: 0 });
 
 /**
- * Move an order's items from one state to another (only those still in `from`) and
- * adjust the order's counts, phase and status by the rows actually moved, in one statement.
+ * Add item moves to the order's counts and recompute phase and status from the
+ * new counts, in one statement (the row lock orders concurrent writers).
+ */
+async function applyDeltas(em: EntityManager, orderId: string, d: Deltas): Promise<OrderAfter | null> {
+  const p = d.PENDING, r = d.RESERVED, i = d.INVESTED, f = d.FAILED;
+  const open = '(o.pending + ? > 0 or o.reserved + ? > 0)';
+  const [row] = await em.execute<OrderAfter[]>(
+    `update lending.orders o set
+       pending = o.pending + ?, reserved = o.reserved + ?, invested = o.invested + ?, failed = o.failed + ?,
+       phase = case when o.pending + ? = 0 then 'invest' else o.phase end,
+       status = case when ${open} then 'IN_PROGRESS'
+                     when o.invested + ? = o.total_items then 'SUCCESS'
+                     when o.invested + ? > 0 then 'PARTIALLY_INVESTED'
+                     else 'FAILED' end,
+       completed_at = case when ${open} then null else coalesce(o.completed_at, now()) end,
+       updated_at = now()
+     where o.id = ?
+     returning o.pending, o.reserved, o.invested, o.failed, o.phase, o.status`,
+    [p, r, i, f, p, p, r, i, i, p, r, orderId]);
+  return row ?? null;
+}
+
+/**
+ * Move an order's items from one state to another (only those still in `from`)
+ * and adjust the order's counts, phase and status by the rows actually moved.
  */
 async function moveItems(em: EntityManager, m: {
   orderId: string; from: ItemState; to: ItemState;
@@ -109,33 +135,22 @@ async function moveItems(em: EntityManager, m: {
   filter: { sql: string; params: unknown[] };
   set?: { sql: string; params: unknown[] };
 }): Promise<MoveResult> {
-  const delta = (s: ItemState) => (s === m.from ? ' - d.n' : s === m.to ? ' + d.n' : '');
-  const after = (s: ItemState) => `o.${COUNT_COLUMN[s]}${delta(s)}`;
-  const open = `(${after('PENDING')} > 0 or ${after('RESERVED')} > 0)`;
   const set = m.set ? `, ${m.set.sql}` : '';
-  const rows = await em.execute<(Omit<MoveResult, 'flipped'>)[]>(
+  const rows = await em.execute<{ n: number }[]>(
     `with moved as (
        update lending.items set state = ?, updated_at = now()${set}
        where order_id = ? and state = ? and ${m.filter.sql}
-       returning 1),
-     d as (select count(*)::int as n from moved)
-     update lending.orders o set
-       ${(['PENDING', 'RESERVED', 'INVESTED', 'FAILED'] as const).map((s) => `${COUNT_COLUMN[s]} = ${after(s)}`).join(', ')},
-       phase = case when ${after('PENDING')} = 0 then 'invest' else o.phase end,
-       status = case when ${open} then 'IN_PROGRESS'
-                     when ${after('INVESTED')} = o.total_items then 'SUCCESS'
-                     when ${after('INVESTED')} > 0 then 'PARTIALLY_INVESTED'
-                     else 'FAILED' end,
-       completed_at = case when ${open} then null else coalesce(o.completed_at, now()) end,
-       updated_at = now()
-     from d
-     where o.id = ? and d.n > 0
-     returning d.n as moved, o.pending, o.reserved, o.invested, o.failed, o.phase, o.status`,
-    [m.to, ...(m.set?.params ?? []), m.orderId, m.from, ...m.filter.params, m.orderId]);
-  const r = rows[0];
-  if (!r) return { moved: 0, pending: -1, reserved: -1, invested: -1, failed: -1, phase: 'reserve', status: 'IN_PROGRESS', flipped: false };
+       returning 1)
+     select count(*)::int as n from moved`,
+    [m.to, ...(m.set?.params ?? []), m.orderId, m.from, ...m.filter.params]);
+  const n = rows[0]?.n ?? 0;
+  const d = noDeltas();
+  d[m.from] -= n;
+  d[m.to] += n;
+  const after = n ? await applyDeltas(em, m.orderId, d) : null;
+  if (!after) return { moved: 0, pending: -1, reserved: -1, invested: -1, failed: -1, phase: 'reserve', status: 'IN_PROGRESS', flipped: false };
   // pending only decreases, so exactly one statement takes it to 0: this one, if it moved items out of PENDING.
-  return { ...r, flipped: m.from === 'PENDING' && r.pending === 0 };
+  return { ...after, moved: n, flipped: m.from === 'PENDING' && after.pending === 0 };
 }
 
 /** Enqueue an invest command for every reserved item of the order (the phase just flipped). */
@@ -181,13 +196,78 @@ export type ItemRow = {
   ambiguous: boolean; failures: number; investor_id: string; phase: Phase;
 };
 
+const ITEM_COLUMNS = `i.order_id, i.loan_id, i.amount::text as amount, i.state, i.failed_phase, i.reason, i.ambiguous, i.failures, o.investor_id, o.phase`;
+
 /** An item with what a worker needs of its order. */
 export async function readItem(em: EntityManager, orderId: string, loanId: string): Promise<ItemRow | null> {
   const [r] = await em.execute<ItemRow[]>(
-    `select i.order_id, i.loan_id, i.amount::text as amount, i.state, i.failed_phase, i.reason, i.ambiguous, i.failures, o.investor_id, o.phase
-     from lending.items i join lending.orders o on o.id = i.order_id
+    `select ${ITEM_COLUMNS} from lending.items i join lending.orders o on o.id = i.order_id
      where i.order_id = ? and i.loan_id = ?`, [orderId, loanId]);
   return r ?? null;
+}
+
+export type ItemKey = { orderId: string; loanId: string };
+export const itemKey = (k: ItemKey) => `${k.orderId}/${k.loanId}`;
+
+/** Many items in one query, keyed by `itemKey`. */
+export async function readItems(em: EntityManager, keys: ItemKey[]): Promise<Map<string, ItemRow>> {
+  const rows = await em.execute<ItemRow[]>(
+    `select ${ITEM_COLUMNS}
+     from unnest(?::uuid[], ?::text[]) as x(order_id, loan_id)
+     join lending.items i on i.order_id = x.order_id and i.loan_id = x.loan_id
+     join lending.orders o on o.id = i.order_id`,
+    [pgArray(keys.map((k) => k.orderId)), pgArray(keys.map((k) => k.loanId))]);
+  return new Map(rows.map((r) => [itemKey({ orderId: r.order_id, loanId: r.loan_id }), r]));
+}
+
+export type Success = ItemKey & { from: ItemState; to: 'RESERVED' | 'INVESTED'; transactionCode: string | null; requestId?: string };
+
+/**
+ * Record T24 successes of many items in one transaction: one statement moves the
+ * items (guarded by the state each was read in), one per order moves its counts,
+ * and the invest commands the moves call for are enqueued. Returns the keys moved.
+ */
+export async function commitSuccesses(em: EntityManager, list: Success[], log?: { info(o: object, msg: string): void }): Promise<Set<string>> {
+  const moved = await em.execute<{ order_id: string; loan_id: string; from_state: ItemState; to_state: ItemState }[]>(
+    `update lending.items i set
+       state = x.to_state, ambiguous = false, reason = null, failed_phase = null, updated_at = now(),
+       reserve_tx = case when x.to_state = 'RESERVED' then coalesce(x.code, i.reserve_tx) else i.reserve_tx end,
+       invest_tx = case when x.to_state = 'INVESTED' then coalesce(x.code, i.invest_tx) else i.invest_tx end
+     from unnest(?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[]) as x(order_id, loan_id, from_state, to_state, code)
+     where i.order_id = x.order_id and i.loan_id = x.loan_id and i.state = x.from_state
+     returning i.order_id, i.loan_id, x.from_state, x.to_state`,
+    [pgArray(list.map((s) => s.orderId)), pgArray(list.map((s) => s.loanId)), pgArray(list.map((s) => s.from)),
+      pgArray(list.map((s) => s.to)), pgArray(list.map((s) => s.transactionCode))]);
+  const byOrder = new Map<string, typeof moved>();
+  for (const m of moved) byOrder.set(m.order_id, [...(byOrder.get(m.order_id) ?? []), m]);
+  const requestIds = new Map(list.map((s) => [s.orderId, s.requestId]));
+  // Sorted, so two replicas' flushes lock order rows in the same order.
+  for (const orderId of [...byOrder.keys()].sort()) {
+    const rows = byOrder.get(orderId)!;
+    const d = noDeltas();
+    for (const r of rows) { d[r.from_state]--; d[r.to_state]++; }
+    const after = await applyDeltas(em, orderId, d);
+    if (!after) continue;
+    const requestId = requestIds.get(orderId);
+    if (d.PENDING < 0 && after.pending === 0) {
+      const n = await fanOutInvest(em, orderId, requestId);
+      log?.info({ orderId, reserved: n, failed: after.failed }, 'lending order: every item reserved or failed; invest phase started');
+    } else if (after.phase === 'invest') {
+      // Reserved after the invest phase began (a redrive): each is invested on its own.
+      const late = rows.filter((r) => r.to_state === 'RESERVED');
+      await enqueueAll(em, late.map((r) => ({ subject: LendingSubjects.itemInvest, data: { orderId, loanId: r.loan_id }, headers: headersFor(requestId) })));
+    }
+    if (after.status !== 'IN_PROGRESS') log?.info({ orderId, status: after.status, invested: after.invested, failed: after.failed }, 'lending order finished');
+  }
+  const invested = moved.filter((m) => m.to_state === 'INVESTED');
+  if (invested.length) {
+    await em.execute(
+      `update lending.loans l set status = 'INVESTED', updated_at = now()
+       from unnest(?::uuid[], ?::text[]) as x(order_id, loan_id)
+       where l.loan_id = x.loan_id and l.order_id = x.order_id`,
+      [pgArray(invested.map((m) => m.order_id)), pgArray(invested.map((m) => m.loan_id))]);
+  }
+  return new Set(moved.map((m) => itemKey({ orderId: m.order_id, loanId: m.loan_id })));
 }
 
 /** Take the loan for this order in our ledger again (a failed item resuming). Null when it is ours; else why not. */
@@ -202,30 +282,6 @@ export async function reclaimLoan(em: EntityManager, item: ItemRow): Promise<str
 }
 
 const itemFilter = (loanId: string) => ({ sql: 'loan_id = ?', params: [loanId] });
-
-/** Reserved in T24. Enqueues the invest commands the order now needs. */
-export async function markReserved(em: EntityManager, item: ItemRow, transactionCode: string | null, requestId: string | undefined): Promise<MoveResult> {
-  const r = await moveItems(em, {
-    orderId: item.order_id, from: item.state, to: 'RESERVED', filter: itemFilter(item.loan_id),
-    set: { sql: 'ambiguous = false, reserve_tx = coalesce(?, reserve_tx), reason = null, failed_phase = null', params: [transactionCode] },
-  });
-  if (r.flipped) await fanOutInvest(em, item.order_id, requestId);
-  else if (r.moved && r.phase === 'invest') {
-    // Reserved after the invest phase began (a redrive): invest it on its own.
-    await enqueue(em, [{ subject: LendingSubjects.itemInvest, data: { orderId: item.order_id, loanId: item.loan_id }, headers: headersFor(requestId) }]);
-  }
-  return r;
-}
-
-/** Invested in T24. */
-export async function markInvested(em: EntityManager, item: ItemRow, transactionCode: string | null): Promise<MoveResult> {
-  const r = await moveItems(em, {
-    orderId: item.order_id, from: item.state, to: 'INVESTED', filter: itemFilter(item.loan_id),
-    set: { sql: 'ambiguous = false, invest_tx = coalesce(?, invest_tx), reason = null, failed_phase = null', params: [transactionCode] },
-  });
-  if (r.moved) await em.execute(`update lending.loans set status = 'INVESTED', updated_at = now() where loan_id = ? and order_id = ?`, [item.loan_id, item.order_id]);
-  return r;
-}
 
 /** Failed for good (until a redrive): counts follow, the ledger lets the loan go. */
 export async function markFailed(em: EntityManager, item: ItemRow, phase: Phase, reason: string, requestId: string | undefined): Promise<void> {

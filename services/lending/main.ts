@@ -6,7 +6,9 @@ import { instanceId } from '../kit/runtime.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadLendingConfig } from './config.ts';
 import { startLendingConsumers } from './consumers.ts';
+import { createHttpFetch } from './http-fetch.ts';
 import { createLendingMetrics } from './metrics.ts';
+import { createPacer } from './pacer.ts';
 import { createRateShare } from './rate-share.ts';
 import { lendingRoutes } from './routes.ts';
 import { createT24Client } from './t24-client.ts';
@@ -24,8 +26,12 @@ export async function start(deps: Deps): Promise<Running> {
     spacingMargin: config.T24_RATE_MARGIN_PCT / 100, log: log.child({ component: 'rate-share' }),
   });
   await rateShare.start();
+  // rate-share decides this replica's share; the pacer spends it (see pacer.ts for why not rateShare.acquire).
+  const pacer = createPacer({ share: () => rateShare.currentShare(), margin: config.T24_RATE_MARGIN_PCT / 100 });
+  const httpFetch = createHttpFetch();
   const t24 = createT24Client({
-    baseUrl: config.T24_URL, rateShare, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS,
+    baseUrl: config.T24_URL, rateShare: pacer, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS,
+    fetch: httpFetch,
     breaker: { resetTimeout: config.T24_BREAKER_RESET_MS, errorThresholdPercentage: config.T24_BREAKER_ERROR_PCT, volumeThreshold: config.T24_BREAKER_VOLUME },
   });
   const metrics = createLendingMetrics(deps.metrics.registry, () => ({ t24, rateShare }));
@@ -38,6 +44,8 @@ export async function start(deps: Deps): Promise<Running> {
     async stop() {
       await consumers.stop();
       t24.shutdown();
+      pacer.stop();
+      httpFetch.close();
       await rateShare.stop();
     },
   };

@@ -1,0 +1,169 @@
+// bench:lending: one 10,000-item investor order against the T24 simulator capped at
+// R calls/s (R = 200 and 1000), with 5% 503, 2% apply-then-500 and 1% apply-then-drop.
+// Ours: the lending service in its own process (TARGET=lending, T24_MAX_RPS=R).
+// The seed's old design, in the same run against the same simulator: one item after
+// another, synchronous, no retries, failed items dropped, then the invests the same way.
+// The simulator runs in a third process so neither side shares its event loop.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { createTestDatabase, eventually, freePort, startTestNats } from '../services/kit/testing.ts';
+
+const ITEMS = Number(process.env.BENCH_ITEMS ?? 10_000);
+const RATES = (process.env.BENCH_RATES ?? '200,1000').split(',').map(Number);
+const FAULTS = { fail503Rate: 0.05, fail500AfterApplyRate: 0.02, dropAfterApplyRate: 0.01 };
+const SKIP_OLD = process.env.BENCH_SKIP_OLD === '1';
+
+type T24Stats = {
+  perSecond: { second: number; accepted: number }[];
+  requests: { total: number; get: number; reserve: number; invest: number };
+  rateLimited: number; errors5xx: number; drops: number; peakRps: number;
+  applied: { reserve: number; invest: number };
+  appliedPerLoan: Record<string, { reserve: number; invest: number }>;
+};
+
+type Row = {
+  design: string; rate: number; items: number; seconds: number; floor: number;
+  invested: number; failed: number; orphaned: number; calls: number; rateLimited: number; peakRps: number; doubleApplied: number;
+};
+
+const children: ChildProcess[] = [];
+const json = async (res: Response) => { const t = await res.text(); try { return JSON.parse(t); } catch { return t; } };
+
+async function startSimulator(): Promise<string> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [new URL('../services/simulators/t24.ts', import.meta.url).pathname], {
+    env: { ...process.env, PORT: String(port), T24_SIM_KNOBS: '{}' }, stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await eventually(async () => (await fetch(`${url}/_sim/knobs`).catch(() => null))?.ok, { timeoutMs: 20_000, what: 'T24 simulator' });
+  return url;
+}
+
+async function resetSimulator(url: string, rate: number) {
+  await fetch(`${url}/_sim/reset`, { method: 'POST' });
+  await fetch(`${url}/_sim/knobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ maxRps: rate, seed: 20_260, ...FAULTS }) });
+}
+
+const simStats = async (url: string): Promise<T24Stats> => await json(await fetch(`${url}/_sim/stats`));
+
+function summarize(design: string, rate: number, seconds: number, invested: number, failed: number, stats: T24Stats, loanIds: string[], investorId: string, keptIds: Set<string>): Row {
+  let doubleApplied = 0;
+  let orphaned = 0;
+  for (const id of loanIds) {
+    const a = stats.appliedPerLoan[id];
+    if (a && (a.reserve > 1 || a.invest > 1)) doubleApplied++;
+    // T24 moved the loan for this investor, yet the design counts the item as failed.
+    if (a && (a.reserve > 0 || a.invest > 0) && !keptIds.has(id)) orphaned++;
+  }
+  void investorId;
+  return {
+    design, rate, items: loanIds.length, seconds, floor: (2 * loanIds.length) / rate, invested, failed, orphaned,
+    calls: stats.requests.total, rateLimited: stats.rateLimited, peakRps: stats.peakRps, doubleApplied,
+  };
+}
+
+async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number): Promise<Row> {
+  await resetSimulator(simUrl, rate);
+  const port = await freePort();
+  const cluster = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
+    env: {
+      ...process.env, NATS_URL: nats, DATABASE_URL: dbUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
+      TARGET: 'lending', T24_URL: simUrl, T24_MAX_RPS: String(rate),
+      // e.g. BENCH_CLUSTER_NODE_OPTIONS=--cpu-prof to profile the lending process
+      ...(process.env.BENCH_CLUSTER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_CLUSTER_NODE_OPTIONS } : {}),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(cluster);
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.ok, { timeoutMs: 60_000, what: 'cluster ready' });
+    // Start the clock once the replica holds its share, as a long-running cluster would.
+    await eventually(async () => /^orderflow_t24_rate_share (\d+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] === String(rate), { timeoutMs: 30_000, what: 'rate share' });
+    const investorId = `inv-ours-${rate}`;
+    const loanIds = Array.from({ length: ITEMS }, (_, i) => `O${rate}-${String(i).padStart(6, '0')}`);
+    const started = performance.now();
+    const res = await fetch(`${url}/api/lending/orders`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ investorId, items: loanIds.map((loanId) => ({ loanId, amount: 100 })) }),
+    });
+    if (res.status !== 202) throw new Error(`POST answered ${res.status}: ${JSON.stringify(await json(res))}`);
+    const { id } = await res.json();
+    let last = '';
+    const order = await eventually(async () => {
+      const o = await (await fetch(`${url}/api/lending/orders/${id}`)).json();
+      const line = JSON.stringify(o.counts);
+      if (line !== last) { last = line; }
+      return o.status !== 'IN_PROGRESS' ? o : null;
+    }, { timeoutMs: 30 * 60_000, intervalMs: 100, what: 'order to finish' });
+    const seconds = (performance.now() - started) / 1000;
+    const stats = await simStats(simUrl);
+    if (process.env.BENCH_TRACE) process.stderr.write(`per-second accepted calls: ${stats.perSecond.map((x) => x.accepted).join(' ')}\n`);
+    const kept = new Set<string>(loanIds.filter((l) => !order.failedItems.some((f: { loanId: string }) => f.loanId === l)));
+    return summarize('orderflow (batches, paced workers, retries, DLQ)', rate, seconds, order.counts.invested, order.counts.failed, stats, loanIds, investorId, kept);
+  } finally {
+    cluster.kill('SIGTERM');
+    await new Promise((r) => cluster.once('exit', r));
+  }
+}
+
+/** The seed's existing design: sequential, synchronous, no retries, failed items removed. */
+async function runOld(simUrl: string, rate: number): Promise<Row> {
+  await resetSimulator(simUrl, rate);
+  const investorId = `inv-old-${rate}`;
+  const orderId = `old-${rate}`;
+  const loanIds = Array.from({ length: ITEMS }, (_, i) => `S${rate}-${String(i).padStart(6, '0')}`);
+  const call = async (loanId: string, phase: 'reserve' | 'invest') => {
+    try {
+      const res = await fetch(`${simUrl}/loans/${loanId}/${phase}`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ investorId, orderId, amount: 100 }), signal: AbortSignal.timeout(5000),
+      });
+      await res.arrayBuffer();
+      return res.status === 200;
+    } catch {
+      return false;
+    }
+  };
+  const started = performance.now();
+  const reserved: string[] = [];
+  for (const id of loanIds) if (await call(id, 'reserve')) reserved.push(id);
+  const invested: string[] = [];
+  for (const id of reserved) if (await call(id, 'invest')) invested.push(id);
+  const seconds = (performance.now() - started) / 1000;
+  const stats = await simStats(simUrl);
+  return summarize('seed\'s old design (sequential, no retries, drops failures)', rate, seconds, invested.length, ITEMS - invested.length, stats, loanIds, investorId, new Set(invested));
+}
+
+const fmt = (n: number, d = 1) => n.toFixed(d);
+
+const nats = await startTestNats();
+const db = await createTestDatabase('orderflow_bench_lending');
+const rows: Row[] = [];
+try {
+  const simUrl = await startSimulator();
+  for (const rate of RATES) {
+    process.stderr.write(`ours at R=${rate}...\n`);
+    rows.push(await runOurs(simUrl, nats.url, db.url, rate));
+    if (!SKIP_OLD) {
+      process.stderr.write(`old design at R=${rate}...\n`);
+      rows.push(await runOld(simUrl, rate));
+    }
+  }
+} finally {
+  for (const c of children) c.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 500));
+  await nats.stop();
+  await db.drop().catch(() => {});
+}
+
+const lines = [
+  `One ${ITEMS.toLocaleString('en')}-item order; T24 simulator with 5% 503, 2% apply-then-500, 1% apply-then-drop, capped at R calls/s.`,
+  `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}.`,
+  '',
+  '| design | R | drain s | floor 2N/R s | vs floor | invested | failed | orphaned in T24 | T24 calls | 429s | peak rps | changes applied twice |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ...rows.map((r) => `| ${r.design} | ${r.rate} | ${fmt(r.seconds)} | ${fmt(r.floor)} | ${r.design.startsWith('orderflow') ? `+${fmt((r.seconds / r.floor - 1) * 100)}%` : '—'} | ${r.invested} (${fmt((100 * r.invested) / r.items)}%) | ${r.failed} (${fmt((100 * r.failed) / r.items)}%) | ${r.orphaned} | ${r.calls} | ${r.rateLimited} | ${r.peakRps} | ${r.doubleApplied} |`),
+];
+console.log(lines.join('\n'));

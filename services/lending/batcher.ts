@@ -1,0 +1,67 @@
+// Group commit for concurrent callers: inputs that arrive while a flush is running
+// (or within maxWaitMs of the first) go to the database together. At 1000 items/s
+// this turns ~4 round trips and a hot order-row update per item into a few per
+// batch.
+
+export type Batcher<I, O> = {
+  (input: I): Promise<O>;
+  /** Flush what is queued and wait for every flush in flight. */
+  drain(): Promise<void>;
+};
+
+/**
+ * `const read = createBatcher((keys) => readMany(keys), { maxSize: 500, maxWaitMs: 2 }); const row = await read(key)`.
+ * `run` answers inputs in order. When a batch fails it is retried one input at a
+ * time, so one bad input fails alone rather than taking its batch with it.
+ */
+export function createBatcher<I, O>(run: (inputs: I[]) => Promise<O[]>, o: { maxSize: number; maxWaitMs: number; maxConcurrent?: number }): Batcher<I, O> {
+  type Entry = { input: I; resolve: (v: O) => void; reject: (e: unknown) => void };
+  const maxConcurrent = o.maxConcurrent ?? 1;
+  let queue: Entry[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const running = new Set<Promise<void>>();
+
+  const settle = async (batch: Entry[]) => {
+    try {
+      const out = await run(batch.map((e) => e.input));
+      batch.forEach((e, i) => e.resolve(out[i]!));
+    } catch (err) {
+      if (batch.length === 1) return batch[0]!.reject(err);
+      for (const e of batch) {
+        try {
+          e.resolve((await run([e.input]))[0]!);
+        } catch (one) {
+          e.reject(one);
+        }
+      }
+    }
+  };
+
+  const flush = () => {
+    if (timer) { clearTimeout(timer); timer = undefined; }
+    while (queue.length && running.size < maxConcurrent) {
+      const batch = queue.slice(0, o.maxSize);
+      queue = queue.slice(batch.length);
+      const p: Promise<void> = settle(batch).finally(() => {
+        running.delete(p);
+        // Whatever queued meanwhile goes now: the flush we waited for was the delay.
+        if (queue.length) flush();
+      });
+      running.add(p);
+    }
+  };
+
+  const submit = ((input: I) => new Promise<O>((resolve, reject) => {
+    queue.push({ input, resolve, reject });
+    if (queue.length >= o.maxSize) flush();
+    else timer ??= setTimeout(flush, o.maxWaitMs);
+  })) as Batcher<I, O>;
+  submit.drain = async () => {
+    flush();
+    while (running.size || queue.length) {
+      await Promise.all(running);
+      flush();
+    }
+  };
+  return submit;
+}
