@@ -1,34 +1,34 @@
 // The load generator of bench:funding, in a worker thread so its own work never shows
-// up in the service's event-loop delay. Phase 1: POST every application through
-// `concurrency` concurrent clients. Phase 2: GET .../status for the accepted ids at
+// up in the service's event-loop delay. Phase 1: POST every application at `postRps`
+// (open loop). Phase 2: GET .../status for the accepted ids at
 // `statusRps` until the main thread says stop.
 import { parentPort, workerData } from 'node:worker_threads';
 
-type Data = { url: string; bodies: unknown[]; concurrency: number; statusRps: number };
-const { url, bodies, concurrency, statusRps } = workerData as Data;
+type Data = { url: string; bodies: unknown[]; postRps: number; statusRps: number };
+const { url, bodies, postRps, statusRps } = workerData as Data;
 
 let stop = false;
 parentPort!.on('message', (m) => { if (m === 'stop') stop = true; });
 
+// Open loop: application i is sent at i / postRps s, whatever happened to the others,
+// and its latency counts from that instant (no coordinated omission).
 const postMs: number[] = [];
 const ids: string[] = [];
 let postErrors = 0;
-let next = 0;
 const startedAt = performance.now();
-await Promise.all(Array.from({ length: concurrency }, async () => {
-  while (next < bodies.length) {
-    const body = JSON.stringify(bodies[next++]);
-    const t = performance.now();
-    try {
-      const res = await fetch(`${url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+const posts: Promise<void>[] = [];
+for (let n = 0; n < bodies.length; n++) {
+  const due = startedAt + (n * 1000) / postRps;
+  const wait = due - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  posts.push(fetch(`${url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bodies[n]) })
+    .then(async (res) => {
       const json = await res.json() as { id?: string };
-      postMs.push(performance.now() - t);
+      postMs.push(performance.now() - due);
       if (res.status === 202 && json.id) ids.push(json.id); else postErrors++;
-    } catch {
-      postErrors++;
-    }
-  }
-}));
+    }, () => { postErrors++; }));
+}
+await Promise.all(posts);
 const postWallMs = performance.now() - startedAt;
 parentPort!.postMessage({ phase: 'posted', ids, postMs, postErrors, postWallMs });
 

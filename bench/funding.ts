@@ -19,11 +19,12 @@ import { startGatewaySimulator } from '../services/simulators/gateway.ts';
 import { startTestCluster } from '../services/test-cluster.ts';
 
 const N = Number(process.env.BENCH_APPLICATIONS ?? 1000);
-const CONCURRENCY = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const POST_RPS = Number(process.env.BENCH_POST_RPS ?? 200);
 const STATUS_RPS = Number(process.env.BENCH_STATUS_RPS ?? 100);
 const PRELOAD = Number(process.env.BENCH_PRELOAD ?? 40);
 const RESOLUTION_MS = 10;
 const THREADS = Number(process.env.FUNDING_RISK_THREADS || availableParallelism());
+const NICE = process.env.FUNDING_RISK_NICE ?? '10';
 const run = Date.now().toString(36);
 
 // The same economics the CPU measurement uses, as contract request bodies.
@@ -50,7 +51,7 @@ const machineCpu = () => {
 };
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
-console.error(`bench:funding: ${N} applications, ${CONCURRENCY} concurrent POST clients, status at ${STATUS_RPS}/s, ${THREADS} scoring threads; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.error(`bench:funding: ${N} applications, POSTs at ${POST_RPS}/s, status at ${STATUS_RPS}/s, ${THREADS} scoring threads; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 
 // 1. CPU per score, alone (this thread, nothing else running yet), on the bench's own inputs.
 const cpu = measureCpuPerScore({ samples: 60, warmup: 10, input: (i) => sampleRiskInput(100_000 + i) });
@@ -60,7 +61,7 @@ const capacity = (THREADS * 1000) / cpu.cpuMsMean;
 const gw = await startGatewaySimulator({ port: 0, seed: 1 });
 const c = await startTestCluster({
   TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: String(THREADS),
-  FUNDING_RECONCILE_INTERVAL_MS: '0', DB_POOL_MAX: '20', LOG_LEVEL: 'silent',
+  FUNDING_RECONCILE_INTERVAL_MS: '0', DB_POOL_MAX: '20', LOG_LEVEL: 'silent', FUNDING_RISK_NICE: NICE,
 });
 const decided = async (ids: string[]) => {
   const rows = await c.deps.orm.em.fork().execute<{ n: string }[]>(
@@ -79,12 +80,14 @@ try {
   const preDecided = await decided(preload);
   const loop = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   loop.enable();
+  const xacts = async () => Number((await c.deps.orm.em.fork().execute<{ n: string }[]>('select xact_commit + xact_rollback as n from pg_stat_database where datname = current_database()'))[0]!.n);
+  const xact0 = await xacts();
   const poolCpu0 = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_cpu_seconds_total')?.get())?.values[0]?.value ?? NaN;
   const cpu0 = process.cpuUsage();
   const machine0 = machineCpu();
   const t0 = performance.now();
   const load = new Worker(new URL('./funding-load.ts', import.meta.url), {
-    workerData: { url: c.url, bodies: Array.from({ length: N }, (_, i) => body(i)), concurrency: CONCURRENCY, statusRps: STATUS_RPS },
+    workerData: { url: c.url, bodies: Array.from({ length: N }, (_, i) => body(i)), postRps: POST_RPS, statusRps: STATUS_RPS },
   });
   const messages: any[] = [];
   const got = (phase: string) => eventually(() => messages.find((m) => m.phase === phase), { timeoutMs: 600_000, intervalMs: 50, what: phase });
@@ -97,6 +100,7 @@ try {
   const status = await got('status');
   loop.disable();
   const cpu1 = process.cpuUsage(cpu0);
+  const xact1 = await xacts();
   const machine1 = machineCpu();
   await load.terminate();
   const poolCpuS = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_cpu_seconds_total')?.get())?.values[0]?.value ?? NaN;
@@ -126,7 +130,7 @@ try {
   const lag = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
   const kvShare = (status.sources.kv ?? 0) / Object.values<number>(status.sources).reduce((s, n) => s + n, 0);
   const lines = [
-    `risk model ${MODEL_VERSION} (${SIMULATION_PATHS} paths); ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}; ${N} applications after a preload of ${PRELOAD}, ${CONCURRENCY} concurrent POST clients, status polled at ${STATUS_RPS}/s (open loop), ${THREADS} scoring threads, cluster in-process (TARGET=funding,funding-scoring), load generator in a worker thread`,
+    `risk model ${MODEL_VERSION} (${SIMULATION_PATHS} paths); ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}; ${N} applications after a preload of ${PRELOAD}, POSTs sent at ${POST_RPS}/s (open loop), status polled at ${STATUS_RPS}/s (open loop), ${THREADS} scoring threads at nice ${NICE}, cluster in-process (TARGET=funding,funding-scoring), load generator in a worker thread`,
     '',
     '| measure | p50 | p95 | p99 | max | target | seed bound |',
     '|---|---|---|---|---|---|---|',
@@ -150,6 +154,7 @@ try {
     `| this process, all threads | ${f(procCpuS, 1)} s of ${f(wallS, 1)} s wall (${f((procCpuS / wallS) * 100)}% of one core) |`,
     `| of which the risk model in the pool threads (thread CPU clocks) | ${f(scoringCpuS, 1)} s, ${f((scoringCpuS * 1000) / scoredInRun, 1)} ms per score (alone: ${cpu.cpuMsMean}) |`,
     `| of which the service's other threads (the rest, without the load generator) | ${f(serviceCpuS, 1)} s, ${f((serviceCpuS * 1000) / N, 2)} ms per application |`,
+    `| Postgres transactions (statements outside a transaction count as one) | ${xact1 - xact0}, ${f((xact1 - xact0) / N, 1)} per application |`,
     `| load average at the end | ${loadavg().map((x) => x.toFixed(2)).join(' ')} |`,
   ];
   console.log(lines.join('\n'));

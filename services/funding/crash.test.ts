@@ -29,7 +29,7 @@ describe('kill -9 during a burst', () => {
   it('every accepted application reaches a final status after a restart; none is paid twice', async () => {
     const env = {
       NATS_URL: nats.url, DATABASE_URL: db.url, PAYMENT_GATEWAY_URL: gw.url, TARGET: 'funding,funding-scoring',
-      FUNDING_RISK_THREADS: '2', FUNDING_RECONCILE_INTERVAL_MS: '1000', FUNDING_STUCK_AFTER_MS: '8000', DB_POOL_MAX: '10', LOG_LEVEL: 'error',
+      FUNDING_RISK_THREADS: '2', FUNDING_RISK_NICE: '0', FUNDING_RECONCILE_INTERVAL_MS: '1000', FUNDING_STUCK_AFTER_MS: '8000', DB_POOL_MAX: '10', LOG_LEVEL: 'error',
     };
     proc = await spawnCluster(env);
     const url = proc.url;

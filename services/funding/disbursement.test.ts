@@ -35,7 +35,7 @@ beforeAll(async () => {
   });
   proxy = await serveApp(app, { port: 0 });
   c = await startTestCluster({
-    TARGET: 'funding,funding-scoring,admin', PAYMENT_GATEWAY_URL: proxy.url, FUNDING_RISK_THREADS: '1',
+    TARGET: 'funding,funding-scoring,admin', PAYMENT_GATEWAY_URL: proxy.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0',
     FUNDING_RECONCILE_INTERVAL_MS: '0', FUNDING_BREAKER_RESET_MS: '500', FUNDING_GATEWAY_TIMEOUT_MS: '2000',
   });
 });

@@ -11,7 +11,7 @@ let gw: RunningGatewaySimulator;
 beforeAll(async () => {
   gw = await startGatewaySimulator({ port: 0, seed: 9 });
   c = await startTestCluster({
-    TARGET: 'funding,funding-scoring,admin', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1',
+    TARGET: 'funding,funding-scoring,admin', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0',
     FUNDING_RECONCILE_INTERVAL_MS: '300', FUNDING_STUCK_AFTER_MS: '1500',
   });
 });

@@ -9,7 +9,7 @@ let c: TestCluster;
 let gw: RunningGatewaySimulator;
 beforeAll(async () => {
   gw = await startGatewaySimulator({ port: 0, seed: 1 });
-  c = await startTestCluster({ TARGET: 'funding,funding-scoring,admin', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RECONCILE_INTERVAL_MS: '0' });
+  c = await startTestCluster({ TARGET: 'funding,funding-scoring,admin', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0', FUNDING_RECONCILE_INTERVAL_MS: '0' });
 });
 afterAll(async () => { await c?.close(); await gw?.close(); });
 

@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers } from '../../contracts/funding.ts';
 import { createDlqAdmin, type DlqEntry } from '../kit/dlq.ts';
@@ -47,6 +49,14 @@ describe('risk scoring worker', () => {
     const metrics = (await c.get('/metrics')).body as string;
     expect(metrics).toMatch(/orderflow_funding_risk_pool\{what="live_threads"\} 2/);
     expect(metrics).toMatch(/orderflow_funding_risk_pool\{what="crashed"\} 1/);
+
+    // Scoring threads, the replacement included, run below the event loop's priority.
+    if (process.platform === 'linux') {
+      const workerThreads = () => readdirSync('/proc/self/task')
+        .filter((t) => { try { return readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'WorkerThread'; } catch { return false; } });
+      await eventually(() => { const ts = workerThreads(); return ts.length >= 2 && ts.every((t) => getPriority(Number(t)) === 10); }, { what: 'scoring threads at nice 10' });
+      expect(getPriority(process.pid)).toBe(0);
+    }
   });
 
   it('a model that throws on one input goes to the DLQ the same way', async () => {

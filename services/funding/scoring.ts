@@ -12,6 +12,8 @@
 // carry on. The application stays `risk_scoring` with `scoringError` set (the
 // reconciler leaves it alone); a DLQ redrive scores it again.
 import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { Counter, Gauge } from 'prom-client';
 import {
   FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers, FundingSubjects, RiskScoringRequested, type RiskScoringCompleted,
@@ -41,6 +43,40 @@ export function scoreCacheKey(input: Pick<RiskInput, 'amount' | 'currency' | 'te
   return `${modelVersion.replace(/[^A-Za-z0-9_-]/g, '_')}.${hash}`;
 }
 
+/**
+ * Linux: give the pool's threads a lower OS priority (nice), so the event loop, Postgres
+ * and NATS always get a core when they need one and scoring takes everything left over.
+ * Node has no API for a worker's OS thread id, but `new Worker()` creates the thread
+ * synchronously: the tasks that appear in /proc/self/task across createRiskPool() are
+ * the pool's. A crash replacement is found by its thread name. Best effort: without
+ * /proc, or with a nice of 0, nothing changes.
+ * `const pool = withNiceThreads(10, log, () => createRiskPool({ threads: 2 }))`
+ */
+export function withNiceThreads<T>(nice: number, log: Deps['log'], create: () => T): { value: T; reniceNew(): void } {
+  const tasks = (): string[] => { try { return readdirSync('/proc/self/task'); } catch { return []; } };
+  if (nice <= 0 || process.platform !== 'linux') return { value: create(), reniceNew: () => {} };
+  const known = new Set(tasks());
+  const value = create();
+  const renice = (tid: string) => {
+    try { setPriority(Number(tid), nice); } catch (err) { log.warn({ tid, err: String(err) }, 'could not lower a scoring thread priority'); }
+  };
+  const fresh = tasks().filter((t) => !known.has(t));
+  for (const t of fresh) { known.add(t); renice(t); }
+  log.info({ threads: fresh.length, nice }, 'scoring threads run at a lower OS priority than the event loop');
+  return {
+    value,
+    reniceNew() {
+      for (const t of tasks()) {
+        if (known.has(t)) continue;
+        known.add(t);
+        let name = '';
+        try { name = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim(); } catch { /* gone already */ }
+        if (name === 'WorkerThread') renice(t);
+      }
+    },
+  };
+}
+
 async function recordScoringError(orm: MikroORM, id: string, message: string): Promise<void> {
   await orm.em.fork().execute(`update funding.applications set scoring_error = ? where id = ? and status = 'risk_scoring'`, [message.slice(0, 2000), id]);
 }
@@ -49,10 +85,18 @@ async function recordScoringError(orm: MikroORM, id: string, message: string): P
 export async function startScoring(deps: Deps, config: FundingConfig = loadFundingConfig(deps.env, deps.endpoints.gateway)): Promise<Running> {
   const { orm, log, metrics } = deps;
   const scores = await deps.kvm.open(FundingBuckets.riskScores, { allow_direct: true });
-  const pool = createRiskPool({
+  const niced = withNiceThreads(config.FUNDING_RISK_NICE, log, () => createRiskPool({
     threads: config.FUNDING_RISK_THREADS,
     onWorkerError: (err) => log.error({ err: String(err) }, 'risk pool thread failed outside a task'),
-  });
+  }));
+  const pool = niced.value;
+  // A replacement thread after a crash starts at normal priority: catch it soon after.
+  let crashesSeen = 0;
+  const reniceTimer = setInterval(() => {
+    const crashed = pool.stats().crashed;
+    if (crashed !== crashesSeen) { crashesSeen = crashed; niced.reniceNew(); }
+  }, 1000);
+  reniceTimer.unref();
   const scored = new Counter({
     name: 'orderflow_funding_risk_scores_total', help: 'Risk scores by source (model run or KV cache) and decision',
     labelNames: ['source', 'decision'] as const, registers: [metrics.registry],
@@ -72,7 +116,7 @@ export async function startScoring(deps: Deps, config: FundingConfig = loadFundi
       this.set({ what: 'utilization' }, s.utilization);
     },
   });
-  log.info({ threads: config.FUNDING_RISK_THREADS, concurrency: config.FUNDING_RISK_CONCURRENCY, modelVersion: MODEL_VERSION, debugCrash: config.FUNDING_DEBUG_CRASH }, 'risk scoring pool started');
+  log.info({ threads: config.FUNDING_RISK_THREADS, nice: config.FUNDING_RISK_NICE, concurrency: config.FUNDING_RISK_CONCURRENCY, modelVersion: MODEL_VERSION, debugCrash: config.FUNDING_DEBUG_CRASH }, 'risk scoring pool started');
   if (config.FUNDING_DEBUG_CRASH) log.warn('FUNDING_DEBUG_CRASH=1: the purposes __crash_worker__ and __crash_worker_throw__ crash the scoring thread (test hook)');
 
   const worker = await startWorker({
@@ -144,6 +188,7 @@ export async function startScoring(deps: Deps, config: FundingConfig = loadFundi
 
   return {
     async stop() {
+      clearInterval(reniceTimer);
       await worker.stop();
       await pool.close();
     },
