@@ -72,6 +72,10 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
   app.onError((err, c) => {
     if (err instanceof HttpError) return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
     if ((err as { status?: number }).status === 413) return c.json(errorBody('PAYLOAD_TOO_LARGE', 'request body too large'), 413);
+    if (isUnavailable(err)) {
+      (c.get('log') ?? log).warn({ err: String(err) }, 'dependency unavailable');
+      return c.json(errorBody('UNAVAILABLE', 'a dependency is unavailable; retry shortly'), 503, { 'Retry-After': '1' });
+    }
     (c.get('log') ?? log).error({ err }, 'unhandled error');
     return c.json(errorBody('INTERNAL', 'internal error'), 500);
   });
@@ -84,6 +88,16 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   return Object.assign(app, { readiness: opts.readiness, bodyLimits });
+}
+
+// Postgres down, restarting, or out of connections: the client should retry, not see a 500.
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', '53300']);
+function isUnavailable(err: unknown): boolean {
+  for (let e = err as { code?: string; name?: string; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if ((e.code && UNAVAILABLE_CODES.has(e.code)) || e.name === 'ConnectionException') return true;
+    if (/timeout exceeded when trying to connect|Connection terminated/i.test(String((e as Error).message))) return true;
+  }
+  return false;
 }
 
 /** Parse and validate a JSON body; 400 with per-field details. `const body = await readJson(c, CreateOrder)` */

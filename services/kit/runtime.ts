@@ -124,19 +124,24 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
       for (const { name, svc } of [...running].reverse()) {
         await withTimeout(svc.stop(), Math.max(500, deadline - Date.now()), `stopping ${name}`).catch((err) => log.warn({ err: String(err) }, 'service stop'));
       }
+      log.debug('stop: services stopped; closing http');
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         if ('closeIdleConnections' in server) server.closeIdleConnections();
         setTimeout(() => { if ('closeAllConnections' in server) server.closeAllConnections(); resolve(); }, 2000).unref();
       });
+      log.debug('stop: http closed; stopping DLQ mover and relay');
       await withTimeout(mover.stop(), 5000, 'dlq mover stop').catch(() => {});
       // A last pass so events of work that just finished leave now rather than at next boot.
       await relay!.drainOnce().catch(() => 0);
       await relay!.stop();
+      log.debug('stop: relay stopped');
       await ext.stop();
       // With NATS unreachable a drain never completes: bound it, then close.
       await withTimeout(nats!.nc.drain(), 5000, 'nats drain').catch(() => nats!.nc.close().catch(() => {}));
-      await orm!.close();
+      log.debug('stop: nats closed; closing the ORM');
+      // pg's pool.end() waits for every checked-out client; one stranded by a dropped connection must not hold the exit.
+      await withTimeout(orm!.close(), 5000, 'orm close').catch((err) => log.warn({ err: String(err) }, 'orm close'));
       log.info('stopped');
     })();
     return await stopping;

@@ -111,3 +111,43 @@ export async function eventually<T>(fn: () => T | Promise<T>, { timeoutMs = 30_0
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
+
+export type TestPostgres = { url: string; port: number; kill(): Promise<void>; restart(): Promise<void>; stop(): Promise<void> };
+
+/**
+ * A private PostgreSQL 15 server (for tests that stop the database). Postgres refuses to
+ * run as root, so it runs as the `postgres` user. `const pg = await startTestPostgres()`
+ */
+export async function startTestPostgres(): Promise<TestPostgres> {
+  const { execFileSync } = await import('node:child_process');
+  const { chownSync } = await import('node:fs');
+  const bin = '/usr/lib/postgresql/15/bin';
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'orderflow-pg-'));
+  const asPostgres = (cmd: string, args: string[]) => (process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]) as [string, string[]];
+  chownSync(dir, ...(process.getuid?.() === 0 ? [Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString())] as const : [process.getuid!(), process.getgid!()] as const));
+  execFileSync(...asPostgres(`${bin}/initdb`, ['-D', `${dir}/data`, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']), { stdio: 'ignore' });
+  let proc: ChildProcess | undefined;
+  const start = async () => {
+    const [cmd, args] = asPostgres(`${bin}/postgres`, ['-D', `${dir}/data`, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off']);
+    proc = spawn(cmd, args, { stdio: 'ignore' });
+    await eventually(async () => {
+      const c = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
+      try { await c.connect(); return true; } finally { await c.end().catch(() => {}); }
+    }, { timeoutMs: 20_000, what: 'private postgres' });
+  };
+  const kill = async () => {
+    const p = proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    // SIGQUIT is Postgres's immediate shutdown: backends die at once, clients see dropped
+    // connections, as in a crash (SIGKILL would leave backends holding shared memory).
+    const { readFileSync } = await import('node:fs');
+    const postmaster = Number(readFileSync(`${dir}/data/postmaster.pid`, 'utf8').split('\n')[0]);
+    await new Promise<void>((resolve) => { p.once('exit', () => resolve()); process.kill(postmaster, 'SIGQUIT'); });
+  };
+  await start();
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/orderflow`, port, kill, restart: start,
+    async stop() { await kill(); rmSync(dir, { recursive: true, force: true }); },
+  };
+}
