@@ -70,25 +70,27 @@ export function startOutboxRelay(opts: {
   let wake: (() => void) | undefined;
   let failures = 0;
 
+  // Rows are deleted inside the transaction that publishes them: if any publish fails the
+  // transaction rolls back and every row comes back; the ones that did reach the stream are
+  // then republished under the same Nats-Msg-Id, which the stream drops as duplicates.
   const drainOnce = async (): Promise<number> => {
     return await orm.em.fork().transactional(async (em) => {
       const rows = await em.execute<{ id: string; subject: string; payload: string; headers: Record<string, string> }[]>(
-        'select id, subject, payload, headers from kit.outbox order by created_at limit ? for update skip locked', [batchSize]);
+        `delete from kit.outbox where id in (
+           select id from kit.outbox order by created_at limit ? for update skip locked)
+         returning id, subject, payload, headers, created_at`, [batchSize]);
       if (!rows.length) return 0;
-      const results = await Promise.allSettled(rows.map((r) => {
+      await Promise.all(rows.map((r) => {
         const h = natsHeaders();
         for (const [k, v] of Object.entries(r.headers ?? {})) h.set(k, v);
         h.set(H.logicalId, r.id);
         return js.publish(r.subject, r.payload, { msgID: r.id, headers: h, timeout: opts.publishTimeoutMs ?? 3000 });
       }));
-      const sent = rows.filter((_, i) => results[i]!.status === 'fulfilled').map((r) => r.id);
-      if (sent.length) await em.execute('delete from kit.outbox where id in (?)', [sent]);
-      const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
-      if (failed && !sent.length) throw failed.reason;
-      opts.onPublished?.(sent.length);
+      opts.onPublished?.(rows.length);
       return rows.length;
     });
   };
+
 
   let woken = false;
   const wakeLocal = () => { woken = true; wake?.(); };
