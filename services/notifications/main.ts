@@ -14,7 +14,7 @@ export { entities, migrations } from './entities.ts';
 export async function start(deps: Deps): Promise<Running> {
   const config = loadNotificationsConfig(deps.env, deps.endpoints.smtp);
   const mailer = createMailer({ url: config.SMTP_URL, from: config.MAIL_FROM, poolSize: config.SMTP_POOL_SIZE });
-  const workers = await startConsumers(deps, mailer, config.NOTIFY_CONCURRENCY);
+  const workers: { stop(): Promise<void> }[] = await startConsumers(deps, mailer, config.NOTIFY_CONCURRENCY);
   const { SMS_URL } = readConfig(z.object({ SMS_URL: url(['http', 'https']) }), { SMS_URL: deps.env.SMS_URL || deps.endpoints.sms });
   if (!SMS_URL) deps.log.warn('SMS_URL unset and no SMS simulator: no SMS will be sent');
   workers.push(...await startSagaNotices(deps, { mailer, sms: SMS_URL ? createSmsClient({ url: SMS_URL }) : null, concurrency: config.NOTIFY_CONCURRENCY }));

@@ -7,7 +7,8 @@ import type { Deps } from '../kit/service.ts';
 import { startWorker, type Worker } from '../kit/worker.ts';
 import { sendOnce } from './consumers.ts';
 import type { Mailer } from './mailer.ts';
-import { sendSmsOnce, smsBody, type SmsClient } from './sms.ts';
+import { sendSmsBatch, smsBody, type SmsClient, type SmsToSend } from './sms.ts';
+import { startBatchWorker, type BatchWorker } from '../saga/batch-worker.ts';
 
 const REASONS: Record<string, string> = {
   UNKNOWN_SKU: 'an item in it is not in our catalogue',
@@ -17,12 +18,12 @@ const REASONS: Record<string, string> = {
   SHIPPING_FAILED: 'the carrier could not take it',
 };
 
-export async function startSagaNotices(deps: Deps, o: { mailer: Mailer; sms: SmsClient | null; concurrency: number }): Promise<Worker[]> {
+export async function startSagaNotices(deps: Deps, o: { mailer: Mailer; sms: SmsClient | null; concurrency: number }): Promise<(Worker | BatchWorker)[]> {
   const common = {
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, concurrency: o.concurrency,
     retry: { baseMs: 1000, factor: 2, maxMs: 16_000, jitter: 0.1 },
   };
-  const workers: Worker[] = [];
+  const workers: (Worker | BatchWorker)[] = [];
   workers.push(await startWorker({
     ...common, stream: SAGA_STREAM, consumer: 'notifications', schema: SagaStatusEvent, key: (e) => e.id,
     handle: async (e, ctx) => {
@@ -41,19 +42,25 @@ export async function startSagaNotices(deps: Deps, o: { mailer: Mailer; sms: Sms
   }));
   const sms = o.sms;
   if (!sms) return workers;
-  workers.push(await startWorker({
-    ...common, stream: ORDERS_STREAM, consumer: 'notifications-sms', schema: OrderCreated, key: (e) => e.id,
-    handle: async (e, ctx) => {
-      if (ctx.subject !== OrderSubjects.created || !e.phone) return;
-      await sendSmsOnce(sms, ctx, { orderUuid: e.id, kind: 'received', to: e.phone, body: smsBody('received', e) });
+  // SMS go out in batches (the provider's Idempotency-Key makes a resend harmless).
+  const batched = { js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, batch: 32, retry: common.retry };
+  workers.push(await startBatchWorker({
+    ...batched, stream: ORDERS_STREAM, consumer: 'notifications-sms', schema: OrderCreated, key: (e) => e.id,
+    handle: async (items, em) => {
+      const todo: SmsToSend[] = items.filter((i) => i.subject === OrderSubjects.created && i.data.phone)
+        .map(({ data: e }) => ({ orderUuid: e.id, kind: 'received', to: e.phone!, body: smsBody('received', e) }));
+      await sendSmsBatch(sms, em, todo, deps.log);
     },
   }));
-  workers.push(await startWorker({
-    ...common, stream: SAGA_STREAM, consumer: 'notifications-sms', schema: SagaStatusEvent, key: (e) => e.id,
-    handle: async (e, ctx) => {
-      if (!e.phone || (e.status !== 'SHIPPED' && e.status !== 'FAILED')) return;
-      const kind = e.status === 'SHIPPED' ? 'shipped' : 'failed';
-      await sendSmsOnce(sms, ctx, { orderUuid: e.id, kind, to: e.phone, body: smsBody(kind, e) });
+  workers.push(await startBatchWorker({
+    ...batched, stream: SAGA_STREAM, consumer: 'notifications-sms', schema: SagaStatusEvent, key: (e) => e.id,
+    handle: async (items, em) => {
+      const todo: SmsToSend[] = items.filter((i) => i.data.phone && (i.data.status === 'SHIPPED' || i.data.status === 'FAILED'))
+        .map(({ data: e }) => {
+          const kind = e.status === 'SHIPPED' ? 'shipped' : 'failed';
+          return { orderUuid: e.id, kind, to: e.phone!, body: smsBody(kind, e) };
+        });
+      await sendSmsBatch(sms, em, todo, deps.log);
     },
   }));
   return workers;

@@ -2,7 +2,8 @@
 // 400 is permanent (DLQ); 429 comes back after Retry-After; 5xx, timeouts and
 // dropped connections are transient, and safe to retry under the same key.
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
-import type { HandlerContext } from '../kit/worker.ts';
+import type { EntityManager } from '../kit/db.ts';
+import type { Logger } from '../kit/log.ts';
 
 export type SmsClient = { send(m: { to: string; body: string; key: string }): Promise<string> };
 
@@ -40,26 +41,26 @@ export function createSmsClient({ url, timeoutMs = 10_000 }: { url: string; time
 
 export type SmsKind = 'received' | 'shipped' | 'failed';
 
+export type SmsToSend = { orderUuid: string; kind: SmsKind; to: string; body: string };
+
 /**
- * Send one (order, kind) SMS at most once: the claim row, the send and the commit
- * share the handler's transaction, as for mail (consumers.ts); a failed send rolls
- * the claim back, and a resend after a crash reuses the Idempotency-Key.
+ * Send a batch of SMS, each (order, kind) at most once: the claims, the sends (in
+ * parallel) and the commit share the batch's transaction. If any send fails the
+ * batch rolls back and is retried; the ones already accepted are resent under the
+ * same Idempotency-Key, which the provider answers without a second message.
  */
-export async function sendSmsOnce(sms: SmsClient, ctx: HandlerContext, m: { orderUuid: string; kind: SmsKind; to: string; body: string }): Promise<boolean> {
-  return await ctx.tx(async (em) => {
-    // As for mail: the COMMIT after the provider's 202 is the in-doubt window, so it does
-    // not wait for the WAL flush; a Postgres crash could only lose the record, and the
-    // resend reuses the Idempotency-Key.
-    await em.execute('set local synchronous_commit = off');
-    const claimed = await em.execute(
-      'insert into notifications.sms (order_id, kind, recipient, body, sent_at) values (?, ?, ?, ?, now()) on conflict do nothing returning 1',
-      [m.orderUuid, m.kind, m.to, m.body]);
-    if (!claimed.length) return false;
-    const id = await sms.send({ to: m.to, body: m.body, key: `sms:${m.orderUuid}:${m.kind}` });
-    await em.execute('update notifications.sms set provider_id = ? where order_id = ? and kind = ?', [id, m.orderUuid, m.kind]);
-    ctx.log.info({ orderUuid: m.orderUuid, kind: m.kind }, 'SMS accepted by the provider');
-    return true;
-  });
+export async function sendSmsBatch(sms: SmsClient, em: EntityManager, batch: SmsToSend[], log: Logger): Promise<number> {
+  if (!batch.length) return 0;
+  await em.execute('set local synchronous_commit = off');
+  const claimed = await em.execute<{ order_id: string; kind: string }[]>(
+    `insert into notifications.sms (order_id, kind, recipient, body, sent_at) values ${batch.map(() => '(?, ?, ?, ?, now())').join(', ')}
+     on conflict do nothing returning order_id, kind`, batch.flatMap((m) => [m.orderUuid, m.kind, m.to, m.body]));
+  const todo = batch.filter((m) => claimed.some((c) => c.order_id === m.orderUuid && c.kind === m.kind));
+  const sent = await Promise.allSettled(todo.map((m) => sms.send({ to: m.to, body: m.body, key: `sms:${m.orderUuid}:${m.kind}` })));
+  const failed = sent.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  log.info({ sent: todo.length }, 'SMS accepted by the provider');
+  return todo.length;
 }
 
 /** The text of each SMS; the checker in saga/books.ts parses "order <orderId> <kind>". */
