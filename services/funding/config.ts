@@ -20,6 +20,8 @@ const schema = z.object({
   FUNDING_DISBURSE_CONCURRENCY: int(16, 1, 1000),
   FUNDING_GATEWAY_TIMEOUT_MS: int(10_000, 100),
   FUNDING_BREAKER_RESET_MS: int(10_000, 100),
+  /** After a payout attempt whose outcome is unknown, send again only if a look-up this long after it finds nothing. */
+  FUNDING_PAYOUT_RESEND_AFTER_MS: int(5000, 0),
   /** How often the reconciler looks for stuck applications; 0 turns it off. */
   FUNDING_RECONCILE_INTERVAL_MS: int(30_000, 0),
   /** An application in a non-final status unchanged for this long is stuck. */

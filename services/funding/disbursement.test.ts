@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FUNDING_WORK_STREAM, FundingConsumers } from '../../contracts/funding.ts';
+import { FUNDING_WORK_STREAM } from '../../contracts/funding.ts';
 import { createDlqAdmin } from '../kit/dlq.ts';
 import { eventually } from '../kit/testing.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
@@ -14,6 +14,9 @@ let proxy: ServedApp;
 // Between the service and the simulator: records every call, and can fail look-ups alone.
 const calls: string[] = [];
 let failLookups = false;
+// A harsher gateway: ignores Idempotency-Key, and its look-ups lag its writes.
+let forgetKeys = false;
+let lookupLagMs = 0;
 
 beforeAll(async () => {
   gw = await startGatewaySimulator({ port: 0, seed: 3 });
@@ -23,6 +26,7 @@ beforeAll(async () => {
     if (failLookups && ctx.req.method === 'GET') return ctx.json({ error: { code: 'unavailable', message: 'look-ups down' } }, 503);
     const headers: Record<string, string> = {};
     for (const h of ['content-type', 'idempotency-key']) { const v = ctx.req.header(h); if (v) headers[h] = v; }
+    if (forgetKeys && headers['idempotency-key']) headers['idempotency-key'] = `forgotten-${Math.random()}`;
     let res: Response;
     try {
       res = await fetch(gw.url + url.pathname + url.search, { method: ctx.req.method, headers, body: ctx.req.method === 'POST' ? await ctx.req.text() : undefined });
@@ -31,7 +35,12 @@ beforeAll(async () => {
     }
     const out = new Headers({ 'content-type': res.headers.get('content-type') ?? 'application/json' });
     for (const h of ['retry-after', 'idempotent-replayed']) { const v = res.headers.get(h); if (v) out.set(h, v); }
-    return new Response(await res.text(), { status: res.status, headers: out });
+    let text = await res.text();
+    if (lookupLagMs && ctx.req.method === 'GET' && url.pathname === '/v1/payouts' && res.status === 200) {
+      const body = JSON.parse(text) as { data: { created: number }[] };
+      text = JSON.stringify({ data: body.data.filter((p) => Date.now() - p.created >= lookupLagMs) });
+    }
+    return new Response(text, { status: res.status, headers: out });
   });
   proxy = await serveApp(app, { port: 0 });
   c = await startTestCluster({
@@ -40,7 +49,7 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => { await c?.close(); await proxy?.close(); await gw?.close(); });
-beforeEach(() => { failLookups = false; calls.length = 0; gw.sim.setKnobs({ fail500AfterApplyRate: 0, dropAfterApplyRate: 0, fail503Rate: 0, rate429: 0, outage: false }); });
+beforeEach(() => { failLookups = false; forgetKeys = false; lookupLagMs = 0; calls.length = 0; gw.sim.setKnobs({ fail500AfterApplyRate: 0, dropAfterApplyRate: 0, fail503Rate: 0, rate429: 0, outage: false }); });
 
 const apply = async (over: Record<string, unknown> = {}) => {
   const res = await c.post('/api/funding/applications', applicationBody(over));
@@ -95,6 +104,19 @@ describe('disbursement faults', () => {
     expect(calls.at(-1)).toBe(`GET /v1/payouts?reference=${id}`);
   });
 
+  it('with a gateway that forgets keys and whose look-ups lag, waits for the look-up instead of paying twice', async () => {
+    forgetKeys = true;
+    lookupLagMs = 2500;
+    gw.sim.setKnobs({ fail500AfterApplyRate: 1 });
+    const id = await apply();
+    await eventually(() => calls.some((x) => x.startsWith('POST /v1/payouts')), { what: 'the payout attempt' });
+    gw.sim.setKnobs({ fail500AfterApplyRate: 0 });
+    const done = await waitForStatus(c.get, id, 'disbursed');
+    expect(done.history.at(-1).reason).toMatch(/found by reference/);
+    expect(gw.sim.payoutsFor(id)).toHaveLength(1);
+    expect(calls.filter((x) => x.startsWith('POST /v1/payouts'))).toHaveLength(1);
+  });
+
   it('an invalid destination ends disbursement_failed, with no payout and nothing in the DLQ', async () => {
     // Valid mod-97, but 21 characters where a German IBAN has 22: our check passes, the gateway refuses.
     const iban = ibanWithChecksum('DE', '37040044053201300');
@@ -106,16 +128,21 @@ describe('disbursement faults', () => {
     expect(dlq.filter((e) => (e.data as { applicationId?: string }).applicationId === id)).toEqual([]);
   });
 
-  it('a gateway outage opens the breaker: workers hold their messages (no redeliveries, no DLQ) and pay once when it is back', async () => {
+  it('a gateway outage opens the breaker: workers hold their messages (no deliveries spent, no DLQ) and pay once when it is back', async () => {
     gw.sim.setKnobs({ outage: true });
     const ids = [await apply(), await apply(), await apply()];
     for (const id of ids) await waitForStatus(c.get, id, 'disbursing');
     await eventually(async () => (await c.get('/metrics')).body.includes('orderflow_funding_gateway_breaker_open 1'), { what: 'breaker open' });
-    const info = () => c.deps.nats.jsm.consumers.info(FUNDING_WORK_STREAM, FundingConsumers.disbursement);
-    const before = (await info()).num_redelivered;
-    // Several half-open trials fail meanwhile (reset is 500 ms).
-    await new Promise((r) => setTimeout(r, 3000));
-    expect((await info()).num_redelivered).toBe(before);
+    // Failures that ended a delivery (nak'ed for a retry); held messages end none.
+    const spent = async () => {
+      const m = (await c.get('/metrics')).body as string;
+      return [...m.matchAll(/orderflow_handler_outcomes_total\{consumer="funding-disbursement",outcome="(retry|deferred|dlq)"\} (\d+)/g)].reduce((n, x) => n + Number(x[2]), 0);
+    };
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await spent();
+    // Many half-open trials fail meanwhile (reset is 500 ms); none may cost a delivery.
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(await spent()).toBe(before);
     for (const id of ids) expect((await c.get(`/api/funding/applications/${id}`)).body.status).toBe('disbursing');
 
     gw.sim.setKnobs({ outage: false });

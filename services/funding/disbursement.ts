@@ -24,18 +24,22 @@ import type { Deps } from '../kit/service.ts';
 import { startWorker, type HandlerContext, type Worker } from '../kit/worker.ts';
 import { loadWorkRow, transition, type WorkRow } from './applications.ts';
 
-type PayoutRecord = { state: 'pending' | 'paid' | 'failed'; attempts: number; gatewayPayoutId: string | null };
+type PayoutRecord = { state: 'pending' | 'paid' | 'failed'; attempts: number; gatewayPayoutId: string | null; lastAttemptAt: number };
 
 async function loadPayout(em: EntityManager, id: string): Promise<PayoutRecord | null> {
-  const [r] = await em.execute<{ state: PayoutRecord['state']; attempts: number; gateway_payout_id: string | null }[]>(
-    'select state, attempts, gateway_payout_id from funding.payouts where application_id = ?', [id]);
-  return r ? { state: r.state, attempts: Number(r.attempts), gatewayPayoutId: r.gateway_payout_id } : null;
+  const [r] = await em.execute<{ state: PayoutRecord['state']; attempts: number; gateway_payout_id: string | null; updated_at: Date }[]>(
+    'select state, attempts, gateway_payout_id, updated_at from funding.payouts where application_id = ?', [id]);
+  return r ? { state: r.state, attempts: Number(r.attempts), gatewayPayoutId: r.gateway_payout_id, lastAttemptAt: new Date(r.updated_at).getTime() } : null;
 }
+
+const FAILED_PAYOUT = new Set(['failed', 'canceled', 'cancelled', 'returned', 'reversed']);
 
 /** The gateway's record of this application's payout, if it made one. */
 export async function findPayout(gateway: GatewayClient, applicationId: string): Promise<GatewayPayout | null> {
   const found = await gateway.findPayouts(applicationId);
-  return found.find((p) => p.reference === applicationId && p.status === 'paid') ?? null;
+  // The contract's payouts are `paid`; a gateway that lists other states must not make
+  // us pay again for a payout it still holds, so only a clear failure does not count.
+  return found.find((p) => p.reference === applicationId && !FAILED_PAYOUT.has(String(p.status ?? '').toLowerCase())) ?? null;
 }
 
 /** Record a payout the gateway made: payout row paid, application disbursed, events out; one statement. */
@@ -80,7 +84,10 @@ async function beginDisbursing(orm: MikroORM, app: WorkRow, requestId?: string):
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Start the disbursement consumer. `const w = await startDisbursement(deps, gateway, { concurrency: 16 })` */
-export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts: { concurrency: number }): Promise<Worker> {
+export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts: { concurrency: number; resendAfterMs?: number }): Promise<Worker> {
+  // A gateway's look-up may lag its POST: after an attempt whose fate is unknown, only
+  // send again once a look-up this long after it still finds nothing.
+  const resendAfterMs = opts.resendAfterMs ?? 5000;
   const { orm, log, metrics } = deps;
   let running = true;
   const outcomes = new Counter({
@@ -115,6 +122,7 @@ export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts
     // Any earlier attempt may have reached the gateway: ask before sending.
     let mustLookUp: boolean;
     let counted = false;
+    let lastAttemptAt = 0;
     if (app.status === 'approved') {
       current.version = await beginDisbursing(orm, app, ctx.requestId);
       mustLookUp = false;
@@ -126,16 +134,20 @@ export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts
         return await paid({ id: record.gatewayPayoutId, status: 'paid', amount: app.amountMinor, currency: app.currency, reference: app.id }, 'payout already recorded', 'paid');
       }
       mustLookUp = record.attempts > 0;
+      lastAttemptAt = record.lastAttemptAt;
     }
     for (;;) {
       try {
         if (mustLookUp) {
           const found = await findPayout(gateway, app.id);
           if (found) return await paid(found, 'found by reference after an earlier attempt', 'paid_found_by_reference');
+          const wait = lastAttemptAt + resendAfterMs - Date.now();
+          if (wait > 0) throw new RetryLaterError(wait, `no payout found by reference yet; looking again before sending (last attempt ${Math.round(resendAfterMs - wait)} ms ago)`);
         }
         mustLookUp = true;
         if (!counted) await orm.em.fork().execute('update funding.payouts set attempts = attempts + 1, updated_at = now() where application_id = ?', [app.id]);
         counted = false;
+        lastAttemptAt = Date.now();
         const res = await gateway.payout({
           amount: app.amountMinor, currency: app.currency, reference: app.id,
           destination: { iban: app.bankAccount.iban, holderName: app.bankAccount.holderName },

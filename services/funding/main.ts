@@ -29,7 +29,7 @@ export async function start(deps: Deps): Promise<Running> {
   deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS }));
 
   const consumers = await startFundingConsumers(deps, cache, { router: config.FUNDING_ROUTER_CONCURRENCY, status: config.FUNDING_STATUS_CONCURRENCY });
-  const disbursement = await startDisbursement(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY });
+  const disbursement = await startDisbursement(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });
   const reconciler = startReconciler({
     orm: deps.orm, gateway, log, metrics: deps.metrics,
     intervalMs: config.FUNDING_RECONCILE_INTERVAL_MS, stuckAfterMs: config.FUNDING_STUCK_AFTER_MS,
