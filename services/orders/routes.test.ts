@@ -39,6 +39,20 @@ describe('POST /api/orders', () => {
     expect((await res.json()).error.code).toBe('DUPLICATE_ORDER');
   });
 
+  it('under concurrent load (batched commits) accepts each orderId exactly once', async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `C-${Math.random().toString(36).slice(2, 8)}-${i % 20}`);
+    const results = await Promise.all(ids.map((orderId) => c.post('/api/orders', order({ orderId }))));
+    const accepted = new Map<string, string>();
+    for (const [i, r] of results.entries()) {
+      if (r.status === 202) { expect(accepted.has(ids[i]!)).toBe(false); accepted.set(ids[i]!, r.body.id); }
+      else expect([r.status, r.body.error.code]).toEqual([409, 'DUPLICATE_ORDER']);
+    }
+    expect(accepted.size).toBe(new Set(ids).size);
+    for (const [orderId, id] of accepted) expect((await c.get(`/api/orders?orderId=${orderId}`)).body.id).toBe(id);
+    const [{ n }] = await c.deps.orm.em.fork().execute<{ n: string }[]>('select count(*) as n from orders.orders where order_id in (?)', [[...accepted.keys()]]);
+    expect(Number(n)).toBe(accepted.size);
+  });
+
   const bad: [string, string, number, string][] = [
     ['broken JSON', '{"orderId": "A-1",', 400, 'VALIDATION_FAILED'],
     ['a JSON array', '[1,2]', 400, 'VALIDATION_FAILED'],

@@ -5,15 +5,16 @@ import type { MikroORM } from '../kit/db.ts';
 import { notFound } from '../kit/errors.ts';
 import { idempotency, readJson, validate, type AppEnv } from '../kit/http.ts';
 import { Order } from './entities.ts';
-import { createOrder, toOrderView } from './orders.ts';
+import { createOrderWriter, toOrderView } from './orders.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function orderRoutes({ orm, wakeOutbox }: { orm: MikroORM; wakeOutbox: () => void }) {
+  const writer = createOrderWriter(orm);
   return new Hono<AppEnv>()
     .post('/', idempotency(orm, 'POST /api/orders'), async (c) => {
       const req = await readJson(c, CreateOrderRequest);
-      const o = await createOrder(orm, req, c.get('requestId'));
+      const o = await writer.create(req, c.get('requestId'));
       wakeOutbox();
       c.get('log').info({ id: o.id, orderId: o.orderId }, 'order accepted');
       return c.json({ id: o.id, orderId: o.orderId, status: 'PENDING', items: o.items, createdAt: o.createdAt }, 202);
