@@ -90,11 +90,14 @@ export async function startScoring(deps: Deps, config: FundingConfig = loadFundi
     onWorkerError: (err) => log.error({ err: String(err) }, 'risk pool thread failed outside a task'),
   }));
   const pool = niced.value;
-  // A replacement thread after a crash starts at normal priority: catch it soon after.
+  // A replacement thread after a crash starts at normal priority: look for it for a
+  // few seconds after each crash (only then, so other worker threads are left alone).
   let crashesSeen = 0;
+  let scans = 0;
   const reniceTimer = setInterval(() => {
     const crashed = pool.stats().crashed;
-    if (crashed !== crashesSeen) { crashesSeen = crashed; niced.reniceNew(); }
+    if (crashed !== crashesSeen) { crashesSeen = crashed; scans = 5; }
+    if (scans > 0) { scans--; niced.reniceNew(); }
   }, 1000);
   reniceTimer.unref();
   const scored = new Counter({
