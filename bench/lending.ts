@@ -91,6 +91,11 @@ async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number
     if (res.status !== 202) throw new Error(`POST answered ${res.status}: ${JSON.stringify(await json(res))}`);
     const { id } = await res.json();
     let last = '';
+    const trace = process.env.BENCH_TRACE ? setInterval(async () => {
+      const m = await (await fetch(`${url}/metrics`)).text();
+      const pick = (name: string) => new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(m)?.[1];
+      process.stderr.write(`t=${((performance.now() - started) / 1000).toFixed(0)}s p90=${pick('orderflow_t24_latency_p90_seconds')} conc=${pick('orderflow_t24_recommended_concurrency')} limit=${pick('orderflow_lending_item_limit')} lag=${pick('nodejs_eventloop_lag_p90_seconds')} counts=${last}\n`);
+    }, 2000) : undefined;
     const order = await eventually(async () => {
       const o = await (await fetch(`${url}/api/lending/orders/${id}`)).json();
       const line = JSON.stringify(o.counts);
@@ -98,6 +103,7 @@ async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number
       return o.status !== 'IN_PROGRESS' ? o : null;
     }, { timeoutMs: 30 * 60_000, intervalMs: 100, what: 'order to finish' });
     const seconds = (performance.now() - started) / 1000;
+    clearInterval(trace);
     const stats = await simStats(simUrl);
     if (process.env.BENCH_TRACE) process.stderr.write(`per-second accepted calls: ${stats.perSecond.map((x) => x.accepted).join(' ')}\n`);
     const kept = new Set<string>(loanIds.filter((l) => !order.failedItems.some((f: { loanId: string }) => f.loanId === l)));
@@ -162,8 +168,12 @@ const lines = [
   `One ${ITEMS.toLocaleString('en')}-item order; T24 simulator with 5% 503, 2% apply-then-500, 1% apply-then-drop, capped at R calls/s.`,
   `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}.`,
   '',
-  '| design | R | drain s | floor 2N/R s | vs floor | invested | failed | orphaned in T24 | T24 calls | 429s | peak rps | changes applied twice |',
-  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-  ...rows.map((r) => `| ${r.design} | ${r.rate} | ${fmt(r.seconds)} | ${fmt(r.floor)} | ${r.design.startsWith('orderflow') ? `+${fmt((r.seconds / r.floor - 1) * 100)}%` : '—'} | ${r.invested} (${fmt((100 * r.invested) / r.items)}%) | ${r.failed} (${fmt((100 * r.failed) / r.items)}%) | ${r.orphaned} | ${r.calls} | ${r.rateLimited} | ${r.peakRps} | ${r.doubleApplied} |`),
+  '| design | R | drain s | floor 2N/R s | vs floor | calls/R s | vs calls/R | invested | failed | orphaned in T24 | T24 calls | 429s | peak rps | changes applied twice |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ...rows.map((r) => {
+    const ours = r.design.startsWith('orderflow');
+    const pct = (a: number, b: number) => `${a >= b ? '+' : ''}${fmt((a / b - 1) * 100)}%`;
+    return `| ${r.design} | ${r.rate} | ${fmt(r.seconds)} | ${fmt(r.floor)} | ${ours ? pct(r.seconds, r.floor) : '—'} | ${fmt(r.calls / r.rate)} | ${ours ? pct(r.seconds, r.calls / r.rate) : '—'} | ${r.invested} (${fmt((100 * r.invested) / r.items)}%) | ${r.failed} (${fmt((100 * r.failed) / r.items)}%) | ${r.orphaned} | ${r.calls} | ${r.rateLimited} | ${r.peakRps} | ${r.doubleApplied} |`;
+  }),
 ];
 console.log(lines.join('\n'));

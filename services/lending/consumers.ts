@@ -47,7 +47,7 @@ export function hasWork(item: Pick<ItemRow, 'state' | 'failed_phase'>, phase: Ph
 const phaseOf = (subject: string): Phase | null =>
   subject === LendingSubjects.itemReserve ? 'reserve' : subject === LendingSubjects.itemInvest ? 'invest' : null;
 
-export type LendingConsumers = { workers: (Worker | ItemPump)[]; stop(): Promise<void> };
+export type LendingConsumers = { workers: (Worker | ItemPump)[]; itemLimit(): number; stop(): Promise<void> };
 
 export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; config: LendingConfig; metrics: LendingMetrics }): Promise<LendingConsumers> {
   const { orm, log } = deps;
@@ -78,12 +78,18 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
   };
 
   // Reads and successes of concurrent items share round trips and transactions.
-  const read = createBatcher((keys: ItemKey[]) => readItems(orm.em.fork(), keys).then((m) => keys.map((k) => m.get(itemKey(k)) ?? null)), { maxSize: 500, maxWaitMs: 2 });
+  const read = createBatcher((keys: ItemKey[]) => readItems(orm.em.fork(), keys).then((m) => keys.map((k) => m.get(itemKey(k)) ?? null)), { maxSize: 500, maxWaitMs: 5 });
   const commit = createBatcher(
-    (list: Success[]) => orm.em.fork().transactional((em) => commitSuccesses(em, list, log)).then((moved) => list.map((s) => moved.has(itemKey(s)))),
-    { maxSize: 500, maxWaitMs: 2 });
+    async (list: Success[]) => {
+      const t0 = performance.now();
+      const moved = await orm.em.fork().transactional((em) => commitSuccesses(em, list, log));
+      log.debug({ items: list.length, ms: Math.round(performance.now() - t0) }, 'lending item successes committed');
+      return list.map((s) => moved.has(itemKey(s)));
+    },
+    { maxSize: 500, maxWaitMs: 5 });
 
   const handleItem = async (cmd: ItemCommand, ctx: PumpContext) => {
+    const started = performance.now();
     const phase = phaseOf(ctx.subject);
     if (!phase) throw new NonRetryableError(`unexpected subject ${ctx.subject}`);
     const item = await read(cmd);
@@ -97,6 +103,7 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
     }
     const body = { investorId: item.investor_id, orderId: item.order_id, amount: Number(item.amount) };
     let outcome;
+    const callStarted = performance.now();
     try {
       outcome = await t24.applyWithReadback(item.loan_id, phase, body, { ambiguousBefore: item.ambiguous, signal: stopping.signal });
     } catch (err) {
@@ -114,22 +121,40 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
       metrics.items.inc({ phase, outcome: 'retry' });
       throw new RetryLaterError(backoff(retry, failures), `${err.message} (failure ${failures} of ${config.LENDING_ITEM_MAX_FAILURES})`);
     }
+    const callEnded = performance.now();
     if (outcome.kind === 'permanent') return await fail(item, phase, outcome.reason, '', ctx.requestId);
     await commit({
       orderId: item.order_id, loanId: item.loan_id, from: item.state, to: phase === 'reserve' ? 'RESERVED' : 'INVESTED',
       transactionCode: outcome.transactionCode, requestId: ctx.requestId,
     });
     metrics.items.inc({ phase, outcome: phase === 'reserve' ? 'reserved' : 'invested' });
+    observeOwn(callStarted - started + (performance.now() - callEnded));
   };
 
+  // Little's law twice: the T24 client's recommendation covers its calls (rate ×
+  // p90 latency × 1.5); an item is also in hand for our own work around the call
+  // (batched read and commit, ack), so add rate × p90 of that × 1.5. Time spent
+  // waiting for a rate token is left out on purpose: counting it would make the
+  // limit feed on its own queue.
+  const own = { mean: 0, variance: 0, n: 0 };
+  const observeOwn = (ms: number) => {
+    if (!own.n++) { own.mean = ms; return; }
+    const diff = ms - own.mean;
+    own.mean += 0.05 * diff;
+    own.variance = 0.95 * (own.variance + 0.05 * diff * diff);
+  };
+  const limit = () => {
+    const ownP90 = own.n ? own.mean + 1.2816 * Math.sqrt(own.variance) : 50;
+    const forOwn = Math.ceil(t24.stats().share * (ownP90 / 1000) * 1.5);
+    return Math.min(config.LENDING_ITEM_PREFETCH, 2 * t24.recommendedConcurrency() + forOwn + 8);
+  };
   const items = await startItemPump({
     js: deps.nats.js, log, metrics: deps.metrics,
     stream: LENDING_ITEMS_STREAM,
     consumer: LENDING_ITEM_CONSUMER,
     schema: ItemCommand,
     key: (c) => c.loanId,
-    // Calls the share and T24's latency call for, plus room for our own database time.
-    limit: () => Math.min(config.LENDING_ITEM_PREFETCH, 2 * t24.recommendedConcurrency() + 16),
+    limit,
     paused: () => t24.isOpen(),
     retry,
     handle: handleItem,
@@ -137,6 +162,7 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
 
   return {
     workers: [batches, items],
+    itemLimit: limit,
     async stop() {
       // Items waiting for a rate token give up now and come back to the queue.
       stopping.abort(new Error('lending worker stopping'));
