@@ -41,9 +41,9 @@ describe('pacer', () => {
     });
   }
 
-  it('keeps jitter headroom: at most share × (1 + m/2)/(1 + m) + 1 per window', async () => {
+  it('keeps jitter headroom: at most share × (1 + m/4)/(1 + m) + 1 per window', async () => {
     const grants = await run({ share: () => 1000, margin: 0.05, ms: 5000, stepMs: 3 });
-    expect(maxInWindow(grants)).toBeLessThanOrEqual(Math.floor((1000 * 1.025) / 1.05) + 1);
+    expect(maxInWindow(grants)).toBeLessThanOrEqual(Math.floor((1000 * 1.0125) / 1.05) + 1);
   });
 
   it('follows a shrinking share at once and grants nothing at share 0', async () => {

@@ -10,8 +10,10 @@
 // The bound. Interval T = 1000/s × (1 + m). A grant needs tat ≤ now, and tat
 // never lags now by more than τ = b × T, after which it advances by T. For n
 // grants inside any 1000 ms: (n - 1) × T < 1000 + τ, so n < 1 + s/(1 + m) + b.
-// With b = floor(s × (m/2) / (1 + m)), n ≤ s, and half the margin is left for
-// jitter between our clock and T24's (25 ms at m = 5%). A shrinking share
+// With b = floor(s × (m/4) / (1 + m)), n ≤ s, and three quarters of the margin
+// stay for jitter between our clock and T24's (37 ms at m = 5%; the bench saw one
+// 429 at R = 200 with half). b is 2 calls at s = 200 and 11 at s = 1000: enough to
+// catch up a timer that fires an interval or two late. A shrinking share
 // takes effect on the next grant; a growing one comes through rate-share's
 // two-phase claim, which is what keeps the replicas' sum within the cap.
 import type { RateShare } from './rate-share.ts';
@@ -53,7 +55,7 @@ export function createPacer(o: { share: () => number; margin: number; now?: () =
       // Joining or fenced: nothing to hand out; look again shortly.
       if (share <= 0) return schedule(idlePollMs);
       const interval = (1000 / share) * (1 + margin);
-      const burst = Math.floor((share * (margin / 2)) / (1 + margin));
+      const burst = Math.floor((share * (margin / 4)) / (1 + margin));
       const t = now();
       tat = Math.max(tat, t - burst * interval);
       if (tat > t) return schedule(tat - t);
