@@ -37,21 +37,23 @@ export type GatewayCall = <T>(fn: () => Promise<T>) => Promise<T>;
 /**
  * Run a gateway call; while the breaker is open, keep the message in hand (no
  * delivery burnt, heartbeats sent) instead of failing it. Maps pacing to RetryLater.
+ * Every wait is a real timer: in half-open, opossum refuses all but the one trial
+ * call at once, and retrying without a pause would spin the event loop.
  */
 export function gatewayCaller(client: GatewayClient, ctx: Pick<HandlerContext, 'msg'>, maxWaitMs = 120_000): GatewayCall {
   return async (fn) => {
     const until = Date.now() + maxWaitMs;
+    let beat = Date.now();
     for (;;) {
       try {
         return await fn();
       } catch (err) {
         if (err instanceof GatewayRateLimitedError) throw new RetryLaterError(err.retryAfterMs, err.message);
         if (!(err instanceof GatewayUnavailableError) || Date.now() > until) throw err;
-        let beat = Date.now();
-        while (client.isOpen() && Date.now() < until) {
+        do {
           if (Date.now() - beat > 5000) { ctx.msg.working(); beat = Date.now(); }
-          await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
-        }
+          await new Promise((r) => setTimeout(r, 150 + Math.random() * 250));
+        } while (client.isOpen() && Date.now() < until);
       }
     }
   };

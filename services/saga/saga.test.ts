@@ -5,7 +5,8 @@ import { eventually } from '../kit/testing.ts';
 import { startCommerce, uid, type Commerce } from './testing.ts';
 
 let k: Commerce;
-beforeAll(async () => { k = await startCommerce(); });
+// Short payment retries: without the breaker's pause, a 4 s gateway outage would exhaust max_deliver.
+beforeAll(async () => { k = await startCommerce({ PAYMENTS_RETRY_MAX_MS: '200' }); });
 afterAll(async () => { await k?.close(); });
 
 const mails = (id: string, kind: string) => k.c.sink.messages().filter((m) => m.messageId === `<${id}.${kind}@orderflow>`);
@@ -119,6 +120,24 @@ describe('gateway faults', () => {
     } finally {
       k.gw.sim.setKnobs({ fail503Rate: 0, fail500AfterApplyRate: 0, dropAfterApplyRate: 0 });
     }
+  });
+});
+
+describe('gateway outage', () => {
+  it('the breaker opens and payment workers pause: nothing reaches the DLQ, every order ships once the gateway is back', async () => {
+    const sku = uid('OUTAGE');
+    await k.product(sku, 100, 450);
+    k.gw.sim.setKnobs({ outageForMs: 4000 });
+    const before = k.gw.sim.stats().statuses['503'] ?? 0;
+    const ids: string[] = [];
+    for (let i = 0; i < 15; i++) ids.push((await k.order([{ sku, quantity: 1 }])).body.id);
+    const finals = await Promise.all(ids.map((id) => k.final(id, 60_000)));
+    expect((k.gw.sim.stats().statuses['503'] ?? 0) - before).toBeGreaterThan(0);
+    for (const o of finals) {
+      expect(o.status).toBe('SHIPPED');
+      expect(k.gw.sim.netCharged(o.id)).toBe(450);
+    }
+    expect((await k.c.get('/api/admin/dlq?stream=PAYMENTS')).body.items).toEqual([]);
   });
 });
 
