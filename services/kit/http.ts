@@ -55,7 +55,13 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
   app.use('*', async (c, next) => {
     let maxSize = opts.maxBodyBytes ?? MAX_BODY_BYTES;
     for (const [prefix, bytes] of bodyLimits) if (c.req.path === prefix || c.req.path.startsWith(`${prefix}/`)) maxSize = bytes;
-    return await limiterFor(maxSize)(c, next);
+    // A declared Content-Length is checked directly: Hono's bodyLimit wraps the body in a
+    // web stream, which takes @hono/node-server off its fast path for every request, so it
+    // only guards bodies of undeclared length (chunked).
+    const declared = c.req.header('content-length');
+    if (declared === undefined) return await limiterFor(maxSize)(c, next);
+    if (Number(declared) > maxSize) return c.json(errorBody('PAYLOAD_TOO_LARGE', `request body exceeds ${maxSize} bytes`), 413);
+    await next();
   });
 
   app.use('*', async (c, next) => {

@@ -60,12 +60,13 @@ export function createOutboxWaker(orm: MikroORM, local: () => void, debounceMs =
  */
 export function startOutboxRelay(opts: {
   orm: MikroORM; js: JetStreamClient; databaseUrl: string; log: Logger;
-  batchSize?: number; pollMs?: number; publishTimeoutMs?: number;
+  batchSize?: number; pollMs?: number; lingerMs?: number; publishTimeoutMs?: number;
   onPublished?: (n: number) => void;
 }): OutboxRelay {
   const { orm, js, log } = opts;
   const batchSize = opts.batchSize ?? 500;
   const pollMs = opts.pollMs ?? 1000;
+  const lingerMs = opts.lingerMs ?? 5;
   let running = true;
   let wake: (() => void) | undefined;
   let failures = 0;
@@ -127,8 +128,10 @@ export function startOutboxRelay(opts: {
         if (failures === 1 || failures % 20 === 0) log.warn({ err: String(err), failures }, 'outbox relay cannot publish; will retry');
       }
       if (n >= batchSize) continue;
-      // A wake that came while draining may be for rows committed after our SELECT.
-      if (woken && !failures) { woken = false; continue; }
+      // A wake that came while draining may be for rows committed after our SELECT. Under
+      // steady load every commit wakes us: linger a few ms so one drain (three statements
+      // and a burst of publishes) carries many rows instead of one.
+      if (woken && !failures) { woken = false; await sleep(lingerMs); continue; }
       const wait = failures ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : pollMs;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait);
@@ -136,6 +139,7 @@ export function startOutboxRelay(opts: {
         if (!failures) wake = () => { clearTimeout(t); resolve(); };
       });
       wake = undefined;
+      if (woken && running) await sleep(lingerMs);
       woken = false;
     }
   })();

@@ -107,6 +107,15 @@ describe('POST /api/orders', () => {
     expect((await res.json()).error.code).toBe('PAYLOAD_TOO_LARGE');
   });
 
+  it('answers a 3 MB chunked body (no Content-Length) with 413 too', async () => {
+    const chunk = new TextEncoder().encode('x'.repeat(64 * 1024));
+    let sent = 0;
+    const body = new ReadableStream({ pull(ctl) { if (sent++ < 48) ctl.enqueue(chunk); else ctl.close(); } });
+    const res = await fetch(`${c.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit);
+    expect(res.status).toBe(413);
+    expect((await res.json()).error.code).toBe('PAYLOAD_TOO_LARGE');
+  });
+
   it('answers a non-JSON content type with 415', async () => {
     for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml']) {
       const res = await post(JSON.stringify(order()), { 'content-type': type });
