@@ -7,13 +7,23 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
 import { createTestDatabase, eventually, freePort, startTestNats } from '../services/kit/testing.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
+import { cpuSeconds, snapshot } from './proc-cpu.ts';
 
 const DURATION = Number(process.env.BENCH_DURATION_S ?? 20);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 
-type Row = { name: string; rps: number; p50: number; p95?: number; p99: number; errors: number; non2xx: number };
+type Row = { name: string; rps: number; p50: number; p95?: number; p99: number; errors: number; non2xx: number; cpuUs: number };
+
+// CPU per accepted order of the server under test, Postgres and nats-server (not the load generator).
+let serverPid = 0;
+// Postgres backends name their database in the process title; the WAL and checkpoint
+// processes serve everyone and are counted whole.
+const serverSide = ({ pid, cmd }: { pid: number; cmd: string }) =>
+  pid === serverPid || cmd.includes(db.name) || /^postgres: (walwriter|checkpointer|background writer)/.test(cmd) ||
+  (cmd.startsWith('nats-server') && cmd.includes(` -p ${nats.port} `));
 
 async function load(url: string, opts: { rate?: number; duration?: number; connections?: number } = {}): Promise<Omit<Row, 'name'>> {
+  const before = snapshot();
   const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   let n = 0;
   const result = await autocannon({
@@ -24,7 +34,8 @@ async function load(url: string, opts: { rate?: number; duration?: number; conne
       setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `B-${run}-${n++}`, email: 'bench@example.com', items: [{ sku: 'SKU-1', quantity: 1 }, { sku: 'SKU-2', quantity: 3 }] }) }),
     }],
   });
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts, non2xx: result.non2xx };
+  const cpuUs = (cpuSeconds(before, snapshot(), serverSide) / Math.max(1, result.requests.total)) * 1e6;
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts, non2xx: result.non2xx, cpuUs };
 }
 
 async function waitReady(url: string, path = '/readyz') {
@@ -34,31 +45,48 @@ async function waitReady(url: string, path = '/readyz') {
 const nats = await startTestNats();
 const db = await createTestDatabase('orderflow_bench');
 const children: ChildProcess[] = [];
-const stopAll = async () => { for (const c of children) c.kill('SIGTERM'); await new Promise((r) => setTimeout(r, 1500)); await nats.stop(); await db.drop(); };
+const stopAll = async () => {
+  await Promise.all(children.filter((c) => c.exitCode === null && c.signalCode === null).map((c) => new Promise((r) => { c.once('exit', r); c.kill('SIGTERM'); setTimeout(() => { c.kill('SIGKILL'); r(null); }, 30_000).unref(); })));
+  await nats.stop();
+  await db.drop();
+};
 
 try {
   // 1. The reference ceiling: bare Hono + one INSERT.
   const barePort = await freePort();
   const bare = fork(new URL('./bare-insert.ts', import.meta.url).pathname, { env: { ...process.env, DATABASE_URL: db.url, PORT: String(barePort) }, stdio: 'inherit' });
   children.push(bare);
+  serverPid = bare.pid!;
   await new Promise((r) => bare.once('message', r));
   await load(`http://127.0.0.1:${barePort}`, { duration: 3 }); // warm-up
   const bareRow = await load(`http://127.0.0.1:${barePort}`);
   bare.kill('SIGTERM');
 
-  // 2. The cluster: orders + notifications + admin, mails to an SMTP sink in this process.
+  // 2. orderflow. First intake alone (TARGET=orders,admin: validation, the order and its
+  // outbox row, the relay publishing to JetStream), then the whole of seed 004 in one
+  // process (notifications sending every mail on the same two cores).
   const sink = await startSmtpSink({ port: 0 });
-  const port = await freePort();
-  const cluster = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
-    env: { ...process.env, NATS_URL: nats.url, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', SMTP_URL: sink.url, LOG_LEVEL: 'error', TARGET: 'orders,notifications,admin' },
-    stdio: 'inherit',
-  });
-  children.push(cluster);
-  const url = `http://127.0.0.1:${port}`;
-  await waitReady(url);
-  await load(url, { duration: 3 });
+  const startCluster = async (target: string) => {
+    const port = await freePort();
+    const proc = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
+      env: { ...process.env, NATS_URL: nats.url, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', SMTP_URL: sink.url, LOG_LEVEL: 'error', TARGET: target },
+      stdio: 'inherit',
+    });
+    children.push(proc);
+    serverPid = proc.pid!;
+    const url = `http://127.0.0.1:${port}`;
+    await waitReady(url);
+    return { url, proc, stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); } };
+  };
+  const intake = await startCluster('orders,admin');
+  await load(intake.url, { duration: 3 });
+  const intakeCeiling = await load(intake.url);
+  const intakeAtTarget = await load(intake.url, { rate: 2000 });
+  await intake.stop();
+
+  const full = await startCluster('orders,notifications,admin');
+  const url = full.url;
   const ceiling = await load(url);
-  const atTarget = await load(url, { rate: 2000 });
 
   // 3. Order accepted (202) to SMTP accepted, at 200 orders/s, 30% of first attempts 451.
   // Let the mails of the throughput runs drain first, so this phase measures latency, not backlog.
@@ -100,13 +128,15 @@ try {
   const table = [
     `Machine: ${availableParallelism()} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, nats-server 2.9.10, PostgreSQL 15; load generator (autocannon, ${CONNECTIONS} connections, ${DURATION} s) on the same machine.`,
     '',
-    '| run | accepted/s | p50 ms | p99 ms | errors | non-2xx |',
-    '|---|---:|---:|---:|---:|---:|',
-    `| reference: bare Hono route, one INSERT, same pool | ${bareRow.rps.toFixed(0)} | ${bareRow.p50} | ${bareRow.p99} | ${bareRow.errors} | ${bareRow.non2xx} |`,
-    `| orderflow POST /api/orders, as fast as it goes | ${ceiling.rps.toFixed(0)} | ${ceiling.p50} | ${ceiling.p99} | ${ceiling.errors} | ${ceiling.non2xx} |`,
-    `| orderflow POST /api/orders, offered 2,000/s | ${atTarget.rps.toFixed(0)} | ${atTarget.p50} | ${atTarget.p99} | ${atTarget.errors} | ${atTarget.non2xx} |`,
+    '| run | accepted/s | p50 ms | p99 ms | errors | non-2xx | server CPU µs/order |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    `| reference: bare Hono route, one INSERT, same pool | ${bareRow.rps.toFixed(0)} | ${bareRow.p50} | ${bareRow.p99} | ${bareRow.errors} | ${bareRow.non2xx} | ${bareRow.cpuUs.toFixed(0)} |`,
+    `| orderflow intake (TARGET=orders,admin; relay publishing to JetStream), as fast as it goes | ${intakeCeiling.rps.toFixed(0)} | ${intakeCeiling.p50} | ${intakeCeiling.p99} | ${intakeCeiling.errors} | ${intakeCeiling.non2xx} | ${intakeCeiling.cpuUs.toFixed(0)} |`,
+    `| orderflow intake, offered 2,000/s | ${intakeAtTarget.rps.toFixed(0)} | ${intakeAtTarget.p50} | ${intakeAtTarget.p99} | ${intakeAtTarget.errors} | ${intakeAtTarget.non2xx} | ${intakeAtTarget.cpuUs.toFixed(0)} |`,
+    `| orderflow intake + notifications in one process (every order also mailed), as fast as it goes | ${ceiling.rps.toFixed(0)} | ${ceiling.p50} | ${ceiling.p99} | ${ceiling.errors} | ${ceiling.non2xx} | ${ceiling.cpuUs.toFixed(0)} |`,
     '',
-    `orderflow ceiling / reference ceiling: **${((ceiling.rps / bareRow.rps) * 100).toFixed(0)}%** (target ≥ 70%).`,
+    `orderflow intake ceiling / reference ceiling: **${((intakeCeiling.rps / bareRow.rps) * 100).toFixed(0)}%** (target ≥ 70%); with notifications in the same process: ${((ceiling.rps / bareRow.rps) * 100).toFixed(0)}%.`,
+    `By CPU per order (server, Postgres and nats-server; steadier than throughput on a shared machine): reference / orderflow intake = **${((bareRow.cpuUs / intakeCeiling.cpuUs) * 100).toFixed(0)}%**.`,
     '',
     `| order accepted → SMTP accepted, ${RATE} orders/s for ${SECONDS} s, 30% of first attempts 451 | p50 ms | p95 ms | p99 ms | max ms | mails | duplicates |`,
     '|---|---:|---:|---:|---:|---:|---:|',
