@@ -93,12 +93,18 @@ const db = await createTestDatabase('orderflow_bench');
 const sink = await startSmtpSink({ port: 0 });
 const gw = await startGatewaySimulator({ port: 0, seed: 11 });
 const sms = await startSmsSimulator({ port: 0, seed: 11 });
-const c = await startCluster({
+const clusterEnv = {
   NATS_URL: nats.url, DATABASE_URL: db.url, SMTP_URL: sink.url, PAYMENT_GATEWAY_URL: gw.url, SMS_URL: sms.url,
-  TARGET: COMMERCE, DB_POOL_MAX: process.env.DB_POOL_MAX ?? '40',
-  // BENCH_PROFILE=dir writes a V8 CPU profile of the cluster process there.
+  DB_POOL_MAX: process.env.DB_POOL_MAX ?? '40',
+  // BENCH_PROFILE=dir writes a V8 CPU profile of the cluster process(es) there.
   ...(process.env.BENCH_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` } : {}),
-});
+};
+// BENCH_SPLIT=1 runs the commerce targets as two processes (microservices mode), one per core:
+// the HTTP edge with orders and notifications, and the saga's actors.
+const EDGE = 'orders,notifications,admin,catalog';
+const ACTORS = 'inventory,payments,shipping,saga';
+const c = await startCluster({ ...clusterEnv, TARGET: process.env.BENCH_SPLIT ? EDGE : COMMERCE });
+const second = process.env.BENCH_SPLIT ? await startCluster({ ...clusterEnv, TARGET: ACTORS }) : null;
 const nc = await connect({ servers: nats.url });
 // BENCH_DEBUG=1 prints each consumer's backlog every 2 s (where the saga waits).
 if (process.env.BENCH_DEBUG) {
@@ -192,16 +198,16 @@ await sleep(2000);
 const all = [...new Set([...steady.acceptedAt.keys(), ...scarce.acceptedAt.keys()])];
 const warmups = [...doneAt.keys()].filter((id) => !all.includes(id));
 let books = await checkBooks({
-  baseUrl: c.url, orders: [...all, ...warmups], stock, netCharged: (ref) => gw.sim.netCharged(ref),
+  baseUrl: c.url, inventoryUrl: second?.url, orders: [...all, ...warmups], stock, netCharged: (ref) => gw.sim.netCharged(ref),
   mailIds: () => sink.messages().map((m) => m.messageId), smsBodies: () => sms.sim.messages().map((m) => m.body), concurrency: 32,
 });
 for (let i = 0; i < 20 && !books.ok; i++) {
   await sleep(1000);
-  books = await checkBooks({ baseUrl: c.url, orders: [...all, ...warmups], stock, netCharged: (ref) => gw.sim.netCharged(ref), mailIds: () => sink.messages().map((m) => m.messageId), smsBodies: () => sms.sim.messages().map((m) => m.body), concurrency: 32 });
+  books = await checkBooks({ baseUrl: c.url, inventoryUrl: second?.url, orders: [...all, ...warmups], stock, netCharged: (ref) => gw.sim.netCharged(ref), mailIds: () => sink.messages().map((m) => m.messageId), smsBodies: () => sms.sim.messages().map((m) => m.body), concurrency: 32 });
 }
 
 console.log(`\n## saga\n`);
-console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, nats-server 2.9.10, PostgreSQL 15; cluster = one \`node services/main.ts\` child (TARGET=${COMMERCE}); load generator and simulators in the bench process.\n`);
+console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, nats-server 2.9.10, PostgreSQL 15; cluster = ${process.env.BENCH_SPLIT ? `two \`node services/main.ts\` children (TARGET=${EDGE} and TARGET=${ACTORS})` : `one \`node services/main.ts\` child (TARGET=${COMMERCE})`}; load generator and simulators in the bench process.\n`);
 console.log('| scenario | per second | p50 ms | p95 ms (intake: p97.5) | p99 ms | notes |');
 console.log('|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
@@ -212,6 +218,7 @@ console.log(`Gateway: ${gw.sim.stats().applied.charges} charges, ${gw.sim.stats(
 sub.unsubscribe();
 await nc.close();
 await c.stop();
+await second?.stop();
 await Promise.all([gw.close(), sms.close(), sink.close()]);
 await nats.stop();
 await db.drop();

@@ -69,25 +69,20 @@ export async function chargeOrder(
 ): Promise<ChargeOutcome> {
   const { client, call, em } = deps;
   const id = cmd.orderUuid;
-  const existing = await read(em, id);
-  if (existing) {
-    const done = settled(existing);
+  // Take (or renew) the lease in the same statement that tells whether an earlier
+  // attempt had taken it (xmax is set on the updated row): from here on a call may be out.
+  const [claim] = await em.execute<{ again: boolean }[]>(
+    `insert into payments.payments (order_id, status, amount, currency, lease_until) values (?, 'CHARGING', ?, ?, now() + make_interval(secs => ?))
+     on conflict (order_id) do update set lease_until = excluded.lease_until, updated_at = now() where payments.payments.status = 'CHARGING'
+     returning (xmax::text <> '0') as again`, [id, cmd.amount, cmd.currency, deps.leaseMs / 1000]);
+  if (!claim) {
+    const row = await read(em, id);
+    const done = row && settled(row);
     if (done) return done;
   }
   if (cmd.amount === 0) return { type: 'charged', chargeId: null, amount: 0 };
   if (!cmd.source) return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: 'the order has no payment token' };
-
-  // Take (or renew) the lease: from here on a call may be out.
-  const claimed = await em.execute(
-    `insert into payments.payments (order_id, status, amount, currency, lease_until) values (?, 'CHARGING', ?, ?, now() + make_interval(secs => ?))
-     on conflict (order_id) do update set lease_until = excluded.lease_until, updated_at = now() where payments.payments.status = 'CHARGING'
-     returning 1`, [id, cmd.amount, cmd.currency, deps.leaseMs / 1000]);
-  if (!claimed.length) {
-    const now = await read(em, id);
-    const done = now && settled(now);
-    if (done) return done;
-  }
-  if (existing?.status === 'CHARGING') {
+  if (claim?.again) {
     // An earlier attempt may have charged: ask before charging again.
     const found = await call(() => client.findCharges(id));
     const ok = found.find((c) => c.status === 'succeeded');

@@ -9,6 +9,8 @@
 export type BooksInput = {
   /** The cluster's HTTP base URL. */
   baseUrl: string;
+  /** Where /api/inventory answers, when inventory runs in another process than orders. */
+  inventoryUrl?: string;
   /** Ids (uuids) of every order the cluster accepted with 202. */
   orders: string[];
   /** Per SKU, the stock it started with and what was restocked since. */
@@ -77,7 +79,7 @@ export async function checkBooks(i: BooksInput): Promise<BooksReport> {
   }
 
   for (const [sku, s] of Object.entries(i.stock)) {
-    const inv = await getJson<{ onHand: number; reserved: number }>(`${i.baseUrl}/api/inventory/${encodeURIComponent(sku)}`);
+    const inv = await getJson<{ onHand: number; reserved: number }>(`${i.inventoryUrl ?? i.baseUrl}/api/inventory/${encodeURIComponent(sku)}`);
     const shipped = shippedUnits.get(sku) ?? 0;
     const expected = s.start + (s.restocked ?? 0);
     if (inv.onHand + shipped !== expected) problems.push(`SKU ${sku}: on-hand ${inv.onHand} + shipped ${shipped} = ${inv.onHand + shipped}, expected start ${s.start} + restocked ${s.restocked ?? 0} = ${expected}`);
