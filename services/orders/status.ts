@@ -74,11 +74,17 @@ export async function startStatusProjection(deps: Deps, o: { batch?: number; lin
   const loop = (async () => {
     while (running) {
       try {
-        iter = await consumer.consume({ max_messages: batch * 2 });
+        iter = await consumer.consume({ max_messages: batch });
         for await (const m of iter) {
           buffer.push(m);
-          if (buffer.length >= batch) flush();
-          else timer ??= setTimeout(flush, lingerMs);
+          if (buffer.length >= batch) {
+            flush();
+            // Backpressure: a full batch is written before more is read (the client's own
+            // buffer of one batch keeps the pipe busy meanwhile).
+            await chain;
+          } else {
+            timer ??= setTimeout(flush, lingerMs);
+          }
         }
       } catch (err) {
         if (running) { log.warn({ err: String(err) }, 'status projection consume failed; retrying'); await new Promise((r) => setTimeout(r, 500)); }

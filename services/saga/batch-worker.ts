@@ -150,13 +150,16 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
   const loop = (async () => {
     while (running) {
       try {
-        iter = await consumer.consume({ max_messages: size * 4 });
+        iter = await consumer.consume({ max_messages: size * 2 });
         for await (const m of iter) {
           const p = await parse(m);
           if (!p) continue;
           waiting.push(p);
           if (waiting.length >= size) flush();
           else timer ??= setTimeout(flush, linger);
+          // Backpressure: stop reading (so the client stops pulling) while two batches wait;
+          // a message must not sit here past its ack_wait and come back as a redelivery.
+          while (waiting.length >= size * 2 && running) await Promise.race([chain, new Promise((r) => setTimeout(r, 50))]);
         }
       } catch (err) {
         if (running) { log.warn({ err: String(err) }, 'consume failed; retrying'); await new Promise((r) => setTimeout(r, 500)); }
