@@ -31,10 +31,10 @@ const INSERT_BATCH = `
 
 export type OrderWriter = { create(req: CreateOrderRequest, requestId: string): Promise<OrderCreated> };
 
-/** `const writer = createOrderWriter(orm, { maxBatch: 256, maxInFlight: 4 })` */
+/** `const writer = createOrderWriter(orm, { maxBatch: 256, maxInFlight: 1 })` */
 export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxInFlight?: number } = {}): OrderWriter {
   const maxBatch = opts.maxBatch ?? 256;
-  const maxInFlight = opts.maxInFlight ?? 4;
+  const maxInFlight = opts.maxInFlight ?? 1;
   const queue: Pending[] = [];
   let inFlight = 0;
 

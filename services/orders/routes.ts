@@ -4,13 +4,14 @@ import { CreateOrderRequest } from '../../contracts/orders.ts';
 import type { MikroORM } from '../kit/db.ts';
 import { notFound } from '../kit/errors.ts';
 import { idempotency, readJson, validate, type AppEnv } from '../kit/http.ts';
+import type { OrdersConfig } from './config.ts';
 import { Order } from './entities.ts';
 import { createOrderWriter, toOrderView } from './orders.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function orderRoutes({ orm, wakeOutbox }: { orm: MikroORM; wakeOutbox: () => void }) {
-  const writer = createOrderWriter(orm);
+export function orderRoutes({ orm, wakeOutbox, config }: { orm: MikroORM; wakeOutbox: () => void; config: OrdersConfig }) {
+  const writer = createOrderWriter(orm, { maxInFlight: config.ORDERS_WRITE_CONCURRENCY, maxBatch: config.ORDERS_WRITE_BATCH });
   return new Hono<AppEnv>()
     .post('/', idempotency(orm, 'POST /api/orders'), async (c) => {
       const req = await readJson(c, CreateOrderRequest);

@@ -1,0 +1,13 @@
+import { z } from 'zod';
+import { int, readConfig } from '../kit/config.ts';
+import type { Env } from '../kit/service.ts';
+
+const schema = z.object({
+  // Group commit (orders.ts): one intake statement in flight at a time makes the batches
+  // largest; measured on 2 cores, 1 beats 2, 4 or 8 by a wide margin (docs/benchmarks.md).
+  ORDERS_WRITE_CONCURRENCY: int(1, 1, 64),
+  ORDERS_WRITE_BATCH: int(256, 1, 5000),
+});
+
+export type OrdersConfig = z.infer<typeof schema>;
+export const loadOrdersConfig = (env: Env): OrdersConfig => readConfig(schema, env);
