@@ -12,6 +12,8 @@ export const T24_MEMBERS_BUCKET = 't24-members';
 export const LendingSubjects = {
   /** One batch of an order's items to claim in our ledger and fan out. */
   batchReserve: 'lending.batches.reserve',
+  /** One batch of an order's reserved items to fan out for investing (the invest phase began). */
+  batchInvest: 'lending.batches.invest',
   itemReserve: 'lending.items.reserve',
   itemInvest: 'lending.items.invest',
 } as const;
@@ -55,7 +57,7 @@ export type LendingOrderView = {
 /** One `progress` event of `GET /api/lending/orders/{id}/events`; the last one carries a final status. */
 export type LendingOrderProgress = { id: string; status: LendingOrderStatus; totalItems: number; counts: LendingCounts; completedAt: string | null };
 
-/** Command `lending.batches.reserve`. */
+/** Commands `lending.batches.reserve` and `lending.batches.invest`. */
 export const BatchCommand = z.object({ orderId: z.uuid(), batch: z.number().int().min(0) });
 export type BatchCommand = z.infer<typeof BatchCommand>;
 

@@ -1,8 +1,9 @@
 // The loan workers: one actor for batches, one for items.
 //
-// Batches (LENDING_BATCHES, consumer lending-batches, through kit/worker.ts): claim
-// the batch's loans in our ledger in one statement and fan out one item command
-// per loan, in the same transaction as the inbox row.
+// Batches (LENDING_BATCHES, consumer lending-batches, through kit/worker.ts):
+// `reserve` claims the batch's loans in our ledger in one statement and fans out
+// one item command per loan; `invest` fans out one invest command per reserved
+// item; each in the same transaction as the inbox row.
 //
 // Items (LENDING_ITEMS, consumer lending-items, keyed by loanId, through
 // item-pump.ts): one T24 reserve or invest each. Retry and DLQ granularity is the
@@ -32,7 +33,7 @@ import { createBatcher } from './batcher.ts';
 import type { LendingConfig } from './config.ts';
 import { startItemPump, type ItemPump, type PumpContext } from './item-pump.ts';
 import {
-  claimBatch, commitSuccesses, itemKey, markAmbiguous, markFailed, readItems, readOrder, reclaimLoan, recordFailure,
+  claimBatch, commitSuccesses, investBatch, itemKey, markAmbiguous, markFailed, readItems, readOrder, reclaimLoan, recordFailure,
   type ItemKey, type ItemRow, type Phase, type Success,
 } from './ledger.ts';
 import type { LendingMetrics } from './metrics.ts';
@@ -61,11 +62,17 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
     stream: LENDING_BATCHES_STREAM,
     consumer: LENDING_BATCH_CONSUMER,
     schema: BatchCommand,
-    key: (b) => b.orderId,
+    // Batches of one order hold disjoint loans: they may run side by side.
+    key: (b) => `${b.orderId}/${b.batch}`,
     concurrency: 4,
     retry: { baseMs: 500, maxMs: 10_000 },
     handle: async (b, ctx) => {
       if (!(await readOrder(ctx.em, b.orderId))) throw new NonRetryableError(`no lending order ${b.orderId}`);
+      if (ctx.subject === LendingSubjects.batchInvest) {
+        const n = await ctx.tx((em) => investBatch(em, b.orderId, b.batch, ctx.requestId));
+        ctx.log.info({ orderId: b.orderId, batch: b.batch, items: n }, 'lending batch fanned out for investing');
+        return;
+      }
       const r = await ctx.tx((em) => claimBatch(em, b.orderId, b.batch, ctx.requestId));
       ctx.log.info({ orderId: b.orderId, batch: b.batch, ...r }, 'lending batch claimed and fanned out');
     },
