@@ -8,7 +8,7 @@
 // arrived within a few ms) with one UPDATE each, then acks them: one statement
 // where the harness would spend a transaction per event, on the busiest consumer
 // of the saga (three events per order).
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import { SAGA_STREAM, SagaStatusEvent } from '../../contracts/commerce.ts';
 import { sendToDlq } from '../kit/dlq.ts';
 import type { Deps } from '../kit/service.ts';
@@ -25,6 +25,7 @@ export async function startStatusProjection(deps: Deps, o: { batch?: number; lin
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<void> = Promise.resolve();
   let running = true;
+  let writing = 0;
 
   const apply = async (msgs: JsMsg[]) => {
     const latest = new Map<string, SagaStatusEvent>();
@@ -67,27 +68,25 @@ export async function startStatusProjection(deps: Deps, o: { batch?: number; lin
     if (!buffer.length) return;
     const msgs = buffer;
     buffer = [];
-    chain = chain.then(() => apply(msgs)).catch((err) => log.error({ err: String(err) }, 'status projection crashed on a batch'));
+    writing += msgs.length;
+    chain = chain.then(() => apply(msgs)).finally(() => { writing -= msgs.length; }).catch((err) => log.error({ err: String(err) }, 'status projection crashed on a batch'));
   };
 
-  let iter: ConsumerMessages | undefined;
+  // Pull at most one batch beyond the one being written, so under overload events wait
+  // in the stream rather than in this process.
   const loop = (async () => {
     while (running) {
+      const room = batch * 2 - buffer.length - writing;
+      if (room <= 0) { await Promise.race([chain, new Promise((r) => setTimeout(r, 50))]); continue; }
       try {
-        iter = await consumer.consume({ max_messages: batch });
-        for await (const m of iter) {
+        const msgs = await consumer.fetch({ max_messages: room, expires: 1000 });
+        for await (const m of msgs) {
           buffer.push(m);
-          if (buffer.length >= batch) {
-            flush();
-            // Backpressure: a full batch is written before more is read (the client's own
-            // buffer of one batch keeps the pipe busy meanwhile).
-            await chain;
-          } else {
-            timer ??= setTimeout(flush, lingerMs);
-          }
+          if (buffer.length >= batch) flush();
+          else timer ??= setTimeout(flush, lingerMs);
         }
       } catch (err) {
-        if (running) { log.warn({ err: String(err) }, 'status projection consume failed; retrying'); await new Promise((r) => setTimeout(r, 500)); }
+        if (running) { log.warn({ err: String(err) }, 'status projection fetch failed; retrying'); await new Promise((r) => setTimeout(r, 500)); }
       }
     }
   })();
@@ -95,7 +94,6 @@ export async function startStatusProjection(deps: Deps, o: { batch?: number; lin
   return {
     async stop() {
       running = false;
-      await iter?.close().catch(() => {});
       await loop;
       flush();
       await chain;

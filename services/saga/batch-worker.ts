@@ -13,7 +13,7 @@
 // A batch holds at most one message per key (later ones wait for the next batch),
 // batches run one at a time, so per-key order holds. If a batch fails, each of its
 // messages is retried alone, so one bad message never holds back the others.
-import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { ZodType } from 'zod';
 import type { EntityManager, MikroORM } from '../kit/db.ts';
@@ -60,6 +60,7 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<void> = Promise.resolve();
   let running = true;
+  let inBatch = 0;
 
   const toDlq = async (m: JsMsg, reason: 'non-retryable' | 'invalid-message', error: string) => {
     try {
@@ -142,27 +143,28 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
       if (group.length < size && !keys.has(p.key)) { keys.add(p.key); group.push(p); } else later.push(p);
     }
     waiting = later;
-    chain = chain.then(() => runBatch(group)).catch((err) => log.error({ err: String(err) }, 'batch worker failure'))
+    inBatch += group.length;
+    chain = chain.then(() => runBatch(group)).finally(() => { inBatch -= group.length; }).catch((err) => log.error({ err: String(err) }, 'batch worker failure'))
       .then(() => { if (waiting.length) flush(); });
   };
 
-  let iter: ConsumerMessages | undefined;
+  // Pull only what there is room for (two batches), so under overload messages wait in
+  // the stream, not in this process past their ack_wait.
   const loop = (async () => {
     while (running) {
+      const room = size * 2 - waiting.length - inBatch;
+      if (room <= 0) { await Promise.race([chain, new Promise((r) => setTimeout(r, 50))]); continue; }
       try {
-        iter = await consumer.consume({ max_messages: size * 2 });
-        for await (const m of iter) {
+        const msgs = await consumer.fetch({ max_messages: room, expires: 1000 });
+        for await (const m of msgs) {
           const p = await parse(m);
           if (!p) continue;
           waiting.push(p);
           if (waiting.length >= size) flush();
           else timer ??= setTimeout(flush, linger);
-          // Backpressure: stop reading (so the client stops pulling) while two batches wait;
-          // a message must not sit here past its ack_wait and come back as a redelivery.
-          while (waiting.length >= size * 2 && running) await Promise.race([chain, new Promise((r) => setTimeout(r, 50))]);
         }
       } catch (err) {
-        if (running) { log.warn({ err: String(err) }, 'consume failed; retrying'); await new Promise((r) => setTimeout(r, 500)); }
+        if (running) { log.warn({ err: String(err) }, 'fetch failed; retrying'); await new Promise((r) => setTimeout(r, 500)); }
       }
     }
   })();
@@ -170,7 +172,6 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
   return {
     async stop() {
       running = false;
-      await iter?.close().catch(() => {});
       await loop;
       flush();
       await chain;
