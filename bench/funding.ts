@@ -7,7 +7,7 @@
 // saturates the pool, event-loop delay over the whole run, and scoring throughput as a
 // fraction of the pool's capacity, where capacity = threads ÷ CPU time per score, the
 // CPU time measured on this machine in the same run with nothing else running.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
@@ -49,6 +49,17 @@ const machineCpu = () => {
   const idle = n[3]! + (n[4] ?? 0);
   return { busy: n.reduce((a, b) => a + b, 0) - idle, total: n.reduce((a, b) => a + b, 0) };
 };
+/** CPU seconds (user + system) of the given processes so far. */
+const procCpu = (pids: number[]) => pids.reduce((sum, pid) => {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return sum + (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch { return sum; }
+}, 0);
+/** Processes whose command line contains `needle`. */
+const pidsMatching = (needle: string) => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(needle); } catch { return false; }
+});
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
 console.error(`bench:funding: ${N} applications, POSTs at ${POST_RPS}/s, status at ${STATUS_RPS}/s, ${THREADS} scoring threads; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
@@ -83,6 +94,11 @@ try {
   const xacts = async () => Number((await c.deps.orm.em.fork().execute<{ n: string }[]>('select xact_commit + xact_rollback as n from pg_stat_database where datname = current_database()'))[0]!.n);
   const xact0 = await xacts();
   const poolCpu0 = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_cpu_seconds_total')?.get())?.values[0]?.value ?? NaN;
+  // The run's own nats-server and the Postgres backends serving its database.
+  const natsPids = pidsMatching(`-p ${c.nats.port} `);
+  const pgPids = (await c.deps.orm.em.fork().execute<{ pid: number }[]>('select pid from pg_stat_activity where datname = current_database()')).map((r) => Number(r.pid));
+  const nats0 = procCpu(natsPids);
+  const pg0 = procCpu(pgPids);
   const cpu0 = process.cpuUsage();
   const machine0 = machineCpu();
   const t0 = performance.now();
@@ -100,6 +116,8 @@ try {
   const status = await got('status');
   loop.disable();
   const cpu1 = process.cpuUsage(cpu0);
+  const natsCpuS = procCpu(natsPids) - nats0;
+  const pgCpuS = procCpu(pgPids) - pg0;
   const xact1 = await xacts();
   const machine1 = machineCpu();
   await load.terminate();
@@ -158,6 +176,9 @@ try {
     `| this process, all threads | ${f(procCpuS, 1)} s of ${f(wallS, 1)} s wall (${f((procCpuS / wallS) * 100)}% of one core) |`,
     `| of which the risk model in the pool threads (thread CPU clocks) | ${f(scoringCpuS, 1)} s, ${f((scoringCpuS * 1000) / scoredInRun, 1)} ms per score (alone: ${cpu.cpuMsMean}) |`,
     `| of which the service's other threads (the rest, without the load generator) | ${f(serviceCpuS, 1)} s, ${f((serviceCpuS * 1000) / N, 2)} ms per application |`,
+    `| this run's nats-server | ${f(natsCpuS, 1)} s, ${f((natsCpuS * 1000) / N, 2)} ms per application |`,
+    `| Postgres backends of this run's database (${pgPids.length}) | ${f(pgCpuS, 1)} s, ${f((pgCpuS * 1000) / N, 2)} ms per application |`,
+    `| everything else on the machine (other sessions, kernel) | ${f(Math.max(0, machineBusyShare * availableParallelism() * wallS - procCpuS - natsCpuS - pgCpuS), 1)} s |`,
     `| Postgres transactions (statements outside a transaction count as one) | ${xact1 - xact0}, ${f((xact1 - xact0) / N, 1)} per application |`,
     `| load average at the end | ${loadavg().map((x) => x.toFixed(2)).join(' ')} |`,
   ];
