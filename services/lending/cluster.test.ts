@@ -34,7 +34,13 @@ const postOrder = async (p: SpawnedCluster, ids: string[], investorId: string) =
   expect(res.status).toBe(202);
   return (await res.json()).id as string;
 };
-const getOrder = async (p: SpawnedCluster, id: string) => await (await fetch(`${p.url}/api/lending/orders/${id}`)).json();
+const FINAL = ['SUCCESS', 'PARTIALLY_INVESTED', 'FAILED'];
+// Null until the process answers with the order (a restarted one says 503 while it boots).
+const finalOrder = async (p: SpawnedCluster, id: string) => {
+  const res = await fetch(`${p.url}/api/lending/orders/${id}`);
+  const o = res.ok ? await res.json() : null;
+  return o && FINAL.includes(o.status) ? o : null;
+};
 const metric = async (p: SpawnedCluster, pattern: RegExp) => {
   const text = await (await fetch(`${p.url}/metrics`)).text();
   return text.split('\n').filter((l) => pattern.test(l)).reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
@@ -61,7 +67,7 @@ describe('lending processes', () => {
     await p.kill9();
     p = await spawn(env);
 
-    const done = await eventually(async () => { const o = await getOrder(p, id); return o.status !== 'IN_PROGRESS' ? o : null; }, { timeoutMs: 90_000, what: 'order to finish' });
+    const done = await eventually(() => finalOrder(p, id), { timeoutMs: 90_000, what: 'order to finish' });
     expect(done).toMatchObject({ status: 'SUCCESS', counts: { pending: 0, reserved: 0, invested: 500, failed: 0 } });
     const stats = t24.sim.stats();
     for (const l of ids) expect(stats.appliedPerLoan![l], l).toEqual({ reserve: 1, invest: 1 });
@@ -84,7 +90,7 @@ describe('lending processes', () => {
 
     const ids = loanIds(600, 'R');
     const id = await postOrder(a, ids, 'inv-pair');
-    const done = await eventually(async () => { const o = await getOrder(b, id); return o.status !== 'IN_PROGRESS' ? o : null; }, { timeoutMs: 90_000, what: 'order to finish' });
+    const done = await eventually(() => finalOrder(b, id), { timeoutMs: 90_000, what: 'order to finish' });
     expect(done).toMatchObject({ status: 'SUCCESS', counts: { invested: 600 } });
 
     const stats = t24.sim.stats();

@@ -31,7 +31,7 @@ const post = async (ids: string[], investorId: string) => {
   return r.body.id as string;
 };
 const finished = (cl: TestCluster, id: string, timeoutMs = 90_000) =>
-  eventually(async () => { const r = await cl.get(`/api/lending/orders/${id}`); return r.body.status !== 'IN_PROGRESS' ? r.body : null; }, { timeoutMs, what: `order ${id} to finish` });
+  eventually(async () => { const r = await cl.get(`/api/lending/orders/${id}`); return r.status === 200 && r.body.status !== 'IN_PROGRESS' ? r.body : null; }, { timeoutMs, what: `order ${id} to finish` });
 const metric = async (cl: TestCluster, name: string) => {
   const text = await (await fetch(`${cl.url}/metrics`)).text();
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);

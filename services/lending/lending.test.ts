@@ -24,7 +24,7 @@ const order = (ids: string[], investorId = 'inv-7', amount = 250) => ({ investor
 async function finished(id: string, timeoutMs = 60_000) {
   return await eventually(async () => {
     const r = await c.get(`/api/lending/orders/${id}`);
-    return r.body.status !== 'IN_PROGRESS' ? r.body : null;
+    return r.status === 200 && r.body.status !== 'IN_PROGRESS' ? r.body : null;
   }, { timeoutMs, what: `order ${id} to finish` });
 }
 
