@@ -52,12 +52,14 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let nats: Nats | undefined;
   let orm: MikroORM | undefined;
   let provisioned = false;
+  let servicesStarted = false;
 
   const app = createApp({
     log, metrics,
     readiness: async () => {
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');
+      else if (!servicesStarted) missing.push('services');
       await withTimeout(nats?.nc.flush() ?? Promise.reject(new Error()), 1000, 'nats').catch(() => missing.push('nats'));
       await withTimeout(orm?.em.fork().execute('select 1') ?? Promise.reject(new Error()), 1000, 'database').catch(() => missing.push('database'));
       return missing;
@@ -103,6 +105,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   }
 
   handler = app.fetch;
+  servicesStarted = true;
   relay = startOutboxRelay({ orm, js: nats.js, databaseUrl: config.DATABASE_URL!, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
   const mover = await startDlqMover({ nc: nats.nc, js: nats.js, jsm: nats.jsm, errors, log });
   const dlq = createDlqAdmin(nats);
