@@ -42,25 +42,25 @@ export async function startSagaNotices(deps: Deps, o: { mailer: Mailer; sms: Sms
   }));
   const sms = o.sms;
   if (!sms) return workers;
-  // SMS go out in batches (the provider's Idempotency-Key makes a resend harmless).
+  // SMS go out in batches; a failed send is retried alone (sms.ts).
   const batched = { js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, batch: 32, retry: common.retry };
   workers.push(await startBatchWorker({
     ...batched, stream: ORDERS_STREAM, consumer: 'notifications-sms', schema: OrderCreated, key: (e) => e.id,
     handle: async (items, em) => {
-      const todo: SmsToSend[] = items.filter((i) => i.subject === OrderSubjects.created && i.data.phone)
-        .map(({ data: e }) => ({ orderUuid: e.id, kind: 'received', to: e.phone!, body: smsBody('received', e) }));
-      await sendSmsBatch(sms, em, todo, deps.log);
+      const todo: (SmsToSend & { msgId: string })[] = items.filter((i) => i.subject === OrderSubjects.created && i.data.phone)
+        .map(({ data: e, msgId }) => ({ msgId, orderUuid: e.id, kind: 'received', to: e.phone!, body: smsBody('received', e) }));
+      return await sendSmsBatch(sms, em, todo, deps.log);
     },
   }));
   workers.push(await startBatchWorker({
     ...batched, stream: SAGA_STREAM, consumer: 'notifications-sms', schema: SagaStatusEvent, key: (e) => e.id,
     handle: async (items, em) => {
-      const todo: SmsToSend[] = items.filter((i) => i.data.phone && (i.data.status === 'SHIPPED' || i.data.status === 'FAILED'))
-        .map(({ data: e }) => {
+      const todo: (SmsToSend & { msgId: string })[] = items.filter((i) => i.data.phone && (i.data.status === 'SHIPPED' || i.data.status === 'FAILED'))
+        .map(({ data: e, msgId }) => {
           const kind = e.status === 'SHIPPED' ? 'shipped' : 'failed';
-          return { orderUuid: e.id, kind, to: e.phone!, body: smsBody(kind, e) };
+          return { msgId, orderUuid: e.id, kind, to: e.phone!, body: smsBody(kind, e) };
         });
-      await sendSmsBatch(sms, em, todo, deps.log);
+      return await sendSmsBatch(sms, em, todo, deps.log);
     },
   }));
   return workers;

@@ -45,22 +45,22 @@ export type SmsToSend = { orderUuid: string; kind: SmsKind; to: string; body: st
 
 /**
  * Send a batch of SMS, each (order, kind) at most once: the claims, the sends (in
- * parallel) and the commit share the batch's transaction. If any send fails the
- * batch rolls back and is retried; the ones already accepted are resent under the
- * same Idempotency-Key, which the provider answers without a second message.
+ * parallel) and the commit share the batch's transaction. A send that fails has its
+ * claim removed and is returned, to be retried on its own; the others commit, so a
+ * retry never sends them again (whether or not the provider honours the key).
  */
-export async function sendSmsBatch(sms: SmsClient, em: EntityManager, batch: SmsToSend[], log: Logger): Promise<number> {
-  if (!batch.length) return 0;
+export async function sendSmsBatch(sms: SmsClient, em: EntityManager, batch: (SmsToSend & { msgId: string })[], log: Logger): Promise<{ failed: { msgId: string; error: unknown }[] }> {
+  if (!batch.length) return { failed: [] };
   await em.execute('set local synchronous_commit = off');
   const claimed = await em.execute<{ order_id: string; kind: string }[]>(
     `insert into notifications.sms (order_id, kind, recipient, body, sent_at) values ${batch.map(() => '(?, ?, ?, ?, now())').join(', ')}
      on conflict do nothing returning order_id, kind`, batch.flatMap((m) => [m.orderUuid, m.kind, m.to, m.body]));
   const todo = batch.filter((m) => claimed.some((c) => c.order_id === m.orderUuid && c.kind === m.kind));
   const sent = await Promise.allSettled(todo.map((m) => sms.send({ to: m.to, body: m.body, key: `sms:${m.orderUuid}:${m.kind}` })));
-  const failed = sent.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  log.info({ sent: todo.length }, 'SMS accepted by the provider');
-  return todo.length;
+  const failed = todo.flatMap((m, i) => { const r = sent[i]!; return r.status === 'rejected' ? [{ m, error: r.reason as unknown }] : []; });
+  for (const { m } of failed) await em.execute('delete from notifications.sms where order_id = ? and kind = ?', [m.orderUuid, m.kind]);
+  if (todo.length > failed.length) log.info({ sent: todo.length - failed.length }, 'SMS accepted by the provider');
+  return { failed: failed.map(({ m, error }) => ({ msgId: m.msgId, error })) };
 }
 
 /** The text of each SMS; the checker in saga/books.ts parses "order <orderId> <kind>". */

@@ -36,8 +36,12 @@ export type BatchWorkerOptions<T> = {
   metrics?: Metrics;
   schema: ZodType<T>;
   key: (data: T) => string;
-  /** Apply every item inside the one transaction `em`. Throwing fails the whole batch (then each item is retried alone). */
-  handle: (items: BatchItem<T>[], em: EntityManager) => Promise<void>;
+  /**
+   * Apply every item inside the one transaction `em`. Throwing fails the whole batch
+   * (then each item is retried alone). Returning `{ failed }` commits the rest and
+   * retries (or dead-letters) just those items, whose own writes the handler undid.
+   */
+  handle: (items: BatchItem<T>[], em: EntityManager) => Promise<void | { failed: { msgId: string; error: unknown }[] }>;
   batch?: number;
   lingerMs?: number;
   retry?: RetryPolicy;
@@ -91,8 +95,9 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
     };
   };
 
-  /** One transaction for the whole group; returns false when it failed (nothing committed). */
+  /** One transaction for the whole group; returns the error when it failed (nothing committed). */
   const runGroup = async (group: Parsed<T>[]): Promise<unknown> => {
+    let failed: { msgId: string; error: unknown }[] = [];
     try {
       await o.orm.em.fork().transactional(async (em) => {
         const ids = group.map((g) => g.item.msgId);
@@ -100,14 +105,21 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
           `insert into kit.inbox (consumer, msg_id) values ${ids.map(() => '(?, ?)').join(', ')} on conflict do nothing returning msg_id`,
           ids.flatMap((id) => [o.consumer, id]))).map((r) => r.msg_id));
         const todo = group.filter((g) => fresh.has(g.item.msgId));
-        if (todo.length) await o.handle(todo.map((g) => g.item), em);
+        const r = todo.length ? await o.handle(todo.map((g) => g.item), em) : undefined;
+        failed = r?.failed ?? [];
+        // Items that failed on their own leave no inbox row: their redelivery runs them again.
+        if (failed.length) await em.execute('delete from kit.inbox where consumer = ? and msg_id in (?)', [o.consumer, failed.map((f) => f.msgId)]);
       });
-      for (const g of group) g.m.ack();
-      outcome('ok', group.length);
-      return null;
     } catch (err) {
       return err;
     }
+    const bad = new Map(failed.map((f) => [f.msgId, f.error]));
+    for (const g of group) {
+      if (bad.has(g.item.msgId)) await fail(g, bad.get(g.item.msgId));
+      else g.m.ack();
+    }
+    outcome('ok', group.length - bad.size);
+    return null;
   };
 
   const fail = async (g: Parsed<T>, err: unknown) => {

@@ -141,6 +141,25 @@ describe('gateway outage', () => {
   });
 });
 
+describe('SMS provider faults', () => {
+  it('503s and 429s: every text arrives once, and none that was accepted is sent again', async () => {
+    const sku = uid('SMSF');
+    await k.product(sku, 100, 100);
+    k.sms.sim.setKnobs({ fail503Rate: 0.3, rate429: 0.2 });
+    const before = k.sms.sim.stats();
+    try {
+      const rs = await Promise.all(Array.from({ length: 20 }, () => k.order([{ sku, quantity: 1 }])));
+      const finals = await Promise.all(rs.map((r) => k.final(r.body.id, 60_000)));
+      await eventually(() => finals.every((o) => texts(o.orderId, 'received').length === 1 && texts(o.orderId, 'shipped').length === 1), { what: 'every text', timeoutMs: 60_000 });
+      const after = k.sms.sim.stats();
+      expect(after.failed503 + after.rateLimited - before.failed503 - before.rateLimited).toBeGreaterThan(0);
+      expect(after.replayed - before.replayed).toBe(0);
+    } finally {
+      k.sms.sim.setKnobs({ fail503Rate: 0, rate429: 0 });
+    }
+  });
+});
+
 describe('duplicate requests', () => {
   it('the same Idempotency-Key gives one order and one charge, even when sent at once', async () => {
     const sku = uid('DUP');
