@@ -22,7 +22,8 @@ export type CreateProductRequest = z.infer<typeof CreateProductRequest>;
 
 export const ListProductsQuery = z.object({
   q: z.string().max(200).optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  // Larger pages are clamped to 100 rather than refused.
+  limit: z.coerce.number().int().min(1).transform((n) => Math.min(n, 100)).default(20),
   cursor: z.string().max(500).optional(),
 });
 
