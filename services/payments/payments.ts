@@ -40,7 +40,7 @@ export type GatewayCall = <T>(fn: () => Promise<T>) => Promise<T>;
  * Every wait is a real timer: in half-open, opossum refuses all but the one trial
  * call at once, and retrying without a pause would spin the event loop.
  */
-export function gatewayCaller(client: GatewayClient, ctx: Pick<HandlerContext, 'msg'>, maxWaitMs = 120_000): GatewayCall {
+export function gatewayCaller(client: GatewayClient, ctx: Pick<HandlerContext, 'msg'>, maxWaitMs = 600_000): GatewayCall {
   return async (fn) => {
     const until = Date.now() + maxWaitMs;
     let beat = Date.now();
