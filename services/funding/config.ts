@@ -15,9 +15,11 @@ const schema = z.object({
   FUNDING_RISK_NICE: int(10, 0, 19),
   /** Scoring messages in hand at once; default 2 × threads so a thread never waits for the next task. */
   FUNDING_RISK_CONCURRENCY: int(0, 0, 1024),
-  FUNDING_ROUTER_CONCURRENCY: int(32, 1, 1000),
+  // Consumers share the process's Postgres pool (DB_POOL_MAX) with the API: modest
+  // concurrency here keeps connections free for POSTs during a burst.
+  FUNDING_ROUTER_CONCURRENCY: int(8, 1, 1000),
   FUNDING_STATUS_CONCURRENCY: int(64, 1, 1000),
-  FUNDING_DISBURSE_CONCURRENCY: int(16, 1, 1000),
+  FUNDING_DISBURSE_CONCURRENCY: int(8, 1, 1000),
   FUNDING_GATEWAY_TIMEOUT_MS: int(10_000, 100),
   FUNDING_BREAKER_RESET_MS: int(10_000, 100),
   /** After a payout attempt whose outcome is unknown, send again only if a look-up this long after it finds nothing. */
