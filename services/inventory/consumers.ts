@@ -6,7 +6,7 @@ import { InitItem, INVENTORY_INIT_SUBJECT, INVENTORY_STREAM, Subjects, type Saga
 import { NonRetryableError } from '../kit/errors.ts';
 import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
 import type { Deps } from '../kit/service.ts';
-import { startBatchWorker, type BatchWorker } from '../saga/batch-worker.ts';
+import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
 import { applyStock, initItem, type ReserveResult, type StockCommand } from './inventory.ts';
 
 const Command = z.object({ orderUuid: z.uuid(), items: z.array(z.object({ sku: z.string(), quantity: z.number().int().min(1) })).optional() });

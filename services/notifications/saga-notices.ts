@@ -8,7 +8,7 @@ import { startWorker, type Worker } from '../kit/worker.ts';
 import { sendOnce } from './consumers.ts';
 import type { Mailer } from './mailer.ts';
 import { sendSmsBatch, smsBody, type SmsClient, type SmsToSend } from './sms.ts';
-import { startBatchWorker, type BatchWorker } from '../saga/batch-worker.ts';
+import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
 
 const REASONS: Record<string, string> = {
   UNKNOWN_SKU: 'an item in it is not in our catalogue',

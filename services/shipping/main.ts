@@ -6,7 +6,7 @@ import { NonRetryableError } from '../kit/errors.ts';
 import type { EntityManager } from '../kit/db.ts';
 import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
 import type { Deps, Running } from '../kit/service.ts';
-import { startBatchWorker } from '../saga/batch-worker.ts';
+import { startBatchWorker } from '../kit/batch-worker.ts';
 import { nextPickup, shippingProblem, trackingNumberFor, type ShippingRules } from './shipping.ts';
 
 export { entities, migrations } from './entities.ts';

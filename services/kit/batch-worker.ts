@@ -1,4 +1,4 @@
-// A batching variant of the kit's worker harness, for the saga's high-volume actors
+// A batching variant of the worker harness (worker.ts), for high-volume actors
 // whose handlers only touch Postgres (no external call): the orchestrator, inventory
 // and shipping. Same delivery model as kit/worker.ts: the handler's writes and the
 // inbox rows commit together, then the messages are acked; a redelivered message
@@ -16,13 +16,13 @@
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { ZodType } from 'zod';
-import type { EntityManager, MikroORM } from '../kit/db.ts';
-import { errorKey, sendToDlq } from '../kit/dlq.ts';
-import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
-import type { Logger } from '../kit/log.ts';
-import type { Metrics } from '../kit/metrics.ts';
-import { H } from '../kit/nats.ts';
-import { backoff, type RetryPolicy } from '../kit/worker.ts';
+import type { EntityManager, MikroORM } from './db.ts';
+import { errorKey, sendToDlq } from './dlq.ts';
+import { NonRetryableError, RetryLaterError } from './errors.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import { H } from './nats.ts';
+import { backoff, type RetryPolicy } from './worker.ts';
 
 export type BatchItem<T> = { data: T; subject: string; msgId: string; requestId: string | undefined; attempt: number; log: Logger };
 

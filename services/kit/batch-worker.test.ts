@@ -2,9 +2,9 @@ import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createDlqAdmin } from '../kit/dlq.ts';
-import { NonRetryableError } from '../kit/errors.ts';
-import { eventually } from '../kit/testing.ts';
+import { createDlqAdmin } from './dlq.ts';
+import { NonRetryableError } from './errors.ts';
+import { eventually } from './testing.ts';
 import { startTestCluster, type TestCluster } from '../test-cluster.ts';
 import { startBatchWorker, type BatchItem, type BatchWorker } from './batch-worker.ts';
 
