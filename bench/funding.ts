@@ -27,7 +27,8 @@ const THREADS = Number(process.env.FUNDING_RISK_THREADS || availableParallelism(
 const NICE = process.env.FUNDING_RISK_NICE ?? '10';
 const run = Date.now().toString(36);
 
-// The same economics the CPU measurement uses, as contract request bodies.
+// sampleRiskInput's economics as contract request bodies: burst i = 0..N-1, then the
+// preload and the warm-up right after (distinct inputs, so no score is served from the cache).
 const body = (i: number, group: 'w' | 'p' | 'b') => {
   const r = sampleRiskInput(i);
   return {
@@ -65,7 +66,10 @@ const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 console.error(`bench:funding: ${N} applications, POSTs at ${POST_RPS}/s, status at ${STATUS_RPS}/s, ${THREADS} scoring threads; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 
 // 1. CPU per score, alone (this thread, nothing else running yet), on the bench's own inputs.
-const cpu = measureCpuPerScore({ samples: 60, warmup: 10, input: (i) => sampleRiskInput(100_000 + i) });
+// The model's cost depends on the inputs (a risky path defaults early and stops), so
+// capacity is measured on the burst's own inputs: 60 spread evenly over them.
+const spread = (k: number, of: number) => Math.floor((k * N) / of) % N;
+const cpu = measureCpuPerScore({ samples: 60, warmup: 10, input: (k) => sampleRiskInput(spread(k, 60)) });
 const capacity = (THREADS * 1000) / cpu.cpuMsMean;
 
 // 2. The service.
@@ -83,11 +87,11 @@ const decided = async (group: 'w' | 'p' | 'b') => {
 
 try {
   // Warm-up: JIT in the pool threads, connection pools, streams.
-  const warm = await Promise.all(Array.from({ length: 20 }, async (_, i) => (await c.post('/api/funding/applications', body(900_000 + i, 'w'))).body.id as string));
+  const warm = await Promise.all(Array.from({ length: 20 }, async (_, i) => (await c.post('/api/funding/applications', body(N + PRELOAD + i, 'w'))).body.id as string));
   await eventually(async () => (await decided('w')) === warm.length, { timeoutMs: 60_000, what: 'warm-up scored' });
 
   // 3. The burst. A preload first, so the pool is already saturated when it starts.
-  const preload = await Promise.all(Array.from({ length: PRELOAD }, async (_, i) => (await c.post('/api/funding/applications', body(800_000 + i, 'p'))).body.id as string));
+  const preload = await Promise.all(Array.from({ length: PRELOAD }, async (_, i) => (await c.post('/api/funding/applications', body(N + i, 'p'))).body.id as string));
   await eventually(async () => (await decided('p')) >= THREADS, { timeoutMs: 60_000, intervalMs: 20, what: 'pool busy' });
   const preDecided = await decided('p');
   const loop = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
@@ -137,7 +141,7 @@ try {
   const throughput = ((hi - lo) / (times[hi]! - times[lo]!)) * 1000;
   // A reference taken under the same machine conditions: the bare pool (no NATS, no
   // Postgres, no HTTP), fed directly, right after the burst.
-  const bare = await measurePoolThroughput({ threads: THREADS, tasks: 150, input: (i) => sampleRiskInput(200_000 + i) });
+  const bare = await measurePoolThroughput({ threads: THREADS, tasks: 150, input: (k) => sampleRiskInput(spread(k, 150)) });
   const decisions = await c.deps.orm.em.fork().execute<{ status: string; n: string }[]>(
     'select risk_decision as status, count(*) as n from funding.applications where business_id like ? group by 1 order by 1', [`bench-${run}-b-%`]);
 
