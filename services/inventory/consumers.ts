@@ -1,6 +1,6 @@
 // The inventory actor's mailbox: reserve, release and deduct commands from the saga,
 // each answered (reserve and release) by a reply committed with the change. Commands
-// that arrive together share a transaction (saga/batch-worker.ts).
+// that arrive together share a transaction (kit/batch-worker.ts).
 import { z } from 'zod';
 import { InitItem, INVENTORY_INIT_SUBJECT, INVENTORY_STREAM, Subjects, type SagaReply } from '../../contracts/commerce.ts';
 import { NonRetryableError } from '../kit/errors.ts';

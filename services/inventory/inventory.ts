@@ -1,5 +1,5 @@
 // Stock operations, set-based: one call handles many orders in the caller's
-// transaction (the saga's commands arrive in batches, see saga/batch-worker.ts; the
+// transaction (the saga's commands arrive in batches, see kit/batch-worker.ts; the
 // HTTP routes pass one order). A batch costs a handful of statements whatever its size.
 //
 // No oversell under any concurrency:
