@@ -69,14 +69,17 @@ console.error(`bench:funding: ${N} applications, POSTs at ${POST_RPS}/s, status 
 // The model's cost depends on the inputs (a risky path defaults early and stops), so
 // capacity is measured on the burst's own inputs: 60 spread evenly over them.
 const spread = (k: number, of: number) => Math.floor((k * N) / of) % N;
-const cpu = measureCpuPerScore({ samples: 60, warmup: 10, input: (k) => sampleRiskInput(spread(k, 60)) });
+// Three rounds; the cheapest round counts (noise only ever adds CPU time), which makes
+// the capacity the most optimistic of the three and the fraction below conservative.
+const rounds = [0, 1, 2].map((r) => measureCpuPerScore({ samples: 60, warmup: r === 0 ? 30 : 5, input: (k) => sampleRiskInput(spread(k, 60)) }));
+const cpu = rounds.reduce((a, b) => (b.cpuMsMean < a.cpuMsMean ? b : a));
 const capacity = (THREADS * 1000) / cpu.cpuMsMean;
 
 // 2. The service.
 const gw = await startGatewaySimulator({ port: 0, seed: 1 });
 const c = await startTestCluster({
   TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: String(THREADS),
-  FUNDING_RECONCILE_INTERVAL_MS: '0', DB_POOL_MAX: '20', LOG_LEVEL: 'silent', FUNDING_RISK_NICE: NICE,
+  FUNDING_RECONCILE_INTERVAL_MS: '0', DB_POOL_MAX: process.env.DB_POOL_MAX ?? '20', LOG_LEVEL: 'silent', FUNDING_RISK_NICE: NICE,
 });
 // By business-id prefix: a cheap query, since it runs on the service's event loop.
 const decided = async (group: 'w' | 'p' | 'b') => {
@@ -127,6 +130,15 @@ try {
   const machine1 = machineCpu();
   await load.terminate();
   const poolCpuS = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_cpu_seconds_total')?.get())?.values[0]?.value ?? NaN;
+  // Server-side time of the POSTs (the kit's request histogram), to split the client's
+  // latency into time in the handler and time before/after it (queueing, sockets, client).
+  const httpHist = (await c.deps.metrics.registry.getSingleMetric('orderflow_http_request_duration_seconds')?.get())?.values
+    .filter((v) => v.labels.method === 'POST' && v.labels.route === '/api/funding/applications' && (v as { metricName?: string }).metricName?.endsWith('_bucket')) ?? [];
+  const serverShare = (ms: number) => {
+    const total = httpHist.find((v) => v.labels.le === '+Inf')?.value ?? 0;
+    const under = httpHist.find((v) => Number(v.labels.le) === ms / 1000)?.value ?? 0;
+    return total ? (under / total) * 100 : NaN;
+  };
   const poolUtil = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_pool')?.get())?.values.find((v) => v.labels.what === 'utilization')?.value ?? NaN;
 
   // Throughput from the decision times in the rows' history, over the middle 90% of
@@ -161,12 +173,13 @@ try {
     '| measure | p50 | p95 | p99 | max | target | seed bound |',
     '|---|---|---|---|---|---|---|',
     `| POST /api/funding/applications (ms), ${posted.postMs.length} requests, ${posted.postErrors} errors, ${f((posted.postMs.length / posted.postWallMs) * 1000, 0)} req/s | ${f(pct(posted.postMs, 50))} | ${f(pct(posted.postMs, 95))} | ${f(pct(posted.postMs, 99))} | ${f(Math.max(...posted.postMs))} | p95 < 20 | p95 < 200 |`,
+    `| POST, time inside the service (request histogram; includes the warm-up and preload) | ≤ 5 ms: ${f(serverShare(5))}% | ≤ 10 ms: ${f(serverShare(10))}% | ≤ 25 ms: ${f(serverShare(25))}% | ≤ 50 ms: ${f(serverShare(50))}% | | |`,
     `| GET .../status from KV (ms), ${status.statusMs.length} requests, ${f(kvShare * 100, 1)}% KV hits, ${status.statusErrors} errors | ${f(pct(status.statusMs, 50), 2)} | ${f(pct(status.statusMs, 95), 2)} | ${f(pct(status.statusMs, 99), 2)} | ${f(Math.max(...status.statusMs))} | p95 < 5 | p95 < 100 |`,
     `| event-loop delay during the run (ms beyond the ${RESOLUTION_MS} ms sampling interval) | ${f(lag(loop.percentile(50)))} | ${f(lag(loop.percentile(95)))} | ${f(lag(loop.percentile(99)))} | ${f(lag(loop.max))} | | |`,
     '',
     '| scoring | value |',
     '|---|---|',
-    `| CPU per score, alone (ms, mean / p95 of ${cpu.samples}) | ${cpu.cpuMsMean} / ${cpu.cpuMsP95} |`,
+    `| CPU per score, alone, on the burst's inputs (ms, mean / p95 of ${cpu.samples}; cheapest of 3 rounds: ${rounds.map((r) => r.cpuMsMean).join(', ')}) | ${cpu.cpuMsMean} / ${cpu.cpuMsP95} |`,
     `| pool capacity = ${THREADS} threads ÷ CPU per score | ${f(capacity)} scores/s |`,
     `| measured scoring throughput (middle 90% of completions) | ${f(throughput)} scores/s |`,
     `| **throughput ÷ capacity** (target ≥ 80%) | **${f((throughput / capacity) * 100)}%** |`,

@@ -14,7 +14,7 @@ import {
 } from '../../contracts/funding.ts';
 import type { EntityManager, MikroORM } from '../kit/db.ts';
 import { H } from '../kit/nats.ts';
-import type { OutboxMessage } from '../kit/outbox.ts';
+import { OUTBOX_ROWS, type OutboxMessage } from '../kit/outbox.ts';
 import type { Application, Payout, Review } from './entities.ts';
 
 export type ApplicationRow = InferEntity<typeof Application>;
@@ -27,8 +27,8 @@ export class StaleApplicationError extends Error {
 
 const headersFor = (requestId: string | undefined) => (requestId ? { [H.requestId]: requestId } : undefined);
 
-/** Persist a new application with its `applications.created` and first `status.updated` events, in one statement. */
-export async function createApplication(orm: MikroORM, req: CreateApplicationRequest, requestId: string): Promise<{ id: string; createdAt: string }> {
+/** Persist a new application with its `applications.created` and first `status.updated` events, in one statement; then wake the relay. */
+export async function createApplication(orm: MikroORM, req: CreateApplicationRequest, requestId: string, wakeOutbox: () => void): Promise<{ id: string; createdAt: string }> {
   const id = randomUUID();
   const createdAt = new Date().toISOString();
   const amountMinor = Math.round(req.amount * 100);
@@ -53,6 +53,7 @@ export async function createApplication(orm: MikroORM, req: CreateApplicationReq
       JSON.stringify(req.financials), JSON.stringify(bank), JSON.stringify([{ status: 'processing', at: createdAt }]), createdAt, createdAt,
       randomUUID(), FundingSubjects.applicationCreated, JSON.stringify(created), headers,
       randomUUID(), FundingSubjects.statusUpdated, JSON.stringify(status), headers]);
+  wakeOutbox();
   return { id, createdAt };
 }
 
@@ -138,6 +139,10 @@ export async function transition(em: EntityManager, t: Transition): Promise<{ ve
      returning (select version from u) as version`,
     params);
   if (!result.length) throw new StaleApplicationError(`application ${t.id} is no longer ${t.from}${t.version !== undefined ? ` at version ${t.version}` : ''}`);
+  // Inside a transaction its commit wakes the outbox relay (as enqueue() arranges);
+  // outside one, the caller calls deps.wakeOutbox().
+  const trx = em.getTransactionContext();
+  if (trx) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
   return { version: Number(result[0]!.version), at };
 }
 

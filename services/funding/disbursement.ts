@@ -69,7 +69,7 @@ async function settleFailed(em: EntityManager, app: { id: string; version: numbe
  * the POST about to be sent (attempts = 1), so a crash after it means "look up first".
  * The record and the status commit together, so an approved application has none yet.
  */
-async function beginDisbursing(orm: MikroORM, app: WorkRow, requestId?: string): Promise<number> {
+async function beginDisbursing(orm: MikroORM, app: WorkRow, wakeOutbox: () => void, requestId?: string): Promise<number> {
   const { version } = await transition(orm.em.fork(), {
     id: app.id, from: 'approved', to: 'disbursing', version: app.version, requestId,
     also: [{
@@ -78,6 +78,7 @@ async function beginDisbursing(orm: MikroORM, app: WorkRow, requestId?: string):
       params: [app.id, app.amountMinor, app.currency],
     }],
   });
+  wakeOutbox();
   return version;
 }
 
@@ -124,7 +125,7 @@ export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts
     let counted = false;
     let lastAttemptAt = 0;
     if (app.status === 'approved') {
-      current.version = await beginDisbursing(orm, app, ctx.requestId);
+      current.version = await beginDisbursing(orm, app, deps.wakeOutbox, ctx.requestId);
       mustLookUp = false;
       counted = true;
     } else {

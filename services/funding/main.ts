@@ -26,7 +26,7 @@ export async function start(deps: Deps): Promise<Running> {
   gateway.onStateChange((s) => breakerOpen.set(s === 'open' ? 1 : 0));
   // The bucket is provisioned with allow_direct: reads are direct gets, the cheapest read NATS has.
   const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }));
-  deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS }));
+  deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS, wakeOutbox: deps.wakeOutbox }));
 
   const consumers = await startFundingConsumers(deps, cache, { router: config.FUNDING_ROUTER_CONCURRENCY, status: config.FUNDING_STATUS_CONCURRENCY });
   const disbursement = await startDisbursement(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });

@@ -36,12 +36,12 @@ async function view(orm: MikroORM, id: string) {
   return toApplicationView(app, payout);
 }
 
-/** `app.route('/api/funding/applications', applicationRoutes({ orm, cache, ssePollMs: 2000 }))` */
-export function applicationRoutes({ orm, cache, ssePollMs }: { orm: MikroORM; cache: StatusCache; ssePollMs: number }) {
+/** `app.route('/api/funding/applications', applicationRoutes({ orm, cache, ssePollMs: 2000, wakeOutbox }))` */
+export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: MikroORM; cache: StatusCache; ssePollMs: number; wakeOutbox: () => void }) {
   return new Hono<AppEnv>()
     .post('/', idempotency(orm, 'POST /api/funding/applications'), async (c) => {
       const req = await readJson(c, CreateApplicationRequest);
-      const { id } = await createApplication(orm, req, c.get('requestId'));
+      const { id } = await createApplication(orm, req, c.get('requestId'), wakeOutbox);
       c.get('log').info({ applicationId: id, businessId: req.businessId }, 'funding application accepted');
       return c.json({ id, status: 'processing' }, 202);
     })
