@@ -8,7 +8,7 @@ import { CreateApplicationRequest, isFinalStatus, ReviewDecisionRequest, type Ap
 import type { MikroORM } from '../kit/db.ts';
 import { HttpError, notFound } from '../kit/errors.ts';
 import { idempotency, readJson, type AppEnv } from '../kit/http.ts';
-import { createApplication, disbursementRequest, loadWorkRow, StaleApplicationError, toApplicationView, transition } from './applications.ts';
+import { createApplicationWriter, disbursementRequest, loadWorkRow, StaleApplicationError, toApplicationView, transition } from './applications.ts';
 import { Application, Payout } from './entities.ts';
 import { parseEntry, type CachedStatus, type StatusCache } from './status-cache.ts';
 
@@ -38,10 +38,11 @@ async function view(orm: MikroORM, id: string) {
 
 /** `app.route('/api/funding/applications', applicationRoutes({ orm, cache, ssePollMs: 2000, wakeOutbox }))` */
 export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: MikroORM; cache: StatusCache; ssePollMs: number; wakeOutbox: () => void }) {
+  const writer = createApplicationWriter(orm, wakeOutbox);
   return new Hono<AppEnv>()
     .post('/', idempotency(orm, 'POST /api/funding/applications'), async (c) => {
       const req = await readJson(c, CreateApplicationRequest);
-      const { id } = await createApplication(orm, req, c.get('requestId'), wakeOutbox);
+      const { id } = await writer.create(req, c.get('requestId'));
       c.get('log').info({ applicationId: id, businessId: req.businessId }, 'funding application accepted');
       return c.json({ id, status: 'processing' }, 202);
     })
