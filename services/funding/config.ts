@@ -18,7 +18,7 @@ const schema = z.object({
   // Consumers share the process's Postgres pool (DB_POOL_MAX) with the API: modest
   // concurrency here keeps connections free for POSTs during a burst.
   FUNDING_ROUTER_CONCURRENCY: int(8, 1, 1000),
-  FUNDING_STATUS_CONCURRENCY: int(64, 1, 1000),
+  FUNDING_STATUS_CONCURRENCY: int(16, 1, 1000),
   FUNDING_DISBURSE_CONCURRENCY: int(8, 1, 1000),
   FUNDING_GATEWAY_TIMEOUT_MS: int(10_000, 100),
   FUNDING_BREAKER_RESET_MS: int(10_000, 100),
