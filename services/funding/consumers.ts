@@ -8,6 +8,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { ApplicationCreated, FUNDING_EVENTS_STREAM, FundingConsumers, StatusUpdated } from '../../contracts/funding.ts';
 import { errorKey, sendToDlq } from '../kit/dlq.ts';
+import { outcomeRecorder } from '../kit/metrics.ts';
 import type { Deps } from '../kit/service.ts';
 import { backoff, startWorker, type RetryPolicy, type Worker } from '../kit/worker.ts';
 import { scoringRequest, StaleApplicationError, transition } from './applications.ts';
@@ -63,10 +64,7 @@ export async function startStatusConsumer(deps: Deps, cache: StatusCache, concur
   let running = true;
   let slotFreed: (() => void) | undefined;
 
-  const outcome = (result: string, started: number) => {
-    deps.metrics.handlerOutcomes.inc({ consumer: name, outcome: result });
-    deps.metrics.handlerSeconds.observe({ consumer: name, outcome: result }, (performance.now() - started) / 1000);
-  };
+  const outcome = outcomeRecorder(deps.metrics, name);
 
   const handle = async (m: JsMsg) => {
     const started = performance.now();

@@ -29,3 +29,11 @@ export function createMetrics() {
     outboxPublished: new Counter({ name: 'orderflow_outbox_published_total', help: 'Outbox rows published', registers: [registry] }),
   };
 }
+
+/** Count a handler outcome and its duration for one consumer. `const outcome = outcomeRecorder(metrics, 'notifications'); outcome('ok', started)` */
+export function outcomeRecorder(metrics: Metrics | undefined, consumer: string) {
+  return (result: string, started: number) => {
+    metrics?.handlerOutcomes.inc({ consumer, outcome: result });
+    metrics?.handlerSeconds.observe({ consumer, outcome: result }, (performance.now() - started) / 1000);
+  };
+}

@@ -14,7 +14,7 @@ import type { EntityManager, MikroORM } from './db.ts';
 import { errorKey, sendToDlq } from './dlq.ts';
 import { NonRetryableError, RetryLaterError } from './errors.ts';
 import type { Logger } from './log.ts';
-import type { Metrics } from './metrics.ts';
+import { outcomeRecorder, type Metrics } from './metrics.ts';
 import { H } from './nats.ts';
 
 export type RetryPolicy = { baseMs: number; factor?: number; maxMs?: number; jitter?: number };
@@ -72,10 +72,7 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
   let running = true;
   let slotFreed: (() => void) | undefined;
 
-  const outcome = (result: string, started: number) => {
-    o.metrics?.handlerOutcomes.inc({ consumer: o.consumer, outcome: result });
-    o.metrics?.handlerSeconds.observe({ consumer: o.consumer, outcome: result }, (performance.now() - started) / 1000);
-  };
+  const outcome = outcomeRecorder(o.metrics, o.consumer);
 
   const holdWhilePaused = async (m: JsMsg) => {
     let beat = Date.now();

@@ -21,7 +21,7 @@ import type { ZodType } from 'zod';
 import { sendToDlq } from '../kit/dlq.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import type { Logger } from '../kit/log.ts';
-import type { Metrics } from '../kit/metrics.ts';
+import { outcomeRecorder, type Metrics } from '../kit/metrics.ts';
 import { H } from '../kit/nats.ts';
 import { backoff, type RetryPolicy } from '../kit/worker.ts';
 
@@ -47,10 +47,7 @@ export async function startItemPump<T>(o: {
   let running = true;
   let wake: (() => void) | undefined;
 
-  const outcome = (result: string, started: number) => {
-    o.metrics?.handlerOutcomes.inc({ consumer: o.consumer, outcome: result });
-    o.metrics?.handlerSeconds.observe({ consumer: o.consumer, outcome: result }, (performance.now() - started) / 1000);
-  };
+  const outcome = outcomeRecorder(o.metrics, o.consumer);
 
   const processOne = async (m: JsMsg) => {
     const started = performance.now();
