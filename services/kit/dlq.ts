@@ -10,7 +10,7 @@
 //    deletes the original.
 import type { JetStreamClient, JetStreamManager, StoredMsg } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
 
@@ -162,10 +162,10 @@ type Advisory = { stream: string; consumer: string; stream_seq: number; deliveri
 /**
  * Move messages whose deliveries ran out into the DLQ. Runs in every process; the
  * advisory stream is a work queue, so each advisory is handled by one mover.
- * `const mover = await startDlqMover({ nc, js, jsm, errors, log })`
+ * `const mover = await startDlqMover({ js, jsm, errors, log })`
  */
 export async function startDlqMover({ js, jsm, errors, log, onMoved }: {
-  nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; errors: KV; log: Logger; onMoved?: (a: Advisory) => void;
+  js: JetStreamClient; jsm: JetStreamManager; errors: KV; log: Logger; onMoved?: (a: Advisory) => void;
 }): Promise<{ stop(): Promise<void> }> {
   const consumer = await js.consumers.get(ADVISORY_STREAM, DLQ_MOVER);
   let running = true;

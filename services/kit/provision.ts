@@ -63,18 +63,16 @@ export async function provision(jsm: JetStreamManager, dir: string, log: Logger)
   const { streams, consumers } = readSpecs(dir);
   const problems: string[] = [];
   for (const { file, config } of streams) {
-    let info;
     try {
       await jsm.streams.info(config.name);
-      info = await jsm.streams.update(config.name, config);
+      await jsm.streams.update(config.name, config);
     } catch (err) {
       if (!isNotFound(err)) throw new ProvisioningError(`${file}: ${(err as Error).message}`, { cause: err });
-      info = await jsm.streams.add(config);
+      await jsm.streams.add(config);
       log.info({ stream: config.name }, 'stream created');
     }
     const fresh = await jsm.streams.info(config.name);
     for (const d of diffConfig(config, fresh.config as unknown as Record<string, unknown>)) problems.push(`${file}: ${d}`);
-    void info;
   }
   for (const { file, stream, config } of consumers) {
     try {

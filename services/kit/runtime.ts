@@ -107,7 +107,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   handler = app.fetch;
   servicesStarted = true;
   relay = startOutboxRelay({ orm, js: nats.js, databaseUrl: config.DATABASE_URL!, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
-  const mover = await startDlqMover({ nc: nats.nc, js: nats.js, jsm: nats.jsm, errors, log });
+  const mover = await startDlqMover({ js: nats.js, jsm: nats.jsm, errors, log });
   const dlq = createDlqAdmin(nats);
   const gauges = setInterval(() => {
     void dlq.depth().then((d) => metrics.dlqDepth.set(d)).catch(() => {});
