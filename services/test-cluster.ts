@@ -52,6 +52,18 @@ export type SpawnedCluster = { url: string; port: number; pid: number; kill9(): 
 
 /** Run `node services/main.ts` as a child process (for kill -9 and SIGTERM tests). */
 export async function spawnCluster(env: Env): Promise<SpawnedCluster> {
+  // freePort() closes its probe before the child binds, and in that gap another
+  // test's outbound connection can take the port: try again on a fresh one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await spawnOnce(env);
+    } catch (err) {
+      if (env.PORT || attempt >= 3 || !String(err).includes('EADDRINUSE')) throw err;
+    }
+  }
+}
+
+async function spawnOnce(env: Env): Promise<SpawnedCluster> {
   const { spawn } = await import('node:child_process');
   const { freePort, eventually } = await import('./kit/testing.ts');
   const port = Number(env.PORT) || await freePort();
@@ -64,10 +76,12 @@ export async function spawnCluster(env: Env): Promise<SpawnedCluster> {
   child.stderr.on('data', (d) => { out = (out + d).slice(-20_000); });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;
-  await eventually(async () => {
-    if (child.exitCode !== null) throw new Error(`cluster exited: ${out}`);
-    return (await fetch(`${url}/readyz`)).status === 200;
+  // An exit ends the wait at once (a throw would only be retried until the timeout).
+  const state = await eventually(async () => {
+    if (child.exitCode !== null) return 'exited';
+    return (await fetch(`${url}/readyz`)).status === 200 ? 'ready' : undefined;
   }, { timeoutMs: 30_000, what: 'spawned cluster ready' });
+  if (state === 'exited') throw new Error(`cluster exited with ${child.exitCode}: ${out}`);
   return {
     url, port, pid: child.pid!, output: () => out,
     async kill9() { child.kill('SIGKILL'); await exited; },

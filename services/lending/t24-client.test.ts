@@ -75,7 +75,11 @@ describe('T24 client', () => {
     // reach the simulator together. The margin is the jitter the pacing
     // tolerates (1000 × margin ms; production default 50 ms over a network).
     const margin = 0.5;
-    const [ra, rb] = await Promise.all([rateShare('t24-members', 'replica-a', cap, margin), rateShare('t24-members', 'replica-b', cap, margin)]);
+    // One after the other: with both creating the bucket at once, a CI run saw
+    // replica-b's first put answered "no responders" (JetStreamNotEnabled). In
+    // production the bucket is provisioned once, before any replica starts.
+    const ra = await rateShare('t24-members', 'replica-a', cap, margin);
+    const rb = await rateShare('t24-members', 'replica-b', cap, margin);
     await eventually(() => ra.currentShare() + rb.currentShare() === cap, { what: 'shares settle' });
     const ca = client({ rateShare: ra });
     const cb = client({ rateShare: rb });
