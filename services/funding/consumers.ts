@@ -9,8 +9,9 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { ApplicationCreated, FUNDING_EVENTS_STREAM, FundingConsumers, StatusUpdated } from '../../contracts/funding.ts';
 import { errorKey, sendToDlq } from '../kit/dlq.ts';
 import { outcomeRecorder } from '../kit/metrics.ts';
+import { pullLoop, waker } from '../kit/pull.ts';
 import type { Deps } from '../kit/service.ts';
-import { backoff, startWorker, type RetryPolicy, type Worker } from '../kit/worker.ts';
+import { backoff, parseMessage, startWorker, type RetryPolicy, type Worker } from '../kit/worker.ts';
 import { scoringRequest, StaleApplicationError, transition } from './applications.ts';
 import type { StatusCache } from './status-cache.ts';
 
@@ -62,24 +63,21 @@ export async function startStatusConsumer(deps: Deps, cache: StatusCache, concur
   const retry: RetryPolicy = { baseMs: 200, factor: 2, maxMs: 5000 };
   const inflight = new Set<Promise<void>>();
   let running = true;
-  let slotFreed: (() => void) | undefined;
+  const slot = waker(1000);
 
   const outcome = outcomeRecorder(deps.metrics, name);
 
   const handle = async (m: JsMsg) => {
     const started = performance.now();
     const attempt = m.info.deliveryCount;
-    let event: StatusUpdated;
-    try {
-      const parsed = StatusUpdated.safeParse(m.json());
-      if (!parsed.success) throw new Error(`schema: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-      event = parsed.data;
-    } catch (err) {
-      const error = (err as Error).message;
+    const parsed = parseMessage(m, StatusUpdated);
+    if (!parsed.ok) {
+      const error = parsed.error;
       await sendToDlq(deps.nats.js, { stream, consumer: name, subject: m.subject, seq: m.seq, deliveries: attempt, reason: 'invalid-message', error, data: m.data, headers: m.headers })
         .then(() => { m.term(); outcome('dlq', started); log.warn({ error }, 'sent to DLQ'); }, () => m.nak(1000));
       return;
     }
+    const event = parsed.data;
     try {
       await cache.apply(event);
       m.ack();
@@ -94,26 +92,16 @@ export async function startStatusConsumer(deps: Deps, cache: StatusCache, concur
     }
   };
 
-  const loop = (async () => {
-    while (running) {
-      const free = concurrency - inflight.size;
-      if (free <= 0) {
-        await new Promise<void>((r) => { slotFreed = r; setTimeout(r, 1000); });
-        slotFreed = undefined;
-        continue;
-      }
-      try {
-        const batch = await consumer.fetch({ max_messages: free, expires: 1000 });
-        for await (const m of batch) {
-          const p: Promise<void> = handle(m).catch((err) => log.error({ err: String(err) }, 'unexpected status consumer failure'))
-            .finally(() => { inflight.delete(p); slotFreed?.(); });
-          inflight.add(p);
-        }
-      } catch (err) {
-        if (running) { log.warn({ err: String(err) }, 'fetch failed; retrying'); await sleep(500); }
-      }
-    }
-  })();
+  const loop = pullLoop({
+    consumer, log, running: () => running,
+    room: () => concurrency - inflight.size,
+    waitForRoom: () => slot.wait(),
+    onMessage: (m) => {
+      const p: Promise<void> = handle(m).catch((err) => log.error({ err: String(err) }, 'unexpected status consumer failure'))
+        .finally(() => { inflight.delete(p); slot.wake(); });
+      inflight.add(p);
+    },
+  });
 
   return {
     inflight: () => inflight.size,

@@ -1,7 +1,12 @@
 // The worker harness: every JetStream consumer in orderflow runs through here, so the
 // delivery model of BRIEF.md holds everywhere:
 //  1. success: the handler's DB writes and the inbox row commit together, then ack;
-//     a redelivery whose inbox row exists is acked without running the handler;
+//     a redelivery whose inbox row exists is acked without committing anything (the
+//     inbox insert opens ctx.tx). Work a handler does before ctx.tx (an external call)
+//     does run again then, so it must be idempotent by itself, as it must be anyway: a
+//     crash between the call and the commit repeats it too. There is no inbox read
+//     before the handler: it cost one statement per message to save work only on a
+//     redelivery after a lost ack;
 //  2. a transient error: nak(backoff(attempt)), exponential with jitter;
 //  3. NonRetryableError or a message failing its schema: DLQ copy, then term();
 //  4. attempts run out: the server's advisory takes it to the DLQ (see dlq.ts);
@@ -16,6 +21,7 @@ import { NonRetryableError, RetryLaterError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { outcomeRecorder, type Metrics } from './metrics.ts';
 import { H } from './nats.ts';
+import { pullLoop, waker } from './pull.ts';
 
 export type RetryPolicy = { baseMs: number; factor?: number; maxMs?: number; jitter?: number };
 
@@ -24,6 +30,15 @@ export function backoff(p: RetryPolicy, attempt: number, random = Math.random): 
   const raw = Math.min(p.maxMs ?? 60_000, p.baseMs * (p.factor ?? 2) ** Math.max(0, attempt - 1));
   const j = p.jitter ?? 0.2;
   return Math.max(0, Math.round(raw * (1 - j + 2 * j * random())));
+}
+
+/** A message's payload checked against `schema`, or the DLQ reason why it is not valid. */
+export function parseMessage<T>(m: JsMsg, schema: ZodType<T>): { ok: true; data: T } | { ok: false; error: string } {
+  let raw: unknown;
+  try { raw = m.json(); } catch (err) { return { ok: false, error: `not JSON: ${(err as Error).message}` }; }
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return { ok: true, data: parsed.data };
+  return { ok: false, error: `schema: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}` };
 }
 
 export type HandlerContext = {
@@ -70,7 +85,7 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
   const keyTails = new Map<string, Promise<void>>();
   const inflight = new Set<Promise<void>>();
   let running = true;
-  let slotFreed: (() => void) | undefined;
+  const slot = waker(1000);
 
   const outcome = outcomeRecorder(o.metrics, o.consumer);
 
@@ -96,18 +111,11 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
       outcome('dlq', started);
     };
 
-    let data: T;
-    try {
-      const parsed = o.schema.safeParse(m.json());
-      if (!parsed.success) return await toDlq('invalid-message', `schema: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-      data = parsed.data;
-    } catch (err) {
-      return await toDlq('invalid-message', `not JSON: ${(err as Error).message}`);
-    }
+    const parsed = parseMessage(m, o.schema);
+    if (!parsed.ok) return await toDlq('invalid-message', parsed.error);
+    const data = parsed.data;
 
     try {
-      const done = await o.orm.em.fork().execute('select 1 from kit.inbox where consumer = ? and msg_id = ?', [o.consumer, msgId]);
-      if (done.length) { m.ack(); outcome('duplicate', started); return; }
       await holdWhilePaused(m);
       let inboxed = false;
       const tx = async <R>(fn: (em: EntityManager) => Promise<R>): Promise<R> =>
@@ -152,29 +160,18 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
       .finally(() => {
         inflight.delete(p);
         if (key !== undefined && keyTails.get(key) === p) keyTails.delete(key);
-        slotFreed?.();
+        slot.wake();
       });
     if (key !== undefined) keyTails.set(key, p);
     inflight.add(p);
   };
 
-  const loop = (async () => {
-    while (running) {
-      if (o.paused?.()) { await sleep(200); continue; }
-      const free = concurrency - inflight.size;
-      if (free <= 0) {
-        await new Promise<void>((r) => { slotFreed = r; setTimeout(r, 1000); });
-        slotFreed = undefined;
-        continue;
-      }
-      try {
-        const batch = await consumer.fetch({ max_messages: free, expires: 1000 });
-        for await (const m of batch) dispatch(m);
-      } catch (err) {
-        if (running) { log.warn({ err: String(err) }, 'fetch failed; retrying'); await sleep(500); }
-      }
-    }
-  })();
+  const loop = pullLoop({
+    consumer, log, running: () => running,
+    room: () => (o.paused?.() ? 0 : concurrency - inflight.size),
+    waitForRoom: () => (o.paused?.() ? sleep(200) : slot.wait()),
+    onMessage: dispatch,
+  });
 
   return {
     inflight: () => inflight.size,

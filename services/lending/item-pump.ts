@@ -23,7 +23,8 @@ import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import type { Logger } from '../kit/log.ts';
 import { outcomeRecorder, type Metrics } from '../kit/metrics.ts';
 import { H } from '../kit/nats.ts';
-import { backoff, type RetryPolicy } from '../kit/worker.ts';
+import { pullLoop, waker } from '../kit/pull.ts';
+import { backoff, parseMessage, type RetryPolicy } from '../kit/worker.ts';
 
 export type PumpContext = { subject: string; attempt: number; requestId: string | undefined; log: Logger; msg: JsMsg };
 
@@ -45,7 +46,7 @@ export async function startItemPump<T>(o: {
   const inflight = new Set<Promise<void>>();
   const keys = new Set<string>();
   let running = true;
-  let wake: (() => void) | undefined;
+  const slot = waker(250);
 
   const outcome = outcomeRecorder(o.metrics, o.consumer);
 
@@ -66,14 +67,9 @@ export async function startItemPump<T>(o: {
       }
     };
 
-    let data: T;
-    try {
-      const parsed = o.schema.safeParse(m.json());
-      if (!parsed.success) return await toDlq('invalid-message', `schema: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-      data = parsed.data;
-    } catch (err) {
-      return await toDlq('invalid-message', `not JSON: ${(err as Error).message}`);
-    }
+    const parsed = parseMessage(m, o.schema);
+    if (!parsed.ok) return await toDlq('invalid-message', parsed.error);
+    const data = parsed.data;
     const key = o.key(data);
     if (keys.has(key)) {
       // Another command for this loan is in hand: this one comes back after it.
@@ -109,38 +105,28 @@ export async function startItemPump<T>(o: {
   const dispatch = (m: JsMsg) => {
     const p: Promise<void> = processOne(m)
       .catch((err) => { log.error({ err: String(err) }, 'unexpected pump failure'); })
-      .finally(() => { inflight.delete(p); wake?.(); });
+      .finally(() => { inflight.delete(p); slot.wake(); });
     inflight.add(p);
   };
 
-  const loop = (async () => {
-    while (running) {
-      if (o.paused()) { await sleep(200); continue; }
+  const loop = pullLoop({
+    consumer, log, running: () => running,
+    // Pull in chunks, not one message per freed slot: a pull is a round trip.
+    room: () => {
+      if (o.paused()) return 0;
       const limit = Math.max(1, Math.floor(o.limit()));
       const free = limit - inflight.size;
-      // Pull in chunks, not one message per freed slot: a pull is a round trip.
-      if (free < Math.max(1, Math.ceil(limit / 4))) {
-        await new Promise<void>((r) => { wake = r; setTimeout(r, 250); });
-        wake = undefined;
-        continue;
-      }
-      try {
-        const batch = await consumer.fetch({ max_messages: free, expires: 1000 });
-        for await (const m of batch) {
-          if (!running) { m.nak(); continue; }
-          dispatch(m);
-        }
-      } catch (err) {
-        if (running) { log.warn({ err: String(err) }, 'fetch failed; retrying'); await sleep(500); }
-      }
-    }
-  })();
+      return free < Math.max(1, Math.ceil(limit / 4)) ? 0 : free;
+    },
+    waitForRoom: () => (o.paused() ? sleep(200) : slot.wait()),
+    onMessage: (m) => { if (!running) m.nak(); else dispatch(m); },
+  });
 
   return {
     inflight: () => inflight.size,
     async stop(timeoutMs = 20_000) {
       running = false;
-      wake?.();
+      slot.wake();
       await loop;
       await Promise.race([Promise.all(inflight), sleep(timeoutMs)]);
     },

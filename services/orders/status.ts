@@ -11,6 +11,8 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { SAGA_STREAM, SagaStatusEvent } from '../../contracts/commerce.ts';
 import { sendToDlq } from '../kit/dlq.ts';
+import { pullLoop } from '../kit/pull.ts';
+import { parseMessage } from '../kit/worker.ts';
 import type { Deps } from '../kit/service.ts';
 
 export type Projection = { stop(): Promise<void> };
@@ -31,10 +33,9 @@ export async function startStatusProjection(deps: Deps, o: { batch?: number; lin
     const latest = new Map<string, SagaStatusEvent>();
     const good: JsMsg[] = [];
     for (const m of msgs) {
-      let parsed;
-      try { parsed = SagaStatusEvent.safeParse(m.json()); } catch { parsed = undefined; }
-      if (!parsed?.success) {
-        await sendToDlq(deps.nats.js, { stream: SAGA_STREAM, consumer: 'orders', subject: m.subject, seq: m.seq, deliveries: m.info.deliveryCount, reason: 'invalid-message', error: 'not a saga status event', data: m.data, headers: m.headers })
+      const parsed = parseMessage(m, SagaStatusEvent);
+      if (!parsed.ok) {
+        await sendToDlq(deps.nats.js, { stream: SAGA_STREAM, consumer: 'orders', subject: m.subject, seq: m.seq, deliveries: m.info.deliveryCount, reason: 'invalid-message', error: parsed.error, data: m.data, headers: m.headers })
           .then(() => m.term(), () => m.nak(1000));
         continue;
       }
@@ -74,22 +75,16 @@ export async function startStatusProjection(deps: Deps, o: { batch?: number; lin
 
   // Pull at most one batch beyond the one being written, so under overload events wait
   // in the stream rather than in this process.
-  const loop = (async () => {
-    while (running) {
-      const room = batch * 2 - buffer.length - writing;
-      if (room <= 0) { await Promise.race([chain, new Promise((r) => setTimeout(r, 50))]); continue; }
-      try {
-        const msgs = await consumer.fetch({ max_messages: room, expires: 1000 });
-        for await (const m of msgs) {
-          buffer.push(m);
-          if (buffer.length >= batch) flush();
-          else timer ??= setTimeout(flush, lingerMs);
-        }
-      } catch (err) {
-        if (running) { log.warn({ err: String(err) }, 'status projection fetch failed; retrying'); await new Promise((r) => setTimeout(r, 500)); }
-      }
-    }
-  })();
+  const loop = pullLoop({
+    consumer, log, running: () => running, what: 'status projection fetch',
+    room: () => batch * 2 - buffer.length - writing,
+    waitForRoom: () => Promise.race([chain, new Promise((r) => setTimeout(r, 50))]),
+    onMessage: (m) => {
+      buffer.push(m);
+      if (buffer.length >= batch) flush();
+      else timer ??= setTimeout(flush, lingerMs);
+    },
+  });
 
   return {
     async stop() {
