@@ -1,15 +1,16 @@
-// A batching variant of the worker harness (worker.ts), for high-volume actors
-// whose handlers only touch Postgres (no external call): the orchestrator, inventory
-// and shipping. Same delivery model as kit/worker.ts: the handler's writes and the
-// inbox rows commit together, then the messages are acked; a redelivered message
-// whose inbox row exists is acked without effect; NonRetryableError or a bad schema
-// goes to the DLQ; a transient error is nak'ed with backoff; max_deliver exhaustion
-// reaches the DLQ through the advisory path.
+// A batching variant of the worker harness (worker.ts), for high-volume consumers:
+// the orchestrator, inventory and shipping (Postgres only), payments and the mail and
+// SMS senders (whose external calls run inside the batch's transaction). Same delivery
+// model as kit/worker.ts: the handler's writes and the inbox rows commit together,
+// then the messages are acked; a redelivered message whose inbox row exists is acked
+// without effect; NonRetryableError or a bad schema goes to the DLQ; a transient error
+// is nak'ed with backoff; max_deliver exhaustion reaches the DLQ through the advisory
+// path.
 //
 // What differs: messages that arrive together (up to `batch`, within `lingerMs`)
-// share ONE transaction and one multi-row inbox insert, instead of a pre-check
-// query, BEGIN, an inbox insert and COMMIT each. On this machine a query costs
-// mostly its socket write, and the harness overhead was half of the saga's queries.
+// share ONE transaction and one multi-row inbox insert, instead of BEGIN, an inbox
+// insert and COMMIT each. On this machine a query costs mostly its socket write, and
+// the harness overhead was half of the saga's queries.
 // A batch holds at most one message per key (later ones wait for the next batch),
 // batches run one at a time, so per-key order holds. If a batch fails, each of its
 // messages is retried alone, so one bad message never holds back the others.
@@ -22,9 +23,14 @@ import { NonRetryableError, RetryLaterError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import { H } from './nats.ts';
-import { backoff, type RetryPolicy } from './worker.ts';
+import { pullLoop } from './pull.ts';
+import { backoff, parseMessage, type RetryPolicy } from './worker.ts';
 
-export type BatchItem<T> = { data: T; subject: string; msgId: string; requestId: string | undefined; attempt: number; log: Logger };
+export type BatchItem<T> = {
+  data: T; subject: string; msgId: string; requestId: string | undefined; attempt: number; log: Logger;
+  /** Tell the server this message is still being worked on (a long wait, e.g. an open breaker). */
+  working(): void;
+};
 
 export type BatchWorkerOptions<T> = {
   stream: string;
@@ -45,6 +51,8 @@ export type BatchWorkerOptions<T> = {
   batch?: number;
   lingerMs?: number;
   retry?: RetryPolicy;
+  /** While true, pull nothing new (e.g. a breaker is open); messages in hand are the handler's to hold. */
+  paused?: () => boolean;
 };
 
 export type BatchWorker = { stop(): Promise<void> };
@@ -79,19 +87,14 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
   };
 
   const parse = async (m: JsMsg): Promise<Parsed<T> | null> => {
-    let raw: unknown;
-    try { raw = m.json(); } catch (err) { await toDlq(m, 'invalid-message', `not JSON: ${(err as Error).message}`); return null; }
-    const parsed = o.schema.safeParse(raw);
-    if (!parsed.success) {
-      await toDlq(m, 'invalid-message', `schema: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-      return null;
-    }
+    const parsed = parseMessage(m, o.schema);
+    if (!parsed.ok) { await toDlq(m, 'invalid-message', parsed.error); return null; }
     const msgId = m.headers?.get(H.logicalId) || m.headers?.get(H.msgId) || `${o.stream}:${m.seq}`;
     const requestId = m.headers?.get(H.requestId) || undefined;
     const attempt = m.info.deliveryCount;
     return {
       m, key: o.key(parsed.data),
-      item: { data: parsed.data, subject: m.subject, msgId, requestId, attempt, log: log.child({ msgId, subject: m.subject, attempt, ...(requestId ? { requestId } : {}) }) },
+      item: { data: parsed.data, subject: m.subject, msgId, requestId, attempt, log: log.child({ msgId, subject: m.subject, attempt, ...(requestId ? { requestId } : {}) }), working: () => m.working() },
     };
   };
 
@@ -162,24 +165,18 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
 
   // Pull only what there is room for (two batches), so under overload messages wait in
   // the stream, not in this process past their ack_wait.
-  const loop = (async () => {
-    while (running) {
-      const room = size * 2 - waiting.length - inBatch;
-      if (room <= 0) { await Promise.race([chain, new Promise((r) => setTimeout(r, 50))]); continue; }
-      try {
-        const msgs = await consumer.fetch({ max_messages: room, expires: 1000 });
-        for await (const m of msgs) {
-          const p = await parse(m);
-          if (!p) continue;
-          waiting.push(p);
-          if (waiting.length >= size) flush();
-          else timer ??= setTimeout(flush, linger);
-        }
-      } catch (err) {
-        if (running) { log.warn({ err: String(err) }, 'fetch failed; retrying'); await new Promise((r) => setTimeout(r, 500)); }
-      }
-    }
-  })();
+  const loop = pullLoop({
+    consumer, log, running: () => running,
+    room: () => (o.paused?.() ? 0 : size * 2 - waiting.length - inBatch),
+    waitForRoom: () => (o.paused?.() ? new Promise((r) => setTimeout(r, 200)) : Promise.race([chain, new Promise((r) => setTimeout(r, 50))])),
+    onMessage: async (m) => {
+      const p = await parse(m);
+      if (!p) return;
+      waiting.push(p);
+      if (waiting.length >= size) flush();
+      else timer ??= setTimeout(flush, linger);
+    },
+  });
 
   return {
     async stop() {

@@ -1,13 +1,14 @@
 // Payments: charges and refunds through the payment gateway (payments.cmd.*), behind
-// the kit's breaker-guarded client. While the breaker is open the worker pulls nothing.
+// the kit's breaker-guarded client. While the breaker is open the worker pulls nothing,
+// and the calls in hand wait for it (gatewayCaller) without burning deliveries.
 import { z } from 'zod';
 import { ChargeCommand, OrderRef, PAYMENTS_STREAM, Subjects } from '../../contracts/commerce.ts';
 import { int, readConfig, url } from '../kit/config.ts';
 import { ConfigError, NonRetryableError } from '../kit/errors.ts';
 import { createGatewayClient } from '../kit/gateway-client.ts';
-import { enqueue } from '../kit/outbox.ts';
+import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
 import type { Deps, Running } from '../kit/service.ts';
-import { startWorker } from '../kit/worker.ts';
+import { startBatchWorker } from '../kit/batch-worker.ts';
 import { chargeOrder, gatewayCaller, recordCharge, refundOrder } from './payments.ts';
 
 export { entities, migrations } from './entities.ts';
@@ -31,34 +32,49 @@ export async function start(deps: Deps): Promise<Running> {
     breaker: { errorThresholdPercentage: config.PAYMENTS_BREAKER_ERROR_PCT, volumeThreshold: config.PAYMENTS_BREAKER_VOLUME, resetTimeoutMs: config.PAYMENTS_BREAKER_RESET_MS },
   });
   const leaseMs = config.PAYMENTS_TIMEOUT_MS + 5000;
-  const worker = await startWorker({
+  // Commands that arrive together share one transaction (kit/batch-worker.ts): their
+  // gateway calls run in parallel, each outcome is recorded and answered in the batch's
+  // transaction. What must be durable before a call goes out (the CHARGING lease, a
+  // refund's CANCELLED mark) is committed on its own first, outside the batch.
+  const worker = await startBatchWorker({
     stream: PAYMENTS_STREAM, consumer: 'payments',
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
-    schema: z.union([ChargeCommand, OrderRef]), key: (m) => m.orderUuid, concurrency: config.PAYMENTS_CONCURRENCY,
+    schema: z.union([ChargeCommand, OrderRef]), key: (m) => m.orderUuid, batch: config.PAYMENTS_CONCURRENCY,
     retry: { baseMs: config.PAYMENTS_RETRY_BASE_MS, maxMs: config.PAYMENTS_RETRY_MAX_MS },
     paused: () => client.isOpen(),
-    handle: async (cmd, ctx) => {
-      const call = gatewayCaller(client, ctx);
-      const headers = ctx.requestId ? { 'X-Request-Id': ctx.requestId } : undefined;
-      if (ctx.subject === Subjects.charge) {
-        if (!('amount' in cmd)) throw new NonRetryableError('charge without amount');
-        const outcome = await chargeOrder({ client, call, em: ctx.em, leaseMs }, cmd);
-        await ctx.tx(async (em) => {
-          await recordCharge(em, cmd, outcome);
-          const subject = outcome.type === 'charged' ? Subjects.charged : Subjects.paymentFailed;
-          await enqueue(em, [{ subject, data: { ...outcome, orderUuid: cmd.orderUuid }, headers }]);
-        });
-        ctx.log.info({ orderUuid: cmd.orderUuid, outcome: outcome.type }, 'charge');
-      } else if (ctx.subject === Subjects.refund) {
-        const amount = await refundOrder({ client, call, em: ctx.em }, cmd.orderUuid);
-        await ctx.tx(async (em) => {
-          await em.execute('update payments.payments set refunded_amount = ?, updated_at = now() where order_id = ?', [amount, cmd.orderUuid]);
-          await enqueue(em, [{ subject: Subjects.refunded, data: { type: 'refunded', orderUuid: cmd.orderUuid, amount }, headers }]);
-        });
-        ctx.log.info({ orderUuid: cmd.orderUuid, amount }, 'payment cancelled and refunded');
-      } else {
-        throw new NonRetryableError(`unknown payments command ${ctx.subject}`);
+    handle: async (items, em) => {
+      const out: OutboxMessage[] = [];
+      const settled = await Promise.allSettled(items.map(async (item) => {
+        const { data: cmd, subject, requestId, log } = item;
+        const call = gatewayCaller(client, item);
+        const headers = requestId ? { 'X-Request-Id': requestId } : undefined;
+        if (subject === Subjects.charge) {
+          if (!('amount' in cmd)) throw new NonRetryableError('charge without amount');
+          const outcome = await chargeOrder({ client, call, em: deps.orm.em.fork(), leaseMs }, cmd);
+          return async () => {
+            await recordCharge(em, cmd, outcome);
+            out.push({ subject: outcome.type === 'charged' ? Subjects.charged : Subjects.paymentFailed, data: { ...outcome, orderUuid: cmd.orderUuid }, headers });
+            log.info({ orderUuid: cmd.orderUuid, outcome: outcome.type }, 'charge');
+          };
+        }
+        if (subject === Subjects.refund) {
+          const amount = await refundOrder({ client, call, em: deps.orm.em.fork() }, cmd.orderUuid);
+          return async () => {
+            await em.execute('update payments.payments set refunded_amount = ?, updated_at = now() where order_id = ?', [amount, cmd.orderUuid]);
+            out.push({ subject: Subjects.refunded, data: { type: 'refunded', orderUuid: cmd.orderUuid, amount }, headers });
+            log.info({ orderUuid: cmd.orderUuid, amount }, 'payment cancelled and refunded');
+          };
+        }
+        throw new NonRetryableError(`unknown payments command ${subject}`);
+      }));
+      // The calls are done; record what they settled in this transaction, hand back the rest.
+      const failed: { msgId: string; error: unknown }[] = [];
+      for (const [i, r] of settled.entries()) {
+        if (r.status === 'fulfilled') await r.value();
+        else failed.push({ msgId: items[i]!.msgId, error: r.reason });
       }
+      await enqueue(em, out);
+      return { failed };
     },
   });
   return {

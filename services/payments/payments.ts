@@ -13,7 +13,6 @@ import type { GatewayClient, GatewayCharge } from '../kit/gateway-client.ts';
 import { GatewayRateLimitedError, GatewayRejectedError, GatewayUnavailableError } from '../kit/gateway-client.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import type { EntityManager } from '../kit/db.ts';
-import type { HandlerContext } from '../kit/worker.ts';
 
 export type ChargeOutcome =
   | { type: 'charged'; chargeId: string | null; amount: number }
@@ -40,7 +39,7 @@ export type GatewayCall = <T>(fn: () => Promise<T>) => Promise<T>;
  * Every wait is a real timer: in half-open, opossum refuses all but the one trial
  * call at once, and retrying without a pause would spin the event loop.
  */
-export function gatewayCaller(client: GatewayClient, ctx: Pick<HandlerContext, 'msg'>, maxWaitMs = 600_000): GatewayCall {
+export function gatewayCaller(client: GatewayClient, msg: { working(): void }, maxWaitMs = 600_000): GatewayCall {
   return async (fn) => {
     const until = Date.now() + maxWaitMs;
     let beat = Date.now();
@@ -51,7 +50,7 @@ export function gatewayCaller(client: GatewayClient, ctx: Pick<HandlerContext, '
         if (err instanceof GatewayRateLimitedError) throw new RetryLaterError(err.retryAfterMs, err.message);
         if (!(err instanceof GatewayUnavailableError) || Date.now() > until) throw err;
         do {
-          if (Date.now() - beat > 5000) { ctx.msg.working(); beat = Date.now(); }
+          if (Date.now() - beat > 5000) { msg.working(); beat = Date.now(); }
           await new Promise((r) => setTimeout(r, 150 + Math.random() * 250));
         } while (client.isOpen() && Date.now() < until);
       }

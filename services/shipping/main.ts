@@ -29,21 +29,23 @@ export async function start(deps: Deps): Promise<Running> {
     schema: Command, key: (m) => m.orderUuid, batch: config.SHIPPING_BATCH,
     retry: { baseMs: config.SHIPPING_RETRY_BASE_MS, maxMs: 30_000 },
     handle: async (items, em) => {
+      for (const { data: cmd, subject } of items) {
+        if (subject === Subjects.schedule && !('items' in cmd)) throw new NonRetryableError('schedule without items');
+        if (subject !== Subjects.schedule && subject !== Subjects.cancelShipment) throw new NonRetryableError(`unknown shipping command ${subject}`);
+      }
       const out: OutboxMessage[] = [];
+      // Cancelling leaves a tombstone, so a schedule that arrives later is refused.
+      const cancels = items.filter((i) => i.subject === Subjects.cancelShipment);
+      if (cancels.length) {
+        await em.execute(`insert into shipping.shipments (order_id, status) values ${cancels.map(() => "(?, 'CANCELLED')").join(', ')}
+                          on conflict (order_id) do update set status = 'CANCELLED', updated_at = now()`, cancels.map((i) => i.data.orderUuid));
+      }
+      const schedules = items.filter((i) => i.subject === Subjects.schedule);
+      const replies = await schedule(em, schedules.map((i) => ({ id: i.data.orderUuid, skus: (i.data as z.infer<typeof ScheduleCommand>).items.map((x) => x.sku) })), rules);
       for (const { data: cmd, subject, requestId } of items) {
-        const id = cmd.orderUuid;
         const headers = requestId ? { 'X-Request-Id': requestId } : undefined;
-        if (subject === Subjects.schedule) {
-          if (!('items' in cmd)) throw new NonRetryableError('schedule without items');
-          out.push({ ...await schedule(em, id, cmd.items.map((i) => i.sku), rules), headers });
-        } else if (subject === Subjects.cancelShipment) {
-          // Cancelling leaves a tombstone, so a schedule that arrives later is refused.
-          await em.execute(`insert into shipping.shipments (order_id, status) values (?, 'CANCELLED')
-                            on conflict (order_id) do update set status = 'CANCELLED', updated_at = now()`, [id]);
-          out.push({ subject: Subjects.shipmentCancelled, data: { type: 'shipment-cancelled', orderUuid: id }, headers });
-        } else {
-          throw new NonRetryableError(`unknown shipping command ${subject}`);
-        }
+        if (subject === Subjects.schedule) out.push({ ...replies.get(cmd.orderUuid)!, headers });
+        else out.push({ subject: Subjects.shipmentCancelled, data: { type: 'shipment-cancelled', orderUuid: cmd.orderUuid }, headers });
       }
       await enqueue(em, out);
     },
@@ -51,23 +53,32 @@ export async function start(deps: Deps): Promise<Running> {
   return { async stop() { await worker.stop(); } };
 }
 
-/** Schedule one order's pickup (idempotent per order); returns the reply to send. */
-async function schedule(em: EntityManager, id: string, skus: string[], rules: ShippingRules): Promise<OutboxMessage> {
-  const [existing] = await em.execute<{ status: string; tracking_number: string | null; pickup_at: Date | null; detail: string | null }[]>(
-    'select status, tracking_number, pickup_at, detail from shipping.shipments where order_id = ? for update', [id]);
-  if (existing?.status === 'SCHEDULED') {
-    return { subject: Subjects.scheduled, data: { type: 'scheduled', orderUuid: id, trackingNumber: existing.tracking_number!, pickupAt: new Date(existing.pickup_at!).toISOString() } };
+type Shipment = { order_id: string; status: string; tracking_number: string | null; pickup_at: Date | null; detail: string | null };
+
+/** Schedule the orders' pickups (idempotent per order, set-based); returns the reply to send per order. */
+async function schedule(em: EntityManager, orders: { id: string; skus: string[] }[], rules: ShippingRules): Promise<Map<string, OutboxMessage>> {
+  const replies = new Map<string, OutboxMessage>();
+  if (!orders.length) return replies;
+  const existing = new Map((await em.execute<Shipment[]>(
+    'select order_id, status, tracking_number, pickup_at, detail from shipping.shipments where order_id in (?) for update', [orders.map((o) => o.id)]))
+    .map((r) => [r.order_id, r]));
+  const fresh: Shipment[] = [];
+  for (const { id, skus } of orders) {
+    let row = existing.get(id);
+    if (!row) {
+      const problem = shippingProblem(id, skus, rules);
+      row = problem
+        ? { order_id: id, status: 'FAILED', tracking_number: null, pickup_at: null, detail: problem }
+        : { order_id: id, status: 'SCHEDULED', tracking_number: trackingNumberFor(id), pickup_at: nextPickup(new Date()), detail: null };
+      fresh.push(row);
+    }
+    replies.set(id, row.status === 'SCHEDULED'
+      ? { subject: Subjects.scheduled, data: { type: 'scheduled', orderUuid: id, trackingNumber: row.tracking_number!, pickupAt: new Date(row.pickup_at!).toISOString() } }
+      : { subject: Subjects.shippingFailed, data: { type: 'shipping-failed', orderUuid: id, detail: row.status === 'CANCELLED' ? 'shipment was cancelled' : row.detail ?? 'failed' } });
   }
-  if (existing) {
-    return { subject: Subjects.shippingFailed, data: { type: 'shipping-failed', orderUuid: id, detail: existing.status === 'CANCELLED' ? 'shipment was cancelled' : existing.detail ?? 'failed' } };
+  if (fresh.length) {
+    await em.execute(`insert into shipping.shipments (order_id, status, tracking_number, pickup_at, detail) values ${fresh.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
+      fresh.flatMap((r) => [r.order_id, r.status, r.tracking_number, r.pickup_at, r.detail]));
   }
-  const problem = shippingProblem(id, skus, rules);
-  if (problem) {
-    await em.execute(`insert into shipping.shipments (order_id, status, detail) values (?, 'FAILED', ?)`, [id, problem]);
-    return { subject: Subjects.shippingFailed, data: { type: 'shipping-failed', orderUuid: id, detail: problem } };
-  }
-  const tracking = trackingNumberFor(id);
-  const pickup = nextPickup(new Date());
-  await em.execute(`insert into shipping.shipments (order_id, status, tracking_number, pickup_at) values (?, 'SCHEDULED', ?, ?)`, [id, tracking, pickup]);
-  return { subject: Subjects.scheduled, data: { type: 'scheduled', orderUuid: id, trackingNumber: tracking, pickupAt: pickup.toISOString() } };
+  return replies;
 }
