@@ -5,7 +5,8 @@ import type { Env } from '../kit/service.ts';
 const schema = z.object({
   SMTP_URL: url(['smtp', 'smtps']),
   MAIL_FROM: z.string().default('orderflow <orders@orderflow.local>'),
-  // Each mail in flight holds a DB connection (see consumers.ts): keep these below DB_POOL_MAX.
+  // Mails in flight per consumer: one batch, sharing one transaction (consumers.ts). It also
+  // bounds what a kill -9 between SMTP's 250 and the COMMIT can send twice.
   NOTIFY_CONCURRENCY: int(8, 1, 1000),
   SMTP_POOL_SIZE: int(8, 1, 100),
 });

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { readConfig, url } from '../kit/config.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadNotificationsConfig } from './config.ts';
-import { startConsumers } from './consumers.ts';
+import { startReceivedNotices } from './consumers.ts';
 import { createMailer } from './mailer.ts';
 import { startSagaNotices } from './saga-notices.ts';
 import { createSmsClient } from './sms.ts';
@@ -14,10 +14,11 @@ export { entities, migrations } from './entities.ts';
 export async function start(deps: Deps): Promise<Running> {
   const config = loadNotificationsConfig(deps.env, deps.endpoints.smtp);
   const mailer = createMailer({ url: config.SMTP_URL, from: config.MAIL_FROM, poolSize: config.SMTP_POOL_SIZE });
-  const workers: { stop(): Promise<void> }[] = await startConsumers(deps, mailer, config.NOTIFY_CONCURRENCY);
   const { SMS_URL } = readConfig(z.object({ SMS_URL: url(['http', 'https']) }), { SMS_URL: deps.env.SMS_URL || deps.endpoints.sms });
   if (!SMS_URL) deps.log.warn('SMS_URL unset and no SMS simulator: no SMS will be sent');
-  workers.push(...await startSagaNotices(deps, { mailer, sms: SMS_URL ? createSmsClient({ url: SMS_URL }) : null, concurrency: config.NOTIFY_CONCURRENCY }));
+  const ch = { mailer, sms: SMS_URL ? createSmsClient({ url: SMS_URL }) : null };
+  // One consumer per stream carries both channels: a text never waits for another delivery.
+  const workers = [await startReceivedNotices(deps, ch, config.NOTIFY_CONCURRENCY), await startSagaNotices(deps, ch, config.NOTIFY_CONCURRENCY)];
   return {
     async stop() {
       await Promise.all(workers.map((w) => w.stop()));

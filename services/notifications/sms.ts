@@ -45,13 +45,12 @@ export type SmsToSend = { orderUuid: string; kind: SmsKind; to: string; body: st
 
 /**
  * Send a batch of SMS, each (order, kind) at most once: the claims, the sends (in
- * parallel) and the commit share the batch's transaction. A send that fails has its
+ * parallel) and the commit share the batch's transaction (see sendNotices). A send that fails has its
  * claim removed and is returned, to be retried on its own; the others commit, so a
  * retry never sends them again (whether or not the provider honours the key).
  */
 export async function sendSmsBatch(sms: SmsClient, em: EntityManager, batch: (SmsToSend & { msgId: string })[], log: Logger): Promise<{ failed: { msgId: string; error: unknown }[] }> {
   if (!batch.length) return { failed: [] };
-  await em.execute('set local synchronous_commit = off');
   const claimed = await em.execute<{ order_id: string; kind: string }[]>(
     `insert into notifications.sms (order_id, kind, recipient, body, sent_at) values ${batch.map(() => '(?, ?, ?, ?, now())').join(', ')}
      on conflict do nothing returning order_id, kind`, batch.flatMap((m) => [m.orderUuid, m.kind, m.to, m.body]));

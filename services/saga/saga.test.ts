@@ -160,6 +160,36 @@ describe('SMS provider faults', () => {
   });
 });
 
+describe('a bounced mail beside its text', () => {
+  it('the text of the same event goes out once; the mails wait in the DLQ, and a redrive sends only them', async () => {
+    const sku = uid('BNC');
+    await k.product(sku, 10, 100);
+    const email = `${uid('bounce').toLowerCase()}@example.com`;
+    k.c.sink.setFaults({ permFailTo: [email] });
+    try {
+      const r = await k.order([{ sku, quantity: 1 }], { email });
+      const o = await k.final(r.body.id, 60_000);
+      expect(o.status).toBe('SHIPPED');
+      await eventually(() => texts(o.orderId, 'received').length === 1 && texts(o.orderId, 'shipped').length === 1, { what: 'both texts' });
+      const entries = await eventually(async () => {
+        const { body } = await k.c.get('/api/admin/dlq?consumer=notifications&limit=500');
+        const mine = body.items.filter((e: any) => e.data.id === o.id);
+        return mine.length === 2 ? mine : undefined;
+      }, { what: 'both mails in the DLQ' });
+      expect(entries.every((e: any) => e.error.includes('550'))).toBe(true);
+      expect(mails(o.id, 'received')).toHaveLength(0);
+      k.c.sink.setFaults({ permFailTo: [] });
+      for (const e of entries) expect((await k.c.post(`/api/admin/dlq/${e.id}/redrive`, undefined)).status).toBe(200);
+      await eventually(() => mails(o.id, 'received').length === 1 && mails(o.id, 'shipped').length === 1, { what: 'mails after the redrive' });
+      await new Promise((res) => setTimeout(res, 500));
+      expect(texts(o.orderId, 'received')).toHaveLength(1);
+      expect(texts(o.orderId, 'shipped')).toHaveLength(1);
+    } finally {
+      k.c.sink.setFaults({ permFailTo: [] });
+    }
+  });
+});
+
 describe('duplicate requests', () => {
   it('the same Idempotency-Key gives one order and one charge, even when sent at once', async () => {
     const sku = uid('DUP');
