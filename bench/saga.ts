@@ -17,6 +17,7 @@ import { checkBooks } from '../services/saga/books.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
 import { startSmsSimulator } from '../services/simulators/sms.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
+import { cpuSeconds, snapshot } from './proc-cpu.ts';
 
 const RATE = Number(process.env.BENCH_SAGA_RATE ?? 300);
 const SUSTAINED = Number(process.env.BENCH_SAGA_SUSTAINED ?? 60);
@@ -38,7 +39,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Env = Record<string, string>;
 const children: ChildProcess[] = [];
-async function startCluster(env: Env): Promise<{ url: string; stop(): Promise<void> }> {
+async function startCluster(env: Env): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
   const child = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'inherit', 'inherit'],
@@ -49,7 +50,7 @@ async function startCluster(env: Env): Promise<{ url: string; stop(): Promise<vo
   // Ready means provisioned; routes answer 503 until every service is mounted.
   await eventually(async () => (await fetch(`${url}/api/orders/00000000-0000-0000-0000-000000000000`).catch(() => null))?.status === 404, { timeoutMs: 60_000, what: 'routes mounted' });
   return {
-    url,
+    url, pid: child.pid!,
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
@@ -114,7 +115,7 @@ if (process.env.BENCH_DEBUG) {
   const jsm = await jetstreamManager(nc);
   setInterval(async () => {
     const parts: string[] = [];
-    for (const [stream, consumer] of [['ORDERS', 'saga'], ['INVENTORY', 'inventory'], ['SAGA_REPLIES', 'saga'], ['PAYMENTS', 'payments'], ['SHIPPING', 'shipping'], ['SAGA', 'orders'], ['SAGA', 'notifications'], ['ORDERS', 'notifications'], ['ORDERS', 'notifications-sms'], ['SAGA', 'notifications-sms']] as const) {
+    for (const [stream, consumer] of [['ORDERS', 'saga'], ['INVENTORY', 'inventory'], ['SAGA_REPLIES', 'saga'], ['PAYMENTS', 'payments'], ['SHIPPING', 'shipping'], ['SAGA', 'orders'], ['SAGA', 'notifications'], ['ORDERS', 'notifications']] as const) {
       const i = await jsm.consumers.info(stream, consumer).catch(() => null);
       if (i) parts.push(`${stream}/${consumer} ${i.num_pending}+${i.num_ack_pending}`);
     }
@@ -179,7 +180,15 @@ const mixed = (i: number) => [{ sku: SKUS[i % SKUS.length]!, quantity: 1 + (i % 
 const sustained = await drive({ rate: SUSTAINED, seconds: SECONDS, items: mixed });
 row([`saga, ${SUSTAINED}/s offered for ${SECONDS} s: 202 → SHIPPED (completed sagas/s)`, fmt(sustained.completedPerSecond), fmt(pct(sustained.lat, 50)), fmt(pct(sustained.lat, 95)), fmt(pct(sustained.lat, 99)),
   `${sustained.acceptedAt.size} accepted, ${sustained.shipped} shipped, ${sustained.acceptedAt.size - sustained.finished.length} unfinished, ${sustained.errors} errors`]);
+const cpuBefore = snapshot();
 const steady = await drive({ rate: RATE, seconds: SECONDS, items: mixed });
+const cpuAfter = snapshot();
+// Where the CPU of the steady run went, per finished saga (every process on the box shares 2 cores).
+const clusterPids = new Set([c.pid, second?.pid]);
+const perSaga = (match: (p: { pid: number; cmd: string }) => boolean) => fmt((cpuSeconds(cpuBefore, cpuAfter, match) * 1000) / Math.max(1, steady.finished.length), 2);
+const cpuLine = `CPU per saga in the ${RATE}/s run (ms): cluster ${perSaga((p) => clusterPids.has(p.pid))}, nats-server ${perSaga((p) => p.cmd.includes('nats-server'))}, ` +
+  `postgres ${perSaga((p) => p.cmd.includes('postgres'))}, bench process (load generator, gateway, SMS and SMTP simulators) ${perSaga((p) => p.pid === process.pid)}, ` +
+  `everything ${perSaga(() => true)}.`;
 row([`saga, ${RATE}/s offered for ${SECONDS} s: 202 → SHIPPED (completed sagas/s)`, fmt(steady.completedPerSecond), fmt(pct(steady.lat, 50)), fmt(pct(steady.lat, 95)), fmt(pct(steady.lat, 99)),
   `${steady.acceptedAt.size} accepted, ${steady.shipped} shipped, ${steady.acceptedAt.size - steady.finished.length} unfinished, ${steady.errors} errors`]);
 
@@ -215,6 +224,7 @@ console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(total
 console.log('| scenario | per second | p50 ms | p95 ms (intake: p97.5) | p99 ms | notes |');
 console.log('|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
+console.log(`\n${cpuLine}`);
 console.log(`\nBooks over ${books.counts.orders} orders: ${books.ok ? 'balanced' : 'NOT balanced'} (shipped ${books.counts.shipped}, failed ${JSON.stringify(books.counts.byReason)}, unfinished ${books.counts.unfinished}).`);
 if (!books.ok) console.log(books.problems.slice(0, 20).map((p) => `- ${p}`).join('\n'));
 console.log(`Gateway: ${gw.sim.stats().applied.charges} charges, ${gw.sim.stats().applied.refunds} refunds; mails ${sink.messages().length}; SMS ${sms.sim.messages().length}.`);
