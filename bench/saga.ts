@@ -235,6 +235,7 @@ await c.stop();
 await second?.stop();
 await Promise.all([gw.close(), sms.close(), sink.close()]);
 await nats.stop();
-await db.drop();
+// BENCH_KEEP_DB=1 keeps the database for a look at each saga's history afterwards.
+if (process.env.BENCH_KEEP_DB) console.log(`kept database ${db.url}`); else await db.drop();
 for (const ch of children) if (ch.exitCode === null) ch.kill('SIGKILL');
 process.exit(books.ok ? 0 : 1);

@@ -16,15 +16,36 @@ export type PullLoop = {
   what?: string;
 };
 
+const EXPIRES_MS = 1000;
+// Past the client's own 1 s, the server's expiry (counted from when the request reached
+// it) has passed unless the request took longer than this to get there. If it did, a
+// message may go to the abandoned inbox: it is redelivered after ack_wait, not lost.
+const EXPIRY_GRACE_MS = 200;
+
 /** Runs until `running()` turns false; a pull in flight ends at its 1 s expiry. `const loop = pullLoop({ consumer, log, running: () => on, room, waitForRoom, onMessage })` */
 export async function pullLoop(o: PullLoop): Promise<void> {
   while (o.running()) {
     const room = o.room();
     if (room <= 0) { await o.waitForRoom(); continue; }
     try {
-      const msgs = await o.consumer.fetch({ max_messages: room, expires: 1000 });
-      for await (const m of msgs) await o.onMessage(m);
+      const msgs = await o.consumer.fetch({ max_messages: room, expires: EXPIRES_MS });
+      // nats-server 2.9.10 sometimes retires an expired pull request without the 408
+      // that ends the fetch (seen under bench:saga's load: the consumer showed no waiting
+      // request and a growing backlog, and the client got neither a 408 nor a heartbeat).
+      // nats.js then waits for two missed heartbeats, another second, while messages pile
+      // up with nobody pulling them. So end the fetch ourselves once the server's expiry
+      // has surely passed; stop() still hands over the messages already received.
+      const deadline = setTimeout(() => msgs.stop(), EXPIRES_MS + EXPIRY_GRACE_MS);
+      try {
+        for await (const m of msgs) await o.onMessage(m);
+      } finally {
+        clearTimeout(deadline);
+      }
     } catch (err) {
+      // The same stall can still end in "heartbeats missed" (no message or heartbeat in
+      // two intervals). It is not an outage: pull again at once, where the pause below
+      // would hold back every message behind it.
+      if ((err as Error)?.message === 'heartbeats missed') continue;
       if (o.running()) {
         o.log.warn({ err: String(err) }, `${o.what ?? 'fetch'} failed; retrying`);
         await new Promise((r) => setTimeout(r, 500));

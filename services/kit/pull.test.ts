@@ -1,0 +1,75 @@
+// The pull loop's own rules, against a scripted consumer: the nats-server quirk it works
+// around (a pull that ends on the server with no word to the client) cannot be
+// produced on demand with a real server.
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { pullLoop } from './pull.ts';
+
+type Scripted = { msgs: string[]; end: 'expires' | 'never' | 'heartbeats missed' };
+
+/** A consumer whose n-th fetch yields `msgs` and then ends as scripted ('never' = hangs until stop()). */
+function scriptedConsumer(script: Scripted[]) {
+  const calls: { at: number; stopped: boolean }[] = [];
+  const consumer = {
+    async fetch() {
+      const step = script[calls.length] ?? { msgs: [], end: 'never' as const };
+      const call = { at: Date.now(), stopped: false };
+      calls.push(call);
+      let stop!: () => void;
+      const stopped = new Promise<void>((r) => { stop = r; });
+      return {
+        stop() { call.stopped = true; stop(); },
+        async *[Symbol.asyncIterator]() {
+          for (const s of step.msgs) yield { subject: s } as unknown as JsMsg;
+          if (step.end === 'heartbeats missed') throw new Error('heartbeats missed');
+          if (step.end === 'expires') return;
+          await stopped;
+        },
+      };
+    },
+  };
+  return { consumer: consumer as unknown as Consumer, calls };
+}
+
+const log = pino({ level: 'silent' });
+
+describe('pull loop', () => {
+  it('ends a fetch the server retired without a word, and pulls again', async () => {
+    const { consumer, calls } = scriptedConsumer([{ msgs: ['a'], end: 'never' }, { msgs: ['b'], end: 'expires' }, { msgs: [], end: 'never' }]);
+    const got: string[] = [];
+    let running = true;
+    const loop = pullLoop({ consumer, log, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
+    // Without the loop's own deadline the first fetch would hang for ever here.
+    while (got.length < 2) await new Promise((r) => setTimeout(r, 50));
+    expect(got).toEqual(['a', 'b']);
+    expect(calls[0]!.stopped).toBe(true);
+    // Not before the server's 1 s expiry has passed.
+    expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(990);
+    running = false;
+    await loop;
+  });
+
+  it('takes missed heartbeats as the end of a pull, and any other failure as an outage to wait out', async () => {
+    const warned: string[] = [];
+    const spyLog = { warn: (_o: unknown, msg: string) => warned.push(msg), debug: () => {}, info: () => {} } as unknown as typeof log;
+    const { consumer } = scriptedConsumer([{ msgs: ['a'], end: 'heartbeats missed' }, { msgs: ['b'], end: 'expires' }]);
+    let running = true;
+    const got: string[] = [];
+    const loop = pullLoop({ consumer, log: spyLog, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
+    while (got.length < 2) await new Promise((r) => setTimeout(r, 5));
+    running = false;
+    await loop;
+    expect(warned).toEqual([]);
+
+    // Any other failure is warned about and waited out before the next pull (an outage must not spin).
+    const failing = { calls: [] as number[], async fetch() { failing.calls.push(Date.now()); throw new Error('connection closed'); } };
+    running = true;
+    const loop2 = pullLoop({ consumer: failing as unknown as Consumer, log: spyLog, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: () => {} });
+    while (failing.calls.length < 2) await new Promise((r) => setTimeout(r, 20));
+    running = false;
+    await loop2;
+    expect(warned[0]).toBe('fetch failed; retrying');
+    expect(failing.calls[1]! - failing.calls[0]!).toBeGreaterThanOrEqual(490);
+  });
+});
