@@ -16,7 +16,7 @@ const pending = async () => Number((await c.deps.orm.em.fork().execute<{ n: stri
 
 describe('outbox relay', () => {
   it('publishes every row once with several relays racing on the table', async () => {
-    const relays = [1, 2, 3].map(() => startOutboxRelay({ orm: c.deps.orm, js: c.deps.nats.js, databaseUrl: c.databaseUrl, log: c.deps.log, batchSize: 50, pollMs: 50 }));
+    const relays = [1, 2, 3].map(() => startOutboxRelay({ orm: c.deps.orm, js: c.deps.nats.js, log: c.deps.log, batchSize: 50, pollMs: 50 }));
     await c.deps.orm.em.fork().transactional(async (em) => {
       await enqueue(em, Array.from({ length: 1000 }, (_, i) => ({ subject: 'outboxtest.many', data: { i } })));
     });

@@ -5,7 +5,6 @@
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import pg from 'pg';
 import type { EntityManager, MikroORM } from './db.ts';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
@@ -36,30 +35,16 @@ export async function enqueue(em: EntityManager, messages: OutboxMessage[]): Pro
 export type OutboxRelay = { stop(): Promise<void>; drainOnce(): Promise<number>; wake(): void };
 
 /**
- * Wake relays after a commit that wrote outbox rows: the relay in this process at once,
- * relays in other processes through one debounced NOTIFY. A NOTIFY inside every writing
- * transaction would serialize all commits on Postgres's notify-queue lock, the hottest
- * path of the system. `const wake = createOutboxWaker(orm, () => relay.wake())`
- */
-export function createOutboxWaker(orm: MikroORM, local: () => void, debounceMs = 25): () => void {
-  let pending = false;
-  return () => {
-    local();
-    if (pending) return;
-    pending = true;
-    setTimeout(() => {
-      pending = false;
-      orm.em.fork().execute(`select pg_notify('orderflow_outbox', '')`).catch(() => {});
-    }, debounceMs).unref();
-  };
-}
-
-/**
  * Publish outbox rows until stopped. Several relays (replicas) share the table through
- * `FOR UPDATE SKIP LOCKED`. `const relay = startOutboxRelay({ orm, js, databaseUrl, log })`
+ * `FOR UPDATE SKIP LOCKED`. Every process runs one, woken by its own commits that wrote
+ * rows (runtime.ts), and polls every `pollMs` for the rest: rows left by a process that
+ * stopped or whose relay is backing off. A NOTIFY to wake the other processes' relays
+ * was dropped: it cost a statement per wake and an empty drain (three statements) in
+ * every other process, to save at most one poll interval in those rare cases.
+ * `const relay = startOutboxRelay({ orm, js, log })`
  */
 export function startOutboxRelay(opts: {
-  orm: MikroORM; js: JetStreamClient; databaseUrl: string; log: Logger;
+  orm: MikroORM; js: JetStreamClient; log: Logger;
   batchSize?: number; pollMs?: number; lingerMs?: number; publishTimeoutMs?: number;
   onPublished?: (n: number) => void;
 }): OutboxRelay {
@@ -92,30 +77,8 @@ export function startOutboxRelay(opts: {
     });
   };
 
-
   let woken = false;
   const wakeLocal = () => { woken = true; wake?.(); };
-
-  // LISTEN on a dedicated connection; reconnects so a Postgres restart only costs latency.
-  let listener: pg.Client | undefined;
-  const listen = async () => {
-    while (running) {
-      const c = new pg.Client({ connectionString: opts.databaseUrl });
-      try {
-        c.on('notification', () => wakeLocal());
-        await c.connect();
-        await c.query('LISTEN orderflow_outbox');
-        listener = c;
-        await new Promise<void>((resolve) => { c.once('error', () => resolve()); c.once('end', () => resolve()); });
-      } catch (err) {
-        if (running) log.warn({ err }, 'outbox listener failed; relay keeps polling');
-      } finally {
-        c.end().catch(() => {});
-      }
-      if (running) await sleep(1000);
-    }
-  };
-  void listen();
 
   const loop = (async () => {
     while (running) {
@@ -135,7 +98,7 @@ export function startOutboxRelay(opts: {
       const wait = failures ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : pollMs;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait);
-        // While NATS is failing, NOTIFYs must not cut the backoff short.
+        // While NATS is failing, commits must not cut the backoff short.
         if (!failures) wake = () => { clearTimeout(t); resolve(); };
       });
       wake = undefined;
@@ -151,7 +114,6 @@ export function startOutboxRelay(opts: {
       running = false;
       wake?.();
       await loop;
-      await listener?.end().catch(() => {});
     },
   };
 }

@@ -14,7 +14,7 @@ import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { kitMigrations } from './migrations.ts';
 import { connectNats, type Nats } from './nats.ts';
-import { createOutboxWaker, startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
+import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
 
@@ -94,7 +94,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
 
   const ext = opts.externals ? await opts.externals({ env: opts.env, targets, app, log }) : { endpoints: {}, stop: async () => {} };
   let relay: OutboxRelay | undefined;
-  const wakeOutbox = createOutboxWaker(orm, () => relay?.wake());
+  const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
   const deps: Deps = { config, env: opts.env, nats, kvm, errors, orm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
 
@@ -106,7 +106,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
 
   handler = app.fetch;
   servicesStarted = true;
-  relay = startOutboxRelay({ orm, js: nats.js, databaseUrl: config.DATABASE_URL!, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
+  relay = startOutboxRelay({ orm, js: nats.js, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
   const mover = await startDlqMover({ js: nats.js, jsm: nats.jsm, errors, log });
   const dlq = createDlqAdmin(nats);
   const gauges = setInterval(() => {
