@@ -9,7 +9,7 @@ import { createGatewayClient } from '../kit/gateway-client.ts';
 import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { startBatchWorker } from '../kit/batch-worker.ts';
-import { chargeOrder, gatewayCaller, recordCharge, refundOrder } from './payments.ts';
+import { chargeOrder, gatewayCaller, recordCharges, refundOrder, takeLeases, type ChargeOutcome } from './payments.ts';
 
 export { entities, migrations } from './entities.ts';
 
@@ -44,15 +44,18 @@ export async function start(deps: Deps): Promise<Running> {
     paused: () => client.isOpen(),
     handle: async (items, em) => {
       const out: OutboxMessage[] = [];
+      const charged: { cmd: z.infer<typeof ChargeCommand>; outcome: ChargeOutcome }[] = [];
+      // The batch's CHARGING leases, in one statement committed before any call goes out.
+      const leases = await takeLeases(deps.orm.em.fork(), items.flatMap((i) => (i.subject === Subjects.charge && 'amount' in i.data ? [i.data] : [])), leaseMs);
       const settled = await Promise.allSettled(items.map(async (item) => {
         const { data: cmd, subject, requestId, log } = item;
         const call = gatewayCaller(client, item);
         const headers = requestId ? { 'X-Request-Id': requestId } : undefined;
         if (subject === Subjects.charge) {
           if (!('amount' in cmd)) throw new NonRetryableError('charge without amount');
-          const outcome = await chargeOrder({ client, call, em: deps.orm.em.fork(), leaseMs }, cmd);
+          const outcome = await chargeOrder({ client, call, em: deps.orm.em.fork() }, cmd, leases.get(cmd.orderUuid));
           return async () => {
-            await recordCharge(em, cmd, outcome);
+            charged.push({ cmd, outcome });
             out.push({ subject: outcome.type === 'charged' ? Subjects.charged : Subjects.paymentFailed, data: { ...outcome, orderUuid: cmd.orderUuid }, headers });
             log.info({ orderUuid: cmd.orderUuid, outcome: outcome.type }, 'charge');
           };
@@ -73,6 +76,7 @@ export async function start(deps: Deps): Promise<Running> {
         if (r.status === 'fulfilled') await r.value();
         else failed.push({ msgId: items[i]!.msgId, error: r.reason });
       }
+      await recordCharges(em, charged);
       await enqueue(em, out);
       return { failed };
     },

@@ -58,30 +58,44 @@ export function gatewayCaller(client: GatewayClient, msg: { working(): void }, m
   };
 }
 
+export type Lease = { again: boolean } | undefined;
+
 /**
- * Charge an order once. Returns the outcome to reply with; throws to retry.
- * `leaseMs` must exceed the client's timeout: while a call may be out, refunds wait.
+ * Take (or renew) the CHARGING lease of every order in one statement, committed before
+ * any call goes out: from here on a call may be out. Per order: `{ again }` (true when an
+ * earlier attempt had taken it, told by xmax on the updated row), or undefined when the
+ * payment is already settled or cancelled. `leaseMs` must exceed the client's timeout:
+ * while a call may be out, refunds wait.
  */
+export async function takeLeases(em: EntityManager, cmds: { orderUuid: string; amount: number; currency: string }[], leaseMs: number): Promise<Map<string, Lease>> {
+  const out = new Map<string, Lease>();
+  if (!cmds.length) return out;
+  const rows = await em.execute<{ order_id: string; again: boolean }[]>(
+    `insert into payments.payments (order_id, status, amount, currency, lease_until)
+     values ${cmds.map(() => `(?, 'CHARGING', ?, ?, now() + make_interval(secs => ?))`).join(', ')}
+     on conflict (order_id) do update set lease_until = excluded.lease_until, updated_at = now() where payments.payments.status = 'CHARGING'
+     returning order_id, (xmax::text <> '0') as again`,
+    cmds.flatMap((c) => [c.orderUuid, c.amount, c.currency, leaseMs / 1000]));
+  for (const r of rows) out.set(r.order_id, { again: r.again });
+  return out;
+}
+
+/** Charge an order once, under the lease `takeLeases` gave it. Returns the outcome to reply with; throws to retry. */
 export async function chargeOrder(
-  deps: { client: GatewayClient; call: GatewayCall; em: EntityManager; leaseMs: number },
+  deps: { client: GatewayClient; call: GatewayCall; em: EntityManager },
   cmd: { orderUuid: string; amount: number; currency: string; source: string | null },
+  lease: Lease,
 ): Promise<ChargeOutcome> {
   const { client, call, em } = deps;
   const id = cmd.orderUuid;
-  // Take (or renew) the lease in the same statement that tells whether an earlier
-  // attempt had taken it (xmax is set on the updated row): from here on a call may be out.
-  const [claim] = await em.execute<{ again: boolean }[]>(
-    `insert into payments.payments (order_id, status, amount, currency, lease_until) values (?, 'CHARGING', ?, ?, now() + make_interval(secs => ?))
-     on conflict (order_id) do update set lease_until = excluded.lease_until, updated_at = now() where payments.payments.status = 'CHARGING'
-     returning (xmax::text <> '0') as again`, [id, cmd.amount, cmd.currency, deps.leaseMs / 1000]);
-  if (!claim) {
+  if (!lease) {
     const row = await read(em, id);
     const done = row && settled(row);
     if (done) return done;
   }
   if (cmd.amount === 0) return { type: 'charged', chargeId: null, amount: 0 };
   if (!cmd.source) return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: 'the order has no payment token' };
-  if (claim?.again) {
+  if (lease?.again) {
     // An earlier attempt may have charged: ask before charging again.
     const found = await call(() => client.findCharges(id));
     const ok = found.find((c) => c.status === 'succeeded');
@@ -100,15 +114,16 @@ export async function chargeOrder(
   }
 }
 
-/** Persist a charge outcome (in the handler's transaction). A CANCELLED row stays cancelled. */
-export async function recordCharge(em: EntityManager, cmd: { orderUuid: string; amount: number; currency: string }, o: ChargeOutcome): Promise<void> {
-  const status = o.type === 'charged' ? 'CHARGED' : o.reason === 'PAYMENT_DECLINED' ? 'DECLINED' : o.reason === 'PAYMENT_FAILED' ? 'FAILED' : 'CANCELLED';
+/** Persist charge outcomes (in the handler's transaction), one statement for all. A CANCELLED row stays cancelled. */
+export async function recordCharges(em: EntityManager, done: { cmd: { orderUuid: string; amount: number; currency: string }; outcome: ChargeOutcome }[]): Promise<void> {
+  if (!done.length) return;
+  const status = (o: ChargeOutcome) => o.type === 'charged' ? 'CHARGED' : o.reason === 'PAYMENT_DECLINED' ? 'DECLINED' : o.reason === 'PAYMENT_FAILED' ? 'FAILED' : 'CANCELLED';
   await em.execute(
-    `insert into payments.payments (order_id, status, amount, currency, charge_id, detail, lease_until) values (?, ?, ?, ?, ?, ?, null)
+    `insert into payments.payments (order_id, status, amount, currency, charge_id, detail, lease_until) values ${done.map(() => '(?, ?, ?, ?, ?, ?, null)').join(', ')}
      on conflict (order_id) do update set status = excluded.status, charge_id = coalesce(excluded.charge_id, payments.payments.charge_id),
        detail = excluded.detail, lease_until = null, updated_at = now()
      where payments.payments.status = 'CHARGING'`,
-    [cmd.orderUuid, status, cmd.amount, cmd.currency, o.type === 'charged' ? o.chargeId : null, o.type === 'payment-failed' ? o.detail : null]);
+    done.flatMap(({ cmd, outcome: o }) => [cmd.orderUuid, status(o), cmd.amount, cmd.currency, o.type === 'charged' ? o.chargeId : null, o.type === 'payment-failed' ? o.detail : null]));
 }
 
 /**
