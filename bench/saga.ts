@@ -7,7 +7,7 @@
 //
 // BENCH_SAGA_SUSTAINED (orders/s offered first, below saturation, default 60),
 // BENCH_SAGA_RATE (orders/s offered next, default 300), BENCH_SAGA_OVER (then above the
-// target, for the ceiling, default 360; 0 skips it), BENCH_SAGA_SECONDS (default 20),
+// target, default 330; 0 skips it), BENCH_SAGA_SECONDS (default 20),
 // BENCH_INTAKE_SECONDS (default 10), BENCH_SCARCE_ORDERS (default 600), BENCH_SPLIT=0 (all
 // commerce targets in one process instead of two).
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -27,7 +27,7 @@ const SUSTAINED = Number(process.env.BENCH_SAGA_SUSTAINED ?? 60);
 const SECONDS = Number(process.env.BENCH_SAGA_SECONDS ?? 20);
 const INTAKE_SECONDS = Number(process.env.BENCH_INTAKE_SECONDS ?? 10);
 const SCARCE_ORDERS = Number(process.env.BENCH_SCARCE_ORDERS ?? 600);
-const OVER = Number(process.env.BENCH_SAGA_OVER ?? 360);
+const OVER = Number(process.env.BENCH_SAGA_OVER ?? 330);
 const SPLIT = process.env.BENCH_SPLIT !== '0';
 // Every service the commerce flow touches (lending and funding stay out of the measurement).
 const COMMERCE = process.env.BENCH_TARGET ?? 'orders,notifications,admin,catalog,inventory,payments,shipping,saga';
@@ -229,11 +229,11 @@ const cpuLine = `CPU per saga in the ${RATE}/s run (ms): cluster ${perSaga((p) =
 row([`saga, ${RATE}/s offered for ${SECONDS} s: 202 → SHIPPED (completed sagas/s, middle 90%)`, fmt(steady.steadyPerSecond), fmt(pct(steady.lat, 50)), fmt(pct(steady.lat, 95)), fmt(pct(steady.lat, 99)),
   `${steady.acceptedAt.size} accepted, ${steady.shipped} shipped, ${steady.acceptedAt.size - steady.finished.length} unfinished, ${steady.errors} errors; sent at ${fmt(steady.sentPerSecond)}/s; ${fmt(steady.completedPerSecond)}/s first send to last completion`]);
 
-// Above the target: the steady completion rate is then the ceiling (the backlog grows, so
-// the latencies here say how long the queue got, not what a customer sees at 300/s).
+// Above the target: at 300/s offered the completions can only approach 300/s; offered
+// more, they show what the system sustains (and, once the backlog grows, its ceiling).
 if (OVER > 0) {
   const over = await drive({ rate: OVER, seconds: SECONDS, items: mixed });
-  row([`saga, ${OVER}/s offered for ${SECONDS} s (above the target: the ceiling)`, fmt(over.steadyPerSecond), fmt(pct(over.lat, 50)), fmt(pct(over.lat, 95)), fmt(pct(over.lat, 99)),
+  row([`saga, ${OVER}/s offered for ${SECONDS} s (above the target)`, fmt(over.steadyPerSecond), fmt(pct(over.lat, 50)), fmt(pct(over.lat, 95)), fmt(pct(over.lat, 99)),
     `${over.acceptedAt.size} accepted, ${over.shipped} shipped, ${over.acceptedAt.size - over.finished.length} unfinished, ${over.errors} errors; sent at ${fmt(over.sentPerSecond)}/s`]);
 }
 
