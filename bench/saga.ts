@@ -124,10 +124,10 @@ const clusterEnv = {
   // BENCH_PROFILE=dir writes a V8 CPU profile of the cluster process(es) there.
   ...(process.env.BENCH_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` } : {}),
 };
-// The commerce targets run as two processes, one per core, as they are deployed (one image,
-// a Deployment per group): the HTTP edge with orders and notifications, and the saga's
-// actors. One Node process is one event loop, and one core cannot carry 300 sagas/s.
-// BENCH_SPLIT=0 runs them all in one process.
+// The commerce targets run as two processes, one per core (k8s/ gives every target its
+// own Deployment of the one image): the HTTP edge with orders and notifications, and the
+// saga's actors. One Node process is one event loop, and one core cannot carry 300
+// sagas/s. BENCH_SPLIT=0 runs them all in one process.
 const EDGE = 'orders,notifications,admin,catalog';
 const ACTORS = 'inventory,payments,shipping,saga';
 const c = await startCluster({ ...clusterEnv, TARGET: SPLIT ? EDGE : COMMERCE });
