@@ -14,17 +14,14 @@
 // A batch holds at most one message per key (later ones wait for the next batch),
 // batches run one at a time, so per-key order holds. If a batch fails, each of its
 // messages is retried alone, so one bad message never holds back the others.
-import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
-import type { KV } from '@nats-io/kv';
-import type { ZodType } from 'zod';
-import type { EntityManager, MikroORM } from './db.ts';
+import type { JsMsg } from '@nats-io/jetstream';
+import type { EntityManager } from './db.ts';
 import { errorKey, sendToDlq } from './dlq.ts';
 import { NonRetryableError, RetryLaterError } from './errors.ts';
 import type { Logger } from './log.ts';
-import type { Metrics } from './metrics.ts';
 import { H } from './nats.ts';
 import { pullLoop } from './pull.ts';
-import { backoff, parseMessage, type RetryPolicy } from './worker.ts';
+import { backoff, parseMessage, type ConsumerOptions } from './worker.ts';
 
 export type BatchItem<T> = {
   data: T; subject: string; msgId: string; requestId: string | undefined; attempt: number; log: Logger;
@@ -32,15 +29,7 @@ export type BatchItem<T> = {
   working(): void;
 };
 
-export type BatchWorkerOptions<T> = {
-  stream: string;
-  consumer: string;
-  js: JetStreamClient;
-  orm: MikroORM;
-  errors: KV;
-  log: Logger;
-  metrics?: Metrics;
-  schema: ZodType<T>;
+export type BatchWorkerOptions<T> = ConsumerOptions<T> & {
   key: (data: T) => string;
   /**
    * Apply every item inside the one transaction `em`. Throwing fails the whole batch
@@ -50,7 +39,6 @@ export type BatchWorkerOptions<T> = {
   handle: (items: BatchItem<T>[], em: EntityManager) => Promise<void | { failed: { msgId: string; error: unknown }[] }>;
   batch?: number;
   lingerMs?: number;
-  retry?: RetryPolicy;
   /** While true, pull nothing new (e.g. a breaker is open); messages in hand are the handler's to hold. */
   paused?: () => boolean;
 };

@@ -54,7 +54,8 @@ export type HandlerContext = {
   tx<R>(fn: (em: EntityManager) => Promise<R>): Promise<R>;
 };
 
-export type WorkerOptions<T> = {
+/** What every consumer harness (this one, batch-worker.ts) is given: where to pull and what it needs. */
+export type ConsumerOptions<T> = {
   stream: string;
   consumer: string;
   js: JetStreamClient;
@@ -63,11 +64,14 @@ export type WorkerOptions<T> = {
   log: Logger;
   metrics?: Metrics;
   schema: ZodType<T>;
+  retry?: RetryPolicy;
+};
+
+export type WorkerOptions<T> = ConsumerOptions<T> & {
   handle: (data: T, ctx: HandlerContext) => Promise<void>;
   /** Messages with the same key run one at a time, in arrival order. */
   key?: (data: T) => string;
   concurrency?: number;
-  retry?: RetryPolicy;
   /** While true, pull nothing and hold messages in hand (e.g. a breaker is open). */
   paused?: () => boolean;
 };
