@@ -13,6 +13,7 @@ import type { KV } from '@nats-io/kv';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
+import { pullLoop } from './pull.ts';
 
 export const DLQ_STREAM = 'DLQ';
 export const ADVISORY_STREAM = 'ADVISORIES';
@@ -169,37 +170,33 @@ export async function startDlqMover({ js, jsm, errors, log, onMoved }: {
 }): Promise<{ stop(): Promise<void> }> {
   const consumer = await js.consumers.get(ADVISORY_STREAM, DLQ_MOVER);
   let running = true;
-  const loop = (async () => {
-    while (running) {
+  // Advisories are handled one at a time as they arrive, so there is always room for more.
+  const loop = pullLoop({
+    consumer, log, running: () => running, what: 'DLQ mover fetch',
+    room: () => 64, waitForRoom: async () => {},
+    onMessage: async (m) => {
       try {
-        const msgs = await consumer.fetch({ max_messages: 64, expires: 1000 });
-        for await (const m of msgs) {
-          try {
-            const a = m.json<Advisory>();
-            const original = await jsm.streams.getMessage(a.stream, { seq: a.stream_seq }).catch(() => null);
-            if (original) {
-              const last = await errors.get(errorKey(a.stream, a.stream_seq)).catch(() => null);
-              const error = last?.value?.length ? last.string() : 'max deliveries exceeded';
-              await sendToDlq(js, {
-                stream: a.stream, consumer: a.consumer, subject: original.subject, seq: a.stream_seq,
-                deliveries: a.deliveries, reason: 'max-deliveries', error, data: original.data, headers: original.header,
-              });
-              await jsm.streams.deleteMessage(a.stream, a.stream_seq, false).catch(() => false);
-              await errors.delete(errorKey(a.stream, a.stream_seq)).catch(() => {});
-              log.warn({ stream: a.stream, consumer: a.consumer, seq: a.stream_seq, error }, 'moved to DLQ after max deliveries');
-              onMoved?.(a);
-            }
-            m.ack();
-          } catch (err) {
-            log.warn({ err: String(err) }, 'DLQ mover failed on an advisory; retrying');
-            m.nak(1000);
-          }
+        const a = m.json<Advisory>();
+        const original = await jsm.streams.getMessage(a.stream, { seq: a.stream_seq }).catch(() => null);
+        if (original) {
+          const last = await errors.get(errorKey(a.stream, a.stream_seq)).catch(() => null);
+          const error = last?.value?.length ? last.string() : 'max deliveries exceeded';
+          await sendToDlq(js, {
+            stream: a.stream, consumer: a.consumer, subject: original.subject, seq: a.stream_seq,
+            deliveries: a.deliveries, reason: 'max-deliveries', error, data: original.data, headers: original.header,
+          });
+          await jsm.streams.deleteMessage(a.stream, a.stream_seq, false).catch(() => false);
+          await errors.delete(errorKey(a.stream, a.stream_seq)).catch(() => {});
+          log.warn({ stream: a.stream, consumer: a.consumer, seq: a.stream_seq, error }, 'moved to DLQ after max deliveries');
+          onMoved?.(a);
         }
+        m.ack();
       } catch (err) {
-        if (running) { log.warn({ err: String(err) }, 'DLQ mover fetch failed'); await new Promise((r) => setTimeout(r, 1000)); }
+        log.warn({ err: String(err) }, 'DLQ mover failed on an advisory; retrying');
+        m.nak(1000);
       }
-    }
-  })();
+    },
+  });
   return { async stop() { running = false; await loop; } };
 }
 
