@@ -105,8 +105,9 @@ export function createSmtpClient(o: { host: string; port: number; poolSize?: num
   let open = 0;
   let closed = false;
 
+  const refused = (r: Reply, what: string) => smtpError(`SMTP ${what}: ${r.code} ${r.text}`, r);
   const expect = (r: Reply, ok: (code: number) => boolean, what: string) => {
-    if (!ok(r.code)) throw smtpError(`SMTP ${what}: ${r.code} ${r.text}`, r);
+    if (!ok(r.code)) throw refused(r, what);
   };
 
   const dial = async (): Promise<Connection> => {
@@ -160,26 +161,30 @@ export function createSmtpClient(o: { host: string; port: number; poolSize?: num
   }
 
   const transaction = async (c: Connection, from: string, to: string, message: string) => {
-    const commands = [`MAIL FROM:<${from}>\r\n`, `RCPT TO:<${to}>\r\n`, 'DATA\r\n'];
-    let mail: Reply, rcpt: Reply, data: Reply;
+    const steps = [
+      { line: `MAIL FROM:<${from}>\r\n`, ok: [250], what: 'MAIL FROM' },
+      { line: `RCPT TO:<${to}>\r\n`, ok: [250, 251], what: 'RCPT TO' },
+      { line: 'DATA\r\n', ok: [354], what: 'DATA' },
+    ];
+    const replies: Reply[] = [];
     if (c.pipelining) {
-      c.write(commands.join(''));
-      mail = await c.reply(); rcpt = await c.reply(); data = await c.reply();
+      c.write(steps.map((st) => st.line).join(''));
+      for (let i = 0; i < steps.length; i++) replies.push(await c.reply());
     } else {
-      c.write(commands[0]!); mail = await c.reply();
-      if (mail.code !== 250) { c.write('RSET\r\n'); await c.reply(); expect(mail, () => false, 'MAIL FROM'); }
-      c.write(commands[1]!); rcpt = await c.reply();
-      if (rcpt.code !== 250 && rcpt.code !== 251) { c.write('RSET\r\n'); await c.reply(); expect(rcpt, () => false, 'RCPT TO'); }
-      c.write(commands[2]!); data = await c.reply();
+      for (const st of steps) {
+        c.write(st.line);
+        const r = await c.reply();
+        replies.push(r);
+        if (!st.ok.includes(r.code)) break;
+      }
     }
-    if (mail.code !== 250 || (rcpt.code !== 250 && rcpt.code !== 251) || data.code !== 354) {
-      // Pipelined: DATA may have been accepted after a refused RCPT; end it empty, then reset.
-      if (data.code === 354) { c.write('.\r\n'); await c.reply(); }
+    const bad = steps.findIndex((st, i) => !st.ok.includes(replies[i]?.code ?? 0));
+    if (bad >= 0) {
+      // Pipelined, DATA may have been accepted after a refused RCPT: end it empty. Then reset.
+      if (replies[2]?.code === 354) { c.write('.\r\n'); await c.reply(); }
       c.write('RSET\r\n');
       await c.reply();
-      if (mail.code !== 250) expect(mail, () => false, 'MAIL FROM');
-      if (rcpt.code !== 250 && rcpt.code !== 251) expect(rcpt, () => false, 'RCPT TO');
-      expect(data, () => false, 'DATA');
+      throw refused(replies[bad]!, steps[bad]!.what);
     }
     // Dot-stuffing: a line that starts with '.' gets one more.
     const body = message.replace(/\r?\n/g, '\r\n').replace(/^\./gm, '..');
