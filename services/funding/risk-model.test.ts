@@ -39,6 +39,20 @@ describe('scoreApplication: determinism', () => {
     expect(first).toEqual(second);
   });
 
+  it(`gives ${MODEL_VERSION}'s recorded probabilities, so a change of its numbers needs a new MODEL_VERSION`, () => {
+    // Recorded when the model's code was restructured for speed: cached scores are keyed
+    // by MODEL_VERSION, so the same version must keep giving the same numbers.
+    const inputs: [RiskInput, number][] = [
+      [application(50_000, 12, 1_200_000, 6, 0), 0.003],
+      [application(120_000, 24, 1_000_000, 4, 200_000), 0.1025],
+      [application(90_000, 36, 420_000, 2, 60_000), 0.1375],
+      [application(60_000, 24, 180_000, 1, 54_000), 0.827],
+      [application(150_000, 48, 400_000, 1, 300_000), 0.7995],
+    ];
+    const got = inputs.map(([input]) => simulateDefaultProbability(input));
+    expect(got).toEqual(inputs.map(([, pd]) => pd));
+  });
+
   it('ignores applicationId, so the same numbers score the same', () => {
     const a = scoreApplication(application(120_000, 24, 1_000_000, 4, 200_000), fixedClock);
     const b = scoreApplication({ ...application(120_000, 24, 1_000_000, 4, 200_000), applicationId: 'c0ffee00-0000-4000-8000-000000000001' }, fixedClock);
