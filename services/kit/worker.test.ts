@@ -97,6 +97,18 @@ describe('worker harness', () => {
     expect(ran).toEqual([4]);
   });
 
+  it('without an inbox (a handler idempotent by itself) runs a message published twice twice', async () => {
+    const q = await queue(5);
+    const ran: number[] = [];
+    await run({ stream: q.stream, schema: Job, inbox: false, handle: async (j, ctx) => { await ctx.tx(async () => { ran.push(j.n); }); } });
+    await publish(q.subject, { key: 'f', n: 6 }, 'no-inbox-id');
+    await publish(q.subject, { key: 'f', n: 6 }, 'no-inbox-id');
+    await eventually(async () => (await c.deps.nats.jsm.streams.info(q.stream)).state.messages === 0, { what: 'both acked' });
+    expect(ran).toEqual([6, 6]);
+    const rows = await c.deps.orm.em.fork().execute('select 1 from kit.inbox where msg_id = ?', ['no-inbox-id']);
+    expect(rows).toHaveLength(0);
+  });
+
   it('rolls back the inbox row with the handler writes when the handler fails after tx', async () => {
     const q = await queue(5);
     let attempts = 0;

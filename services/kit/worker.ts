@@ -74,6 +74,13 @@ export type WorkerOptions<T> = ConsumerOptions<T> & {
   concurrency?: number;
   /** While true, pull nothing and hold messages in hand (e.g. a breaker is open). */
   paused?: () => boolean;
+  /**
+   * false: no inbox row per message. Only for a handler that is idempotent by itself,
+   * whose writes are a compare-and-set on the state it read, so that a redelivery finds
+   * the work done and writes nothing (funding's scoring); it saves three round trips
+   * per message. ctx.tx is then a plain transaction. Default true.
+   */
+  inbox?: boolean;
 };
 
 export type Worker = { stop(timeoutMs?: number): Promise<void>; inflight(): number };
@@ -122,8 +129,9 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
     try {
       await holdWhilePaused(m);
       let inboxed = false;
-      const tx = async <R>(fn: (em: EntityManager) => Promise<R>): Promise<R> =>
-        await o.orm.em.fork().transactional(async (em) => {
+      const tx = async <R>(fn: (em: EntityManager) => Promise<R>): Promise<R> => o.inbox === false
+        ? await o.orm.em.fork().transactional(fn)
+        : await o.orm.em.fork().transactional(async (em) => {
           const r = await em.execute('insert into kit.inbox (consumer, msg_id) values (?, ?) on conflict do nothing returning 1', [o.consumer, msgId]);
           if (!r.length) throw new AlreadyProcessed();
           const out = await fn(em);
@@ -131,7 +139,7 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
           return out;
         });
       await o.handle(data, { msgId, subject: m.subject, attempt, requestId, log: mlog, msg: m, em: o.orm.em.fork(), tx });
-      if (!inboxed) await tx(async () => {});
+      if (!inboxed && o.inbox !== false) await tx(async () => {});
       m.ack();
       outcome('ok', started);
     } catch (err) {
