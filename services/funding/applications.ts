@@ -167,10 +167,7 @@ export async function transition(em: EntityManager, t: Transition): Promise<{ ve
   const also = t.also ?? [];
   for (const a of also) params.push(...a.params);
 
-  // The status event's version is the row's new one, filled in by the statement itself.
-  const status: Omit<StatusUpdated, 'version'> = {
-    applicationId: t.id, status: t.to, previousStatus: t.from, timestamp: at, metadata: { ...(t.reason ? { reason: t.reason } : {}), ...t.metadata },
-  };
+  const status = statusEvent(t.id, t.from, t.to, at, t.reason, t.metadata);
   const headers = JSON.stringify(headersFor(t.requestId) ?? {});
   const rows = [
     ...(t.events ?? []).map((e) => [randomUUID(), e.subject, JSON.stringify(e.data), e.headers ? JSON.stringify(e.headers) : headers, false]),
@@ -197,6 +194,54 @@ export async function transition(em: EntityManager, t: Transition): Promise<{ ve
   const trx = em.getTransactionContext();
   if (trx) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
   return { version: Number(result[0]!.version), at };
+}
+
+// The status event's version is the row's new one, filled in by the statement that
+// makes the change (jsonb_set of `{version}` from the UPDATE's RETURNING).
+function statusEvent(id: string, from: ApplicationStatus, to: ApplicationStatus, at: string, reason?: string, metadata?: Record<string, unknown>): Omit<StatusUpdated, 'version'> {
+  return { applicationId: id, status: to, previousStatus: from, timestamp: at, metadata: { ...(reason ? { reason } : {}), ...metadata } };
+}
+
+/**
+ * The same change for many applications in one statement: every one still in `from`
+ * moves to `to` (version bumped, history appended) with its own events and its
+ * `status.updated`; one that moved on already is left alone and gets no events. For
+ * the high-volume hops (the router), where a statement per application was most of
+ * the work. Returns the ids that moved.
+ * `await transitionMany(em, { from: 'processing', to: 'risk_scoring', items: [{ id, requestId, events: [scoringRequest(id, 'new')] }] })`
+ */
+export async function transitionMany(
+  em: EntityManager, t: { from: ApplicationStatus; to: ApplicationStatus; items: { id: string; requestId?: string; events?: OutboxMessage[] }[] },
+): Promise<Set<string>> {
+  if (!t.items.length) return new Set();
+  const at = new Date().toISOString();
+  const events = t.items.flatMap((i) => {
+    const headers = headersFor(i.requestId) ?? {};
+    return [
+      ...(i.events ?? []).map((e) => ({ id: randomUUID(), application_id: i.id, subject: e.subject, payload: JSON.stringify(e.data), headers: e.headers ?? headers, is_status: false })),
+      { id: randomUUID(), application_id: i.id, subject: FundingSubjects.statusUpdated, payload: JSON.stringify(statusEvent(i.id, t.from, t.to, at)), headers, is_status: true },
+    ];
+  });
+  const rows = await em.execute<{ id: string }[]>(
+    `with u as (
+       update funding.applications a
+          set status = ?, version = a.version + 1, updated_at = ?, history = a.history || ?::jsonb
+        where a.id = any(?::uuid[]) and a.status = ?
+       returning a.id, a.version
+     ), ev as (
+       select * from jsonb_to_recordset(?::jsonb) as e(id uuid, application_id uuid, subject text, payload text, headers jsonb, is_status boolean)
+     ), o as (
+       insert into kit.outbox (id, subject, payload, headers)
+       select ev.id, ev.subject,
+              case when ev.is_status then jsonb_set(ev.payload::jsonb, '{version}', to_jsonb(u.version))::text else ev.payload end,
+              ev.headers
+         from ev join u on u.id = ev.application_id
+     )
+     select id from u`,
+    [t.to, at, JSON.stringify([{ status: t.to, at }]), `{${t.items.map((i) => i.id).join(',')}}`, t.from, JSON.stringify(events)]);
+  const trx = em.getTransactionContext();
+  if (trx && rows.length) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
+  return new Set(rows.map((r) => r.id));
 }
 
 /** The `disbursement.requested` command for an application. */

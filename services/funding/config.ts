@@ -17,7 +17,8 @@ const schema = z.object({
   FUNDING_RISK_CONCURRENCY: int(0, 0, 1024),
   // Consumers share the process's Postgres pool (DB_POOL_MAX) with the API: modest
   // concurrency here keeps connections free for POSTs during a burst.
-  FUNDING_ROUTER_CONCURRENCY: int(8, 1, 1000),
+  /** Applications the router moves per statement (one batch in flight at a time). */
+  FUNDING_ROUTER_BATCH: int(64, 1, 1000),
   FUNDING_STATUS_CONCURRENCY: int(16, 1, 1000),
   FUNDING_DISBURSE_CONCURRENCY: int(8, 1, 1000),
   FUNDING_GATEWAY_TIMEOUT_MS: int(10_000, 100),

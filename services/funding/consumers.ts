@@ -1,46 +1,44 @@
 // The application router and the status cache writer.
 //  - funding-router (FUNDING, `funding.applications.created`): the seed's "event
 //    router": processing → risk_scoring, and the `risk.scoring.requested` command, in
-//    one transaction. Runs through the kit's worker harness (inbox, DLQ, backoff).
+//    one transaction. Runs through the kit's batch worker (inbox, DLQ, backoff): the
+//    applications of a burst move in one statement per batch, not one transaction each.
 //  - funding-status (FUNDING, `funding.status.updated`): keeps the KV status cache
 //    current (newest version wins), the read side of GET .../status and SSE. See
 //    startStatusConsumer for why it has no inbox.
 import type { JsMsg } from '@nats-io/jetstream';
 import { ApplicationCreated, FUNDING_EVENTS_STREAM, FundingConsumers, StatusUpdated } from '../../contracts/funding.ts';
+import { startBatchWorker } from '../kit/batch-worker.ts';
 import { errorKey, sendToDlq } from '../kit/dlq.ts';
 import { outcomeRecorder } from '../kit/metrics.ts';
 import { pullLoop, waker } from '../kit/pull.ts';
 import type { Deps } from '../kit/service.ts';
-import { backoff, parseMessage, startWorker, type RetryPolicy, type Worker } from '../kit/worker.ts';
-import { scoringRequest, StaleApplicationError, transition } from './applications.ts';
+import { backoff, parseMessage, type RetryPolicy, type Worker } from '../kit/worker.ts';
+import { scoringRequest, transitionMany } from './applications.ts';
 import type { StatusCache } from './status-cache.ts';
 
-/** Start the router and the status consumer. `const ws = await startFundingConsumers(deps, cache, { router: 32, status: 64 })` */
-export async function startFundingConsumers(deps: Deps, cache: StatusCache, concurrency: { router: number; status: number }): Promise<Worker[]> {
-  const router = await startWorker({
+/** Start the router and the status consumer. `const ws = await startFundingConsumers(deps, cache, { routerBatch: 64, status: 16 })` */
+export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts: { routerBatch: number; status: number }): Promise<Worker[]> {
+  const router = await startBatchWorker({
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
     stream: FUNDING_EVENTS_STREAM,
     consumer: FundingConsumers.router,
     schema: ApplicationCreated,
     key: (e) => e.applicationId,
-    concurrency: concurrency.router,
+    batch: opts.routerBatch,
     retry: { baseMs: 500, factor: 2, maxMs: 10_000 },
-    handle: async (e, ctx) => {
-      // Guarded by status alone (compare-and-set on `processing`, version bumped), so no
-      // read first: a redelivery or a reconciler that got there first finds it moved on.
-      try {
-        await ctx.tx((em) => transition(em, {
-          id: e.applicationId, from: 'processing', to: 'risk_scoring', requestId: ctx.requestId,
-          events: [scoringRequest(e.applicationId, 'new')],
-        }));
-      } catch (err) {
-        if (err instanceof StaleApplicationError) return;
-        throw err;
-      }
+    // Guarded by status alone (compare-and-set on `processing`, version bumped), so no
+    // read first: a redelivery or a reconciler that got there first finds it moved on,
+    // and that application gets no events.
+    handle: async (items, em) => {
+      await transitionMany(em, {
+        from: 'processing', to: 'risk_scoring',
+        items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, events: [scoringRequest(i.data.applicationId, 'new')] })),
+      });
     },
   });
-  const status = await startStatusConsumer(deps, cache, concurrency.status);
-  return [router, status];
+  const status = await startStatusConsumer(deps, cache, opts.status);
+  return [{ inflight: () => 0, stop: () => router.stop() }, status];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

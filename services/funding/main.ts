@@ -28,7 +28,7 @@ export async function start(deps: Deps): Promise<Running> {
   const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }));
   deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS, wakeOutbox: deps.wakeOutbox }));
 
-  const consumers = await startFundingConsumers(deps, cache, { router: config.FUNDING_ROUTER_CONCURRENCY, status: config.FUNDING_STATUS_CONCURRENCY });
+  const consumers = await startFundingConsumers(deps, cache, { routerBatch: config.FUNDING_ROUTER_BATCH, status: config.FUNDING_STATUS_CONCURRENCY });
   const disbursement = await startDisbursement(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });
   const reconciler = startReconciler({
     orm: deps.orm, gateway, log, metrics: deps.metrics,
