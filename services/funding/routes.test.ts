@@ -149,6 +149,32 @@ describe('GET', () => {
     expect((await cache.get(id))!.status).toBe('rejected');
   });
 
+  it('writes once per change from what it remembers, and reads again when another writer or a purge got in between', async () => {
+    const { randomUUID } = await import('node:crypto');
+    const { createStatusCache } = await import('./status-cache.ts');
+    const kv = await c.deps.kvm.open(FundingBuckets.status);
+    const a = createStatusCache(kv);
+    const b = createStatusCache(kv);
+    const id = randomUUID();
+    const ev = (version: number, status: string) => ({ applicationId: id, status, previousStatus: null, version, timestamp: new Date().toISOString(), metadata: {} }) as any;
+    const version = async () => (await a.get(id))?.version;
+
+    expect(await a.apply(ev(1, 'processing'))).toBe('stored');
+    expect(await a.apply(ev(2, 'risk_scoring'))).toBe('stored');
+    // Another replica moves it on: a's remembered revision is now wrong.
+    expect(await b.apply(ev(3, 'pending_review'))).toBe('stored');
+    expect(await a.apply(ev(3, 'pending_review'))).toBe('stale');
+    expect(await a.apply(ev(4, 'approved'))).toBe('stored');
+    expect(await version()).toBe(4);
+    // Purged behind its back: the update fails, and it creates the key again.
+    await kv.purge(id);
+    expect(await a.apply(ev(5, 'disbursing'))).toBe('stored');
+    expect(await version()).toBe(5);
+    // Out of order, from memory alone.
+    expect(await a.apply(ev(4, 'approved'))).toBe('stale');
+    expect(await version()).toBe(5);
+  });
+
   it('sends a malformed status event to the DLQ', async () => {
     await c.deps.nats.js.publish('funding.status.updated', JSON.stringify({ applicationId: 'not-a-uuid', status: 'flying' }));
     const { createDlqAdmin } = await import('../kit/dlq.ts');

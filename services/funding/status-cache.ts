@@ -3,8 +3,14 @@
 // `status:{id}`). Events can arrive out of order (the outbox relay publishes a batch
 // concurrently, replicas race), so a write only lands when its row version is newer
 // than the cached one, by compare-and-set on the key's revision.
+//
+// The writer remembers the version and revision it last wrote per application (until
+// the application's final status), so a status change normally costs one KV write: a
+// create for the first status, an update against the remembered revision for the
+// rest. Only when that compare-and-set fails (another replica wrote, the key was
+// purged) does it read the key and decide again, as every write did before.
 import type { KV, KvEntry } from '@nats-io/kv';
-import type { ApplicationStatus, StatusUpdated } from '../../contracts/funding.ts';
+import { isFinalStatus, type ApplicationStatus, type StatusUpdated } from '../../contracts/funding.ts';
 
 export type CachedStatus = { id: string; status: ApplicationStatus; updatedAt: string; version: number };
 
@@ -23,30 +29,56 @@ export function parseEntry(e: KvEntry | null): CachedStatus | null {
   try { return e.json<CachedStatus>(); } catch { return null; }
 }
 
+type Written = { version: number; revision: number };
+
+/** Writes that lost a compare-and-set: someone else changed the key; read it and decide again. */
+const lostRace = (err: unknown) => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
+
 /** `const cache = createStatusCache(await kvm.open('funding-status'))` */
-export function createStatusCache(kv: KV): StatusCache {
+export function createStatusCache(kv: KV, opts: { remember?: number } = {}): StatusCache {
+  // What this writer stored last, per application still in flight. Bounded: beyond
+  // `remember` entries the oldest is forgotten and costs a read next time.
+  const written = new Map<string, Written>();
+  const limit = opts.remember ?? 100_000;
+  const remember = (id: string, version: number, revision: number, status: ApplicationStatus) => {
+    written.delete(id);
+    if (isFinalStatus(status)) return;
+    written.set(id, { version, revision });
+    if (written.size > limit) written.delete(written.keys().next().value!);
+  };
+
+  // null: no live key (never written, deleted or purged), so the write is a create.
+  const readKey = async (id: string): Promise<Written | null> => {
+    const current = await kv.get(id);
+    return live(current) ? { version: parseEntry(current)?.version ?? 0, revision: current.revision } : null;
+  };
+
   return {
     kv,
     async get(id) {
       return parseEntry(await kv.get(id));
     },
     async apply(e) {
-      const value: CachedStatus = { id: e.applicationId, status: e.status, updatedAt: e.timestamp, version: e.version };
+      const id = e.applicationId;
+      const value: CachedStatus = { id, status: e.status, updatedAt: e.timestamp, version: e.version };
       const data = JSON.stringify(value);
-      // A lost race re-reads and decides again; a handful of rounds settles any real contention.
+      // The key's version and revision: on the first round from this writer's memory (and
+      // for the first status there is no key yet: create), otherwise, and after a lost race,
+      // read from KV. A handful of rounds settles any real contention.
       for (let round = 0; round < 5; round++) {
-        const current = await kv.get(e.applicationId);
-        const cached = parseEntry(current);
-        if (cached && cached.version >= e.version) return 'stale';
+        const remembered = round === 0 ? (written.get(id) ?? (e.version === 1 ? null : undefined)) : undefined;
+        const known = remembered !== undefined ? remembered : await readKey(id);
+        if (known && known.version >= e.version) return 'stale';
         try {
-          if (live(current)) await kv.update(e.applicationId, data, current.revision);
-          else await kv.create(e.applicationId, data);
+          const revision = known ? await kv.update(id, data, known.revision) : await kv.create(id, data);
+          remember(id, e.version, revision, e.status);
           return 'stored';
         } catch (err) {
-          if (!/wrong last sequence|key exists/i.test(String((err as Error)?.message))) throw err;
+          if (!lostRace(err)) throw err;
+          written.delete(id);
         }
       }
-      throw new Error(`status cache: could not store version ${e.version} of ${e.applicationId} after 5 rounds of contention`);
+      throw new Error(`status cache: could not store version ${e.version} of ${id} after 5 rounds of contention`);
     },
   };
 }
