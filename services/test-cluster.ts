@@ -50,31 +50,39 @@ export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats
 
 export type SpawnedCluster = { url: string; port: number; pid: number; kill9(): Promise<void>; sigterm(): Promise<number | null>; output(): string };
 
-/** Run `node services/main.ts` as a child process (for kill -9 and SIGTERM tests). */
-export async function spawnCluster(env: Env): Promise<SpawnedCluster> {
+/** Run `node services/main.ts` as a child process (for kill -9 and SIGTERM tests); `detached` makes it lead a session of its own. */
+export async function spawnCluster(env: Env, opts: { detached?: boolean } = {}): Promise<SpawnedCluster> {
   // freePort() closes its probe before the child binds, and in that gap another
   // test's outbound connection can take the port: try again on a fresh one.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await spawnOnce(env);
+      return await spawnOnce(env, opts.detached ?? false);
     } catch (err) {
       if (env.PORT || attempt >= 3 || !String(err).includes('EADDRINUSE')) throw err;
     }
   }
 }
 
-async function spawnOnce(env: Env): Promise<SpawnedCluster> {
+async function spawnOnce(env: Env, detached: boolean): Promise<SpawnedCluster> {
   const { spawn } = await import('node:child_process');
   const { freePort, eventually } = await import('./kit/testing.ts');
   const port = Number(env.PORT) || await freePort();
   const child = spawn(process.execPath, [new URL('./main.ts', import.meta.url).pathname], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
   });
   let out = '';
   child.stdout.on('data', (d) => { out = (out + d).slice(-20_000); });
   child.stderr.on('data', (d) => { out = (out + d).slice(-20_000); });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // A child in its own session gets no signal when this process's terminal or group does:
+  // take it down with us however we exit.
+  if (detached) {
+    const reap = () => { child.kill('SIGKILL'); };
+    process.once('exit', reap);
+    void exited.then(() => process.off('exit', reap));
+  }
   const url = `http://127.0.0.1:${port}`;
   // An exit ends the wait at once (a throw would only be retried until the timeout).
   const state = await eventually(async () => {

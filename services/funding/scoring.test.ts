@@ -1,11 +1,11 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { getPriority } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers } from '../../contracts/funding.ts';
 import { createDlqAdmin, type DlqEntry } from '../kit/dlq.ts';
 import { eventually } from '../kit/testing.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { spawnCluster, startTestCluster, type TestCluster } from '../test-cluster.ts';
 import { MODEL_VERSION } from './risk-model.ts';
 import { scoreCacheKey } from './scoring.ts';
 import { applicationBody, rejectedBody, waitForStatus } from './test-fixtures.ts';
@@ -88,6 +88,17 @@ describe('risk scoring worker', () => {
     expect(scoreCacheKey({ amount: 77_777, currency: 'EUR', termMonths: 24, financials: body.financials as never }, 'other-2.0')).not.toBe(key);
   });
 
+  it('a scoring request delivered again after the decision changes nothing (no inbox: the status and version guard)', async () => {
+    const id = await post(rejectedBody());
+    const before = await waitForStatus(c.get, id, 'rejected');
+    await c.deps.nats.js.publish('funding.risk.scoring.requested', JSON.stringify({ applicationId: id, requestedAt: new Date().toISOString(), reason: 'reconcile' }));
+    const idle = async () => { const i = await c.deps.nats.jsm.consumers.info(FUNDING_WORK_STREAM, FundingConsumers.scoring); return i.num_pending === 0 && i.num_ack_pending === 0; };
+    await eventually(idle, { what: 'scoring consumer idle' });
+    const after = (await c.get(`/api/funding/applications/${id}`)).body;
+    expect(after.version).toBe(before.version);
+    expect(after.history).toEqual(before.history);
+  });
+
   it('redriving the crashed application from the DLQ (hook input replaced) scores it', async () => {
     const id = await post(rejectedBody({ purpose: '__crash_worker__' }));
     const entry = await eventually(() => dlqEntryFor(id), { what: 'DLQ entry' });
@@ -97,5 +108,22 @@ describe('risk scoring worker', () => {
     expect(res.status).toBeLessThan(300);
     const done = await waitForStatus(c.get, id, 'rejected');
     expect(done.scoringError).toBeNull();
+  });
+
+  // Linux's autogroups (the root cgroup, as on this VM): see lowerSessionPriority.
+  it.skipIf(!existsSync('/proc/self/autogroup'))('a scoring-only process leading its own session lowers its scheduling group; one in a shared session leaves it', async () => {
+    const env = { NATS_URL: c.nats.url, DATABASE_URL: c.databaseUrl, TARGET: 'funding-scoring', FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '7' };
+    // Read before the member starts: a member that lowered the shared group would change this too.
+    const ours = readFileSync('/proc/self/autogroup', 'utf8');
+    const leader = await spawnCluster(env, { detached: true });
+    const member = await spawnCluster(env);
+    try {
+      expect(readFileSync(`/proc/${leader.pid}/autogroup`, 'utf8')).toMatch(/ nice 7\n?$/);
+      // The member stays in this session's group, whatever it is: init's default group
+      // (as under some CI runners) prints nothing, a login session's prints its nice.
+      expect(readFileSync(`/proc/${member.pid}/autogroup`, 'utf8')).toBe(ours);
+    } finally {
+      await Promise.all([leader.sigterm(), member.sigterm()]);
+    }
   });
 });
