@@ -121,12 +121,15 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   const stop = async () => {
     stopping ??= (async () => {
       clearInterval(gauges);
-      // Consumers first: in-flight work finishes (or returns to the queue), nothing new is pulled.
-      // One deadline for all of them: whatever has not finished by then is redelivered after ack_wait.
-      const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
-      for (const { name, svc } of [...running].reverse()) {
-        await withTimeout(svc.stop(), Math.max(500, deadline - Date.now()), `stopping ${name}`).catch((err) => log.warn({ err: String(err) }, 'service stop'));
-      }
+      // Consumers first: in-flight work finishes (or returns to the queue), nothing new is pulled;
+      // what has not finished by the deadline is redelivered after ack_wait. The services share
+      // nothing but NATS and Postgres, which close after them, so they stop side by side: one by
+      // one, each consumer's wait for its pull to end (up to 3 s with NATS unreachable) added up.
+      await Promise.all(running.map(async ({ name, svc }) => {
+        const t = performance.now();
+        await withTimeout(svc.stop(), config.SHUTDOWN_TIMEOUT_MS, `stopping ${name}`).catch((err) => log.warn({ err: String(err) }, 'service stop'));
+        log.debug({ service: name, ms: Math.round(performance.now() - t) }, 'stop: service stopped');
+      }));
       log.debug('stop: services stopped; closing http');
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

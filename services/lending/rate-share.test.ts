@@ -101,6 +101,28 @@ describe('rate share', () => {
     await ra.stop();
   });
 
+  it('stops within a couple of heartbeats when NATS is gone, instead of waiting out request timeouts', async () => {
+    const own = await startTestNats();
+    const nc = await connect({ servers: own.url, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    try {
+      const kv = await new Kvm(nc).create('t24-members-gone', { ttl });
+      const rs = createRateShare({ kv, memberId: 'a', totalRps: 5, heartbeatMs });
+      await rs.start();
+      await eventually(() => rs.currentShare() === 5, { what: 'share 5' });
+      await own.kill();
+      // The client keeps reconnecting (as the services' does), so requests wait out their
+      // timeouts (seconds); let a heartbeat start into that, then stop.
+      await new Promise((r) => setTimeout(r, 2 * heartbeatMs));
+      const stopped = await Promise.race([rs.stop().then(() => 'stopped'), new Promise((r) => setTimeout(() => r('still waiting'), 2000))]);
+      expect(stopped).toBe('stopped');
+      expect(rs.currentShare()).toBe(0);
+      await expect(rs.acquire()).rejects.toBeInstanceOf(RateShareStoppedError);
+    } finally {
+      await nc.close().catch(() => {});
+      await own.stop();
+    }
+  });
+
   it('stays under the cap when one member dies while another joins', async () => {
     const members = await Promise.all(['a', 'b', 'c', 'd'].map(async (memberId) => {
       const { nc, kv } = await bucket('t24-members-churn');

@@ -215,6 +215,8 @@ export function createRateShare(options: RateShareOptions): RateShare {
   async function tick(): Promise<void> {
     const readAt = Date.now();
     const seen = await readMembers();
+    // Stopped meanwhile: advertise nothing more (stop may already have removed our key).
+    if (!running) return;
     seen.delete(memberId);
     const ids = [...seen.keys(), memberId].sort();
     const n = ids.length;
@@ -301,7 +303,9 @@ export function createRateShare(options: RateShareOptions): RateShare {
       if (tickTimer) clearTimeout(tickTimer);
       if (pumpTimer) clearTimeout(pumpTimer);
       pumpTimer = undefined;
-      await ticking;
+      // A heartbeat in flight normally ends within half a heartbeat; with NATS gone it would
+      // wait out its request timeout (10 s), which only delays the stop: the loop ends either way.
+      await Promise.race([ticking, sleep(heartbeatMs)]);
       applied = 0;
       claim = 0;
       leaseUntil = 0;
@@ -309,8 +313,12 @@ export function createRateShare(options: RateShareOptions): RateShare {
         w.signal?.removeEventListener('abort', w.onAbort);
         w.reject(new RateShareStoppedError());
       }
-      // Our share is already 0 locally, so others may take it as soon as the key is gone.
-      await kv.delete(myKey).catch((err: unknown) => log?.warn({ err, memberId }, 't24 rate share: could not remove member key'));
+      // Our share is already 0 locally, so others may take it as soon as the key is gone. If
+      // NATS cannot take the delete now, the key ages out with the bucket's TTL instead.
+      const answered = kv.delete(myKey).then(() => true, (err: unknown) => { log?.warn({ err, memberId }, 't24 rate share: could not remove member key'); return true; });
+      if (!(await Promise.race([answered, sleep(heartbeatMs).then(() => false)]))) {
+        log?.warn({ memberId }, 't24 rate share: member key not removed in time; it ages out with the bucket TTL');
+      }
     },
     currentShare: () => effectiveShare(Date.now()),
     acquire,
@@ -330,3 +338,5 @@ function parseAdvert(value: Uint8Array, totalRps: number): Advert {
   // An entry we cannot read might be using anything: assume the worst.
   return { share: totalRps, applied: totalRps, at: 0 };
 }
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
