@@ -3,6 +3,7 @@
 // (open loop). Phase 2: GET .../status for the accepted ids at
 // `statusRps` until the main thread says stop.
 import { parentPort, workerData } from 'node:worker_threads';
+import { request } from './http-client.ts';
 
 type Data = { url: string; bodies: unknown[]; postRps: number; statusRps: number };
 const { url, bodies, postRps, statusRps } = workerData as Data;
@@ -21,11 +22,10 @@ for (let n = 0; n < bodies.length; n++) {
   const due = startedAt + (n * 1000) / postRps;
   const wait = due - performance.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-  posts.push(fetch(`${url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bodies[n]) })
-    .then(async (res) => {
-      const json = await res.json() as { id?: string };
+  posts.push(request(`${url}/api/funding/applications`, { method: 'POST', body: bodies[n] })
+    .then((res) => {
       postMs.push(performance.now() - due);
-      if (res.status === 202 && json.id) ids.push(json.id); else postErrors++;
+      if (res.status === 202 && res.body?.id) ids.push(res.body.id); else postErrors++;
     }, () => { postErrors++; }));
 }
 await Promise.all(posts);
@@ -44,10 +44,9 @@ let due = performance.now();
 while (!stop && ids.length) {
   const id = ids[(i++ * 7919) % ids.length];
   const t = performance.now();
-  const p = fetch(`${url}/api/funding/applications/${id}/status`).then(async (res) => {
-    await res.arrayBuffer();
+  const p = request(`${url}/api/funding/applications/${id}/status`).then((res) => {
     const ms = performance.now() - t;
-    const source = res.headers.get('x-status-source') ?? 'none';
+    const source = String(res.headers['x-status-source'] ?? 'none');
     sources[source] = (sources[source] ?? 0) + 1;
     if (res.status !== 200) statusErrors++;
     else if (source === 'kv') statusMs.push(ms);

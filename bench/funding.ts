@@ -1,7 +1,11 @@
 // bench:funding: a burst of applications against the real funding service (API,
-// router, status cache, piscina scoring, disbursement to the gateway simulator), in
-// this process so perf_hooks.monitorEventLoopDelay sees the service's own event loop;
-// the load generator runs in a worker thread (funding-load.ts).
+// router, status cache, piscina scoring, disbursement to the gateway simulator).
+// Deployed as k8s/ deploys it, in two processes: `funding` (API, router, status,
+// disbursement) in this one, so perf_hooks.monitorEventLoopDelay sees the event loop
+// that answers the requests, and `funding-scoring` (the pool and its consumer) as a
+// child leading its own session (see lowerSessionPriority in scoring.ts).
+// BENCH_SPLIT=0 runs both targets in this process instead. The load generator runs
+// in a worker thread (funding-load.ts).
 //
 // Reported: POST latency during the burst, cached status latency while scoring
 // saturates the pool, event-loop delay over the whole run, and scoring throughput as a
@@ -9,14 +13,14 @@
 // CPU time measured on this machine in the same run with nothing else running.
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { MODEL_VERSION, SIMULATION_PATHS } from '../services/funding/risk-model.ts';
 import { measureCpuPerScore, measurePoolThroughput, sampleRiskInput } from '../services/funding/risk-pool.ts';
 import { VALID_IBAN } from '../services/funding/test-fixtures.ts';
 import { eventually } from '../services/kit/testing.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
-import { startTestCluster } from '../services/test-cluster.ts';
+import { spawnCluster, startTestCluster } from '../services/test-cluster.ts';
 
 const N = Number(process.env.BENCH_APPLICATIONS ?? 1000);
 const POST_RPS = Number(process.env.BENCH_POST_RPS ?? 200);
@@ -25,6 +29,7 @@ const PRELOAD = Number(process.env.BENCH_PRELOAD ?? 40);
 const RESOLUTION_MS = 10;
 const THREADS = Number(process.env.FUNDING_RISK_THREADS || availableParallelism());
 const NICE = process.env.FUNDING_RISK_NICE ?? '10';
+const SPLIT = process.env.BENCH_SPLIT !== '0';
 const run = Date.now().toString(36);
 
 // sampleRiskInput's economics as contract request bodies: burst i = 0..N-1, then the
@@ -77,10 +82,26 @@ const capacity = (THREADS * 1000) / cpu.cpuMsMean;
 
 // 2. The service.
 const gw = await startGatewaySimulator({ port: 0, seed: 1 });
+const scoringEnv = { FUNDING_RISK_THREADS: String(THREADS), FUNDING_RISK_NICE: NICE, LOG_LEVEL: 'silent' };
 const c = await startTestCluster({
-  TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: String(THREADS),
-  FUNDING_RECONCILE_INTERVAL_MS: '0', DB_POOL_MAX: process.env.DB_POOL_MAX ?? '20', LOG_LEVEL: 'silent', FUNDING_RISK_NICE: NICE,
+  TARGET: SPLIT ? 'funding' : 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url,
+  FUNDING_RECONCILE_INTERVAL_MS: '0', DB_POOL_MAX: process.env.DB_POOL_MAX ?? '20', ...scoringEnv,
 });
+// Ctrl-C exits through 'exit' handlers, which take the scoring child (its own session) along.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(signal, () => process.exit(code));
+const scoring = SPLIT
+  ? await spawnCluster({ ...scoringEnv, NATS_URL: c.nats.url, DATABASE_URL: c.databaseUrl, TARGET: 'funding-scoring', DB_POOL_MAX: '10' }, { detached: true })
+  : null;
+/** A metric of the scoring service: from the child's /metrics, or this process's registry. */
+const scoringMetric = async (name: string, what?: string): Promise<number> => {
+  if (!scoring) {
+    const values = (await c.deps.metrics.registry.getSingleMetric(name)?.get())?.values ?? [];
+    return values.find((v) => !what || v.labels.what === what)?.value ?? NaN;
+  }
+  const text = await (await fetch(`${scoring.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(what ? `${name}{what="${what}"}` : `${name} `));
+  return line ? Number(line.split(' ').at(-1)) : NaN;
+};
 // By business-id prefix: a cheap query, since it runs on the service's event loop.
 const decided = async (group: 'w' | 'p' | 'b') => {
   const rows = await c.deps.orm.em.fork().execute<{ n: string }[]>(
@@ -101,7 +122,9 @@ try {
   loop.enable();
   const xacts = async () => Number((await c.deps.orm.em.fork().execute<{ n: string }[]>('select xact_commit + xact_rollback as n from pg_stat_database where datname = current_database()'))[0]!.n);
   const xact0 = await xacts();
-  const poolCpu0 = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_cpu_seconds_total')?.get())?.values[0]?.value ?? NaN;
+  const poolCpu0 = await scoringMetric('orderflow_funding_risk_cpu_seconds_total');
+  const scoringPids = scoring ? [scoring.pid] : [];
+  const scoringProc0 = procCpu(scoringPids);
   // The run's own nats-server and the Postgres backends serving its database.
   const natsPids = pidsMatching(`-p ${c.nats.port} `);
   const pgPids = (await c.deps.orm.em.fork().execute<{ pid: number }[]>('select pid from pg_stat_activity where datname = current_database()')).map((r) => Number(r.pid));
@@ -109,6 +132,7 @@ try {
   const pg0 = procCpu(pgPids);
   const cpu0 = process.cpuUsage();
   const machine0 = machineCpu();
+  const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   const load = new Worker(new URL('./funding-load.ts', import.meta.url), {
     workerData: { url: c.url, bodies: Array.from({ length: N }, (_, i) => body(i, 'b')), postRps: POST_RPS, statusRps: STATUS_RPS },
@@ -117,19 +141,24 @@ try {
   const got = (phase: string) => eventually(() => messages.find((m) => m.phase === phase), { timeoutMs: 600_000, intervalMs: 50, what: phase });
   load.on('message', (m) => messages.push(m));
   const posted = await got('posted');
+  // How busy the service's event loop was while the POSTs arrived (the intake phase).
+  const intakeElu = performance.eventLoopUtilization(elu0).utilization;
+  const elu1 = performance.eventLoopUtilization();
   // Status reads continue while the pool works through the backlog.
   await eventually(async () => (await decided('b')) === posted.ids.length, { timeoutMs: 600_000, intervalMs: 250, what: 'all scored' });
   const scoredAt = performance.now() - t0;
+  const drainElu = performance.eventLoopUtilization(elu1).utilization;
   load.postMessage('stop');
   const status = await got('status');
   loop.disable();
   const cpu1 = process.cpuUsage(cpu0);
   const natsCpuS = procCpu(natsPids) - nats0;
   const pgCpuS = procCpu(pgPids) - pg0;
+  const scoringProcS = procCpu(scoringPids) - scoringProc0;
   const xact1 = await xacts();
   const machine1 = machineCpu();
   await load.terminate();
-  const poolCpuS = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_cpu_seconds_total')?.get())?.values[0]?.value ?? NaN;
+  const poolCpuS = await scoringMetric('orderflow_funding_risk_cpu_seconds_total');
   // Server-side time of the POSTs (the kit's request histogram), to split the client's
   // latency into time in the handler and time before/after it (queueing, sockets, client).
   const httpHist = (await c.deps.metrics.registry.getSingleMetric('orderflow_http_request_duration_seconds')?.get())?.values
@@ -139,7 +168,7 @@ try {
     const under = httpHist.find((v) => Number(v.labels.le) === ms / 1000)?.value ?? 0;
     return total ? (under / total) * 100 : NaN;
   };
-  const poolUtil = (await c.deps.metrics.registry.getSingleMetric('orderflow_funding_risk_pool')?.get())?.values.find((v) => v.labels.what === 'utilization')?.value ?? NaN;
+  const poolUtil = await scoringMetric('orderflow_funding_risk_pool', 'utilization');
 
   // Throughput from the decision times in the rows' history, over the middle 90% of
   // completions (the first and last few are ramp-up and drain, not steady state).
@@ -164,11 +193,13 @@ try {
   const scoringCpuS = poolCpuS - poolCpu0;
   // Preloaded applications scored inside the window count too.
   const scoredInRun = N + PRELOAD - preDecided;
-  const serviceCpuS = procCpuS - scoringCpuS - status.cpuMs / 1000;
+  // Both processes' threads but the model's and the load generator's.
+  const serviceCpuS = procCpuS + scoringProcS - scoringCpuS - status.cpuMs / 1000;
+  const servicesCpuS = procCpuS + scoringProcS;
   const lag = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
   const kvShare = (status.sources.kv ?? 0) / Object.values<number>(status.sources).reduce((s, n) => s + n, 0);
   const lines = [
-    `risk model ${MODEL_VERSION} (${SIMULATION_PATHS} paths); ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}; ${N} applications after a preload of ${PRELOAD}, POSTs sent at ${POST_RPS}/s (open loop), status polled at ${STATUS_RPS}/s (open loop), ${THREADS} scoring threads at nice ${NICE}, cluster in-process (TARGET=funding,funding-scoring), load generator in a worker thread`,
+    `risk model ${MODEL_VERSION} (${SIMULATION_PATHS} paths); ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}; ${N} applications after a preload of ${PRELOAD}, POSTs sent at ${POST_RPS}/s (open loop), status polled at ${STATUS_RPS}/s (open loop), ${THREADS} scoring threads at nice ${NICE}, ${SPLIT ? 'TARGET=funding in this process and TARGET=funding-scoring in a child leading its own session' : 'one process (TARGET=funding,funding-scoring)'}, load generator in a worker thread`,
     '',
     '| measure | p50 | p95 | p99 | max | target | seed bound |',
     '|---|---|---|---|---|---|---|',
@@ -176,6 +207,7 @@ try {
     `| POST, time inside the service (request histogram; includes the warm-up and preload) | ≤ 5 ms: ${f(serverShare(5))}% | ≤ 10 ms: ${f(serverShare(10))}% | ≤ 25 ms: ${f(serverShare(25))}% | ≤ 50 ms: ${f(serverShare(50))}% | | |`,
     `| GET .../status from KV (ms), ${status.statusMs.length} requests, ${f(kvShare * 100, 1)}% KV hits, ${status.statusErrors} errors | ${f(pct(status.statusMs, 50), 2)} | ${f(pct(status.statusMs, 95), 2)} | ${f(pct(status.statusMs, 99), 2)} | ${f(Math.max(...status.statusMs))} | p95 < 5 | p95 < 100 |`,
     `| event-loop delay during the run (ms beyond the ${RESOLUTION_MS} ms sampling interval) | ${f(lag(loop.percentile(50)))} | ${f(lag(loop.percentile(95)))} | ${f(lag(loop.percentile(99)))} | ${f(lag(loop.max))} | | |`,
+    `| event-loop utilization: while the POSTs arrived / afterwards, until all decided | ${f(intakeElu * 100)}% / ${f(drainElu * 100)}% | | | | | |`,
     '',
     '| scoring | value |',
     '|---|---|',
@@ -191,17 +223,18 @@ try {
     '| CPU during the run | value |',
     '|---|---|',
     `| machine busy (all processes, ${availableParallelism()} cores) | ${f(machineBusyShare * 100)}% |`,
-    `| this process, all threads | ${f(procCpuS, 1)} s of ${f(wallS, 1)} s wall (${f((procCpuS / wallS) * 100)}% of one core) |`,
+    `| the service's processes, all threads | ${f(servicesCpuS, 1)} s of ${f(wallS, 1)} s wall (${f((servicesCpuS / wallS) * 100)}% of one core)${scoring ? `: funding ${f(procCpuS, 1)} s (with the load generator), funding-scoring ${f(scoringProcS, 1)} s` : ''} |`,
     `| of which the risk model in the pool threads (thread CPU clocks) | ${f(scoringCpuS, 1)} s, ${f((scoringCpuS * 1000) / scoredInRun, 1)} ms per score (alone: ${cpu.cpuMsMean}) |`,
-    `| of which the service's other threads (the rest, without the load generator) | ${f(serviceCpuS, 1)} s, ${f((serviceCpuS * 1000) / N, 2)} ms per application |`,
+    `| of which the service's other threads (the rest, without the load generator's ${f(status.cpuMs / 1000, 1)} s) | ${f(serviceCpuS, 1)} s, ${f((serviceCpuS * 1000) / N, 2)} ms per application |`,
     `| this run's nats-server | ${f(natsCpuS, 1)} s, ${f((natsCpuS * 1000) / N, 2)} ms per application |`,
     `| Postgres backends of this run's database (${pgPids.length}) | ${f(pgCpuS, 1)} s, ${f((pgCpuS * 1000) / N, 2)} ms per application |`,
-    `| everything else on the machine (other sessions, kernel) | ${f(Math.max(0, machineBusyShare * availableParallelism() * wallS - procCpuS - natsCpuS - pgCpuS), 1)} s |`,
+    `| everything else on the machine (other sessions, kernel) | ${f(Math.max(0, machineBusyShare * availableParallelism() * wallS - servicesCpuS - natsCpuS - pgCpuS), 1)} s |`,
     `| Postgres transactions (statements outside a transaction count as one) | ${xact1 - xact0}, ${f((xact1 - xact0) / N, 1)} per application |`,
     `| load average at the end | ${loadavg().map((x) => x.toFixed(2)).join(' ')} |`,
   ];
   console.log(lines.join('\n'));
 } finally {
+  await scoring?.sigterm();
   await c.close();
   await gw.close();
 }

@@ -11,7 +11,6 @@
 // BENCH_INTAKE_SECONDS (default 10), BENCH_SCARCE_ORDERS (default 600), BENCH_SPLIT=0 (all
 // commerce targets in one process instead of two).
 import { spawn, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
 import { cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
 import { connect } from '@nats-io/transport-node';
@@ -20,6 +19,7 @@ import { checkBooks } from '../services/saga/books.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
 import { startSmsSimulator } from '../services/simulators/sms.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
+import { request } from './http-client.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
 
 const RATE = Number(process.env.BENCH_SAGA_RATE ?? 300);
@@ -64,27 +64,7 @@ async function startCluster(env: Env): Promise<{ url: string; pid: number; stop(
   };
 }
 
-// The load generator shares the two cores with the system it measures, so it uses
-// node:http over kept-alive sockets: fetch (undici) cost about twice the CPU per POST.
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-async function post(url: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
-  const payload = JSON.stringify(body);
-  return await new Promise((resolve, reject) => {
-    const req = http.request(url + path, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { text += d; });
-      res.on('end', () => {
-        let parsed: unknown = null;
-        try { parsed = JSON.parse(text); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const post = (url: string, path: string, body: unknown) => request(url + path, { method: 'POST', body });
 
 const rows: string[] = [];
 const row = (cells: (string | number)[]) => rows.push(`| ${cells.join(' | ')} |`);
