@@ -2,10 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from './log.ts';
-import { diffConfig, provision, readSpecs, STREAMS_DIR } from './provision.ts';
+import { diffConfig, provision, readSpecs, RETIRED_CONSUMERS, STREAMS_DIR } from './provision.ts';
 import { startTestNats, type TestNats } from './testing.ts';
 
 let nats: TestNats;
@@ -28,6 +28,21 @@ describe('provisioning from streams/', () => {
     const { streams, consumers } = readSpecs(STREAMS_DIR);
     for (const s of streams) expect(diffConfig(s.config, (await jsm.streams.info(s.config.name)).config as never)).toEqual([]);
     for (const c of consumers) expect((await jsm.consumers.info(c.stream, c.config.durable_name)).config.durable_name).toBe(c.config.durable_name);
+    await nc.close();
+  });
+
+  it('deletes the durables a release retired, and leaves a consumer added by hand', async () => {
+    const nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    await provision(jsm, STREAMS_DIR, log);
+    for (const { stream, durable } of RETIRED_CONSUMERS) await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit });
+    await jsm.consumers.add('ORDERS', { durable_name: 'operator-tap', ack_policy: AckPolicy.Explicit });
+    await provision(jsm, STREAMS_DIR, log);
+    expect(RETIRED_CONSUMERS.length).toBeGreaterThan(0);
+    for (const { stream, durable } of RETIRED_CONSUMERS) await expect(jsm.consumers.info(stream, durable)).rejects.toThrow(/not found/i);
+    expect((await jsm.consumers.info('ORDERS', 'operator-tap')).config.durable_name).toBe('operator-tap');
+    // A retired name that a file provisions again is a mistake in the release, not something to delete.
+    await expect(provision(jsm, STREAMS_DIR, log, [{ stream: 'ORDERS', durable: 'saga' }])).rejects.toThrow(/both provisioned and retired/);
     await nc.close();
   });
 

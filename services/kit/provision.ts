@@ -58,9 +58,24 @@ function normalize(v: unknown): unknown {
 
 const isNotFound = (err: unknown) => /not found/i.test(String((err as Error)?.message));
 
-/** Create or update every stream and consumer, then verify. Idempotent. `await provision(jsm, STREAMS_DIR, log)` */
-export async function provision(jsm: JetStreamManager, dir: string, log: Logger): Promise<void> {
+/**
+ * Durables that an earlier release provisioned and that nothing reads any more. Left on
+ * the server they would count pending messages forever and confuse `nats consumer ls`,
+ * so start-up deletes them. Only names listed here: a consumer an operator added by hand
+ * is not ours to remove.
+ */
+export const RETIRED_CONSUMERS: readonly { stream: string; durable: string }[] = [
+  // One notifications consumer per stream replaced the separate SMS ones (commit 8919d0e).
+  { stream: 'ORDERS', durable: 'notifications-sms' },
+  { stream: 'SAGA', durable: 'notifications-sms' },
+];
+
+/** Create or update every stream and consumer, delete retired ones, then verify. Idempotent. `await provision(jsm, STREAMS_DIR, log)` */
+export async function provision(jsm: JetStreamManager, dir: string, log: Logger, retired = RETIRED_CONSUMERS): Promise<void> {
   const { streams, consumers } = readSpecs(dir);
+  for (const { stream, durable } of retired) {
+    if (consumers.some((c) => c.stream === stream && c.config.durable_name === durable)) throw new ProvisioningError(`${stream}.${durable} is both provisioned and retired`);
+  }
   const problems: string[] = [];
   for (const { file, config } of streams) {
     try {
@@ -85,6 +100,14 @@ export async function provision(jsm: JetStreamManager, dir: string, log: Logger)
     }
     const fresh = await jsm.consumers.info(stream, config.durable_name);
     for (const d of diffConfig(config, fresh.config as unknown as Record<string, unknown>)) problems.push(`${file}: ${d}`);
+  }
+  for (const { stream, durable } of retired) {
+    try {
+      await jsm.consumers.delete(stream, durable);
+      log.info({ stream, consumer: durable }, 'retired consumer deleted');
+    } catch (err) {
+      if (!isNotFound(err)) throw new ProvisioningError(`deleting retired consumer ${stream}.${durable}: ${(err as Error).message}`, { cause: err });
+    }
   }
   if (problems.length) throw new ProvisioningError(`the server does not hold the configuration in streams/:\n  ${problems.join('\n  ')}`);
 }
