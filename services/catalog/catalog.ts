@@ -5,6 +5,7 @@
 import type { CreateProductRequest } from '../../contracts/commerce.ts';
 import type { EntityManager } from '../kit/db.ts';
 import { HttpError } from '../kit/errors.ts';
+import { unstorableText } from '../kit/http.ts';
 
 export type ProductView = { sku: string; name: string; description: string; priceCents: number; currency: string; createdAt: string };
 type Row = { sku: string; name: string; description: string; price_cents: number; currency: string; created_at: Date };
@@ -38,7 +39,8 @@ export const encodeCursor = (sku: string) => Buffer.from(JSON.stringify({ s: sku
 export function decodeCursor(cursor: string): string {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (typeof v?.s === 'string') return v.s;
+    // A forged cursor could carry a NUL, which Postgres refuses in a query parameter.
+    if (typeof v?.s === 'string' && !unstorableText(v.s).length) return v.s;
   } catch { /* fall through */ }
   throw new HttpError(400, 'VALIDATION_FAILED', 'invalid cursor', [{ field: 'cursor', message: 'not a cursor this API returned' }]);
 }

@@ -84,9 +84,13 @@ export type DlqAdmin = ReturnType<typeof createDlqAdmin>;
 
 /** List, show, redrive and delete DLQ entries. `const dlq = createDlqAdmin({ js, jsm })` */
 export function createDlqAdmin({ js, jsm }: { js: JetStreamClient; jsm: JetStreamManager }) {
+  // An id is the DLQ sequence as the list shows it: digits only, so `18.0`, `0x12` or
+  // `+18` are not other names for entry 18.
+  const seqOf = (id: string): number | null => (/^[1-9][0-9]*$/.test(id) && Number.isSafeInteger(Number(id)) ? Number(id) : null);
+
   const get = async (id: string): Promise<DlqEntry | null> => {
-    const seq = Number(id);
-    if (!Number.isSafeInteger(seq) || seq <= 0) return null;
+    const seq = seqOf(id);
+    if (seq === null) return null;
     const m = await jsm.streams.getMessage(DLQ_STREAM, { seq }).catch(() => null);
     return m ? toEntry(m) : null;
   };
@@ -112,15 +116,16 @@ export function createDlqAdmin({ js, jsm }: { js: JetStreamClient; jsm: JetStrea
   };
 
   const remove = async (id: string): Promise<boolean> => {
-    const seq = Number(id);
-    if (!Number.isSafeInteger(seq) || seq <= 0) return false;
+    const seq = seqOf(id);
+    if (seq === null) return false;
     return await jsm.streams.deleteMessage(DLQ_STREAM, seq, false).catch(() => false);
   };
 
   /** Publish the entry back to its original subject, then delete it. */
   const redrive = async (id: string, replaceData?: unknown): Promise<DlqEntry | null> => {
-    const seq = Number(id);
-    const m = Number.isSafeInteger(seq) && seq > 0 ? await jsm.streams.getMessage(DLQ_STREAM, { seq }).catch(() => null) : null;
+    const seq = seqOf(id);
+    if (seq === null) return null;
+    const m = await jsm.streams.getMessage(DLQ_STREAM, { seq }).catch(() => null);
     if (!m) return null;
     const e = toEntry(m);
     const h = natsHeaders();

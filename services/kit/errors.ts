@@ -36,7 +36,10 @@ export class HttpError extends Error {
   }
 }
 
-export const notFound = (what: string) => new HttpError(404, 'NOT_FOUND', `${what} not found`);
+/** A client's value as echoed in an error message: a 10 KB id is not repeated back whole. `clip('x'.repeat(500)).length === 121` */
+export const clip = (value: string, max = 120) => (value.length > max ? `${value.slice(0, max)}…` : value);
+
+export const notFound = (what: string) => new HttpError(404, 'NOT_FOUND', `${clip(what)} not found`);
 
 /** Start-up configuration problems, reported all at once. */
 export class ConfigError extends Error {

@@ -1,12 +1,14 @@
 // The Hono app factory every service mounts its routes on: request ids, the one
 // error mapper of CONTRACTS.md, body limit, JSON-only bodies, health, readiness, metrics.
 import { createHash, randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodType } from 'zod';
 import type { MikroORM } from './db.ts';
-import { HttpError, type ErrorDetail } from './errors.ts';
+import { clip, HttpError, type ErrorDetail } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -71,6 +73,12 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
       if (hasBody && !/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type ?? '')) {
         return c.json(errorBody('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json'), 415);
       }
+      // Nothing here decodes a compressed body: reading gzip bytes as JSON would only
+      // fail later with a misleading "malformed JSON".
+      const encoding = c.req.header('content-encoding')?.trim().toLowerCase();
+      if (hasBody && encoding && encoding !== 'identity') {
+        return c.json(errorBody('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${clip(encoding, 40)} is not supported; send the body uncompressed`), 415);
+      }
     }
     await next();
   });
@@ -85,7 +93,7 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
     (c.get('log') ?? log).error({ err }, 'unhandled error');
     return c.json(errorBody('INTERNAL', 'internal error'), 500);
   });
-  app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.notFound((c) => c.json(errorBody('NOT_FOUND', `no route for ${c.req.method} ${clip(c.req.path)}`), 404));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
@@ -94,6 +102,25 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   return Object.assign(app, { readiness: opts.readiness, bodyLimits });
+}
+
+/**
+ * Requests Node's HTTP parser refuses (a bare CR in a header, a bad chunk size, headers
+ * over the limit) never reach the app, and Node answers them with an empty body. Answer
+ * in the contract's error format instead. `answerMalformedRequests(server)`
+ */
+export function answerMalformedRequests(server: { on(event: 'clientError', cb: (err: Error & { code?: string }, socket: Duplex) => void): unknown }): void {
+  server.on('clientError', (err, socket) => {
+    // Mid-response (a keep-alive connection already answering) or gone: just close it.
+    const busy = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+    if (err.code === 'ECONNRESET' || !socket.writable || busy) { socket.destroy(); return; }
+    const [status, code, message] =
+      err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'HEADERS_TOO_LARGE', 'request headers too large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_TIMEOUT', 'the request was not received in time']
+          : [400, 'VALIDATION_FAILED', 'malformed HTTP request'];
+    const body = JSON.stringify(errorBody(code, message, code === 'VALIDATION_FAILED' ? [{ field: '(request)', message: 'not valid HTTP/1.1' }] : undefined));
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
 }
 
 // Postgres down, restarting, or out of connections: the client should retry, not see a 500.
@@ -120,10 +147,38 @@ export async function readJson<T>(c: Context, schema: ZodType<T>): Promise<T> {
 
 /** Validate any value (query, params); throws the contract's 400. */
 export function validate<T>(raw: unknown, schema: ZodType<T>): T {
+  const unstorable = unstorableText(raw);
+  if (unstorable.length) throw new HttpError(400, 'VALIDATION_FAILED', `invalid request: ${unstorable.map((d) => d.field).join(', ')}`, unstorable);
   const parsed = schema.safeParse(raw);
   if (parsed.success) return parsed.data;
   const details = parsed.error.issues.map((i) => ({ field: i.path.length ? i.path.join('.') : '(body)', message: i.message }));
   throw new HttpError(400, 'VALIDATION_FAILED', `invalid request: ${details.map((d) => d.field).join(', ')}`, details);
+}
+
+/**
+ * Strings Postgres cannot hold: a NUL (text columns refuse it) or a lone UTF-16
+ * surrogate (jsonb refuses it; text columns silently store U+FFFD, so the stored value
+ * would no longer equal the request's). JSON escapes let a client send either, and
+ * every field would need its own rule to catch them, so every request is checked here
+ * once, keys included. `unstorableText({ a: 'x\u0000' }) // [{ field: 'a', ... }]`
+ */
+export function unstorableText(raw: unknown): ErrorDetail[] {
+  const out: ErrorDetail[] = [];
+  const bad = (s: string) => s.includes('\u0000') || !s.isWellFormed();
+  const walk = (v: unknown, path: string, depth: number): void => {
+    if (out.length >= 20) return;
+    if (typeof v === 'string') {
+      if (bad(v)) out.push({ field: path || '(body)', message: 'must not contain NUL characters or unpaired UTF-16 surrogates' });
+    } else if (v && typeof v === 'object' && depth < 64) {
+      for (const [k, x] of Object.entries(v)) {
+        const field = Array.isArray(v) ? `${path}${path ? '.' : ''}${k}` : `${path}${path ? '.' : ''}${bad(k) ? '(key)' : k}`;
+        if (bad(k)) out.push({ field, message: 'keys must not contain NUL characters or unpaired UTF-16 surrogates' });
+        walk(x, field, depth + 1);
+      }
+    }
+  };
+  walk(raw, '', 0);
+  return out;
 }
 
 /**

@@ -9,7 +9,7 @@ import { loadBaseConfig } from './config.ts';
 import { migrate, openOrm, type MigrationDef, type MikroORM } from './db.ts';
 import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
-import { createApp, errorBody, type App } from './http.ts';
+import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { kitMigrations } from './migrations.ts';
@@ -75,6 +75,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: (req, env) => handler(req, env), port: config.PORT, hostname: opts.env.HOST ?? '0.0.0.0' }, () => resolve(s));
   });
+  answerMalformedRequests(server);
   const port = (server.address() as AddressInfo).port;
   log.info({ port, targets }, 'http listening');
 

@@ -13,6 +13,26 @@ const post = (body: string, headers: Record<string, string> = { 'content-type': 
   c.app.request('/api/orders', { method: 'POST', body, headers });
 
 describe('POST /api/orders', () => {
+  it('400s text Postgres cannot store (NUL, a lone surrogate) in the body or the query, naming the field', async () => {
+    for (const [over, field] of [[{ paymentToken: 'tok\u0000visa' }, 'paymentToken'], [{ email: 'a\ud800b@example.com' }, 'email']] as const) {
+      const res = await post(JSON.stringify(order(over)));
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.details.map((d: { field: string }) => d.field)).toContain(field);
+    }
+    // Sent as JSON escapes, as a client's serializer would.
+    const escaped = await post(JSON.stringify(order()).replace('"tok_visa"', '"tok\\ud800"'));
+    expect(escaped.status).toBe(400);
+    const query = await c.app.request('/api/orders?orderId=A-1%00');
+    expect(query.status).toBe(400);
+    expect((await query.json()).error.details[0].field).toBe('orderId');
+  });
+
+  it('400s an email with a control character (the mail server would refuse it later)', async () => {
+    const res = await post(JSON.stringify(order({ email: 'a\u007fb@example.com' })));
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.details[0].field).toBe('email');
+  });
+
   it('accepts an order with 202 and the contract body, and GETs it back by id and business id', async () => {
     const o = order();
     const res = await post(JSON.stringify(o), { 'content-type': 'application/json', 'x-request-id': 'req-123' });
