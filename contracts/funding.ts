@@ -2,6 +2,7 @@
 // Events (several readers) live on the limits stream FUNDING; commands to one
 // actor type live on the work-queue stream FUNDING_WORK.
 import { z } from 'zod';
+import { email } from './orders.ts';
 
 export const FUNDING_EVENTS_STREAM = 'FUNDING';
 export const FUNDING_WORK_STREAM = 'FUNDING_WORK';
@@ -59,11 +60,9 @@ export function isValidIban(value: string): boolean {
 /** The IBAN as stored and sent to the gateway: no spaces, upper case. */
 export const normalizeIban = (value: string) => value.replace(/\s+/g, '').toUpperCase();
 
-const email = z.string().max(254).regex(
-  /^[^\s@<>(),;:"[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/,
-  'must be an email address');
 const finite = (what: string) => z.number({ error: `${what} must be a number` }).refine(Number.isFinite, `${what} must be finite`);
-const money = finite('amount').refine((v) => v > 0, 'must be greater than 0')
+// At least one cent: 4e-9 would pass the 2-decimal check and round to 0 minor units.
+const money = finite('amount').refine((v) => v >= 0.01, 'must be at least 0.01')
   .refine((v) => v <= 1e12, 'must be at most 1,000,000,000,000')
   .refine((v) => Math.abs(Math.round(v * 100) - v * 100) < 1e-6, 'must have at most 2 decimal places');
 const nonNegative = (what: string) => finite(what).refine((v) => v >= 0, 'must be 0 or more');

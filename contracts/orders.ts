@@ -7,8 +7,9 @@ export const OrderSubjects = {
 } as const;
 
 const orderId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
-// Deliberately strict enough to reject header injection and obvious garbage; the SMTP server has the last word.
-const email = z.string().max(254).regex(/^[^\s@<>(),;:"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/, 'must be an email address');
+// Deliberately strict enough to reject header injection, control characters and obvious
+// garbage; the SMTP server has the last word. Funding's contactEmail uses it too.
+export const email = z.string().max(254).regex(/^[^\s\x00-\x1f\x7f@<>(),;:"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/, 'must be an email address');
 export const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 phone number like +15551234567');
 const sku = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
 

@@ -58,6 +58,12 @@ describe('POST /api/funding/applications', () => {
     ['a four-letter currency', applicationBody({ currency: 'EURO' }), 'currency'],
     ['a business id with a newline', applicationBody({ businessId: 'a\nb' }), 'businessId'],
     ['a JSON array', [1, 2], '(body)'],
+    // Passed the 2-decimal check and rounded to 0 cents: a 500 from the database's check.
+    ['an amount under a cent', applicationBody({ amount: 4e-9 }), 'amount'],
+    // Postgres refuses a NUL in text and a lone surrogate in jsonb: 500s before.
+    ['a NUL in the business name', applicationBody({ businessName: 'Acme\u0000Ltd' }), 'businessName'],
+    ['a lone surrogate in the holder name', applicationBody({ bankAccount: { iban: 'DE89370400440532013000', holderName: 'Acme \ud800' } }), 'bankAccount.holderName'],
+    ['a control character in the email', applicationBody({ contactEmail: 'a\u0001b@example.com' }), 'contactEmail'],
   ];
   for (const [what, body, field] of bad) {
     it(`answers ${what} with 400 naming ${field}`, async () => {

@@ -85,4 +85,22 @@ describe('restock and views', () => {
     expect((await c.post(`/api/inventory/${a}/restock`, { quantity: 0 })).status).toBe(400);
     expect((await c.get(`/api/inventory/nope-${run}`)).status).toBe(404);
   });
+
+  it('answers 409 STOCK_LIMIT when a restock would overflow on-hand, and keeps the stock', async () => {
+    const a = await newSku(1_000_000_000);
+    // A SKU restocked for years: set near the limit directly rather than by 1,147 restocks.
+    await c.deps.orm.em.fork().execute('update inventory.items set on_hand = 2147000000 where sku = ?', [a]);
+    const res = await c.post(`/api/inventory/${a}/restock`, { quantity: 1_000_000 });
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('STOCK_LIMIT');
+    expect((await inv(a)).onHand).toBe(2_147_000_000);
+    expect((await c.post(`/api/inventory/${a}/restock`, { quantity: 483_647 })).body.onHand).toBe(2_147_483_647);
+  });
+
+  it('400s a reserve whose orderId holds a lone surrogate (stored as U+FFFD it would no longer match)', async () => {
+    const a = await newSku(5);
+    const res = await c.post('/api/inventory/reserve', { orderId: `S\ud800-${run}`, items: [{ sku: a, quantity: 1 }] });
+    expect(res.status).toBe(400);
+    expect((await inv(a)).available).toBe(5);
+  });
 });

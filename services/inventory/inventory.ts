@@ -177,10 +177,16 @@ export async function deduct(em: EntityManager, orderId: string): Promise<Deduct
   return (await applyStock(em, [{ kind: 'deduct', orderId }])).get(orderId) as DeductResult;
 }
 
-/** Add units to a SKU; null when the SKU is unknown. `await restock(em, 'SKU-1', 10)` */
-export async function restock(em: EntityManager, sku: string, quantity: number): Promise<ItemView | null> {
-  const [r] = await em.execute<ItemRow[]>('update inventory.items set on_hand = on_hand + ?, updated_at = now() where sku = ? returning sku, on_hand, reserved', [quantity, sku]);
-  return r ? view(r) : null;
+/** The most units a SKU can hold: on_hand is a Postgres integer. */
+export const MAX_ON_HAND = 2_147_483_647;
+
+/** Add units to a SKU. `await restock(em, 'SKU-1', 10) // ItemView | 'UNKNOWN_SKU' | 'STOCK_LIMIT'` */
+export async function restock(em: EntityManager, sku: string, quantity: number): Promise<ItemView | 'UNKNOWN_SKU' | 'STOCK_LIMIT'> {
+  // Compared as MAX - quantity, so the guard itself cannot overflow the integer.
+  const [r] = await em.execute<ItemRow[]>('update inventory.items set on_hand = on_hand + ?, updated_at = now() where sku = ? and on_hand <= ? - ? returning sku, on_hand, reserved',
+    [quantity, sku, MAX_ON_HAND, quantity]);
+  if (r) return view(r);
+  return (await getItem(em, sku)) ? 'STOCK_LIMIT' : 'UNKNOWN_SKU';
 }
 
 /** Create a SKU's stock row once; a repeat (a retried product POST) changes nothing. */

@@ -3,7 +3,7 @@ import { ReleaseRequest, ReserveRequest, RestockRequest, sku as skuSchema } from
 import type { MikroORM } from '../kit/db.ts';
 import { HttpError, notFound } from '../kit/errors.ts';
 import { idempotency, readJson, validate, type AppEnv } from '../kit/http.ts';
-import { getItem, release, reserve, restock } from './inventory.ts';
+import { getItem, MAX_ON_HAND, release, reserve, restock } from './inventory.ts';
 
 /** /api/inventory: stock views, restock, and the reserve/release pair (idempotent per orderId). */
 export function inventoryRoutes({ orm }: { orm: MikroORM }) {
@@ -34,7 +34,8 @@ export function inventoryRoutes({ orm }: { orm: MikroORM }) {
       const sku = validate(c.req.param('sku'), skuSchema);
       const { quantity } = await readJson(c, RestockRequest);
       const item = await orm.em.fork().transactional((em) => restock(em, sku, quantity));
-      if (!item) throw notFound(`SKU ${sku}`);
+      if (item === 'UNKNOWN_SKU') throw notFound(`SKU ${sku}`);
+      if (item === 'STOCK_LIMIT') throw new HttpError(409, 'STOCK_LIMIT', `SKU ${sku} cannot hold more than ${MAX_ON_HAND} units`);
       c.get('log').info({ sku, quantity }, 'restocked');
       return c.json(item, 200);
     });
