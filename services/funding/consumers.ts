@@ -6,9 +6,10 @@
 //  - funding-status (FUNDING, `funding.status.updated`): keeps the KV status cache
 //    current (newest version wins), the read side of GET .../status and SSE. See
 //    startStatusConsumer for why it has no inbox.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JsMsg } from '@nats-io/jetstream';
 import { ApplicationCreated, FUNDING_EVENTS_STREAM, FundingConsumers, StatusUpdated } from '../../contracts/funding.ts';
-import { startBatchWorker } from '../kit/batch-worker.ts';
+import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
 import { errorKey, sendToDlq } from '../kit/dlq.ts';
 import { outcomeRecorder } from '../kit/metrics.ts';
 import { pullLoop, waker } from '../kit/pull.ts';
@@ -18,7 +19,7 @@ import { scoringRequest, transitionMany } from './applications.ts';
 import type { StatusCache } from './status-cache.ts';
 
 /** Start the router and the status consumer. `const ws = await startFundingConsumers(deps, cache, { routerBatch: 64, status: 16 })` */
-export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts: { routerBatch: number; status: number }): Promise<Worker[]> {
+export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts: { routerBatch: number; status: number }): Promise<BatchWorker[]> {
   const router = await startBatchWorker({
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
     stream: FUNDING_EVENTS_STREAM,
@@ -38,10 +39,8 @@ export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts
     },
   });
   const status = await startStatusConsumer(deps, cache, opts.status);
-  return [{ inflight: () => 0, stop: () => router.stop() }, status];
+  return [router, status];
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The status cache writer. It does without the harness's Postgres inbox on purpose: a
