@@ -10,6 +10,7 @@
 // While the breaker is open the worker pulls nothing, and a message in hand waits
 // for it (heartbeating) instead of burning deliveries: an open breaker never sends a
 // payout to the DLQ.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Counter } from 'prom-client';
 import {
   DisbursementRequested, FUNDING_WORK_STREAM, FundingConsumers, FundingSubjects, isFinalStatus, type DisbursementCompleted,
@@ -81,8 +82,6 @@ async function beginDisbursing(orm: MikroORM, app: WorkRow, wakeOutbox: () => vo
   wakeOutbox();
   return version;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Start the disbursement consumer. `const w = await startDisbursement(deps, gateway, { concurrency: 16 })` */
 export async function startDisbursement(deps: Deps, gateway: GatewayClient, opts: { concurrency: number; resendAfterMs?: number }): Promise<Worker> {

@@ -3,6 +3,7 @@
 // so a crash between publish and delete republishes an id the stream has already
 // seen inside its duplicate window, and no consumer sees the event twice.
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { EntityManager, MikroORM } from './db.ts';
@@ -117,5 +118,3 @@ export function startOutboxRelay(opts: {
     },
   };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

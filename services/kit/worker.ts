@@ -12,6 +12,7 @@
 //  4. attempts run out: the server's advisory takes it to the DLQ (see dlq.ts);
 //  6. while `paused()` (an open breaker) nothing new is pulled, and a message in hand
 //     waits (with working() heartbeats) instead of burning a delivery.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { ZodType } from 'zod';
@@ -196,5 +197,3 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
     },
   };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

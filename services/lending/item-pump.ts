@@ -16,6 +16,7 @@
 //  - in-flight messages are kept alive with working() while they wait.
 // What differs: the number of messages in hand follows `limit()` (the T24
 // client's recommended concurrency) at every pull.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { ZodType } from 'zod';
 import { sendToDlq } from '../kit/dlq.ts';
@@ -132,5 +133,3 @@ export async function startItemPump<T>(o: {
     },
   };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -43,6 +43,7 @@
 // push one arrival over the cap; the client then honours Retry-After.
 // A fractional share would allow ceil(R) calls per window, which is why
 // shares are integers and members beyond T get 0.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Bucket } from '@nats-io/kv';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
@@ -338,5 +339,3 @@ function parseAdvert(value: Uint8Array, totalRps: number): Advert {
   // An entry we cannot read might be using anything: assume the worst.
   return { share: totalRps, applied: totalRps, at: 0 };
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
