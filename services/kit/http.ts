@@ -167,25 +167,23 @@ export function unstorableText(raw: unknown): ErrorDetail[] {
   const bad = (s: string) => !s.isWellFormed() || s.includes('\u0000');
   // The path is joined only for a finding: a 50,000-line lending order is walked often.
   const path: (string | number)[] = [];
-  const report = (message: string, key?: string) =>
-    out.push({ field: [...path, ...(key === undefined ? [] : [bad(key) ? '(key)' : key])].join('.') || '(body)', message });
+  const report = (message: string) => out.push({ field: path.join('.') || '(body)', message });
   const walk = (v: unknown): void => {
-    if (out.length >= 20) return;
     if (typeof v === 'string') {
       if (bad(v)) report('must not contain NUL characters or unpaired UTF-16 surrogates');
-    } else if (Array.isArray(v)) {
-      if (path.length >= 64) return;
-      for (let i = 0; i < v.length; i++) {
-        if (typeof v[i] === 'number') continue;
-        path.push(i); walk(v[i]); path.pop();
-      }
-    } else if (v && typeof v === 'object' && path.length < 64) {
-      for (const k in v) {
-        if (bad(k)) report('keys must not contain NUL characters or unpaired UTF-16 surrogates', k);
-        const x = (v as Record<string, unknown>)[k];
-        if (typeof x === 'number' || typeof x === 'boolean' || x === null) continue;
-        path.push(bad(k) ? '(key)' : k); walk(x); path.pop();
-      }
+      return;
+    }
+    if (!v || typeof v !== 'object' || path.length >= 64 || out.length >= 20) return;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'number') { path.push(i); walk(v[i]); path.pop(); }
+      return;
+    }
+    for (const k in v) {
+      const badKey = bad(k);
+      path.push(badKey ? '(key)' : k);
+      if (badKey) report('keys must not contain NUL characters or unpaired UTF-16 surrogates');
+      walk((v as Record<string, unknown>)[k]);
+      path.pop();
     }
   };
   walk(raw);
