@@ -11,7 +11,7 @@
 // saturates the pool, event-loop delay over the whole run, and scoring throughput as a
 // fraction of the pool's capacity, where capacity = threads ÷ CPU time per score, the
 // CPU time measured on this machine in the same run with nothing else running.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
@@ -21,6 +21,7 @@ import { VALID_IBAN } from '../services/funding/test-fixtures.ts';
 import { eventually } from '../services/kit/testing.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
 import { spawnCluster, startTestCluster } from '../services/test-cluster.ts';
+import { cpuSeconds, snapshot } from './proc-cpu.ts';
 
 const N = Number(process.env.BENCH_APPLICATIONS ?? 1000);
 const POST_RPS = Number(process.env.BENCH_POST_RPS ?? 200);
@@ -55,17 +56,6 @@ const machineCpu = () => {
   const idle = n[3]! + (n[4] ?? 0);
   return { busy: n.reduce((a, b) => a + b, 0) - idle, total: n.reduce((a, b) => a + b, 0) };
 };
-/** CPU seconds (user + system) of the given processes so far. */
-const procCpu = (pids: number[]) => pids.reduce((sum, pid) => {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return sum + (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch { return sum; }
-}, 0);
-/** Processes whose command line contains `needle`. */
-const pidsMatching = (needle: string) => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(needle); } catch { return false; }
-});
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
 console.error(`bench:funding: ${N} applications, POSTs at ${POST_RPS}/s, status at ${STATUS_RPS}/s, ${THREADS} scoring threads; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
@@ -123,13 +113,9 @@ try {
   const xacts = async () => Number((await c.deps.orm.em.fork().execute<{ n: string }[]>('select xact_commit + xact_rollback as n from pg_stat_database where datname = current_database()'))[0]!.n);
   const xact0 = await xacts();
   const poolCpu0 = await scoringMetric('orderflow_funding_risk_cpu_seconds_total');
-  const scoringPids = scoring ? [scoring.pid] : [];
-  const scoringProc0 = procCpu(scoringPids);
   // The run's own nats-server and the Postgres backends serving its database.
-  const natsPids = pidsMatching(`-p ${c.nats.port} `);
   const pgPids = (await c.deps.orm.em.fork().execute<{ pid: number }[]>('select pid from pg_stat_activity where datname = current_database()')).map((r) => Number(r.pid));
-  const nats0 = procCpu(natsPids);
-  const pg0 = procCpu(pgPids);
+  const procs0 = snapshot();
   const cpu0 = process.cpuUsage();
   const machine0 = machineCpu();
   const elu0 = performance.eventLoopUtilization();
@@ -152,9 +138,10 @@ try {
   const status = await got('status');
   loop.disable();
   const cpu1 = process.cpuUsage(cpu0);
-  const natsCpuS = procCpu(natsPids) - nats0;
-  const pgCpuS = procCpu(pgPids) - pg0;
-  const scoringProcS = procCpu(scoringPids) - scoringProc0;
+  const procs1 = snapshot();
+  const natsCpuS = cpuSeconds(procs0, procs1, (p) => p.cmd.includes(`-p ${c.nats.port} `));
+  const pgCpuS = cpuSeconds(procs0, procs1, (p) => pgPids.includes(p.pid));
+  const scoringProcS = cpuSeconds(procs0, procs1, (p) => p.pid === scoring?.pid);
   const xact1 = await xacts();
   const machine1 = machineCpu();
   await load.terminate();
