@@ -95,8 +95,9 @@ export function lowerSessionPriority(nice: number, target: string, log: Deps['lo
   if (nice <= 0 || process.platform !== 'linux') return 'no nice';
   if (targets.length !== 1 || targets[0] !== 'funding-scoring') return 'shares the process with other services';
   try {
-    // /proc/self/stat: "pid (comm) state ppid pgrp session ...": comm may hold spaces, so split after ')'.
-    const session = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[3]);
+    // /proc/self/stat: "pid (comm) state ppid pgrp session ...": comm may hold spaces and ')', so split after the last ')'.
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const session = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
     if (session !== process.pid) return 'not a session leader';
     writeFileSync('/proc/self/autogroup', String(nice));
   } catch (err) {
