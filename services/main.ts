@@ -1,6 +1,7 @@
 // The target registry. `npm start` runs every service in one process (TARGET=all);
 // TARGET=orders,notifications runs some; Kubernetes runs one Deployment per target
 // from the same image. SIGTERM stops the services in reverse order and exits 0.
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as admin from './admin/main.ts';
 import * as catalog from './catalog/main.ts';
 import * as inventory from './inventory/main.ts';
@@ -79,7 +80,7 @@ if (import.meta.main) {
       process.exit(2);
     }
     log.fatal({ err }, 'start-up failed');
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     process.exit(1);
   }
 }

@@ -14,6 +14,7 @@
 // A batch holds at most one message per key (later ones wait for the next batch),
 // batches run one at a time, so per-key order holds. If a batch fails, each of its
 // messages is retried alone, so one bad message never holds back the others.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { EntityManager } from './db.ts';
 import { errorKey, sendToDlq } from './dlq.ts';
@@ -156,7 +157,7 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
   const loop = pullLoop({
     consumer, log, running: () => running,
     room: () => (o.paused?.() ? 0 : size * 2 - waiting.length - inBatch),
-    waitForRoom: () => (o.paused?.() ? new Promise((r) => setTimeout(r, 200)) : Promise.race([chain, new Promise((r) => setTimeout(r, 50))])),
+    waitForRoom: () => (o.paused?.() ? sleep(200) : Promise.race([chain, sleep(50)])),
     onMessage: async (m) => {
       const p = await parse(m);
       if (!p) return;

@@ -1,6 +1,7 @@
 // The pull loop every consumer shares: fetch what there is room for, hand each message
 // over, and ride out NATS outages. Consumers differ only in how much room they have
 // (in-flight slots, batch buffers, an open breaker) and in what they do per message.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from './log.ts';
 
@@ -48,7 +49,7 @@ export async function pullLoop(o: PullLoop): Promise<void> {
       if ((err as Error)?.message === 'heartbeats missed') continue;
       if (o.running()) {
         o.log.warn({ err: String(err) }, `${o.what ?? 'fetch'} failed; retrying`);
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
       }
     }
   }

@@ -1,6 +1,7 @@
 // SMS through the provider of CONTRACTS.md (`POST /v1/messages` with Idempotency-Key).
 // 400 is permanent (DLQ); 429 comes back after Retry-After; 5xx, timeouts and
 // dropped connections are transient, and safe to retry under the same key.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import type { EntityManager } from '../kit/db.ts';
 import type { Logger } from '../kit/log.ts';
@@ -55,7 +56,7 @@ export function createSmsClient({ url, timeoutMs = 10_000, attempts = 3, maxInli
           if (err instanceof SmsTransientError) wait = 100 + Math.random() * 200;
           else if (err instanceof RetryLaterError && err.delayMs <= maxInlineWaitMs) wait = err.delayMs + Math.random() * 100;
           else throw err;
-          await new Promise((r) => setTimeout(r, wait));
+          await sleep(wait);
         }
       }
     },

@@ -8,6 +8,7 @@
 // arrived within a few ms) with one UPDATE each, then acks them: one statement
 // where the harness would spend a transaction per event, on the busiest consumer
 // of the saga (three events per order).
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JsMsg } from '@nats-io/jetstream';
 import { SAGA_STREAM, SagaStatusEvent } from '../../contracts/commerce.ts';
 import { sendToDlq } from '../kit/dlq.ts';
@@ -78,7 +79,7 @@ export async function startStatusProjection(deps: Deps, o: { batch?: number; lin
   const loop = pullLoop({
     consumer, log, running: () => running, what: 'status projection fetch',
     room: () => batch * 2 - buffer.length - writing,
-    waitForRoom: () => Promise.race([chain, new Promise((r) => setTimeout(r, 50))]),
+    waitForRoom: () => Promise.race([chain, sleep(50)]),
     onMessage: (m) => {
       buffer.push(m);
       if (buffer.length >= batch) flush();

@@ -9,6 +9,7 @@
 //    later charges nothing; if a charge call may still be out (its lease), the refund
 //    waits for it to settle; then every succeeded charge for the reference is
 //    refunded once (payments.refunds remembers which).
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { GatewayClient, GatewayCharge } from '../kit/gateway-client.ts';
 import { GatewayRateLimitedError, GatewayRejectedError, GatewayUnavailableError } from '../kit/gateway-client.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
@@ -51,7 +52,7 @@ export function gatewayCaller(client: GatewayClient, msg: { working(): void }, m
         if (!(err instanceof GatewayUnavailableError) || Date.now() > until) throw err;
         do {
           if (Date.now() - beat > 5000) { msg.working(); beat = Date.now(); }
-          await new Promise((r) => setTimeout(r, 150 + Math.random() * 250));
+          await sleep(150 + Math.random() * 250);
         } while (client.isOpen() && Date.now() < until);
       }
     }
