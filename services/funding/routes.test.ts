@@ -255,3 +255,47 @@ describe('POST .../decision', () => {
     expect(conflict.status).toBe(409);
   });
 });
+
+describe('with NATS unreachable', () => {
+  // A cluster of its own: killing its nats-server must not disturb the tests above.
+  it('status falls back to Postgres at once; the full view and SSE still answer', async () => {
+    const { startTestNats } = await import('../kit/testing.ts');
+    const nats = await startTestNats();
+    const own = await startTestCluster({ TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0', FUNDING_RECONCILE_INTERVAL_MS: '0', FUNDING_SSE_POLL_MS: '200' }, { nats });
+    try {
+      const rejected = (await own.post('/api/funding/applications', rejectedBody())).body.id;
+      const review = (await own.post('/api/funding/applications', pendingReviewBody())).body.id;
+      await waitForStatus(own.get, rejected, 'rejected');
+      await waitForStatus(own.get, review, 'pending_review');
+      await eventually(async () => (await fetch(`${own.url}/api/funding/applications/${rejected}/status`)).headers.get('x-status-source') === 'kv', { what: 'status from KV' });
+
+      await nats.kill();
+      // Not a speed assertion: before the fix the KV read waited out the 10 s request timeout.
+      const r = await fetch(`${own.url}/api/funding/applications/${rejected}/status`, { signal: AbortSignal.timeout(1000) });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('x-status-source')).toBe('db');
+      expect(await r.json()).toMatchObject({ id: rejected, status: 'rejected' });
+      // Right after the outage began as well as once the client has noticed it.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const again = await fetch(`${own.url}/api/funding/applications/${review}/status`, { signal: AbortSignal.timeout(1000) });
+      expect(await again.json()).toMatchObject({ id: review, status: 'pending_review' });
+
+      const full = await fetch(`${own.url}/api/funding/applications/${rejected}`, { signal: AbortSignal.timeout(1000) });
+      expect(full.status).toBe(200);
+      expect((await full.json()).status).toBe('rejected');
+
+      // SSE: the first status at once, and a change made while NATS is down arrives through the Postgres poll.
+      const sse = await fetch(`${own.url}/api/funding/applications/${review}/events`, { signal: AbortSignal.timeout(8000) });
+      expect(sse.status).toBe(200);
+      const decided = await own.post(`/api/funding/applications/${review}/decision`, { decision: 'rejected', reviewer: 'ana' });
+      expect(decided.status).toBe(200);
+      const text = await sse.text();
+      const statuses = text.split('\n\n').filter((b) => b.includes('data:')).map((b) => JSON.parse(b.split('\n').find((l) => l.startsWith('data:'))!.slice(5)).status);
+      expect(statuses).toEqual(['pending_review', 'rejected']);
+    } finally {
+      await nats.restart();
+      await own.close();
+      await nats.stop();
+    }
+  });
+});
