@@ -11,7 +11,7 @@ const schema = z.object({
   PAYMENT_GATEWAY_URL: url(['http', 'https']),
   /** Risk pool threads; default one per core. */
   FUNDING_RISK_THREADS: int(0, 0, 256),
-  /** OS priority (nice, 0-19) of the scoring threads on Linux: above 0 the event loop wins a contended core. */
+  /** Linux: nice (0-19) added to the scoring threads' priority (piscina's niceIncrement): above 0 the event loop wins a contended core. */
   FUNDING_RISK_NICE: int(10, 0, 19),
   /** Scoring messages in hand at once; default 2 × threads so a thread never waits for the next task. */
   FUNDING_RISK_CONCURRENCY: int(0, 0, 1024),
