@@ -41,12 +41,38 @@ export const isFinalStatus = (s: string) => (FinalStatuses as readonly string[])
 // ---------------------------------------------------------------------------
 // Validation helpers
 
-/** ISO 13616 check: letters/digits shape, check digits 02..98, mod 97 = 1. `isValidIban('DE89 3704 0044 0532 0130 00') // true` */
-export function isValidIban(value: string): boolean {
-  const iban = value.replace(/\s+/g, '').toUpperCase();
-  if (!/^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$/.test(iban)) return false;
+/** The IBAN as stored and sent to the gateway: no spaces, upper case. */
+export const normalizeIban = (value: string) => value.replace(/\s+/g, '').toUpperCase();
+
+/**
+ * IBAN length per country code, from the SWIFT IBAN registry (ISO 13616). Territories
+ * that use another country's code (Åland: FI, Jersey: GB, French overseas: FR, …)
+ * have no entry of their own. A code missing here has no IBAN.
+ */
+export const IBAN_LENGTHS: Readonly<Record<string, number>> = {
+  AD: 24, AE: 23, AL: 28, AT: 20, AZ: 28, BA: 20, BE: 16, BG: 22, BH: 22, BI: 27, BR: 29, BY: 28,
+  CH: 21, CR: 22, CY: 28, CZ: 24, DE: 22, DJ: 27, DK: 18, DO: 28, EE: 20, EG: 29, ES: 24, FI: 18,
+  FK: 18, FO: 18, FR: 27, GB: 22, GE: 22, GI: 23, GL: 18, GR: 27, GT: 28, HN: 28, HR: 21, HU: 28,
+  IE: 22, IL: 23, IQ: 23, IS: 26, IT: 27, JO: 30, KW: 30, KZ: 20, LB: 28, LC: 32, LI: 21, LT: 20,
+  LU: 20, LV: 21, LY: 25, MC: 27, MD: 24, ME: 22, MK: 19, MN: 20, MR: 27, MT: 31, MU: 30, NI: 28,
+  NL: 18, NO: 15, OM: 23, PK: 24, PL: 28, PS: 29, PT: 25, QA: 29, RO: 24, RS: 22, RU: 33, SA: 24,
+  SC: 31, SD: 18, SE: 24, SI: 19, SK: 24, SM: 27, SO: 23, ST: 25, SV: 28, TL: 23, TN: 24, TR: 26,
+  UA: 29, VA: 22, VG: 24, XK: 20, YE: 30,
+};
+
+/**
+ * What is wrong with an IBAN (ISO 13616: shape, the country's registry length, check
+ * digits 02..98, mod 97 = 1), or null when it is valid. `ibanProblem('DE89 3704 0044 0532 0130 00') // null`
+ */
+export function ibanProblem(value: string): string | null {
+  const iban = normalizeIban(value);
+  if (!/^[A-Z]{2}\d{2}[A-Z0-9]+$/.test(iban)) return 'must be an IBAN: a country code, 2 check digits, then letters and digits';
+  const country = iban.slice(0, 2);
+  const length = IBAN_LENGTHS[country];
+  if (length === undefined) return `${country} is not a country with IBANs`;
+  if (iban.length !== length) return `a ${country} IBAN has ${length} characters, not ${iban.length}`;
   const checkDigits = Number(iban.slice(2, 4));
-  if (checkDigits < 2 || checkDigits > 98) return false;
+  if (checkDigits < 2 || checkDigits > 98) return 'must be a valid IBAN (check digits 02 to 98)';
   const moved = iban.slice(4) + iban.slice(0, 4);
   // Fold the number left to right so it never leaves the safe-integer range.
   let rest = 0;
@@ -54,11 +80,11 @@ export function isValidIban(value: string): boolean {
     const n = ch >= 'A' ? ch.charCodeAt(0) - 55 : ch.charCodeAt(0) - 48;
     rest = (rest * (n >= 10 ? 100 : 10) + n) % 97;
   }
-  return rest === 1;
+  return rest === 1 ? null : 'must be a valid IBAN (ISO 13616, mod-97 check)';
 }
 
-/** The IBAN as stored and sent to the gateway: no spaces, upper case. */
-export const normalizeIban = (value: string) => value.replace(/\s+/g, '').toUpperCase();
+/** `isValidIban('DE89 3704 0044 0532 0130 00') // true` */
+export const isValidIban = (value: string): boolean => ibanProblem(value) === null;
 
 const finite = (what: string) => z.number({ error: `${what} must be a number` }).refine(Number.isFinite, `${what} must be finite`);
 // At least one cent: 4e-9 would pass the 2-decimal check and round to 0 minor units.
@@ -75,7 +101,10 @@ export const Financials = z.object({
 export type Financials = z.infer<typeof Financials>;
 
 export const BankAccount = z.object({
-  iban: z.string().max(64).refine(isValidIban, 'must be a valid IBAN (ISO 13616, mod-97 check)'),
+  iban: z.string().max(64).superRefine((v, ctx) => {
+    const problem = ibanProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
   holderName: z.string().trim().min(1).max(140),
 });
 

@@ -11,7 +11,7 @@ const schema = z.object({
   PAYMENT_GATEWAY_URL: url(['http', 'https']),
   /** Risk pool threads; default one per core. */
   FUNDING_RISK_THREADS: int(0, 0, 256),
-  /** OS priority (nice, 0-19) of the scoring threads on Linux: above 0 the event loop wins a contended core. */
+  /** Linux: nice (0-19) added to the scoring threads' priority (piscina's niceIncrement): above 0 the event loop wins a contended core. */
   FUNDING_RISK_NICE: int(10, 0, 19),
   /** Scoring messages in hand at once; default 2 × threads so a thread never waits for the next task. */
   FUNDING_RISK_CONCURRENCY: int(0, 0, 1024),
@@ -29,6 +29,8 @@ const schema = z.object({
   FUNDING_RECONCILE_INTERVAL_MS: int(30_000, 0),
   /** An application in a non-final status unchanged for this long is stuck. */
   FUNDING_STUCK_AFTER_MS: int(300_000, 100),
+  /** GET .../status gives up on the KV status cache after this long and reads Postgres (it must answer within 250 ms). */
+  FUNDING_STATUS_CACHE_TIMEOUT_MS: int(100, 1, 10_000),
   /** SSE: how often an open stream re-reads Postgres in case the status cache lags. */
   FUNDING_SSE_POLL_MS: int(2000, 50),
   /** Test hook: purpose "__crash_worker__" kills the scoring thread, "__crash_worker_throw__" makes it throw. Never in production. */

@@ -11,7 +11,7 @@ import { startFundingConsumers } from './consumers.ts';
 import { startDisbursement } from './disbursement.ts';
 import { startReconciler } from './reconcile.ts';
 import { applicationRoutes } from './routes.ts';
-import { createStatusCache } from './status-cache.ts';
+import { createStatusCache, trackConnection } from './status-cache.ts';
 
 export { entities, migrations } from './entities.ts';
 
@@ -25,7 +25,9 @@ export async function start(deps: Deps): Promise<Running> {
   const breakerOpen = new Gauge({ name: 'orderflow_funding_gateway_breaker_open', help: '1 while the payment gateway breaker of funding is open', registers: [deps.metrics.registry] });
   gateway.onStateChange((s) => breakerOpen.set(s === 'open' ? 1 : 0));
   // The bucket is provisioned with allow_direct: reads are direct gets, the cheapest read NATS has.
-  const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }));
+  const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }), {
+    connected: trackConnection(deps.nats.nc).connected, readTimeoutMs: config.FUNDING_STATUS_CACHE_TIMEOUT_MS,
+  });
   deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS, wakeOutbox: deps.wakeOutbox }));
 
   const consumers = await startFundingConsumers(deps, cache, { routerBatch: config.FUNDING_ROUTER_BATCH, status: config.FUNDING_STATUS_CONCURRENCY });

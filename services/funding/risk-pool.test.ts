@@ -109,3 +109,29 @@ describe('createRiskPool with maxQueue', () => {
     }
   });
 });
+
+describe('createRiskPool with niceIncrement', () => {
+  // nice(2) is per thread on Linux only; elsewhere the option is ignored.
+  it.skipIf(process.platform !== 'linux')('runs every thread, a crash replacement included, that much below the calling thread', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { getPriority } = await import('node:os');
+    const callerNice = getPriority(0);
+    // Worker threads of this process at a nice no other pool here uses.
+    const nicedThreads = () => readdirSync('/proc/self/task').filter((t) => {
+      try { return readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'WorkerThread' && getPriority(Number(t)) === callerNice + 7; } catch { return false; }
+    });
+    const pool = createRiskPool({ threads: 2, niceIncrement: 7 });
+    try {
+      await Promise.all(Array.from({ length: 4 }, (_, i) => pool.score(sampleRiskInput(i))));
+      await eventually(() => nicedThreads().length === 2, { what: 'two threads at nice +7', timeoutMs: 10_000 });
+      const before = new Set(nicedThreads());
+      await expect(pool.score({ ...sampleRiskInput(1), debugCrash: 'exit' })).rejects.toBeInstanceOf(RiskWorkerCrashedError);
+      await pool.score(sampleRiskInput(2));
+      await eventually(() => { const now = nicedThreads(); return now.length === 2 && now.some((t) => !before.has(t)); }, { what: 'the replacement at nice +7', timeoutMs: 10_000 });
+      // The calling thread (here the event loop) keeps its priority.
+      expect(getPriority(0)).toBe(callerNice);
+    } finally {
+      await pool.close();
+    }
+  });
+});

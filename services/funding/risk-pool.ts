@@ -12,6 +12,13 @@ export type RiskPoolOptions = {
   threads?: number;
   /** Tasks allowed to wait for a thread; beyond it score() rejects with RiskPoolBusyError. Default: unbounded. */
   maxQueue?: number;
+  /**
+   * Linux: nice added to each thread's OS priority as it starts (crash replacements
+   * too), so the event loop wins a contended core. piscina's `niceIncrement`, through
+   * its optional `@napi-rs/nice`; elsewhere ignored, since nice(2) on other Unixes
+   * lowers the whole process, event loop included. Default 0.
+   */
+  niceIncrement?: number;
   /** Called for worker errors that belong to no task (e.g. an idle thread dying). */
   onWorkerError?: (err: Error) => void;
 };
@@ -80,6 +87,7 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
     maxThreads: threads,
     ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
     concurrentTasksPerWorker: 1,
+    niceIncrement: process.platform === 'linux' ? Math.max(0, Math.floor(options.niceIncrement ?? 0)) : 0,
   });
   // Without a listener an 'error' event (a worker failing with no task in
   // hand) would throw and take the whole process down.

@@ -3,7 +3,7 @@ import { FundingBuckets } from '../../contracts/funding.ts';
 import { eventually } from '../kit/testing.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { startTestCluster, type TestCluster } from '../test-cluster.ts';
-import { applicationBody, BAD_CHECKSUM_IBAN, pendingReviewBody, rejectedBody, waitForStatus } from './test-fixtures.ts';
+import { applicationBody, BAD_CHECKSUM_IBAN, pendingReviewBody, rejectedBody, VALID_IBAN, waitForStatus } from './test-fixtures.ts';
 
 let c: TestCluster;
 let gw: RunningGatewaySimulator;
@@ -14,6 +14,16 @@ beforeAll(async () => {
 afterAll(async () => { await c?.close(); await gw?.close(); });
 
 const post = (body: unknown, headers: Record<string, string> = {}) => c.post('/api/funding/applications', body, headers);
+
+/** `country` + the check digits that make `bban` pass mod-97 (ISO 7064), whatever its length. */
+function withCheckDigits(country: string, bban: string): string {
+  let rest = 0;
+  for (const ch of `${bban}${country}00`) {
+    const n = Number.parseInt(ch, 36);
+    rest = (rest * (n >= 10 ? 100 : 10) + n) % 97;
+  }
+  return `${country}${String(98 - rest).padStart(2, '0')}${bban}`;
+}
 
 describe('POST /api/funding/applications', () => {
   it('answers 202 processing at once and the application ends disbursed, paid once', async () => {
@@ -52,6 +62,12 @@ describe('POST /api/funding/applications', () => {
     ['a term as a string', applicationBody({ termMonths: '24' }), 'termMonths'],
     ['an IBAN failing mod-97', applicationBody({ bankAccount: { iban: BAD_CHECKSUM_IBAN, holderName: 'Acme' } }), 'bankAccount.iban'],
     ['an IBAN of the wrong shape', applicationBody({ bankAccount: { iban: 'not-an-iban', holderName: 'Acme' } }), 'bankAccount.iban'],
+    // The right check digits for their digits, but not the registry's length for DE (22) or GB (22).
+    ['a DE IBAN of 21 characters', applicationBody({ bankAccount: { iban: withCheckDigits('DE', '37040044053201300'), holderName: 'Acme' } }), 'bankAccount.iban'],
+    ['a DE IBAN of 23 characters', applicationBody({ bankAccount: { iban: withCheckDigits('DE', '3704004405320130001'), holderName: 'Acme' } }), 'bankAccount.iban'],
+    ['a GB IBAN of 23 characters', applicationBody({ bankAccount: { iban: withCheckDigits('GB', 'WEST123456987654321'), holderName: 'Acme' } }), 'bankAccount.iban'],
+    ['an IBAN of a country without IBANs', applicationBody({ bankAccount: { iban: withCheckDigits('US', '3704004405320130001'), holderName: 'Acme' } }), 'bankAccount.iban'],
+    ['an IBAN of no country', applicationBody({ bankAccount: { iban: withCheckDigits('ZZ', '370400440532013000'), holderName: 'Acme' } }), 'bankAccount.iban'],
     ['a missing bank account', applicationBody({ bankAccount: undefined }), 'bankAccount'],
     ['a malformed email', applicationBody({ contactEmail: 'cfo-at-acme' }), 'contactEmail'],
     ['an email with a header injection', applicationBody({ contactEmail: 'a@b.co\r\nBcc: x@y.z' }), 'contactEmail'],
@@ -73,6 +89,21 @@ describe('POST /api/funding/applications', () => {
       expect(res.body.error.details.map((d: { field: string }) => d.field)).toContain(field);
     });
   }
+
+  it('names the country and its length when an IBAN is mod-97-valid but of the wrong length', async () => {
+    const iban = withCheckDigits('DE', '37040044053201300');
+    const res = await post(applicationBody({ bankAccount: { iban, holderName: 'Acme' } }));
+    expect(res.status).toBe(400);
+    expect(res.body.error.details).toEqual([{ field: 'bankAccount.iban', message: 'a DE IBAN has 22 characters, not 21' }]);
+  });
+
+  it('accepts IBANs of the registry length for their country', async () => {
+    // Published examples of each country's format.
+    for (const iban of [VALID_IBAN, 'GB82WEST12345698765432', 'FR1420041010050500013M02606', 'NL91ABNA0417164300', 'NO9386011117947', 'MT84MALT011000012345MTLCAST001S']) {
+      const res = await post(rejectedBody({ bankAccount: { iban, holderName: 'Acme' } }));
+      expect(res.status, `${iban}: ${JSON.stringify(res.body)}`).toBe(202);
+    }
+  });
 
   it('answers malformed JSON with 400', async () => {
     const res = await fetch(`${c.url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":' });
@@ -253,5 +284,49 @@ describe('POST .../decision', () => {
     await waitForStatus(c.get, other.body.id, 'rejected');
     const conflict = await c.post(`/api/funding/applications/${other.body.id}/decision`, { decision: 'approved', reviewer: 'ana' });
     expect(conflict.status).toBe(409);
+  });
+});
+
+describe('with NATS unreachable', () => {
+  // A cluster of its own: killing its nats-server must not disturb the tests above.
+  it('status falls back to Postgres at once; the full view and SSE still answer', async () => {
+    const { startTestNats } = await import('../kit/testing.ts');
+    const nats = await startTestNats();
+    const own = await startTestCluster({ TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0', FUNDING_RECONCILE_INTERVAL_MS: '0', FUNDING_SSE_POLL_MS: '200' }, { nats });
+    try {
+      const rejected = (await own.post('/api/funding/applications', rejectedBody())).body.id;
+      const review = (await own.post('/api/funding/applications', pendingReviewBody())).body.id;
+      await waitForStatus(own.get, rejected, 'rejected');
+      await waitForStatus(own.get, review, 'pending_review');
+      await eventually(async () => (await fetch(`${own.url}/api/funding/applications/${rejected}/status`)).headers.get('x-status-source') === 'kv', { what: 'status from KV' });
+
+      await nats.kill();
+      // Not a speed assertion: before the fix the KV read waited out the 10 s request timeout.
+      const r = await fetch(`${own.url}/api/funding/applications/${rejected}/status`, { signal: AbortSignal.timeout(1000) });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('x-status-source')).toBe('db');
+      expect(await r.json()).toMatchObject({ id: rejected, status: 'rejected' });
+      // Right after the outage began as well as once the client has noticed it.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const again = await fetch(`${own.url}/api/funding/applications/${review}/status`, { signal: AbortSignal.timeout(1000) });
+      expect(await again.json()).toMatchObject({ id: review, status: 'pending_review' });
+
+      const full = await fetch(`${own.url}/api/funding/applications/${rejected}`, { signal: AbortSignal.timeout(1000) });
+      expect(full.status).toBe(200);
+      expect((await full.json()).status).toBe('rejected');
+
+      // SSE: the first status at once, and a change made while NATS is down arrives through the Postgres poll.
+      const sse = await fetch(`${own.url}/api/funding/applications/${review}/events`, { signal: AbortSignal.timeout(8000) });
+      expect(sse.status).toBe(200);
+      const decided = await own.post(`/api/funding/applications/${review}/decision`, { decision: 'rejected', reviewer: 'ana' });
+      expect(decided.status).toBe(200);
+      const text = await sse.text();
+      const statuses = text.split('\n\n').filter((b) => b.includes('data:')).map((b) => JSON.parse(b.split('\n').find((l) => l.startsWith('data:'))!.slice(5)).status);
+      expect(statuses).toEqual(['pending_review', 'rejected']);
+    } finally {
+      await nats.restart();
+      await own.close();
+      await nats.stop();
+    }
   });
 });

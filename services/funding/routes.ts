@@ -10,7 +10,7 @@ import { HttpError, notFound } from '../kit/errors.ts';
 import { idempotency, readJson, type AppEnv } from '../kit/http.ts';
 import { createApplicationWriter, disbursementRequest, loadWorkRow, StaleApplicationError, toApplicationView, transition } from './applications.ts';
 import { Application, Payout } from './entities.ts';
-import { parseEntry, type CachedStatus, type StatusCache } from './status-cache.ts';
+import { parseEntry, StatusCacheUnavailableError, type CachedStatus, type StatusCache } from './status-cache.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -61,7 +61,9 @@ export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: 
       try {
         s = await cache.get(id);
       } catch (err) {
-        c.get('log').warn({ err: String(err) }, 'status cache unavailable; reading Postgres');
+        // An outage would log once per request; the connection's own state changes are logged by the kit.
+        if (err instanceof StatusCacheUnavailableError) c.get('log').debug({ err: err.message }, 'status cache unavailable; reading Postgres');
+        else c.get('log').warn({ err: String(err) }, 'status cache read failed; reading Postgres');
       }
       if (!s) {
         source = 'db';
@@ -95,18 +97,26 @@ export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: 
         stream.onAbort(end);
         offer(first);
 
-        // Changes arrive through the KV watch; the poll covers a lagging or stopped status consumer.
-        const watcher = await cache.kv.watch({ key: id }).catch((err) => { log.warn({ err: String(err) }, 'status watch failed; polling only'); return null; });
-        if (watcher) void (async () => { for await (const e of watcher) { const s = parseEntry(e); if (s) offer(s); } })().catch(() => {});
+        // Changes arrive through the KV watch; the poll covers a lagging or stopped status
+        // consumer, and NATS being down. The poll starts first and the watch is not awaited:
+        // with NATS unreachable, setting up the watch waits out the request timeout.
         const poll = setInterval(() => { void statusFromDb(orm, id).then((s) => { if (s) offer(s); }, () => {}); }, ssePollMs);
         const ping = setInterval(() => write(() => stream.write(': ping\n\n').then(() => {})), 15_000);
+        let stopWatch = () => {};
+        if (cache.connected()) {
+          void cache.kv.watch({ key: id }).then(async (w) => {
+            if (done) { w.stop(); return; }
+            stopWatch = () => w.stop();
+            for await (const e of w) { const s = parseEntry(e); if (s) offer(s); }
+          }).catch((err) => { if (!done) log.warn({ err: String(err) }, 'status watch failed; polling only'); });
+        }
         try {
           await finished;
           await chain;
         } finally {
           clearInterval(poll);
           clearInterval(ping);
-          watcher?.stop();
+          stopWatch();
         }
       });
     })

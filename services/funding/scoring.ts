@@ -12,8 +12,8 @@
 // carry on. The application stays `risk_scoring` with `scoringError` set (the
 // reconciler leaves it alone); a DLQ redrive scores it again.
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { setPriority } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { Counter, Gauge } from 'prom-client';
 import {
   FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers, FundingSubjects, RiskScoringRequested, type RiskScoringCompleted,
@@ -44,37 +44,18 @@ export function scoreCacheKey(input: Pick<RiskInput, 'amount' | 'currency' | 'te
 }
 
 /**
- * Linux: give the pool's threads a lower OS priority (nice), so the event loop, Postgres
- * and NATS always get a core when they need one and scoring takes everything left over.
- * Node has no API for a worker's OS thread id, but `new Worker()` creates the thread
- * synchronously: the tasks that appear in /proc/self/task across createRiskPool() are
- * the pool's. A crash replacement is found by its thread name. Best effort: without
- * /proc, or with a nice of 0, nothing changes.
- * `const pool = withNiceThreads(10, log, () => createRiskPool({ threads: 2 }))`
+ * Whether piscina can renice its threads: its `niceIncrement` loads the optional
+ * `@napi-rs/nice` in each thread and silently does nothing without it.
+ * `niceAvailable() // true when piscina's optional dependency loads`
  */
-export function withNiceThreads<T>(nice: number, log: Deps['log'], create: () => T): { value: T; reniceNew(): void } {
-  const tasks = (): string[] => { try { return readdirSync('/proc/self/task'); } catch { return []; } };
-  if (nice <= 0 || process.platform !== 'linux') return { value: create(), reniceNew: () => {} };
-  const known = new Set(tasks());
-  const value = create();
-  const renice = (tid: string) => {
-    try { setPriority(Number(tid), nice); } catch (err) { log.warn({ tid, err: String(err) }, 'could not lower a scoring thread priority'); }
-  };
-  const fresh = tasks().filter((t) => !known.has(t));
-  for (const t of fresh) { known.add(t); renice(t); }
-  log.info({ threads: fresh.length, nice }, 'scoring threads run at a lower OS priority than the event loop');
-  return {
-    value,
-    reniceNew() {
-      for (const t of tasks()) {
-        if (known.has(t)) continue;
-        known.add(t);
-        let name = '';
-        try { name = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim(); } catch { /* gone already */ }
-        if (name === 'WorkerThread') renice(t);
-      }
-    },
-  };
+export function niceAvailable(): boolean {
+  try {
+    // Loaded the way piscina's threads load it: from piscina's place, native binding included.
+    const fromPiscina = createRequire(createRequire(import.meta.url).resolve('piscina'));
+    return typeof (fromPiscina('@napi-rs/nice') as { nice?: unknown }).nice === 'function';
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -116,22 +97,17 @@ async function recordScoringError(orm: MikroORM, id: string, message: string): P
 export async function startScoring(deps: Deps, config: FundingConfig = loadFundingConfig(deps.env, deps.endpoints.gateway)): Promise<Running> {
   const { orm, log, metrics } = deps;
   const scores = await deps.kvm.open(FundingBuckets.riskScores, { allow_direct: true });
-  const niced = withNiceThreads(config.FUNDING_RISK_NICE, log, () => createRiskPool({
+  // The threads run below the event loop's priority, so the event loop, Postgres and
+  // NATS get a core when they need one and scoring takes everything left over.
+  const pool = createRiskPool({
     threads: config.FUNDING_RISK_THREADS,
+    niceIncrement: config.FUNDING_RISK_NICE,
     onWorkerError: (err) => log.error({ err: String(err) }, 'risk pool thread failed outside a task'),
-  }));
-  const pool = niced.value;
+  });
+  if (config.FUNDING_RISK_NICE > 0 && process.platform === 'linux' && !niceAvailable()) {
+    log.warn('FUNDING_RISK_NICE is set but @napi-rs/nice (an optional dependency of piscina) is not installed: scoring threads keep the event loop priority');
+  }
   lowerSessionPriority(config.FUNDING_RISK_NICE, deps.config.TARGET, log);
-  // A replacement thread after a crash starts at normal priority: look for it for a
-  // few seconds after each crash (only then, so other worker threads are left alone).
-  let crashesSeen = 0;
-  let scans = 0;
-  const reniceTimer = setInterval(() => {
-    const crashed = pool.stats().crashed;
-    if (crashed !== crashesSeen) { crashesSeen = crashed; scans = 5; }
-    if (scans > 0) { scans--; niced.reniceNew(); }
-  }, 1000);
-  reniceTimer.unref();
   const scored = new Counter({
     name: 'orderflow_funding_risk_scores_total', help: 'Risk scores by source (model run or KV cache) and decision',
     labelNames: ['source', 'decision'] as const, registers: [metrics.registry],
@@ -227,7 +203,6 @@ export async function startScoring(deps: Deps, config: FundingConfig = loadFundi
 
   return {
     async stop() {
-      clearInterval(reniceTimer);
       await worker.stop();
       await pool.close();
     },

@@ -9,13 +9,24 @@
 // create for the first status, an update against the remembered revision for the
 // rest. Only when that compare-and-set fails (another replica wrote, the key was
 // purged) does it read the key and decide again, as every write did before.
+//
+// Reads serve GET .../status, which must answer within 250 ms with NATS down. A KV get
+// has no timeout of its own (it waits out the JetStream request timeout, 10 s, while
+// the client reconnects), so a read is skipped at once while the connection is known
+// to be down, and otherwise bounded by a short timeout: either way the caller falls
+// back to Postgres. The bound covers the outage the client has not noticed yet (a
+// half-open socket is only found by the ping, seconds later).
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { isFinalStatus, type ApplicationStatus, type StatusUpdated } from '../../contracts/funding.ts';
 
 export type CachedStatus = { id: string; status: ApplicationStatus; updatedAt: string; version: number };
 
 export type StatusCache = {
+  /** The cached status, null on a miss; StatusCacheUnavailableError while NATS is down or slow. */
   get(id: string): Promise<CachedStatus | null>;
+  /** False while the NATS connection is known to be down. */
+  connected(): boolean;
   /** Store the event's status unless a newer version is cached. */
   apply(e: StatusUpdated): Promise<'stored' | 'stale'>;
   kv: KV;
@@ -31,11 +42,53 @@ export function parseEntry(e: KvEntry | null): CachedStatus | null {
 
 type Written = { version: number; revision: number };
 
+/** The status cache could not be read in time; read Postgres instead. */
+export class StatusCacheUnavailableError extends Error {
+  override name = 'StatusCacheUnavailableError';
+}
+
+/**
+ * Whether a NATS connection is up right now, from its status events (nats.js has no
+ * synchronous getter). `const link = trackConnection(nc); if (!link.connected()) ...`
+ */
+export function trackConnection(nc: NatsConnection): { connected(): boolean } {
+  let up = true; // connect() resolved, so it is up until told otherwise
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnecting' || s.type === 'close') up = false;
+      else if (s.type === 'reconnect') up = true;
+    }
+  })().catch(() => {});
+  return { connected: () => up && !nc.isClosed() };
+}
+
+/** `p`, or a StatusCacheUnavailableError after `ms`; the timer never outlives `p`. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StatusCacheUnavailableError(`status cache read took over ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Writes that lost a compare-and-set: someone else changed the key; read it and decide again. */
 const lostRace = (err: unknown) => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-/** `const cache = createStatusCache(await kvm.open('funding-status'))` */
-export function createStatusCache(kv: KV, opts: { remember?: number } = {}): StatusCache {
+export type StatusCacheOptions = {
+  /** Applications whose last write this writer remembers (default 100,000). */
+  remember?: number;
+  /** Reads: false skips KV at once (see trackConnection); default always up. */
+  connected?: () => boolean;
+  /** Reads: give up on KV after this long (default 100 ms). */
+  readTimeoutMs?: number;
+};
+
+/** `const cache = createStatusCache(await kvm.open('funding-status'), { connected: trackConnection(nc).connected })` */
+export function createStatusCache(kv: KV, opts: StatusCacheOptions = {}): StatusCache {
   // What this writer stored last, per application still in flight. Bounded: beyond
   // `remember` entries the oldest is forgotten and costs a read next time.
   const written = new Map<string, Written>();
@@ -53,10 +106,16 @@ export function createStatusCache(kv: KV, opts: { remember?: number } = {}): Sta
     return live(current) ? { version: parseEntry(current)?.version ?? 0, revision: current.revision } : null;
   };
 
+  const connected = opts.connected ?? (() => true);
   return {
     kv,
+    connected,
     async get(id) {
-      return parseEntry(await kv.get(id));
+      if (!connected()) throw new StatusCacheUnavailableError('not connected to NATS');
+      const got = kv.get(id);
+      // A get abandoned at the timeout still settles later (at worst as a timeout error): no unhandled rejection.
+      got.catch(() => {});
+      return parseEntry(await within(got, opts.readTimeoutMs ?? 100));
     },
     async apply(e) {
       const id = e.applicationId;
