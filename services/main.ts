@@ -21,20 +21,23 @@ import { startSmsSimulator } from './simulators/sms.ts';
 import { startSmtpSink } from './simulators/smtp-sink.ts';
 import { startT24Simulator } from './simulators/t24.ts';
 
-export const registry: Registry = { orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, 'funding-scoring': fundingScoring };
+// Each module declares what it needs (kit/modules.ts); the order here is the start order.
+export const registry: Registry = Object.fromEntries(
+  [orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring].map(({ module }) => [module.name, module]),
+);
 
-/** In-repo stand-ins for every external system whose URL is unset. */
-export const externals: Externals = async ({ env, targets, app, log }) => {
+/** In-repo stand-ins for the external systems the chosen targets need (`needed`) whose URL is unset. */
+export const externals: Externals = async ({ env, needed, app, log }) => {
   const endpoints: Record<string, string> = {};
   const stops: (() => Promise<void>)[] = [];
-  if (!env.SMTP_URL && targets.includes('notifications')) {
+  if (!env.SMTP_URL && needed.includes('smtp')) {
     const sink = await startSmtpSink({ port: Number(env.SMTP_SINK_PORT ?? 0) });
     endpoints.smtp = sink.url;
     app.route('/_dev/mail', sink.app);
     stops.push(async () => await sink.close());
     log.info({ smtp: sink.url, page: '/_dev/mail' }, 'SMTP_URL unset: started the in-repo SMTP sink; received mail is listed at /_dev/mail');
   }
-  if (!env.T24_URL && targets.includes('lending')) {
+  if (!env.T24_URL && needed.includes('t24')) {
     const maxRps = Number(env.T24_MAX_RPS) || 50;
     const t24 = await startT24Simulator({ port: Number(env.T24_SIM_PORT ?? 0), maxRps });
     endpoints.t24 = t24.url;
@@ -42,14 +45,14 @@ export const externals: Externals = async ({ env, targets, app, log }) => {
     stops.push(async () => await t24.close());
     log.info({ t24: t24.url, maxRps, stats: '/_dev/t24/_sim/stats' }, 'T24_URL unset: started the in-repo T24 simulator capped at T24_MAX_RPS; its counters are at /_dev/t24/_sim/stats');
   }
-  if (!env.PAYMENT_GATEWAY_URL && (targets.includes('payments') || targets.includes('funding'))) {
+  if (!env.PAYMENT_GATEWAY_URL && needed.includes('gateway')) {
     const gw = await startGatewaySimulator({ port: Number(env.GATEWAY_SIM_PORT ?? 0) });
     endpoints.gateway = gw.url;
     app.route('/_dev/gateway', gw.sim.app);
     stops.push(async () => await gw.close());
     log.info({ gateway: gw.url, ledger: '/_dev/gateway/_sim/references/{orderId}' }, 'PAYMENT_GATEWAY_URL unset: started the in-repo payment gateway simulator');
   }
-  if (!env.SMS_URL && targets.includes('notifications')) {
+  if (!env.SMS_URL && needed.includes('sms')) {
     const sms = await startSmsSimulator({ port: Number(env.SMS_SIM_PORT ?? 0) });
     endpoints.sms = sms.url;
     app.route('/_dev/sms', sms.sim.app);

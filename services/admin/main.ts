@@ -1,5 +1,8 @@
-// Admin: the DLQ API. The DLQ mover itself runs in every process (see kit/runtime.ts).
+// Admin: the operator console (the DLQ API), and the process that runs the cluster's
+// housekeeping: the DLQ mover, and an outbox relay that publishes rows whose writers
+// are all gone (a target scaled to zero). In monolithic mode it is one of the targets.
 import { createDlqAdmin } from '../kit/dlq.ts';
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { dlqRoutes } from './routes.ts';
 
@@ -10,3 +13,9 @@ export async function start({ app, nats }: Deps): Promise<Running> {
   app.route('/api/admin/dlq', dlqRoutes({ dlq: createDlqAdmin(nats) }));
   return { async stop() {} };
 }
+
+/** The `admin` target. Advisories wait in the ADVISORIES stream (7 days) while no admin process runs. */
+export const module = defineModule({
+  name: 'admin', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: true, dlqMover: true, externals: [] },
+});

@@ -5,6 +5,7 @@
 import { Gauge } from 'prom-client';
 import { FundingBuckets } from '../../contracts/funding.ts';
 import { createGatewayClient } from '../kit/gateway-client.ts';
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadFundingConfig, requireGatewayUrl } from './config.ts';
 import { startFundingConsumers } from './consumers.ts';
@@ -12,8 +13,9 @@ import { startDisbursement } from './disbursement.ts';
 import { startReconciler } from './reconcile.ts';
 import { applicationRoutes } from './routes.ts';
 import { createStatusCache, trackConnection } from './status-cache.ts';
+import { entities, migrations } from './entities.ts';
 
-export { entities, migrations } from './entities.ts';
+export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
   const config = loadFundingConfig(deps.env, deps.endpoints.gateway);
@@ -45,3 +47,9 @@ export async function start(deps: Deps): Promise<Running> {
     },
   };
 }
+
+/** The `funding` target. Every status transition writes its events to the outbox. */
+export const module = defineModule({
+  name: 'funding', schema: 'funding', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: ['gateway'] },
+});

@@ -2,11 +2,13 @@
 // and deduct commands; the catalog's stock-row requests; /api/inventory.
 import { z } from 'zod';
 import { int, readConfig } from '../kit/config.ts';
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { serveInitRequests, startInventoryWorker } from './consumers.ts';
 import { inventoryRoutes } from './routes.ts';
+import { entities, migrations } from './entities.ts';
 
-export { entities, migrations } from './entities.ts';
+export { entities, migrations };
 
 const configSchema = z.object({
   INVENTORY_BATCH: int(64, 1, 1000),
@@ -25,3 +27,9 @@ export async function start(deps: Deps): Promise<Running> {
     },
   };
 }
+
+/** The `inventory` target. Its replies to the saga leave through the outbox. */
+export const module = defineModule({
+  name: 'inventory', schema: 'inventory', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: [] },
+});

@@ -1,34 +1,34 @@
 // The process runtime: boots the kit (HTTP, NATS, provisioning, Postgres, migrations,
 // outbox relay, DLQ mover), starts the chosen services, and stops them all in reverse.
+// Of the kit it boots what the chosen targets declare they need (modules.ts): their
+// schemas only, the relay and the mover only where a target wants them.
 // main.ts gives it the registry; tests call it in-process with their own env.
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
 import { Kvm } from '@nats-io/kv';
 import { loadBaseConfig } from './config.ts';
-import { migrate, openOrm, type MigrationDef, type MikroORM } from './db.ts';
+import { migrate, openOrm, type MikroORM } from './db.ts';
 import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { kitMigrations } from './migrations.ts';
+import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
 import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
 
-export type ServiceModule = {
-  entities: unknown[];
-  migrations: MigrationDef[];
-  start(deps: Deps): Promise<Running>;
-};
+export type { ServiceModule } from './modules.ts';
+/** Target name -> module; its order is the start order. */
 export type Registry = Record<string, ServiceModule>;
 
-/** Stand-ins for unset external systems (main.ts decides which); endpoints go to Deps. */
-export type Externals = (ctx: { env: Env; targets: string[]; app: App; log: Logger }) => Promise<{ endpoints: Record<string, string>; stop(): Promise<void> }>;
+/** Stand-ins for the external systems the targets need (`needed`, from the module map) whose URL is unset; endpoints go to Deps. */
+export type Externals = (ctx: { env: Env; needed: ExternalSystem[]; app: App; log: Logger }) => Promise<{ endpoints: Record<string, string>; stop(): Promise<void> }>;
 
-export type Cluster = { url: string; port: number; app: App; deps: Deps; targets: string[]; stop(): Promise<void> };
+export type Cluster = { url: string; port: number; app: App; deps: Deps; targets: string[]; plan: ModulePlan; stop(): Promise<void> };
 
 /** Resolve TARGET into service names. `resolveTargets('orders,notifications', registry)` */
 export function resolveTargets(target: string, registry: Registry): string[] {
@@ -48,6 +48,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   const config = loadBaseConfig(opts.env);
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   const targets = resolveTargets(config.TARGET, opts.registry);
+  const plan = planModules(targets, opts.registry);
   const metrics = createMetrics();
   let nats: Nats | undefined;
   let orm: MikroORM | undefined;
@@ -77,23 +78,22 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   });
   answerMalformedRequests(server);
   const port = (server.address() as AddressInfo).port;
-  log.info({ port, targets }, 'http listening');
+  log.info({ port, targets, schemas: plan.schemas, outboxRelay: plan.outboxRelay, dlqMover: plan.dlqMover, externals: plan.externals }, 'http listening');
 
   nats = await connectNats(config.NATS_URL, log, `orderflow:${targets.join(',')}`);
   await provision(nats.jsm, STREAMS_DIR, log);
   const kvm = new Kvm(nats.js);
   const errors = await kvm.open(ERRORS_BUCKET);
 
-  const all = Object.values(opts.registry);
   orm = await openOrm({
     url: config.DATABASE_URL!, poolMax: config.DB_POOL_MAX,
-    entities: all.flatMap((m) => m.entities) as never,
-    migrations: [...kitMigrations, ...all.flatMap((m) => m.migrations)],
+    entities: plan.entities as never,
+    migrations: [...kitMigrations, ...plan.migrations],
   });
   await migrate(orm, log);
   provisioned = true;
 
-  const ext = opts.externals ? await opts.externals({ env: opts.env, targets, app, log }) : { endpoints: {}, stop: async () => {} };
+  const ext = opts.externals ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
@@ -107,8 +107,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
 
   handler = app.fetch;
   servicesStarted = true;
-  relay = startOutboxRelay({ orm, js: nats.js, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
-  const mover = await startDlqMover({ js: nats.js, jsm: nats.jsm, errors, log });
+  if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
+  const mover = plan.dlqMover ? await startDlqMover({ js: nats.js, jsm: nats.jsm, errors, log }) : undefined;
   const dlq = createDlqAdmin(nats);
   const gauges = setInterval(() => {
     void dlq.depth().then((d) => metrics.dlqDepth.set(d)).catch(() => {});
@@ -138,10 +138,12 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
         setTimeout(() => { if ('closeAllConnections' in server) server.closeAllConnections(); resolve(); }, 2000).unref();
       });
       log.debug('stop: http closed; stopping DLQ mover and relay');
-      await withTimeout(mover.stop(), 5000, 'dlq mover stop').catch(() => {});
+      if (mover) await withTimeout(mover.stop(), 5000, 'dlq mover stop').catch(() => {});
       // A last pass so events of work that just finished leave now rather than at next boot.
-      await relay!.drainOnce().catch(() => 0);
-      await relay!.stop();
+      if (relay) {
+        await relay.drainOnce().catch(() => 0);
+        await relay.stop();
+      }
       log.debug('stop: relay stopped');
       await ext.stop();
       // With NATS unreachable a drain never completes: bound it, then close.
@@ -154,7 +156,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
     return await stopping;
   };
 
-  return { url: `http://127.0.0.1:${port}`, port, app, deps, targets, stop };
+  return { url: `http://127.0.0.1:${port}`, port, app, deps, targets, plan, stop };
 }
 
 /** Default instance id for logs and cluster membership. */

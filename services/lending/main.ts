@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { T24_MEMBERS_BUCKET } from '../../contracts/lending.ts';
 import { instanceId } from '../kit/runtime.ts';
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadLendingConfig } from './config.ts';
 import { startLendingConsumers, type LendingConsumers } from './consumers.ts';
@@ -12,8 +13,9 @@ import { createPacer } from './pacer.ts';
 import { createRateShare } from './rate-share.ts';
 import { lendingRoutes } from './routes.ts';
 import { createT24Client } from './t24-client.ts';
+import { entities, migrations } from './entities.ts';
 
-export { entities, migrations } from './entities.ts';
+export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
   const { log } = deps;
@@ -55,3 +57,9 @@ export async function start(deps: Deps): Promise<Running> {
     },
   };
 }
+
+/** The `lending` target. Batch, reserve and invest commands leave through the outbox. */
+export const module = defineModule({
+  name: 'lending', schema: 'lending', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: ['t24'] },
+});

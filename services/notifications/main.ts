@@ -2,14 +2,16 @@
 // their order, once per (order, kind, channel).
 import { z } from 'zod';
 import { readConfig, url } from '../kit/config.ts';
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadNotificationsConfig } from './config.ts';
 import { startReceivedNotices } from './consumers.ts';
 import { createMailer } from './mailer.ts';
 import { startSagaNotices } from './saga-notices.ts';
 import { createSmsClient } from './sms.ts';
+import { entities, migrations } from './entities.ts';
 
-export { entities, migrations } from './entities.ts';
+export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
   const config = loadNotificationsConfig(deps.env, deps.endpoints.smtp);
@@ -26,3 +28,9 @@ export async function start(deps: Deps): Promise<Running> {
     },
   };
 }
+
+/** The `notifications` target. Claims commit with inbox rows; it emits no events. */
+export const module = defineModule({
+  name: 'notifications', schema: 'notifications', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: false, dlqMover: false, externals: ['smtp', 'sms'] },
+});

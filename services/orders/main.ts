@@ -1,11 +1,13 @@
 // Orders: accepts orders over HTTP; the order and its `orders.created` event commit together.
 // Its status, history and totals then follow the saga's status events (status.ts).
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadOrdersConfig } from './config.ts';
 import { orderRoutes } from './routes.ts';
 import { startStatusProjection } from './status.ts';
+import { entities, migrations } from './entities.ts';
 
-export { entities, migrations } from './entities.ts';
+export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
   const config = loadOrdersConfig(deps.env);
@@ -13,3 +15,9 @@ export async function start(deps: Deps): Promise<Running> {
   const projection = await startStatusProjection(deps);
   return { async stop() { await projection.stop(); } };
 }
+
+/** The `orders` target. An order and its `orders.created` event commit together. */
+export const module = defineModule({
+  name: 'orders', schema: 'orders', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: [] },
+});

@@ -7,11 +7,13 @@ import { int, readConfig, url } from '../kit/config.ts';
 import { ConfigError, NonRetryableError } from '../kit/errors.ts';
 import { createGatewayClient } from '../kit/gateway-client.ts';
 import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { startBatchWorker } from '../kit/batch-worker.ts';
 import { chargeOrder, gatewayCaller, recordCharges, refundOrder, takeLeases, type ChargeOutcome } from './payments.ts';
+import { entities, migrations } from './entities.ts';
 
-export { entities, migrations } from './entities.ts';
+export { entities, migrations };
 
 const configSchema = z.object({
   PAYMENT_GATEWAY_URL: url(['http', 'https']),
@@ -88,3 +90,9 @@ export async function start(deps: Deps): Promise<Running> {
     },
   };
 }
+
+/** The `payments` target. Charge and refund outcomes leave through the outbox. */
+export const module = defineModule({
+  name: 'payments', schema: 'payments', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: ['gateway'] },
+});

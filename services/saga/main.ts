@@ -1,10 +1,12 @@
 // Saga: the orchestrator of the commerce flow (see saga.ts for the state machine).
 import { z } from 'zod';
 import { int, readConfig } from '../kit/config.ts';
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { startOrchestrator } from './orchestrator.ts';
+import { entities, migrations } from './entities.ts';
 
-export { entities, migrations } from './entities.ts';
+export { entities, migrations };
 
 const configSchema = z.object({
   /** Messages that arrive together share one transaction, up to this many. */
@@ -26,3 +28,9 @@ export async function start(deps: Deps): Promise<Running> {
   });
   return { stop: () => orchestrator.stop() };
 }
+
+/** The `saga` target. Step commands leave through the outbox. */
+export const module = defineModule({
+  name: 'saga', schema: 'saga', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: [] },
+});

@@ -5,11 +5,13 @@ import { int, readConfig } from '../kit/config.ts';
 import { NonRetryableError } from '../kit/errors.ts';
 import type { EntityManager } from '../kit/db.ts';
 import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
+import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { startBatchWorker } from '../kit/batch-worker.ts';
 import { nextPickup, shippingProblem, trackingNumberFor, type ShippingRules } from './shipping.ts';
+import { entities, migrations } from './entities.ts';
 
-export { entities, migrations } from './entities.ts';
+export { entities, migrations };
 
 const configSchema = z.object({
   SHIPPING_FAIL_SKU_PREFIX: z.string().default('NOSHIP-'),
@@ -82,3 +84,9 @@ async function schedule(em: EntityManager, orders: { id: string; skus: string[] 
   }
   return replies;
 }
+
+/** The `shipping` target. Scheduled and cancelled replies leave through the outbox. */
+export const module = defineModule({
+  name: 'shipping', schema: 'shipping', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: [] },
+});
