@@ -12,7 +12,7 @@ import { ConfigError } from './errors.ts';
 import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
-import { kitMigrations } from './migrations.ts';
+import { kitEntities, kitMigrations } from './migrations.ts';
 import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
@@ -87,7 +87,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   const all = Object.values(opts.registry);
   orm = await openOrm({
     url: config.DATABASE_URL!, poolMax: config.DB_POOL_MAX,
-    entities: all.flatMap((m) => m.entities) as never,
+    entities: [...kitEntities, ...all.flatMap((m) => m.entities)] as never,
     migrations: [...kitMigrations, ...all.flatMap((m) => m.migrations)],
   });
   await migrate(orm, log);
