@@ -6,6 +6,7 @@ import type { CreateProductRequest } from '../../contracts/commerce.ts';
 import type { EntityManager } from '../kit/db.ts';
 import { HttpError } from '../kit/errors.ts';
 import { unstorableText } from '../kit/http.ts';
+import { Product } from './entities.ts';
 
 export type ProductView = { sku: string; name: string; description: string; priceCents: number; currency: string; createdAt: string };
 type Row = { sku: string; name: string; description: string; price_cents: number; currency: string; created_at: Date };
@@ -25,8 +26,8 @@ export async function insertProduct(em: EntityManager, p: CreateProductRequest):
 }
 
 export async function getProduct(em: EntityManager, sku: string): Promise<ProductView | null> {
-  const [r] = await em.execute<Row[]>('select sku, name, description, price_cents, currency, created_at from catalog.products where sku = ?', [sku]);
-  return r ? view(r) : null;
+  const p = await em.findOne(Product, { sku });
+  return p ? view({ sku: p.sku, name: p.name, description: p.description, price_cents: p.priceCents, currency: p.currency, created_at: p.createdAt }) : null;
 }
 
 /** `toTsQuery('blue wid') // 'blue:* & wid:*'`; null when the query has no words. */

@@ -1,37 +1,25 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
 
 export const Product = defineEntity({
   name: 'Product',
   schema: 'catalog',
   tableName: 'products',
   properties: {
-    sku: p.string().primary(),
-    name: p.string(),
-    description: p.text(),
+    sku: p.text().primary(),
+    name: p.text(),
+    description: p.text().default(''),
     priceCents: p.integer(),
-    currency: p.string(),
-    createdAt: p.datetime(),
+    currency: p.text(),
+    createdAt: p.datetime().defaultRaw('now()'),
+    // Name weighs more than description in the ranking; the SKU itself is searchable as one word.
+    // Written as Postgres prints it back, so the schema diff sees no change.
+    search: p.type('tsvector').columnType('tsvector').nullable().lazy().generated(
+      `((setweight(to_tsvector('simple'::regconfig, sku), 'A'::"char") || setweight(to_tsvector('english'::regconfig, name), 'A'::"char")) || setweight(to_tsvector('english'::regconfig, description), 'B'::"char")) stored`),
   },
+  indexes: [{ name: 'products_search', properties: ['search'], type: 'gin' }],
+  checks: [{ name: 'products_price_cents_check', expression: 'price_cents >= 0' }],
 });
 
 export const entities = [Product];
 
-export const migrations = [
-  sqlMigration('catalog-0001-init', [
-    'create schema if not exists catalog',
-    `create table catalog.products (
-       sku text primary key,
-       name text not null,
-       description text not null default '',
-       price_cents int not null check (price_cents >= 0),
-       currency text not null,
-       created_at timestamptz not null default now(),
-       -- Name weighs more than description in the ranking; the SKU itself is searchable as one word.
-       search tsvector generated always as (
-         setweight(to_tsvector('simple', sku), 'A') ||
-         setweight(to_tsvector('english', name), 'A') ||
-         setweight(to_tsvector('english', description), 'B')) stored)`,
-    'create index products_search on catalog.products using gin (search)',
-  ]),
-];
+export { migrations } from './migrations/index.ts';

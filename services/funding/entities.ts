@@ -2,7 +2,6 @@
 // write is SQL with an explicit version check (see applications.ts), because the
 // status machine's transitions must fail loudly when another replica got there first.
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
 
 export type HistoryEntry = { status: string; at: string; reason?: string | null };
 export type Review = { decision: 'approved' | 'rejected'; reviewer: string; note: string | null; at: string };
@@ -13,29 +12,38 @@ export const Application = defineEntity({
   tableName: 'applications',
   properties: {
     id: p.uuid().primary(),
-    businessId: p.string(),
-    businessName: p.string(),
-    contactEmail: p.string(),
+    businessId: p.text(),
+    businessName: p.text(),
+    contactEmail: p.text(),
     amountMinor: p.bigint('number'),
-    currency: p.string(),
+    currency: p.character().length(3),
     termMonths: p.integer(),
-    purpose: p.string(),
+    purpose: p.text(),
     financials: p.json<{ annualRevenue: number; yearsTrading: number; existingDebt: number }>(),
     bankAccount: p.json<{ iban: string; holderName: string }>(),
-    status: p.string(),
+    status: p.text(),
     riskScore: p.integer().nullable(),
     probabilityOfDefault: p.double().nullable(),
-    riskDecision: p.string().nullable(),
+    riskDecision: p.text().nullable(),
     riskReasons: p.json<string[]>().nullable(),
-    modelVersion: p.string().nullable(),
-    scoringError: p.string().nullable(),
+    modelVersion: p.text().nullable(),
+    scoringError: p.text().nullable(),
     review: p.json<Review>().nullable(),
     history: p.json<HistoryEntry[]>(),
     createdAt: p.datetime(),
     updatedAt: p.datetime(),
     reconciledAt: p.datetime().nullable(),
-    version: p.integer().version(),
+    version: p.integer().version().default(1),
   },
+  indexes: [
+    // The reconciler's scan: only non-final rows, oldest change first.
+    { name: 'applications_unsettled', properties: ['updatedAt'], where: "status in ('processing', 'risk_scoring', 'approved', 'disbursing')" },
+  ],
+  checks: [
+    { name: 'applications_amount_minor_check', expression: 'amount_minor > 0' },
+    { name: 'applications_term_months_check', expression: 'term_months >= 1 and term_months <= 360' },
+    { name: 'applications_status_check', expression: "status in ('processing', 'risk_scoring', 'approved', 'rejected', 'pending_review', 'disbursing', 'disbursed', 'disbursement_failed')" },
+  ],
 });
 
 /** One row per application ever sent to the gateway: the primary key makes a second payout record impossible. */
@@ -44,59 +52,22 @@ export const Payout = defineEntity({
   schema: 'funding',
   tableName: 'payouts',
   properties: {
-    applicationId: p.uuid().primary(),
+    applicationId: p.manyToOne(Application).mapToPk().primary().fieldName('application_id').deleteRule('no action').updateRule('no action').foreignKeyName('payouts_application_id_fkey'),
     amountMinor: p.bigint('number'),
-    currency: p.string(),
-    state: p.string(),
-    gatewayPayoutId: p.string().nullable(),
-    failureReason: p.string().nullable(),
-    attempts: p.integer(),
+    currency: p.character().length(3),
+    state: p.text(),
+    gatewayPayoutId: p.text().nullable().unique('payouts_gateway_payout_id_key'),
+    failureReason: p.text().nullable(),
+    attempts: p.integer().default(0),
     createdAt: p.datetime(),
     updatedAt: p.datetime(),
   },
+  checks: [
+    { name: 'payouts_amount_minor_check', expression: 'amount_minor > 0' },
+    { name: 'payouts_state_check', expression: "state in ('pending', 'paid', 'failed')" },
+  ],
 });
 
 export const entities = [Application, Payout];
 
-export const migrations = [
-  sqlMigration('funding-0001-init', [
-    'create schema if not exists funding',
-    `create table funding.applications (
-       id uuid primary key,
-       business_id text not null,
-       business_name text not null,
-       contact_email text not null,
-       amount_minor bigint not null check (amount_minor > 0),
-       currency char(3) not null,
-       term_months int not null check (term_months between 1 and 360),
-       purpose text not null,
-       financials jsonb not null,
-       bank_account jsonb not null,
-       status text not null check (status in ('processing', 'risk_scoring', 'approved', 'rejected', 'pending_review', 'disbursing', 'disbursed', 'disbursement_failed')),
-       risk_score int,
-       probability_of_default double precision,
-       risk_decision text,
-       risk_reasons jsonb,
-       model_version text,
-       scoring_error text,
-       review jsonb,
-       history jsonb not null,
-       created_at timestamptz not null,
-       updated_at timestamptz not null,
-       reconciled_at timestamptz,
-       version int not null default 1)`,
-    // The reconciler's scan: only non-final rows, oldest change first.
-    `create index applications_unsettled on funding.applications (updated_at)
-       where status in ('processing', 'risk_scoring', 'approved', 'disbursing')`,
-    `create table funding.payouts (
-       application_id uuid primary key references funding.applications (id),
-       amount_minor bigint not null check (amount_minor > 0),
-       currency char(3) not null,
-       state text not null check (state in ('pending', 'paid', 'failed')),
-       gateway_payout_id text unique,
-       failure_reason text,
-       attempts int not null default 0,
-       created_at timestamptz not null,
-       updated_at timestamptz not null)`,
-  ]),
-];
+export { migrations } from './migrations/index.ts';

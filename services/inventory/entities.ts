@@ -1,5 +1,4 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
 
 /** Stock of one SKU. available = onHand - reserved; the checks make an oversell impossible even for a buggy writer. */
 export const StockItem = defineEntity({
@@ -7,14 +6,18 @@ export const StockItem = defineEntity({
   schema: 'inventory',
   tableName: 'items',
   properties: {
-    sku: p.string().primary(),
+    sku: p.text().primary(),
     onHand: p.integer(),
-    reserved: p.integer(),
+    reserved: p.integer().default(0),
     priceCents: p.integer(),
-    currency: p.string(),
-    createdAt: p.datetime(),
-    updatedAt: p.datetime(),
+    currency: p.text(),
+    createdAt: p.datetime().defaultRaw('now()'),
+    updatedAt: p.datetime().defaultRaw('now()'),
   },
+  checks: [
+    { name: 'items_on_hand_check', expression: 'on_hand >= 0' },
+    { name: 'items_check', expression: 'reserved >= 0 and reserved <= on_hand' },
+  ],
 });
 
 /** One row per order that ever reserved or released: RESERVED, RELEASED (also a tombstone) or DEDUCTED. */
@@ -23,11 +26,12 @@ export const Reservation = defineEntity({
   schema: 'inventory',
   tableName: 'reservations',
   properties: {
-    orderId: p.string().primary(),
-    status: p.string(),
-    createdAt: p.datetime(),
-    updatedAt: p.datetime(),
+    orderId: p.text().primary(),
+    status: p.text(),
+    createdAt: p.datetime().defaultRaw('now()'),
+    updatedAt: p.datetime().defaultRaw('now()'),
   },
+  checks: [{ name: 'reservations_status_check', expression: "status in ('RESERVED', 'RELEASED', 'DEDUCTED')" }],
 });
 
 /** The lines of a reservation, keyed (order, sku), with the price the catalog gave the SKU. */
@@ -36,38 +40,15 @@ export const ReservationLine = defineEntity({
   schema: 'inventory',
   tableName: 'reservation_lines',
   properties: {
-    orderId: p.string().primary(),
-    sku: p.string().primary(),
+    orderId: p.manyToOne(Reservation).mapToPk().primary().fieldName('order_id').deleteRule('cascade').foreignKeyName('reservation_lines_order_id_fkey'),
+    sku: p.text().primary(),
     quantity: p.integer(),
     priceCents: p.integer(),
-    currency: p.string(),
+    currency: p.text(),
   },
+  checks: [{ name: 'reservation_lines_quantity_check', expression: 'quantity > 0' }],
 });
 
 export const entities = [StockItem, Reservation, ReservationLine];
 
-export const migrations = [
-  sqlMigration('inventory-0001-init', [
-    'create schema if not exists inventory',
-    `create table inventory.items (
-       sku text primary key,
-       on_hand int not null check (on_hand >= 0),
-       reserved int not null default 0 check (reserved >= 0 and reserved <= on_hand),
-       price_cents int not null,
-       currency text not null,
-       created_at timestamptz not null default now(),
-       updated_at timestamptz not null default now())`,
-    `create table inventory.reservations (
-       order_id text primary key,
-       status text not null check (status in ('RESERVED', 'RELEASED', 'DEDUCTED')),
-       created_at timestamptz not null default now(),
-       updated_at timestamptz not null default now())`,
-    `create table inventory.reservation_lines (
-       order_id text not null references inventory.reservations (order_id) on delete cascade,
-       sku text not null,
-       quantity int not null check (quantity > 0),
-       price_cents int not null,
-       currency text not null,
-       primary key (order_id, sku))`,
-  ]),
-];
+export { migrations } from './migrations/index.ts';

@@ -13,6 +13,7 @@
 // stays behind as a tombstone when a release overtakes its reserve.
 import type { PricedLine } from '../../contracts/commerce.ts';
 import type { EntityManager } from '../kit/db.ts';
+import { StockItem } from './entities.ts';
 
 export type Line = { sku: string; quantity: number };
 export type ReserveResult =
@@ -197,8 +198,8 @@ export async function initItem(em: EntityManager, i: { sku: string; stock: numbe
 }
 
 export async function getItem(em: EntityManager, sku: string): Promise<ItemView | null> {
-  const [r] = await em.execute<ItemRow[]>('select sku, on_hand, reserved from inventory.items where sku = ?', [sku]);
-  return r ? view(r) : null;
+  const r = await em.findOne(StockItem, { sku }, { fields: ['sku', 'onHand', 'reserved'] });
+  return r ? view({ sku: r.sku, on_hand: r.onHand, reserved: r.reserved }) : null;
 }
 
 const view = (r: Pick<ItemRow, 'sku' | 'on_hand' | 'reserved'>): ItemView =>

@@ -10,14 +10,53 @@ import type { Logger } from './log.ts';
 export type { EntityManager, MikroORM };
 export type MigrationDef = MigrationObject;
 
-/** A migration from plain SQL statements; names sort in the order they must run. `sqlMigration('orders-0001-init', ['create table ...'])` */
-export function sqlMigration(name: string, statements: string[]): MigrationDef {
+/**
+ * A migration from plain SQL statements; names sort in the order they must run. Files under
+ * each service's migrations/ are generated from the entities (migrations-cli.ts) in this form.
+ * `replaces` makes a baseline out of it: a database that already ran every one of those older
+ * migrations has this schema already, so the statements are skipped and only the name is logged.
+ * `sqlMigration('orders-0001-baseline', ['create table ...'], { replaces: ['orders-0001-init'] })`
+ */
+export function sqlMigration(name: string, statements: string[], opts: { down?: string[]; replaces?: string[] } = {}): MigrationDef {
+  const replaces = opts.replaces ?? [];
   class SqlMigration extends Migration {
-    override up() {
+    override async up() {
+      if (replaces.length) {
+        const ran = await this.execute(`select name from ${MIGRATIONS_TABLE} where name in (${replaces.map(() => '?').join(', ')})`, replaces);
+        if (ran.length === replaces.length) return;
+        if (ran.length) throw new PartialLegacySchemaError(name, replaces, ran.map((r) => String(r.name)));
+      }
       for (const s of statements) this.addSql(s);
+    }
+
+    override down() {
+      for (const s of opts.down ?? []) this.addSql(s);
     }
   }
   return { name, class: SqlMigration };
+}
+
+/** A database that ran only some of the migrations a baseline replaces: its schema is neither old nor new. */
+export class PartialLegacySchemaError extends Error {
+  constructor(baseline: string, replaces: string[], ran: string[]) {
+    super(`migration ${baseline} replaces ${replaces.join(', ')}, but this database ran only ${ran.join(', ')}: start the release before it once to finish those, then this one`);
+    this.name = 'PartialLegacySchemaError';
+  }
+}
+
+const MIGRATIONS_TABLE = 'kit.mikro_orm_migrations';
+
+/** The schemas (Postgres namespaces) the given entities live in. `entitySchemas(entities) // ['orders']` */
+export function entitySchemas(entities: readonly unknown[]): string[] {
+  return [...new Set(entities.map((e) => (e as { meta: { schema?: string } }).meta.schema ?? 'public'))];
+}
+
+/**
+ * The SQL that would make `schema` in the database what the entities say ('' when they agree), from
+ * MikroORM's schema diff, the same one the migrator generates migrations from. `await schemaDrift(orm, 'orders')`
+ */
+export async function schemaDrift(orm: MikroORM, schema: string): Promise<{ up: string; down: string }> {
+  return await orm.schema.getUpdateSchemaMigrationSQL({ wrap: false, schema });
 }
 
 /** Create the database named in `url` when it does not exist (CONTRACTS: "created if missing"). */
@@ -51,7 +90,7 @@ export async function openOrm(opts: { url: string; entities: Options['entities']
     // Without a connect timeout a request waits forever for a Postgres that is down; with
     // it the request fails fast and the client gets 503 UNAVAILABLE.
     driverOptions: { connectionTimeoutMillis: 3000 },
-    migrations: { migrationsList: [...opts.migrations].sort((a, b) => a.name.localeCompare(b.name)), silent: true, snapshot: false, snapshotOnMigrate: false, tableName: 'kit.mikro_orm_migrations' },
+    migrations: { migrationsList: [...opts.migrations].sort((a, b) => a.name.localeCompare(b.name)), silent: true, snapshot: false, snapshotOnMigrate: false, tableName: MIGRATIONS_TABLE },
     debug: opts.debug ?? false,
     allowGlobalContext: false,
     discovery: { warnWhenNoEntities: false },

@@ -14,7 +14,7 @@ import { ConfigError } from './errors.ts';
 import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
-import { kitMigrations } from './migrations.ts';
+import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
 import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
@@ -87,7 +87,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
 
   orm = await openOrm({
     url: config.DATABASE_URL!, poolMax: config.DB_POOL_MAX,
-    entities: plan.entities as never,
+    entities: [...kitEntities, ...plan.entities] as never,
     migrations: [...kitMigrations, ...plan.migrations],
   });
   await migrate(orm, log);

@@ -2,7 +2,6 @@
 // transition (see ledger.ts); `loans` is our ledger of which order holds which
 // loan, and its primary key is what keeps a loan in one order at a time.
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
 
 export const LendingOrder = defineEntity({
   name: 'LendingOrder',
@@ -10,20 +9,26 @@ export const LendingOrder = defineEntity({
   tableName: 'orders',
   properties: {
     id: p.uuid().primary(),
-    investorId: p.string(),
-    status: p.string(),
-    phase: p.string(),
+    investorId: p.text(),
+    status: p.text(),
+    phase: p.text(),
     totalItems: p.integer(),
     batches: p.integer(),
     pending: p.integer(),
     reserved: p.integer(),
     invested: p.integer(),
     failed: p.integer(),
-    requestId: p.string().nullable(),
-    createdAt: p.datetime(),
-    updatedAt: p.datetime(),
+    requestId: p.text().nullable(),
+    createdAt: p.datetime().defaultRaw('now()'),
+    updatedAt: p.datetime().defaultRaw('now()'),
     completedAt: p.datetime().nullable(),
   },
+  checks: [
+    { name: 'orders_status_check', expression: "status in ('IN_PROGRESS', 'SUCCESS', 'PARTIALLY_INVESTED', 'FAILED')" },
+    { name: 'orders_phase_check', expression: "phase in ('reserve', 'invest')" },
+    { name: 'orders_check', expression: 'pending >= 0 and reserved >= 0 and invested >= 0 and failed >= 0' },
+    { name: 'orders_check1', expression: 'pending + reserved + invested + failed = total_items' },
+  ],
 });
 
 export const LendingItem = defineEntity({
@@ -31,20 +36,29 @@ export const LendingItem = defineEntity({
   schema: 'lending',
   tableName: 'items',
   properties: {
-    orderId: p.uuid().primary(),
-    loanId: p.string().primary(),
-    amount: p.decimal('number'),
+    orderId: p.manyToOne(LendingOrder).mapToPk().primary().fieldName('order_id').foreignKeyName('items_order_id_fkey'),
+    loanId: p.text().primary(),
+    amount: p.decimal('number').columnType('numeric'),
     batchNo: p.integer(),
-    state: p.string(),
-    failedPhase: p.string().nullable(),
-    reason: p.string().nullable(),
-    ambiguous: p.boolean(),
-    failures: p.integer(),
-    lastError: p.string().nullable(),
-    reserveTx: p.string().nullable(),
-    investTx: p.string().nullable(),
-    updatedAt: p.datetime(),
+    state: p.text(),
+    failedPhase: p.text().nullable(),
+    reason: p.text().nullable(),
+    ambiguous: p.boolean().default(false),
+    failures: p.integer().default(0),
+    lastError: p.text().nullable(),
+    reserveTx: p.text().nullable(),
+    investTx: p.text().nullable(),
+    updatedAt: p.datetime().defaultRaw('now()'),
   },
+  indexes: [
+    { name: 'items_by_batch', properties: ['orderId', 'batchNo'] },
+    { name: 'items_by_state', properties: ['orderId', 'state'] },
+  ],
+  checks: [
+    { name: 'items_amount_check', expression: 'amount > 0' },
+    { name: 'items_state_check', expression: "state in ('PENDING', 'RESERVED', 'INVESTED', 'FAILED')" },
+    { name: 'items_failed_phase_check', expression: "failed_phase in ('reserve', 'invest')" },
+  ],
 });
 
 export const LoanLedger = defineEntity({
@@ -52,58 +66,15 @@ export const LoanLedger = defineEntity({
   schema: 'lending',
   tableName: 'loans',
   properties: {
-    loanId: p.string().primary(),
-    orderId: p.uuid(),
-    investorId: p.string(),
-    status: p.string(),
-    updatedAt: p.datetime(),
+    loanId: p.text().primary(),
+    orderId: p.manyToOne(LendingOrder).mapToPk().fieldName('order_id').foreignKeyName('loans_order_id_fkey'),
+    investorId: p.text(),
+    status: p.text(),
+    updatedAt: p.datetime().defaultRaw('now()'),
   },
+  checks: [{ name: 'loans_status_check', expression: "status in ('RESERVED', 'INVESTED')" }],
 });
 
 export const entities = [LendingOrder, LendingItem, LoanLedger];
 
-export const migrations = [
-  sqlMigration('lending-0001-init', [
-    'create schema if not exists lending',
-    `create table lending.orders (
-       id uuid primary key,
-       investor_id text not null,
-       status text not null check (status in ('IN_PROGRESS', 'SUCCESS', 'PARTIALLY_INVESTED', 'FAILED')),
-       phase text not null check (phase in ('reserve', 'invest')),
-       total_items int not null,
-       batches int not null,
-       pending int not null,
-       reserved int not null,
-       invested int not null,
-       failed int not null,
-       request_id text,
-       created_at timestamptz not null default now(),
-       updated_at timestamptz not null default now(),
-       completed_at timestamptz,
-       check (pending >= 0 and reserved >= 0 and invested >= 0 and failed >= 0),
-       check (pending + reserved + invested + failed = total_items))`,
-    `create table lending.items (
-       order_id uuid not null references lending.orders (id),
-       loan_id text not null,
-       amount numeric not null check (amount > 0),
-       batch_no int not null,
-       state text not null check (state in ('PENDING', 'RESERVED', 'INVESTED', 'FAILED')),
-       failed_phase text check (failed_phase in ('reserve', 'invest')),
-       reason text,
-       ambiguous boolean not null default false,
-       failures int not null default 0,
-       last_error text,
-       reserve_tx text,
-       invest_tx text,
-       updated_at timestamptz not null default now(),
-       primary key (order_id, loan_id))`,
-    'create index items_by_batch on lending.items (order_id, batch_no)',
-    'create index items_by_state on lending.items (order_id, state)',
-    `create table lending.loans (
-       loan_id text primary key,
-       order_id uuid not null references lending.orders (id),
-       investor_id text not null,
-       status text not null check (status in ('RESERVED', 'INVESTED')),
-       updated_at timestamptz not null default now())`,
-  ]),
-];
+export { migrations } from './migrations/index.ts';

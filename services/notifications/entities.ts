@@ -1,5 +1,4 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
 
 /** One row per (order, kind) mail the SMTP server accepted: the "never twice" record. */
 export const SentEmail = defineEntity({
@@ -8,36 +7,29 @@ export const SentEmail = defineEntity({
   tableName: 'emails',
   properties: {
     orderId: p.uuid().primary(),
-    kind: p.string().primary(),
-    recipient: p.string(),
-    subject: p.string(),
-    messageId: p.string(),
+    kind: p.text().primary(),
+    recipient: p.text(),
+    subject: p.text(),
+    messageId: p.text(),
     sentAt: p.datetime(),
   },
 });
 
-export const entities = [SentEmail];
+/** One row per (order, kind) text the SMS provider accepted (or claimed before the send: provider_id still null). */
+export const SentSms = defineEntity({
+  name: 'SentSms',
+  schema: 'notifications',
+  tableName: 'sms',
+  properties: {
+    orderId: p.uuid().primary(),
+    kind: p.text().primary(),
+    recipient: p.text(),
+    body: p.text(),
+    providerId: p.text().nullable(),
+    sentAt: p.datetime(),
+  },
+});
 
-export const migrations = [
-  sqlMigration('notifications-0001-init', [
-    'create schema if not exists notifications',
-    `create table notifications.emails (
-       order_id uuid not null,
-       kind text not null,
-       recipient text not null,
-       subject text not null,
-       message_id text not null,
-       sent_at timestamptz not null,
-       primary key (order_id, kind))`,
-  ]),
-  sqlMigration('notifications-0002-sms', [
-    `create table notifications.sms (
-       order_id uuid not null,
-       kind text not null,
-       recipient text not null,
-       body text not null,
-       provider_id text,
-       sent_at timestamptz not null,
-       primary key (order_id, kind))`,
-  ]),
-];
+export const entities = [SentEmail, SentSms];
+
+export { migrations } from './migrations/index.ts';

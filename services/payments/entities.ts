@@ -1,5 +1,4 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
 
 /**
  * One row per order. CHARGING (a call may be out: lease_until says how long it may
@@ -12,16 +11,17 @@ export const Payment = defineEntity({
   tableName: 'payments',
   properties: {
     orderId: p.uuid().primary(),
-    status: p.string(),
+    status: p.text(),
     amount: p.integer().nullable(),
-    currency: p.string().nullable(),
-    chargeId: p.string().nullable(),
+    currency: p.text().nullable(),
+    chargeId: p.text().nullable(),
     leaseUntil: p.datetime().nullable(),
-    refundedAmount: p.integer(),
-    detail: p.string().nullable(),
-    createdAt: p.datetime(),
-    updatedAt: p.datetime(),
+    refundedAmount: p.integer().default(0),
+    detail: p.text().nullable(),
+    createdAt: p.datetime().defaultRaw('now()'),
+    updatedAt: p.datetime().defaultRaw('now()'),
   },
+  checks: [{ name: 'payments_status_check', expression: "status in ('CHARGING', 'CHARGED', 'DECLINED', 'FAILED', 'CANCELLED')" }],
 });
 
 /** Charges we refunded, so a compensation retried never refunds one twice, whatever the gateway remembers. */
@@ -30,35 +30,14 @@ export const PaymentRefund = defineEntity({
   schema: 'payments',
   tableName: 'refunds',
   properties: {
-    chargeId: p.string().primary(),
+    chargeId: p.text().primary(),
     orderId: p.uuid(),
-    refundId: p.string().nullable(),
+    refundId: p.text().nullable(),
     amount: p.integer(),
-    createdAt: p.datetime(),
+    createdAt: p.datetime().defaultRaw('now()'),
   },
 });
 
 export const entities = [Payment, PaymentRefund];
 
-export const migrations = [
-  sqlMigration('payments-0001-init', [
-    'create schema if not exists payments',
-    `create table payments.payments (
-       order_id uuid primary key,
-       status text not null check (status in ('CHARGING', 'CHARGED', 'DECLINED', 'FAILED', 'CANCELLED')),
-       amount int,
-       currency text,
-       charge_id text,
-       lease_until timestamptz,
-       refunded_amount int not null default 0,
-       detail text,
-       created_at timestamptz not null default now(),
-       updated_at timestamptz not null default now())`,
-    `create table payments.refunds (
-       charge_id text primary key,
-       order_id uuid not null,
-       refund_id text,
-       amount int not null,
-       created_at timestamptz not null default now())`,
-  ]),
-];
+export { migrations } from './migrations/index.ts';

@@ -1,5 +1,4 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
 import type { Saga } from './saga.ts';
 
 /** One row per order: the saga's step, its order-facing status, and the rest as a document. */
@@ -9,32 +8,21 @@ export const SagaRow = defineEntity({
   tableName: 'sagas',
   properties: {
     id: p.uuid().primary(),
-    step: p.string(),
-    status: p.string(),
+    step: p.text(),
+    status: p.text(),
     version: p.integer(),
     deadline: p.datetime().nullable(),
     doc: p.json<Saga>(),
-    createdAt: p.datetime(),
-    updatedAt: p.datetime(),
+    createdAt: p.datetime().defaultRaw('now()'),
+    updatedAt: p.datetime().defaultRaw('now()'),
   },
+  indexes: [
+    // The sweeper's scan: only sagas waiting on a forward step have a deadline.
+    { name: 'sagas_deadline', properties: ['deadline'], where: 'deadline is not null' },
+    { name: 'sagas_step', properties: ['step'], where: "step = 'COMPENSATING'" },
+  ],
 });
 
 export const entities = [SagaRow];
 
-export const migrations = [
-  sqlMigration('saga-0001-init', [
-    'create schema if not exists saga',
-    `create table saga.sagas (
-       id uuid primary key,
-       step text not null,
-       status text not null,
-       version int not null,
-       deadline timestamptz,
-       doc jsonb not null,
-       created_at timestamptz not null default now(),
-       updated_at timestamptz not null default now())`,
-    // The sweeper's scan: only sagas waiting on a forward step have a deadline.
-    'create index sagas_deadline on saga.sagas (deadline) where deadline is not null',
-    'create index sagas_step on saga.sagas (step) where step = \'COMPENSATING\'',
-  ]),
-];
+export { migrations } from './migrations/index.ts';

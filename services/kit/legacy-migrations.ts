@@ -1,0 +1,248 @@
+// The hand-written DDL every database ran before the schema came from the entities, kept
+// verbatim and frozen: only schema.test.ts runs it, to prove such a database upgrades to the
+// generated baselines (each `replaces` these names) without a difference. Never add to it.
+import { sqlMigration, type MigrationDef } from './db.ts';
+
+export const legacyMigrations: MigrationDef[] = [
+  sqlMigration('0000-kit-0001-init', [
+    'create schema if not exists kit',
+    `create table kit.outbox (
+       id uuid primary key,
+       subject text not null,
+       payload text not null,
+       headers jsonb not null default '{}'::jsonb,
+       created_at timestamptz not null default now())`,
+    'create index outbox_created_at on kit.outbox (created_at)',
+    `create table kit.inbox (
+       consumer text not null,
+       msg_id text not null,
+       processed_at timestamptz not null default now(),
+       primary key (consumer, msg_id))`,
+    `create table kit.idempotency_keys (
+       scope text not null,
+       key text not null,
+       request_hash text not null,
+       state text not null check (state in ('running', 'done')),
+       response_status int,
+       response_body text,
+       created_at timestamptz not null default now(),
+       primary key (scope, key))`,
+  ]),
+  // Relays are woken by a debounced NOTIFY from writers instead (see outbox.ts).
+  sqlMigration('0000-kit-0002-no-notify-trigger', [
+    'drop trigger if exists outbox_notify on kit.outbox',
+    'drop function if exists kit.notify_outbox()',
+  ]),
+  sqlMigration('catalog-0001-init', [
+    'create schema if not exists catalog',
+    `create table catalog.products (
+       sku text primary key,
+       name text not null,
+       description text not null default '',
+       price_cents int not null check (price_cents >= 0),
+       currency text not null,
+       created_at timestamptz not null default now(),
+       -- Name weighs more than description in the ranking; the SKU itself is searchable as one word.
+       search tsvector generated always as (
+         setweight(to_tsvector('simple', sku), 'A') ||
+         setweight(to_tsvector('english', name), 'A') ||
+         setweight(to_tsvector('english', description), 'B')) stored)`,
+    'create index products_search on catalog.products using gin (search)',
+  ]),
+  sqlMigration('funding-0001-init', [
+    'create schema if not exists funding',
+    `create table funding.applications (
+       id uuid primary key,
+       business_id text not null,
+       business_name text not null,
+       contact_email text not null,
+       amount_minor bigint not null check (amount_minor > 0),
+       currency char(3) not null,
+       term_months int not null check (term_months between 1 and 360),
+       purpose text not null,
+       financials jsonb not null,
+       bank_account jsonb not null,
+       status text not null check (status in ('processing', 'risk_scoring', 'approved', 'rejected', 'pending_review', 'disbursing', 'disbursed', 'disbursement_failed')),
+       risk_score int,
+       probability_of_default double precision,
+       risk_decision text,
+       risk_reasons jsonb,
+       model_version text,
+       scoring_error text,
+       review jsonb,
+       history jsonb not null,
+       created_at timestamptz not null,
+       updated_at timestamptz not null,
+       reconciled_at timestamptz,
+       version int not null default 1)`,
+    // The reconciler's scan: only non-final rows, oldest change first.
+    `create index applications_unsettled on funding.applications (updated_at)
+       where status in ('processing', 'risk_scoring', 'approved', 'disbursing')`,
+    `create table funding.payouts (
+       application_id uuid primary key references funding.applications (id),
+       amount_minor bigint not null check (amount_minor > 0),
+       currency char(3) not null,
+       state text not null check (state in ('pending', 'paid', 'failed')),
+       gateway_payout_id text unique,
+       failure_reason text,
+       attempts int not null default 0,
+       created_at timestamptz not null,
+       updated_at timestamptz not null)`,
+  ]),
+  sqlMigration('inventory-0001-init', [
+    'create schema if not exists inventory',
+    `create table inventory.items (
+       sku text primary key,
+       on_hand int not null check (on_hand >= 0),
+       reserved int not null default 0 check (reserved >= 0 and reserved <= on_hand),
+       price_cents int not null,
+       currency text not null,
+       created_at timestamptz not null default now(),
+       updated_at timestamptz not null default now())`,
+    `create table inventory.reservations (
+       order_id text primary key,
+       status text not null check (status in ('RESERVED', 'RELEASED', 'DEDUCTED')),
+       created_at timestamptz not null default now(),
+       updated_at timestamptz not null default now())`,
+    `create table inventory.reservation_lines (
+       order_id text not null references inventory.reservations (order_id) on delete cascade,
+       sku text not null,
+       quantity int not null check (quantity > 0),
+       price_cents int not null,
+       currency text not null,
+       primary key (order_id, sku))`,
+  ]),
+  sqlMigration('lending-0001-init', [
+    'create schema if not exists lending',
+    `create table lending.orders (
+       id uuid primary key,
+       investor_id text not null,
+       status text not null check (status in ('IN_PROGRESS', 'SUCCESS', 'PARTIALLY_INVESTED', 'FAILED')),
+       phase text not null check (phase in ('reserve', 'invest')),
+       total_items int not null,
+       batches int not null,
+       pending int not null,
+       reserved int not null,
+       invested int not null,
+       failed int not null,
+       request_id text,
+       created_at timestamptz not null default now(),
+       updated_at timestamptz not null default now(),
+       completed_at timestamptz,
+       check (pending >= 0 and reserved >= 0 and invested >= 0 and failed >= 0),
+       check (pending + reserved + invested + failed = total_items))`,
+    `create table lending.items (
+       order_id uuid not null references lending.orders (id),
+       loan_id text not null,
+       amount numeric not null check (amount > 0),
+       batch_no int not null,
+       state text not null check (state in ('PENDING', 'RESERVED', 'INVESTED', 'FAILED')),
+       failed_phase text check (failed_phase in ('reserve', 'invest')),
+       reason text,
+       ambiguous boolean not null default false,
+       failures int not null default 0,
+       last_error text,
+       reserve_tx text,
+       invest_tx text,
+       updated_at timestamptz not null default now(),
+       primary key (order_id, loan_id))`,
+    'create index items_by_batch on lending.items (order_id, batch_no)',
+    'create index items_by_state on lending.items (order_id, state)',
+    `create table lending.loans (
+       loan_id text primary key,
+       order_id uuid not null references lending.orders (id),
+       investor_id text not null,
+       status text not null check (status in ('RESERVED', 'INVESTED')),
+       updated_at timestamptz not null default now())`,
+  ]),
+  sqlMigration('notifications-0001-init', [
+    'create schema if not exists notifications',
+    `create table notifications.emails (
+       order_id uuid not null,
+       kind text not null,
+       recipient text not null,
+       subject text not null,
+       message_id text not null,
+       sent_at timestamptz not null,
+       primary key (order_id, kind))`,
+  ]),
+  sqlMigration('notifications-0002-sms', [
+    `create table notifications.sms (
+       order_id uuid not null,
+       kind text not null,
+       recipient text not null,
+       body text not null,
+       provider_id text,
+       sent_at timestamptz not null,
+       primary key (order_id, kind))`,
+  ]),
+  sqlMigration('orders-0001-init', [
+    'create schema if not exists orders',
+    `create table orders.orders (
+       id uuid primary key,
+       order_id text not null unique,
+       email text not null,
+       phone text,
+       payment_token text,
+       items jsonb not null,
+       status text not null,
+       total_cents bigint,
+       currency text,
+       tracking_number text,
+       failure_reason text,
+       history jsonb not null,
+       created_at timestamptz not null,
+       updated_at timestamptz not null,
+       version int not null default 1)`,
+  ]),
+  // The saga's version of the status last applied (see status.ts).
+  sqlMigration('orders-0002-saga-status', [
+    'alter table orders.orders add column saga_version int not null default 0',
+  ]),
+  sqlMigration('payments-0001-init', [
+    'create schema if not exists payments',
+    `create table payments.payments (
+       order_id uuid primary key,
+       status text not null check (status in ('CHARGING', 'CHARGED', 'DECLINED', 'FAILED', 'CANCELLED')),
+       amount int,
+       currency text,
+       charge_id text,
+       lease_until timestamptz,
+       refunded_amount int not null default 0,
+       detail text,
+       created_at timestamptz not null default now(),
+       updated_at timestamptz not null default now())`,
+    `create table payments.refunds (
+       charge_id text primary key,
+       order_id uuid not null,
+       refund_id text,
+       amount int not null,
+       created_at timestamptz not null default now())`,
+  ]),
+  sqlMigration('saga-0001-init', [
+    'create schema if not exists saga',
+    `create table saga.sagas (
+       id uuid primary key,
+       step text not null,
+       status text not null,
+       version int not null,
+       deadline timestamptz,
+       doc jsonb not null,
+       created_at timestamptz not null default now(),
+       updated_at timestamptz not null default now())`,
+    // The sweeper's scan: only sagas waiting on a forward step have a deadline.
+    'create index sagas_deadline on saga.sagas (deadline) where deadline is not null',
+    'create index sagas_step on saga.sagas (step) where step = \'COMPENSATING\'',
+  ]),
+  sqlMigration('shipping-0001-init', [
+    'create schema if not exists shipping',
+    `create table shipping.shipments (
+       order_id uuid primary key,
+       status text not null check (status in ('SCHEDULED', 'FAILED', 'CANCELLED')),
+       tracking_number text,
+       pickup_at timestamptz,
+       detail text,
+       created_at timestamptz not null default now(),
+       updated_at timestamptz not null default now())`,
+  ]),
+];
