@@ -79,6 +79,7 @@ describe('POST /api/orders', () => {
     ['an empty body', '', 400, 'VALIDATION_FAILED'],
     ['null', 'null', 400, 'VALIDATION_FAILED'],
     ['missing items', JSON.stringify({ orderId: 'A-2', email: 'a@b.co' }), 400, 'VALIDATION_FAILED'],
+    ['missing paymentToken', JSON.stringify(order({ paymentToken: undefined })), 400, 'VALIDATION_FAILED'],
     ['empty items', JSON.stringify(order({ items: [] })), 400, 'VALIDATION_FAILED'],
     ['101 items', JSON.stringify(order({ items: Array.from({ length: 101 }, (_, i) => ({ sku: `S-${i}`, quantity: 1 })) })), 400, 'VALIDATION_FAILED'],
     ['quantity as a string', JSON.stringify(order({ items: [{ sku: 'S', quantity: '2' }] })), 400, 'VALIDATION_FAILED'],
