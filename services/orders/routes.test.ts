@@ -181,6 +181,28 @@ describe('Idempotency-Key', () => {
     expect((await res.json()).error.code).toBe('REQUEST_IN_PROGRESS');
   });
 
+  it('lets one of two concurrent orders with one key and two bodies through; the other is 422', async () => {
+    for (let i = 0; i < 5; i++) {
+      const h = { 'content-type': 'application/json', 'idempotency-key': `k-${Math.random()}` };
+      const [a, b] = [order(), order()];
+      const answers = await Promise.all([post(JSON.stringify(a), h), post(JSON.stringify(b), h)]);
+      expect(answers.map((r) => r.status).sort()).toEqual([202, 422]);
+      const [{ n }] = await c.deps.orm.em.fork().execute<{ n: string }[]>('select count(*) as n from orders.orders where order_id in (?, ?)', [a.orderId, b.orderId]);
+      expect(Number(n)).toBe(1);
+    }
+  });
+
+  it('replays the 202 to a retry that raced the first, and 409s DUPLICATE_ORDER only for another key', async () => {
+    const o = JSON.stringify(order());
+    const h = { 'content-type': 'application/json', 'idempotency-key': `k-${Math.random()}` };
+    const answers = await Promise.all([post(o, h), post(o, h), post(o, h)]);
+    const bodies = await Promise.all(answers.map((r) => r.json()));
+    expect(answers.map((r) => r.status)).toEqual([202, 202, 202]);
+    expect(new Set(bodies.map((b) => b.id)).size).toBe(1);
+    const other = await post(o, { ...h, 'idempotency-key': `k-${Math.random()}` });
+    expect([other.status, (await other.json()).error.code]).toEqual([409, 'DUPLICATE_ORDER']);
+  });
+
   it('replays a 4xx too', async () => {
     const h = { 'content-type': 'application/json', 'idempotency-key': `k-${Math.random()}` };
     const body = JSON.stringify(order({ items: [] }));
