@@ -31,7 +31,7 @@ async function load(url: string, opts: { rate?: number; duration?: number; conne
     ...(opts.rate ? { overallRate: opts.rate } : {}),
     requests: [{
       method: 'POST', headers: { 'content-type': 'application/json' },
-      setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `B-${run}-${n++}`, email: 'bench@example.com', items: [{ sku: 'SKU-1', quantity: 1 }, { sku: 'SKU-2', quantity: 3 }] }) }),
+      setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `B-${run}-${n++}`, email: 'bench@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }, { sku: 'SKU-2', quantity: 3 }] }) }),
     }],
   });
   const cpuUs = (cpuSeconds(before, snapshot(), serverSide) / Math.max(1, result.requests.total)) * 1e6;
@@ -112,7 +112,7 @@ try {
     const wait = due - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     inflight.push((async () => {
-      const res = await fetch(`${url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orderId: `M-${i}-${started}`, email: 'lat@example.com', items: [{ sku: 'SKU-1', quantity: 1 }] }) });
+      const res = await fetch(`${url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orderId: `M-${i}-${started}`, email: 'lat@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) });
       if (res.status === 202) acceptedAt.set((await res.json()).id, Date.now());
     })());
   }

@@ -22,7 +22,7 @@ export const CreateOrderRequest = z.object({
   orderId,
   email,
   phone: e164.optional(),
-  paymentToken: z.string().min(1).max(128).optional(),
+  paymentToken: z.string().min(1).max(128),
   items: z.array(OrderItem).min(1).max(100),
 });
 export type CreateOrderRequest = z.infer<typeof CreateOrderRequest>;

@@ -20,26 +20,8 @@ export class RetryLaterError extends Error {
   }
 }
 
-export type ErrorDetail = { field: string; message: string };
-
-/** An error with an HTTP status and a contract error code. `throw new HttpError(409, 'DUPLICATE_ORDER', 'orderId exists')` */
-export class HttpError extends Error {
-  override name = 'HttpError';
-  readonly status: number;
-  readonly code: string;
-  readonly details: ErrorDetail[] | undefined;
-  constructor(status: number, code: string, message: string, details?: ErrorDetail[]) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.details = details;
-  }
-}
-
-/** A client's value as echoed in an error message: a 10 KB id is not repeated back whole. `clip('x'.repeat(500)).length === 121` */
-export const clip = (value: string, max = 120) => (value.length > max ? `${value.slice(0, max)}…` : value);
-
-export const notFound = (what: string) => new HttpError(404, 'NOT_FOUND', `${clip(what)} not found`);
+// The HTTP errors live with the rest of the HTTP layer; imported from here by many services.
+export { clip, HttpError, notFound, type ErrorDetail } from './http/errors.ts';
 
 /** Start-up configuration problems, reported all at once. */
 export class ConfigError extends Error {

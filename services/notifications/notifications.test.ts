@@ -10,7 +10,7 @@ beforeEach(() => { c.sink.clear(); c.sink.setFaults({ tempFailFirst: 0, tempFail
 
 const newOrder = async (email = 'ana@example.com') => {
   const orderId = `N-${Math.random().toString(36).slice(2, 10)}`;
-  const res = await c.post('/api/orders', { orderId, email, items: [{ sku: 'SKU-1', quantity: 1 }] });
+  const res = await c.post('/api/orders', { orderId, email, paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] });
   expect(res.status).toBe(202);
   return { orderId, id: res.body.id as string };
 };
@@ -29,7 +29,7 @@ describe('order received mail', () => {
 
   it('carries the request id from the HTTP request through NATS into the mail', async () => {
     const orderId = `R-${Math.random().toString(36).slice(2, 10)}`;
-    const res = await c.post('/api/orders', { orderId, email: 'rid@example.com', items: [{ sku: 'SKU-1', quantity: 1 }] }, { 'x-request-id': 'trace-me-42' });
+    const res = await c.post('/api/orders', { orderId, email: 'rid@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }, { 'x-request-id': 'trace-me-42' });
     await eventually(() => mailsFor(res.body.id).length === 1, { what: 'mail' });
     expect(mailsFor(res.body.id)[0]!.headers['x-request-id']).toBe('trace-me-42');
   });

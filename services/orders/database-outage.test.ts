@@ -12,7 +12,7 @@ beforeAll(async () => {
 });
 afterAll(async () => { await c?.close().catch(() => {}); await pgsrv?.stop(); });
 
-const order = () => ({ orderId: `D-${Math.random().toString(36).slice(2, 10)}`, email: 'db@example.com', items: [{ sku: 'SKU-1', quantity: 1 }] });
+const order = () => ({ orderId: `D-${Math.random().toString(36).slice(2, 10)}`, email: 'db@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] });
 
 describe('database outage', () => {
   it('answers 503 UNAVAILABLE while Postgres is down and accepts again when it is back', async () => {

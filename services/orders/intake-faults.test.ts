@@ -14,7 +14,7 @@ beforeAll(async () => {
 });
 afterAll(async () => { await sink?.close(); await nats?.stop(); await db?.drop(); });
 
-const body = (orderId: string) => JSON.stringify({ orderId, email: 'burst@example.com', items: [{ sku: 'SKU-1', quantity: 1 }] });
+const body = (orderId: string) => JSON.stringify({ orderId, email: 'burst@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] });
 const receivedIds = () => sink.messages().filter((m) => m.messageId.endsWith('.received@orderflow>')).map((m) => m.messageId);
 
 describe('order intake under faults', () => {

@@ -2,34 +2,58 @@
 // written by one data-modifying CTE (atomic: both or neither). Requests that arrive while
 // a statement is in flight wait for the next one and go in together, so under load one
 // round trip and one WAL flush serve a whole batch; at low load a batch is one order and
-// nothing waits. The 202 is sent only after the batch committed.
+// nothing waits. The 202 is sent only after the batch committed; an order's Idempotency-Key
+// and the 202 it answers commit in the same statement.
 import { randomUUID } from 'node:crypto';
 import { OrderSubjects, type CreateOrderRequest, type OrderCreated } from '../../contracts/orders.ts';
 import type { MikroORM } from '../kit/db.ts';
 import { HttpError } from '../kit/errors.ts';
+import { IdempotencyKeyTaken, type IdempotencyClaim } from '../kit/http.ts';
 import { H } from '../kit/nats.ts';
 import type { InferEntity } from '@mikro-orm/core';
 import type { Order } from './entities.ts';
 
 type OrderRow = InferEntity<typeof Order>;
 
-type Pending = { row: Record<string, unknown>; event: OrderCreated; resolve: (e: OrderCreated) => void; reject: (err: unknown) => void };
+type Pending = { row: Record<string, unknown>; accepted: AcceptedOrder; claim: IdempotencyClaim | undefined; resolve: (a: AcceptedOrder) => void; reject: (err: unknown) => void };
 
+/** The order as accepted, and the exact 202 body; a retry with the order's Idempotency-Key replays `response`. */
+export type AcceptedOrder = { event: OrderCreated; response: string };
+
+// An order carrying an Idempotency-Key is inserted only if the key is not stored yet, and its
+// key row (with the 202 it answers) goes in with it, so the order, its event and its key commit
+// together or not at all. The key row has no `on conflict`: a concurrent request that stored
+// the key since this statement's snapshot makes the statement fail rather than leave an
+// order without its key; the batch is then retried row by row.
 const INSERT_BATCH = `
   with input as (
     select * from jsonb_to_recordset(?::jsonb) as t(
       id uuid, order_id text, email text, phone text, payment_token text, items jsonb, history jsonb,
-      created_at timestamptz, outbox_id uuid, payload text, headers jsonb)
+      created_at timestamptz, outbox_id uuid, payload text, headers jsonb,
+      idem_scope text, idem_key text, idem_hash text, response text)
   ), o as (
     insert into orders.orders (id, order_id, email, phone, payment_token, items, status, history, created_at, updated_at)
-    select id, order_id, email, phone, payment_token, items, 'PENDING', history, created_at, created_at from input
+    select id, order_id, email, phone, payment_token, items, 'PENDING', history, created_at, created_at from input i
+    where i.idem_key is null
+       or not exists (select 1 from kit.idempotency_keys k where k.scope = i.idem_scope and k.key = i.idem_key)
     on conflict (order_id) do nothing
-    returning id)
-  insert into kit.outbox (id, subject, payload, headers)
-  select i.outbox_id, '${OrderSubjects.created}', i.payload, i.headers from input i join o on o.id = i.id
-  returning id`;
+    returning id
+  ), k as (
+    insert into kit.idempotency_keys (scope, key, request_hash, state, response_status, response_body)
+    select i.idem_scope, i.idem_key, i.idem_hash, 'done', 202, i.response from input i join o on o.id = i.id
+    where i.idem_key is not null
+  ), e as (
+    insert into kit.outbox (id, subject, payload, headers)
+    select i.outbox_id, '${OrderSubjects.created}', i.payload, i.headers from input i join o on o.id = i.id
+  )
+  select id from o`;
 
-export type OrderWriter = { create(req: CreateOrderRequest, requestId: string): Promise<OrderCreated> };
+const keyTaken = (err: unknown) => /idempotency_keys_pkey/.test(String((err as Error)?.message));
+
+export type OrderWriter = {
+  /** Resolves once the order (and the key's row, with a claim) committed; marks the claim committed. */
+  create(req: CreateOrderRequest, requestId: string, claim?: IdempotencyClaim): Promise<AcceptedOrder>;
+};
 
 /** `const writer = createOrderWriter(orm, { maxBatch: 256, maxInFlight: 1 })` */
 export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxInFlight?: number } = {}): OrderWriter {
@@ -42,8 +66,13 @@ export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxI
     const rows = await orm.em.fork().execute<{ id: string }[]>(INSERT_BATCH, [JSON.stringify(batch.map((p) => p.row))]);
     const written = new Set(rows.map((r) => r.id));
     for (const p of batch) {
-      if (written.has(p.row.outbox_id as string)) p.resolve(p.event);
-      else p.reject(new HttpError(409, 'DUPLICATE_ORDER', `order ${p.event.orderId} already exists`));
+      if (written.has(p.accepted.event.id)) {
+        if (p.claim) p.claim.committed = true;
+        p.resolve(p.accepted);
+      } else {
+        // With a key, the idempotency middleware answers from the key's row if one is stored.
+        p.reject(new HttpError(409, 'DUPLICATE_ORDER', `order ${p.accepted.event.orderId} already exists`));
+      }
     }
   };
 
@@ -54,28 +83,30 @@ export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxI
       void write(batch)
         .catch(async (err) => {
           // One bad row must not fail its neighbours: retry them one by one.
-          if (batch.length === 1) return batch[0]!.reject(err);
-          await Promise.all(batch.map((p) => write([p]).catch((e) => p.reject(e))));
+          if (batch.length === 1) return batch[0]!.reject(keyTaken(err) ? new IdempotencyKeyTaken({ cause: err }) : err);
+          await Promise.all(batch.map((p) => write([p]).catch((e) => p.reject(keyTaken(e) ? new IdempotencyKeyTaken({ cause: e }) : e))));
         })
         .finally(() => { inFlight--; flush(); });
     }
   };
 
   return {
-    create(req, requestId) {
+    create(req, requestId, claim) {
       const id = randomUUID();
       const createdAt = new Date().toISOString();
       const event: OrderCreated = {
         id, orderId: req.orderId, email: req.email, phone: req.phone ?? null,
-        paymentToken: req.paymentToken ?? null, items: req.items, createdAt,
+        paymentToken: req.paymentToken, items: req.items, createdAt,
       };
+      const response = JSON.stringify({ id, orderId: req.orderId, status: 'PENDING', items: req.items, createdAt });
       const row = {
         id, order_id: req.orderId, email: req.email, phone: event.phone, payment_token: event.paymentToken,
         items: req.items, history: [{ status: 'PENDING', at: createdAt, reason: null }], created_at: createdAt,
         outbox_id: randomUUID(), payload: JSON.stringify(event), headers: { [H.requestId]: requestId },
+        ...(claim ? { idem_scope: claim.scope, idem_key: claim.key, idem_hash: claim.requestHash, response } : {}),
       };
-      return new Promise<OrderCreated>((resolve, reject) => {
-        queue.push({ row, event, resolve, reject });
+      return new Promise<AcceptedOrder>((resolve, reject) => {
+        queue.push({ row, accepted: { event, response }, claim, resolve, reject });
         flush();
       });
     },

@@ -79,6 +79,7 @@ describe('POST /api/orders', () => {
     ['an empty body', '', 400, 'VALIDATION_FAILED'],
     ['null', 'null', 400, 'VALIDATION_FAILED'],
     ['missing items', JSON.stringify({ orderId: 'A-2', email: 'a@b.co' }), 400, 'VALIDATION_FAILED'],
+    ['missing paymentToken', JSON.stringify(order({ paymentToken: undefined })), 400, 'VALIDATION_FAILED'],
     ['empty items', JSON.stringify(order({ items: [] })), 400, 'VALIDATION_FAILED'],
     ['101 items', JSON.stringify(order({ items: Array.from({ length: 101 }, (_, i) => ({ sku: `S-${i}`, quantity: 1 })) })), 400, 'VALIDATION_FAILED'],
     ['quantity as a string', JSON.stringify(order({ items: [{ sku: 'S', quantity: '2' }] })), 400, 'VALIDATION_FAILED'],
@@ -178,6 +179,28 @@ describe('Idempotency-Key', () => {
     const res = await post(body, { 'content-type': 'application/json', 'idempotency-key': key });
     expect(res.status).toBe(409);
     expect((await res.json()).error.code).toBe('REQUEST_IN_PROGRESS');
+  });
+
+  it('lets one of two concurrent orders with one key and two bodies through; the other is 422', async () => {
+    for (let i = 0; i < 5; i++) {
+      const h = { 'content-type': 'application/json', 'idempotency-key': `k-${Math.random()}` };
+      const [a, b] = [order(), order()];
+      const answers = await Promise.all([post(JSON.stringify(a), h), post(JSON.stringify(b), h)]);
+      expect(answers.map((r) => r.status).sort()).toEqual([202, 422]);
+      const [{ n }] = await c.deps.orm.em.fork().execute<{ n: string }[]>('select count(*) as n from orders.orders where order_id in (?, ?)', [a.orderId, b.orderId]);
+      expect(Number(n)).toBe(1);
+    }
+  });
+
+  it('replays the 202 to a retry that raced the first, and 409s DUPLICATE_ORDER only for another key', async () => {
+    const o = JSON.stringify(order());
+    const h = { 'content-type': 'application/json', 'idempotency-key': `k-${Math.random()}` };
+    const answers = await Promise.all([post(o, h), post(o, h), post(o, h)]);
+    const bodies = await Promise.all(answers.map((r) => r.json()));
+    expect(answers.map((r) => r.status)).toEqual([202, 202, 202]);
+    expect(new Set(bodies.map((b) => b.id)).size).toBe(1);
+    const other = await post(o, { ...h, 'idempotency-key': `k-${Math.random()}` });
+    expect([other.status, (await other.json()).error.code]).toEqual([409, 'DUPLICATE_ORDER']);
   });
 
   it('replays a 4xx too', async () => {

@@ -13,12 +13,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function orderRoutes({ orm, wakeOutbox, config }: { orm: MikroORM; wakeOutbox: () => void; config: OrdersConfig }) {
   const writer = createOrderWriter(orm, { maxInFlight: config.ORDERS_WRITE_CONCURRENCY, maxBatch: config.ORDERS_WRITE_BATCH });
   return new Hono<AppEnv>()
-    .post('/', idempotency(orm, 'POST /api/orders'), async (c) => {
+    // The key commits with the order (orders.ts), so a retry after a crash gets the first 202.
+    .post('/', idempotency(orm, 'POST /api/orders', { commit: 'handler' }), async (c) => {
       const req = await readJson(c, CreateOrderRequest);
-      const o = await writer.create(req, c.get('requestId'));
+      const { event, response } = await writer.create(req, c.get('requestId'), c.get('idempotency'));
       wakeOutbox();
-      c.get('log').info({ id: o.id, orderId: o.orderId }, 'order accepted');
-      return c.json({ id: o.id, orderId: o.orderId, status: 'PENDING', items: o.items, createdAt: o.createdAt }, 202);
+      c.get('log').info({ id: event.id, orderId: event.orderId }, 'order accepted');
+      return c.body(response, 202, { 'content-type': 'application/json' });
     })
     .get('/', async (c) => {
       const { orderId } = validate(c.req.query(), z.object({ orderId: z.string().min(1).max(64) }));
