@@ -119,7 +119,7 @@ describe('DLQ admin: bulk redrive', () => {
     const before = (await q.entries()).map((e) => Number(e.id));
     const r = await call('POST', '/api/admin/dlq/redrive', { stream: q.stream });
     expect(r).toEqual({ status: 200, body: { matched: N, redriven: N } });
-    const after = await eventually(async () => { const l = await q.entries(); return l.length === N && q.calls === 2 * N ? l : null; }, { what: 'every redriven message back in the DLQ' });
+    const after = (await eventually(async () => { const l = await q.entries(); return l.length === N && q.calls === 2 * N ? l : undefined; }, { what: 'every redriven message back in the DLQ' }))!;
     expect(Math.min(...after.map((e) => Number(e.id)))).toBeGreaterThan(Math.max(...before));
     expect(new Set(after.map((e) => e.data.n)).size).toBe(N);
   });

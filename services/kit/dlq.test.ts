@@ -75,10 +75,10 @@ describe('DLQ and payment tokens', () => {
     // ... or not even valid JSON (the parser's message quotes the text).
     await c.deps.nats.js.publish(a.subject, `{"orderUuid":"o-2","paymentToken":"${token}" "source":"${source}"}`);
 
-    const entries = await eventually(async () => {
+    const entries = (await eventually(async () => {
       const l = [...await dlq.list({ stream: a.stream }), ...await dlq.list({ stream: b.stream })];
-      return l.length === 3 ? l : null;
-    }, { what: 'three DLQ entries' });
+      return l.length === 3 ? l : undefined;
+    }, { what: 'three DLQ entries' }))!;
     expect(entries.map((e) => e.reason).sort()).toEqual(['invalid-message', 'max-deliveries', 'non-retryable']);
     for (const e of entries) {
       expect(e.error).not.toContain(token);
