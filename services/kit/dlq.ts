@@ -187,13 +187,25 @@ export function createDlqAdmin({ js, jsm, nc, contracts, timeoutMs = 1500 }: {
   const subjectFilter = (f: DlqFilter) => `dlq.${token(f.stream)}.${token(f.consumer)}`;
   // Filters the DLQ subject cannot express: they need each entry's headers or payload.
   const needsContent = (f: DlqFilter) => Boolean(f.subject || f.reason || f.key || (f.stream && token(f.stream) === '*') || (f.consumer && token(f.consumer) === '*'));
-  const matches = (f: DlqFilter) => (e: DlqEntry): boolean => {
-    if (f.stream && e.stream !== f.stream) return false;
-    if (f.consumer && e.consumer !== f.consumer) return false;
-    if (f.subject && !subjectMatches(f.subject, e.subject)) return false;
-    if (f.reason && e.reason !== f.reason) return false;
-    if (f.key && !(contracts?.keysOf(e.subject, e.data) ?? []).includes(f.key)) return false;
-    return true;
+  // Decides on the raw message, so that a scan of thousands decodes only what it returns.
+  const matches = (f: DlqFilter) => {
+    // An id as a JSON string, when JSON.stringify writes it as is: bytes without it cannot match.
+    const plainKey = f.key && /^[^"\\\x00-\x1f]+$/.test(f.key) ? Buffer.from(f.key) : undefined;
+    return (m: RawMsg): boolean => {
+      const h = m.headers;
+      if (f.stream && h?.get(D.stream) !== f.stream) return false;
+      if (f.consumer && h?.get(D.consumer) !== f.consumer) return false;
+      const subject = h?.get(D.subject) ?? '';
+      if (f.subject && !subjectMatches(f.subject, subject)) return false;
+      if (f.reason && h?.get(D.reason) !== f.reason) return false;
+      if (f.key) {
+        if (!contracts || (plainKey && Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength).indexOf(plainKey) < 0)) return false;
+        let data: unknown;
+        try { data = JSON.parse(new TextDecoder().decode(m.data)); } catch { return false; }
+        if (!contracts.keysOf(subject, data).includes(f.key)) return false;
+      }
+      return true;
+    };
   };
 
   /**
@@ -266,11 +278,10 @@ export function createDlqAdmin({ js, jsm, nc, contracts, timeoutMs = 1500 }: {
     const match = matches(q);
     let total = 0;
     await scan(filter, 1, Infinity, (m) => {
-      const e = toEntry(m);
-      if (!match(e)) return true;
+      if (!match(m)) return true;
       total++;
       if (m.seq > after) {
-        if (items.length < limit) items.push(e);
+        if (items.length < limit) items.push(toEntry(m));
         else more = true;
       }
       return true;
@@ -338,7 +349,7 @@ export function createDlqAdmin({ js, jsm, nc, contracts, timeoutMs = 1500 }: {
     const last = (await call(jsm.streams.info(DLQ_STREAM), 'stream info')).state.last_seq;
     const match = matches(f);
     const seqs: number[] = [];
-    if (last > 0) await scan(subjectFilter(f), 1, last, (m) => { if (match(toEntry(m))) seqs.push(m.seq); return true; });
+    if (last > 0) await scan(subjectFilter(f), 1, last, (m) => { if (match(m)) seqs.push(m.seq); return true; });
     if (opts.dryRun) return { matched: seqs.length, redriven: 0 };
     let redriven = 0;
     for (const seq of seqs) {
