@@ -189,8 +189,9 @@ export function createDlqAdmin({ js, jsm, nc, contracts, timeoutMs = 1500 }: {
   const needsContent = (f: DlqFilter) => Boolean(f.subject || f.reason || f.key || (f.stream && token(f.stream) === '*') || (f.consumer && token(f.consumer) === '*'));
   // Decides on the raw message, so that a scan of thousands decodes only what it returns.
   const matches = (f: DlqFilter) => {
-    // An id as a JSON string, when JSON.stringify writes it as is: bytes without it cannot match.
-    const plainKey = f.key && /^[^"\\\x00-\x1f]+$/.test(f.key) ? Buffer.from(f.key) : undefined;
+    // Printable ASCII without quote or backslash is written as is by JSON.stringify: a
+    // payload whose bytes do not hold it cannot match, and is not parsed.
+    const plainKey = f.key && /^[\x20\x21\x23-\x5b\x5d-\x7e]+$/.test(f.key) ? Buffer.from(f.key) : undefined;
     return (m: RawMsg): boolean => {
       const h = m.headers;
       if (f.stream && h?.get(D.stream) !== f.stream) return false;
@@ -222,7 +223,7 @@ export function createDlqAdmin({ js, jsm, nc, contracts, timeoutMs = 1500 }: {
       if (!ci.num_pending) return;
       const consumer = await call(js.consumers.get(DLQ_STREAM, ci.name), 'scan consumer');
       let pending = ci.num_pending;
-      for (;;) {
+      for (let idle = 0; ; ) {
         const msgs = await call(consumer.fetch({ max_messages: Math.max(1, Math.min(batch, pending)), expires: SCAN_EXPIRES_MS }), 'fetch');
         // nats-server 2.9.10 may retire an expired pull without telling (see pull.ts).
         const stopper = setTimeout(() => msgs.stop(), SCAN_EXPIRES_MS + 200);
@@ -238,8 +239,10 @@ export function createDlqAdmin({ js, jsm, nc, contracts, timeoutMs = 1500 }: {
         } finally {
           clearTimeout(stopper);
         }
+        if (got) { idle = 0; continue; }
         // Nothing came: the rest was deleted meanwhile, or NATS went away (then this throws).
-        if (!got && !(pending = (await call(consumer.info(), 'scan consumer info')).num_pending)) return;
+        if (!(pending = (await call(consumer.info(), 'scan consumer info')).num_pending)) return;
+        if (++idle >= 2) throw new DlqUnavailableError(`scan: ${pending} messages pending but none delivered`);
       }
     } finally {
       void jsm.consumers.delete(DLQ_STREAM, ci.name).catch(() => {});
