@@ -1,7 +1,8 @@
 // Admin: the operator console (the DLQ API), and the process that runs the cluster's
 // housekeeping: the DLQ mover, and an outbox relay that publishes rows whose writers
 // are all gone (a target scaled to zero). In monolithic mode it is one of the targets.
-import { createDlqAdmin } from '../kit/dlq.ts';
+import { businessKeys, contractFor } from '../../contracts/messages.ts';
+import { createDlqAdmin, type DlqContracts } from '../kit/dlq.ts';
 import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { dlqRoutes } from './routes.ts';
@@ -9,8 +10,14 @@ import { dlqRoutes } from './routes.ts';
 export const entities = [];
 export const migrations = [];
 
+/** The message table of contracts/messages.ts, as the DLQ reads it. */
+export const dlqContracts: DlqContracts = {
+  schemaFor: (subject) => contractFor(subject)?.schema,
+  keysOf: businessKeys,
+};
+
 export async function start({ app, nats }: Deps): Promise<Running> {
-  app.route('/api/admin/dlq', dlqRoutes({ dlq: createDlqAdmin(nats) }));
+  app.route('/api/admin/dlq', dlqRoutes({ dlq: createDlqAdmin({ ...nats, contracts: dlqContracts }) }));
   return { async stop() {} };
 }
 

@@ -11,17 +11,22 @@ const Filter = z.object({
   stream: name, consumer: name,
   subject: z.string().regex(/^[A-Za-z0-9_.*>$-]{1,256}$/).optional(),
   reason: z.string().max(64).optional(),
+  key: z.string().min(1).max(256).optional(),
 });
 
 export function dlqRoutes({ dlq }: { dlq: DlqAdmin }) {
   return new Hono<AppEnv>()
     .get('/', async (c) => {
-      const f = validate(c.req.query(), Filter.extend({ limit: z.coerce.number().int().min(1).max(1000).optional() }));
-      return c.json({ items: (await dlq.list(f)).map(view) });
+      const q = validate(c.req.query(), Filter.extend({
+        limit: z.coerce.number().int().min(1).max(1000).optional(),
+        cursor: z.string().min(1).max(200).optional(),
+      }));
+      const page = await dlq.page(q);
+      return c.json({ items: page.items.map(view), nextCursor: page.nextCursor, total: page.total });
     })
     .post('/redrive', async (c) => {
-      const f = await readJson(c, Filter.strict());
-      return c.json({ redriven: await dlq.redriveMany(f) });
+      const { dryRun, ...f } = await readJson(c, Filter.extend({ dryRun: z.boolean().optional() }).strict());
+      return c.json(await dlq.redriveMany(f, { dryRun }));
     })
     .get('/:id', async (c) => {
       const e = await dlq.get(c.req.param('id'));

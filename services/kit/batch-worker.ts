@@ -17,7 +17,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { EntityManager } from './db.ts';
-import { errorKey, sendToDlq } from './dlq.ts';
+import { errorKey, redactSecrets, sendToDlq } from './dlq.ts';
 import { NonRetryableError, RetryLaterError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
@@ -63,7 +63,9 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
   let running = true;
   let inBatch = 0;
 
-  const toDlq = async (m: JsMsg, reason: 'non-retryable' | 'invalid-message', error: string) => {
+  const toDlq = async (m: JsMsg, reason: 'non-retryable' | 'invalid-message', raw: string) => {
+    // A handler's message may quote its input: secret fields never reach a log line.
+    const error = redactSecrets(raw, m.data);
     try {
       await sendToDlq(o.js, { stream: o.stream, consumer: o.consumer, subject: m.subject, seq: m.seq, deliveries: m.info.deliveryCount, reason, error, data: m.data, headers: m.headers });
       m.term();
@@ -116,7 +118,7 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
 
   const fail = async (g: Parsed<T>, err: unknown) => {
     if (err instanceof NonRetryableError) return await toDlq(g.m, 'non-retryable', err.message);
-    const message = (err as Error)?.message ?? String(err);
+    const message = redactSecrets((err as Error)?.message ?? String(err), g.m.data);
     await o.errors.put(errorKey(o.stream, g.m.seq), message.slice(0, 2000)).catch(() => {});
     if (err instanceof RetryLaterError) { g.m.nak(err.delayMs); outcome('deferred'); return; }
     const delay = backoff(retry, g.item.attempt);
@@ -129,7 +131,8 @@ export async function startBatchWorker<T>(o: BatchWorkerOptions<T>): Promise<Bat
     const err = await runGroup(group);
     if (!err) return;
     if (group.length === 1) return await fail(group[0]!, err);
-    log.info({ err: String((err as Error)?.message ?? err), size: group.length }, 'batch failed; retrying its messages one by one');
+    const text = group.reduce((t, g) => redactSecrets(t, g.m.data), String((err as Error)?.message ?? err));
+    log.info({ err: text, size: group.length }, 'batch failed; retrying its messages one by one');
     for (const g of group) {
       const e = await runGroup([g]);
       if (e) await fail(g, e);

@@ -17,7 +17,7 @@ import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { ZodType } from 'zod';
 import type { EntityManager, MikroORM } from './db.ts';
-import { errorKey, sendToDlq } from './dlq.ts';
+import { errorKey, redactSecrets, sendToDlq } from './dlq.ts';
 import { NonRetryableError, RetryLaterError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { outcomeRecorder, type Metrics } from './metrics.ts';
@@ -116,7 +116,9 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
     const msgId = m.headers?.get(H.logicalId) || m.headers?.get(H.msgId) || `${o.stream}:${seq}`;
     const requestId = m.headers?.get(H.requestId) || undefined;
     const mlog = log.child({ msgId, subject: m.subject, attempt, ...(requestId ? { requestId } : {}) });
-    const toDlq = async (reason: 'non-retryable' | 'invalid-message', error: string) => {
+    const toDlq = async (reason: 'non-retryable' | 'invalid-message', raw: string) => {
+      // A handler's message may quote its input: secret fields never reach a log line.
+      const error = redactSecrets(raw, m.data);
       await sendToDlq(o.js, { stream: o.stream, consumer: o.consumer, subject: m.subject, seq, deliveries: attempt, reason, error, data: m.data, headers: m.headers });
       m.term();
       mlog.warn({ reason, error }, 'sent to DLQ');
@@ -146,7 +148,7 @@ export async function startWorker<T>(o: WorkerOptions<T>): Promise<Worker> {
     } catch (err) {
       if (err instanceof AlreadyProcessed) { m.ack(); outcome('duplicate', started); return; }
       if (err instanceof NonRetryableError) return await toDlq('non-retryable', err.message).catch((e) => { mlog.error({ err: String(e) }, 'DLQ publish failed'); m.nak(1000); });
-      const message = (err as Error)?.message ?? String(err);
+      const message = redactSecrets((err as Error)?.message ?? String(err), m.data);
       // Kept so the DLQ mover can say why, if this turns out to be the last attempt.
       await o.errors.put(errorKey(o.stream, seq), message.slice(0, 2000)).catch(() => {});
       if (err instanceof RetryLaterError) {

@@ -112,7 +112,7 @@ describe('an exhausted retry budget', () => {
       for (const e of dlq) expect(e.error).toMatch(/^T24_UNAVAILABLE: reserve of loan X-\d/);
 
       sim.sim.setKnobs({ outage: false });
-      expect((await small.post('/api/admin/dlq/redrive', { stream: 'LENDING_ITEMS' })).body).toEqual({ redriven: 3 });
+      expect((await small.post('/api/admin/dlq/redrive', { stream: 'LENDING_ITEMS' })).body).toEqual({ matched: 3, redriven: 3 });
       const after = await eventually(async () => { const o = (await small.get(`/api/lending/orders/${r.body.id}`)).body; return o.status === 'SUCCESS' ? o : null; }, { timeoutMs: 30_000, what: 'SUCCESS after redrive' });
       expect(after.counts).toEqual({ pending: 0, reserved: 0, invested: 3, failed: 0 });
       for (const l of ids) expect(sim.sim.loan(l)!.applied).toEqual({ reserve: 1, invest: 1 });
