@@ -8,7 +8,7 @@ import { startStatusProjection } from './status.ts';
 export { entities, migrations } from './entities.ts';
 
 export async function start(deps: Deps): Promise<Running> {
-  const config = loadOrdersConfig(deps.env);
+  const config = loadOrdersConfig(deps.env, deps.log);
   deps.app.route('/api/orders', orderRoutes({ orm: deps.orm, wakeOutbox: deps.wakeOutbox, config }));
   const projection = await startStatusProjection(deps);
   return { async stop() { await projection.stop(); } };

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { OrderSubjects, type CreateOrderRequest, type OrderCreated } from '../../contracts/orders.ts';
 import type { MikroORM } from '../kit/db.ts';
+import type { Sealer } from '../kit/seal.ts';
 import { HttpError } from '../kit/errors.ts';
 import { H } from '../kit/nats.ts';
 import type { InferEntity } from '@mikro-orm/core';
@@ -31,8 +32,8 @@ const INSERT_BATCH = `
 
 export type OrderWriter = { create(req: CreateOrderRequest, requestId: string): Promise<OrderCreated> };
 
-/** `const writer = createOrderWriter(orm, { maxBatch: 256, maxInFlight: 1 })` */
-export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxInFlight?: number } = {}): OrderWriter {
+/** `const writer = createOrderWriter(orm, { sealer, maxBatch: 256, maxInFlight: 1 })` */
+export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatch?: number; maxInFlight?: number }): OrderWriter {
   const maxBatch = opts.maxBatch ?? 256;
   const maxInFlight = opts.maxInFlight ?? 1;
   const queue: Pending[] = [];
@@ -65,12 +66,15 @@ export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxI
     create(req, requestId) {
       const id = randomUUID();
       const createdAt = new Date().toISOString();
+      // Sealed before anything is written: the row, the outbox payload, the event in the
+      // ORDERS stream and every copy of it (DLQ, `nats stream view`) hold only this form.
+      const sealed = req.paymentToken ? opts.sealer.seal(req.paymentToken) : null;
       const event: OrderCreated = {
         id, orderId: req.orderId, email: req.email, phone: req.phone ?? null,
-        paymentToken: req.paymentToken ?? null, items: req.items, createdAt,
+        paymentTokenSealed: sealed, items: req.items, createdAt,
       };
       const row = {
-        id, order_id: req.orderId, email: req.email, phone: event.phone, payment_token: event.paymentToken,
+        id, order_id: req.orderId, email: req.email, phone: event.phone, payment_token: sealed,
         items: req.items, history: [{ status: 'PENDING', at: createdAt, reason: null }], created_at: createdAt,
         outbox_id: randomUUID(), payload: JSON.stringify(event), headers: { [H.requestId]: requestId },
       };
