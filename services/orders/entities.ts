@@ -52,4 +52,9 @@ export const migrations = [
   sqlMigration('orders-0002-saga-status', [
     'alter table orders.orders add column saga_version int not null default 0',
   ]),
+  // Rows from before intake sealed payment tokens (kit/seal.ts) hold them in clear; this
+  // index finds them at once on every start (sealClearTokens), and sealed rows never enter it.
+  sqlMigration('orders-0003-clear-payment-tokens', [
+    `create index orders_clear_payment_token on orders.orders (id) where payment_token is not null and payment_token not like 'v1.%'`,
+  ]),
 ];

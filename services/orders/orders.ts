@@ -86,6 +86,28 @@ export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatc
   };
 }
 
+/**
+ * Seal the payment tokens that rows from before sealing still hold in clear; returns how
+ * many. Idempotent, and safe on every replica at once (each seals the same plaintext).
+ * Only sealed values go into the statements, so not even a failing one shows a token.
+ * `await sealClearTokens(orm, sealer)`
+ */
+export async function sealClearTokens(orm: MikroORM, sealer: Sealer, batch = 500): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const rows = await orm.em.fork().execute<{ id: string; payment_token: string }[]>(
+      `select id, payment_token from orders.orders where payment_token is not null and payment_token not like 'v1.%' limit ?`, [batch]);
+    if (!rows.length) return total;
+    const sealed = rows.map((r) => ({ id: r.id, sealed: sealer.seal(r.payment_token) }));
+    const done = await orm.em.fork().execute<{ id: string }[]>(
+      `update orders.orders o set payment_token = v.sealed
+         from jsonb_to_recordset(?::jsonb) as v(id uuid, sealed text)
+        where o.id = v.id and o.payment_token not like 'v1.%'
+        returning o.id`, [JSON.stringify(sealed)]);
+    total += done.length;
+  }
+}
+
 /** The contract's view of an order. */
 export function toOrderView(o: OrderRow) {
   return {

@@ -37,4 +37,9 @@ export const migrations = [
     'create index sagas_deadline on saga.sagas (deadline) where deadline is not null',
     'create index sagas_step on saga.sagas (step) where step = \'COMPENSATING\'',
   ]),
+  // Sagas from before payment tokens were sealed hold the token in clear; past the charge
+  // it is never needed again (saga.ts drops it as a saga moves on, this drops the rest).
+  sqlMigration('saga-0002-drop-clear-payment-tokens', [
+    `update saga.sagas set doc = doc - 'paymentToken' where step not in ('RESERVING', 'CHARGING') and doc->>'paymentToken' is not null`,
+  ]),
 ];

@@ -88,6 +88,8 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 function advance(s: Saga, patch: Partial<Saga>, now: number, cfg: SagaConfig, extra: OutboxMessage[] = []): Decision {
   const next: Saga = { ...s, ...patch, version: s.version + 1 };
+  // A clear token (a saga from before sealing) is kept no longer than the charge needs it.
+  if (next.paymentToken !== undefined && next.step !== 'RESERVING' && next.step !== 'CHARGING') delete next.paymentToken;
   const out = [...extra];
   if (next.status !== s.status) {
     next.history = [...s.history, { status: next.status, at: iso(now), reason: next.status === 'FAILED' ? next.failureReason : null }];
