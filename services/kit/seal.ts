@@ -22,11 +22,12 @@ const IV_BYTES = 12;
 const B64URL = '[A-Za-z0-9_-]';
 const SEALED = new RegExp(`^${VERSION}\\.(${B64URL}+)\\.(${B64URL}+)\\.(${B64URL}*)\\.(${B64URL}+)$`);
 
-/** A value that does not open: not sealed, sealed with a key we lack, or tampered with. */
+/** A value that does not open: not sealed, sealed with a key we lack, or tampered with. `try { s.open(v) } catch (e) { if (e instanceof SealError) ... }` */
 export class SealError extends Error {
   override name = 'SealError';
 }
 
+/** Seals with the first key, opens with any. `const s: Sealer = createSealer([key]); s.open(s.seal('tok_visa'))` */
 export type Sealer = {
   /** The id of the key that seals (safe to log). */
   keyId: string;
