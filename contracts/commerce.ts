@@ -81,7 +81,17 @@ export type PricedLine = z.infer<typeof PricedLine>;
 
 export const ReserveCommand = z.object({ orderUuid, items: z.array(Line).min(1) });
 export const OrderRef = z.object({ orderUuid });
-export const ChargeCommand = z.object({ orderUuid, amount: z.number().int().min(0), currency, source: z.string().nullable() });
+/**
+ * `payments.cmd.charge`. `sealedSource` is the order's payment token as intake sealed it
+ * (see OrderCreated); payments opens it right before the gateway call. `source` is the
+ * clear token of commands from before sealing (an old saga or message in flight across
+ * the upgrade), still read so that the upgrade loses no charge; never written any more.
+ */
+export const ChargeCommand = z.object({
+  orderUuid, amount: z.number().int().min(0), currency,
+  sealedSource: z.string().nullable().optional().describe('the sealed payment token, `v1.<keyId>.<iv>.<ciphertext>.<tag>`'),
+  source: z.string().nullable().optional().describe('deprecated: the clear token of commands from before sealing'),
+});
 export const ScheduleCommand = z.object({ orderUuid, orderId: z.string(), items: z.array(Line) });
 
 export const FailureReasons = ['UNKNOWN_SKU', 'OUT_OF_STOCK', 'PAYMENT_DECLINED', 'PAYMENT_FAILED', 'SHIPPING_FAILED'] as const;

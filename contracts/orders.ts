@@ -29,13 +29,21 @@ export type CreateOrderRequest = z.infer<typeof CreateOrderRequest>;
 
 export const OrderStatus = ['PENDING', 'STOCK_RESERVED', 'PAID', 'SHIPPED', 'FAILED'] as const;
 
-/** Event `orders.created`: the accepted order, as stored. */
+/**
+ * Event `orders.created`: the accepted order, as stored. The request's `paymentToken` is
+ * never in it: intake seals it (services/kit/seal.ts) and only payments opens it.
+ */
 export const OrderCreated = z.object({
   id: z.uuid(),
   orderId,
   email: z.string(),
   phone: z.string().nullable().optional(),
-  paymentToken: z.string().nullable().optional(),
+  paymentTokenSealed: z.string().nullable().optional()
+    .describe('the payment token sealed with PAYMENT_TOKEN_KEY (AES-256-GCM), `v1.<keyId>.<iv>.<ciphertext>.<tag>` in base64url; null when the order has none'),
+  // Events published before tokens were sealed carry the token in clear here. Still read,
+  // so that an order in flight across the upgrade is charged; never written any more.
+  paymentToken: z.string().nullable().optional()
+    .describe('deprecated: the clear token of events from before sealing; never written'),
   items: z.array(z.object({ sku: z.string(), quantity: z.number().int() })),
   createdAt: z.string(),
 });

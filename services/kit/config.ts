@@ -5,13 +5,17 @@ import { ConfigError } from './errors.ts';
 
 type Env = Record<string, string | undefined>;
 
+const SECRET_NAME = /KEY|SECRET|PASSWORD|TOKEN/i;
+
 /** Parse env with a zod object schema; throws ConfigError naming every bad variable. `readConfig(z.object({ PORT: port(8080) }), process.env)` */
 export function readConfig<S extends z.ZodObject>(schema: S, env: Env): z.infer<S> {
   const picked: Env = {};
   for (const key of Object.keys(schema.shape)) picked[key] = env[key] === '' ? undefined : env[key];
   const parsed = schema.safeParse(picked);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(picked[String(i.path[0])])})`);
+    // A secret's value is never echoed: the error goes to stderr and the logs.
+    const got = (name: string) => (SECRET_NAME.test(name) ? 'a value (hidden)' : JSON.stringify(picked[name]));
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${got(String(i.path[0]))})`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   return parsed.data;

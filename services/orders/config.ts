@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { int, readConfig } from '../kit/config.ts';
+import type { Logger } from '../kit/log.ts';
+import { paymentTokenSealer, type Sealer } from '../kit/seal.ts';
 import type { Env } from '../kit/service.ts';
 
 const schema = z.object({
@@ -9,5 +11,7 @@ const schema = z.object({
   ORDERS_WRITE_BATCH: int(256, 1, 5000),
 });
 
-export type OrdersConfig = z.infer<typeof schema>;
-export const loadOrdersConfig = (env: Env): OrdersConfig => readConfig(schema, env);
+// The sealer comes from PAYMENT_TOKEN_KEY (kit/seal.ts): intake seals every payment token
+// before it is stored or published; only payments opens it (right before the gateway call).
+export type OrdersConfig = z.infer<typeof schema> & { sealer: Sealer };
+export const loadOrdersConfig = (env: Env, log: Logger): OrdersConfig => ({ ...readConfig(schema, env), sealer: paymentTokenSealer(env, log) });

@@ -3,6 +3,7 @@
 import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadOrdersConfig } from './config.ts';
+import { sealClearTokens } from './orders.ts';
 import { orderRoutes } from './routes.ts';
 import { startStatusProjection } from './status.ts';
 import { entities, migrations } from './entities.ts';
@@ -10,7 +11,12 @@ import { entities, migrations } from './entities.ts';
 export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
-  const config = loadOrdersConfig(deps.env);
+  const config = loadOrdersConfig(deps.env, deps.log);
+  // An upgrade from before sealing: the tokens stored in clear are sealed now. A failure
+  // leaves them for the next start and does not keep the service down.
+  const sealed = await sealClearTokens(deps.orm, config.sealer)
+    .catch((err) => { deps.log.warn({ err: String(err) }, 'sealing payment tokens stored in clear failed; will try at the next start'); return 0; });
+  if (sealed) deps.log.info({ sealed }, 'sealed payment tokens stored in clear before this release');
   deps.app.route('/api/orders', orderRoutes({ orm: deps.orm, wakeOutbox: deps.wakeOutbox, config }));
   const projection = await startStatusProjection(deps);
   return { async stop() { await projection.stop(); } };

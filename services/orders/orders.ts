@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { OrderSubjects, type CreateOrderRequest, type OrderCreated } from '../../contracts/orders.ts';
 import type { MikroORM } from '../kit/db.ts';
+import type { Sealer } from '../kit/seal.ts';
 import { HttpError } from '../kit/errors.ts';
 import { IdempotencyKeyTaken, type IdempotencyClaim } from '../kit/http.ts';
 import { H } from '../kit/nats.ts';
@@ -55,8 +56,8 @@ export type OrderWriter = {
   create(req: CreateOrderRequest, requestId: string, claim?: IdempotencyClaim): Promise<AcceptedOrder>;
 };
 
-/** `const writer = createOrderWriter(orm, { maxBatch: 256, maxInFlight: 1 })` */
-export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxInFlight?: number } = {}): OrderWriter {
+/** `const writer = createOrderWriter(orm, { sealer, maxBatch: 256, maxInFlight: 1 })` */
+export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatch?: number; maxInFlight?: number }): OrderWriter {
   const maxBatch = opts.maxBatch ?? 256;
   const maxInFlight = opts.maxInFlight ?? 1;
   const queue: Pending[] = [];
@@ -94,13 +95,16 @@ export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxI
     create(req, requestId, claim) {
       const id = randomUUID();
       const createdAt = new Date().toISOString();
+      // Sealed before anything is written: the row, the outbox payload, the event in the
+      // ORDERS stream and every copy of it (DLQ, `nats stream view`) hold only this form.
+      const sealed = req.paymentToken ? opts.sealer.seal(req.paymentToken) : null;
       const event: OrderCreated = {
         id, orderId: req.orderId, email: req.email, phone: req.phone ?? null,
-        paymentToken: req.paymentToken, items: req.items, createdAt,
+        paymentTokenSealed: sealed, items: req.items, createdAt,
       };
       const response = JSON.stringify({ id, orderId: req.orderId, status: 'PENDING', items: req.items, createdAt });
       const row = {
-        id, order_id: req.orderId, email: req.email, phone: event.phone, payment_token: event.paymentToken,
+        id, order_id: req.orderId, email: req.email, phone: event.phone, payment_token: sealed,
         items: req.items, history: [{ status: 'PENDING', at: createdAt, reason: null }], created_at: createdAt,
         outbox_id: randomUUID(), payload: JSON.stringify(event), headers: { [H.requestId]: requestId },
         ...(claim ? { idem_scope: claim.scope, idem_key: claim.key, idem_hash: claim.requestHash, response } : {}),
@@ -111,6 +115,28 @@ export function createOrderWriter(orm: MikroORM, opts: { maxBatch?: number; maxI
       });
     },
   };
+}
+
+/**
+ * Seal the payment tokens that rows from before sealing still hold in clear; returns how
+ * many. Idempotent, and safe on every replica at once (each seals the same plaintext).
+ * Only sealed values go into the statements, so not even a failing one shows a token.
+ * `await sealClearTokens(orm, sealer)`
+ */
+export async function sealClearTokens(orm: MikroORM, sealer: Sealer, batch = 500): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const rows = await orm.em.fork().execute<{ id: string; payment_token: string }[]>(
+      `select id, payment_token from orders.orders where payment_token is not null and payment_token not like 'v1.%' limit ?`, [batch]);
+    if (!rows.length) return total;
+    const sealed = rows.map((r) => ({ id: r.id, sealed: sealer.seal(r.payment_token) }));
+    const done = await orm.em.fork().execute<{ id: string }[]>(
+      `update orders.orders o set payment_token = v.sealed
+         from jsonb_to_recordset(?::jsonb) as v(id uuid, sealed text)
+        where o.id = v.id and o.payment_token not like 'v1.%'
+        returning o.id`, [JSON.stringify(sealed)]);
+    total += done.length;
+  }
 }
 
 /** The contract's view of an order. */

@@ -11,7 +11,7 @@ import { createOrderWriter, toOrderView } from './orders.ts';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function orderRoutes({ orm, wakeOutbox, config }: { orm: MikroORM; wakeOutbox: () => void; config: OrdersConfig }) {
-  const writer = createOrderWriter(orm, { maxInFlight: config.ORDERS_WRITE_CONCURRENCY, maxBatch: config.ORDERS_WRITE_BATCH });
+  const writer = createOrderWriter(orm, { maxInFlight: config.ORDERS_WRITE_CONCURRENCY, maxBatch: config.ORDERS_WRITE_BATCH, sealer: config.sealer });
   return new Hono<AppEnv>()
     // The key commits with the order (orders.ts), so a retry after a crash gets the first 202.
     .post('/', idempotency(orm, 'POST /api/orders', { commit: 'handler' }), async (c) => {

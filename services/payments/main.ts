@@ -6,6 +6,7 @@ import { ChargeCommand, OrderRef, PAYMENTS_STREAM, Subjects } from '../../contra
 import { int, readConfig, url } from '../kit/config.ts';
 import { ConfigError, NonRetryableError } from '../kit/errors.ts';
 import { createGatewayClient } from '../kit/gateway-client.ts';
+import { paymentTokenSealer } from '../kit/seal.ts';
 import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
 import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
@@ -29,6 +30,8 @@ const configSchema = z.object({
 export async function start(deps: Deps): Promise<Running> {
   const config = readConfig(configSchema, { ...deps.env, PAYMENT_GATEWAY_URL: deps.env.PAYMENT_GATEWAY_URL || deps.endpoints.gateway });
   if (!config.PAYMENT_GATEWAY_URL) throw new ConfigError('PAYMENT_GATEWAY_URL is required for the payments service');
+  // Opens the tokens orders sealed (kit/seal.ts); the same PAYMENT_TOKEN_KEY list as orders.
+  const sealer = paymentTokenSealer(deps.env, deps.log);
   const client = createGatewayClient({
     baseUrl: config.PAYMENT_GATEWAY_URL, log: deps.log, timeoutMs: config.PAYMENTS_TIMEOUT_MS,
     breaker: { errorThresholdPercentage: config.PAYMENTS_BREAKER_ERROR_PCT, volumeThreshold: config.PAYMENTS_BREAKER_VOLUME, resetTimeoutMs: config.PAYMENTS_BREAKER_RESET_MS },
@@ -55,7 +58,7 @@ export async function start(deps: Deps): Promise<Running> {
         const headers = requestId ? { 'X-Request-Id': requestId } : undefined;
         if (subject === Subjects.charge) {
           if (!('amount' in cmd)) throw new NonRetryableError('charge without amount');
-          const outcome = await chargeOrder({ client, call, em: deps.orm.em.fork() }, cmd, leases.get(cmd.orderUuid));
+          const outcome = await chargeOrder({ client, call, em: deps.orm.em.fork(), sealer }, cmd, leases.get(cmd.orderUuid));
           return async () => {
             charged.push({ cmd, outcome });
             out.push({ subject: outcome.type === 'charged' ? Subjects.charged : Subjects.paymentFailed, data: { ...outcome, orderUuid: cmd.orderUuid }, headers });

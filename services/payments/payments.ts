@@ -14,6 +14,7 @@ import type { GatewayClient, GatewayCharge } from '../kit/gateway-client.ts';
 import { GatewayRateLimitedError, GatewayRejectedError, GatewayUnavailableError } from '../kit/gateway-client.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import type { EntityManager } from '../kit/db.ts';
+import { looksSealed, type Sealer } from '../kit/seal.ts';
 
 export type ChargeOutcome =
   | { type: 'charged'; chargeId: string | null; amount: number }
@@ -81,13 +82,32 @@ export async function takeLeases(em: EntityManager, cmds: { orderUuid: string; a
   return out;
 }
 
+/**
+ * The clear payment token for the gateway. Throws NonRetryableError (to the DLQ) when a
+ * sealed token does not open; the message names the order and the key id, never the token.
+ */
+export function openSource(sealer: Sealer, orderUuid: string, token: string): string {
+  // Upgrade path: a command, saga or event from before sealing carries the token in clear.
+  // It is used as it is (and nothing of it is logged), so no order in flight is lost.
+  if (!looksSealed(token)) return token;
+  try {
+    return sealer.open(token);
+  } catch (err) {
+    throw new NonRetryableError(`the payment token of order ${orderUuid} does not open (${(err as Error).message}); check PAYMENT_TOKEN_KEY: the key that sealed it must be listed`, { cause: err });
+  }
+}
+
+/** `text` with every occurrence of `secret` masked: what the gateway says may echo the source. */
+const mask = (text: string, secret: string) => (secret && text.includes(secret) ? text.split(secret).join('[payment token]') : text);
+
 /** Charge an order once, under the lease `takeLeases` gave it. Returns the outcome to reply with; throws to retry. */
 export async function chargeOrder(
-  deps: { client: GatewayClient; call: GatewayCall; em: EntityManager },
-  cmd: { orderUuid: string; amount: number; currency: string; source: string | null },
+  deps: { client: GatewayClient; call: GatewayCall; em: EntityManager; sealer: Sealer },
+  cmd: { orderUuid: string; amount: number; currency: string; sealedSource?: string | null; source?: string | null },
   lease: Lease,
 ): Promise<ChargeOutcome> {
   const { client, call, em } = deps;
+  const token = cmd.sealedSource ?? cmd.source ?? null;
   const id = cmd.orderUuid;
   if (!lease) {
     const row = await read(em, id);
@@ -95,7 +115,7 @@ export async function chargeOrder(
     if (done) return done;
   }
   if (cmd.amount === 0) return { type: 'charged', chargeId: null, amount: 0 };
-  if (!cmd.source) return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: 'the order has no payment token' };
+  if (!token) return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: 'the order has no payment token' };
   if (lease?.again) {
     // An earlier attempt may have charged: ask before charging again.
     const found = await call(() => client.findCharges(id));
@@ -103,14 +123,19 @@ export async function chargeOrder(
     if (ok) return { type: 'charged', chargeId: ok.id, amount: ok.amount };
     if (found.some((c) => c.status === 'failed')) return { type: 'payment-failed', reason: 'PAYMENT_DECLINED', detail: 'card declined' };
   }
+  const source = openSource(deps.sealer, id, token);
+  // The detail goes into the saga's reply, its row and the order's mails; an error's
+  // message into the logs and the DLQ: neither may carry the token back.
   try {
-    const r = await call(() => client.charge({ amount: cmd.amount, currency: cmd.currency, source: cmd.source!, reference: id }, `charge:${id}`));
+    const r = await call(() => client.charge({ amount: cmd.amount, currency: cmd.currency, source, reference: id }, `charge:${id}`));
     if (r.outcome === 'ok') return { type: 'charged', chargeId: r.charge.id, amount: r.charge.amount };
-    return { type: 'payment-failed', reason: 'PAYMENT_DECLINED', detail: `${r.code}: ${r.message}` };
+    return { type: 'payment-failed', reason: 'PAYMENT_DECLINED', detail: mask(`${r.code}: ${r.message}`, source) };
   } catch (err) {
     if (err instanceof GatewayRejectedError) {
-      return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: err.message };
+      return { type: 'payment-failed', reason: 'PAYMENT_FAILED', detail: mask(err.message, source) };
     }
+    const message = (err as Error)?.message;
+    if (typeof message === 'string' && message.includes(source)) (err as Error).message = mask(message, source);
     throw err;
   }
 }

@@ -29,7 +29,10 @@ export type Saga = {
   orderId: string;
   email: string;
   phone: string | null;
-  paymentToken: string | null;
+  /** The order's payment token as intake sealed it; the saga never opens it. */
+  paymentTokenSealed: string | null;
+  /** A clear token, only in sagas started from an event published before sealing. */
+  paymentToken?: string | null;
   items: { sku: string; quantity: number }[];
   step: Step;
   status: OrderStatus;
@@ -53,7 +56,12 @@ export type Decision = { saga: Saga; out: OutboxMessage[] };
 const commandFor = (s: Saga): OutboxMessage => {
   switch (s.step) {
     case 'RESERVING': return { subject: Subjects.reserve, data: { orderUuid: s.id, items: s.items } };
-    case 'CHARGING': return { subject: Subjects.charge, data: { orderUuid: s.id, amount: s.totalCents ?? 0, currency: s.currency ?? 'USD', source: s.paymentToken } };
+    case 'CHARGING': {
+      // A saga from before sealing still holds its token in clear: it goes out as the
+      // legacy `source`, which payments still accepts, so the upgrade loses no charge.
+      const token = s.paymentTokenSealed ? { sealedSource: s.paymentTokenSealed } : { source: s.paymentToken ?? null };
+      return { subject: Subjects.charge, data: { orderUuid: s.id, amount: s.totalCents ?? 0, currency: s.currency ?? 'USD', ...token } };
+    }
     case 'SHIPPING': return { subject: Subjects.schedule, data: { orderUuid: s.id, orderId: s.orderId, items: s.items } };
     default: throw new Error(`no command for step ${s.step}`);
   }
@@ -80,6 +88,8 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 function advance(s: Saga, patch: Partial<Saga>, now: number, cfg: SagaConfig, extra: OutboxMessage[] = []): Decision {
   const next: Saga = { ...s, ...patch, version: s.version + 1 };
+  // A clear token (a saga from before sealing) is kept no longer than the charge needs it.
+  if (next.paymentToken !== undefined && next.step !== 'RESERVING' && next.step !== 'CHARGING') delete next.paymentToken;
   const out = [...extra];
   if (next.status !== s.status) {
     next.history = [...s.history, { status: next.status, at: iso(now), reason: next.status === 'FAILED' ? next.failureReason : null }];
@@ -112,7 +122,8 @@ function compensated(s: Saga, c: Compensation, now: number, cfg: SagaConfig): De
 /** A new saga for an accepted order; its first command is the reservation. `startSaga(event, Date.now(), cfg)` */
 export function startSaga(o: OrderCreated, now: number, cfg: SagaConfig): Decision {
   const s: Saga = {
-    id: o.id, orderId: o.orderId, email: o.email, phone: o.phone ?? null, paymentToken: o.paymentToken ?? null, items: o.items,
+    id: o.id, orderId: o.orderId, email: o.email, phone: o.phone ?? null,
+    paymentTokenSealed: o.paymentTokenSealed ?? null, ...(o.paymentToken ? { paymentToken: o.paymentToken } : {}), items: o.items,
     step: 'RESERVING', status: 'PENDING', version: 1, attempts: 0, deadline: now + cfg.stepTimeoutMs,
     failureReason: null, failureDetail: null, totalCents: null, currency: null, chargeId: null, trackingNumber: null,
     pending: [], history: [{ status: 'PENDING', at: o.createdAt, reason: null }],

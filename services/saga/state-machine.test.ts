@@ -33,6 +33,25 @@ describe('saga state machine', () => {
     expect(s.saga.history.map((h) => h.status)).toEqual(['PENDING', 'STOCK_RESERVED', 'PAID', 'SHIPPED']);
   });
 
+  it('carries the sealed payment token to the charge as it is, and keeps it out of every status event', () => {
+    const sealedOrder = { ...order, paymentToken: undefined, paymentTokenSealed: 'v1.kid.iv.ct.tag' };
+    const start = startSaga(sealedOrder, T, cfg);
+    expect(start.saga).not.toHaveProperty('paymentToken');
+    const r = reserved(start.saga)!;
+    expect(r.out[0]!.data).toEqual({ orderUuid: id, amount: 1000, currency: 'EUR', sealedSource: 'v1.kid.iv.ct.tag' });
+    expect(JSON.stringify(r.out.slice(1))).not.toContain('v1.kid');
+  });
+
+  it('drops a clear token of a saga from before sealing once the charge is past', () => {
+    const r = reserved(startSaga(order, T, cfg).saga)!;
+    expect(r.saga.paymentToken).toBe('tok_visa');
+    // A charge sent again on timeout still has it.
+    expect(onTimeout(r.saga, T + 5000, cfg)!.out[0]!.data).toMatchObject({ source: 'tok_visa' });
+    expect(charged(r.saga)!.saga).not.toHaveProperty('paymentToken');
+    const declined = onReply(r.saga, { type: 'payment-failed', orderUuid: id, reason: 'PAYMENT_DECLINED', detail: 'card_declined' }, T, cfg)!;
+    expect(declined.saga).not.toHaveProperty('paymentToken');
+  });
+
   it('ignores duplicate replies', () => {
     const s = walk(reserved);
     expect(reserved(s)).toBeNull();
