@@ -3,7 +3,7 @@
 // failed when the order has a phone. Each (order, kind, channel) at most once.
 import { SAGA_STREAM, SagaStatusEvent } from '../../contracts/commerce.ts';
 import type { Deps } from '../kit/service.ts';
-import { MAIL_RETRY, sendNotices, type Channels, type MailToSend } from './consumers.ts';
+import { createClaimWriters, MAIL_RETRY, sendNotices, type Channels, type MailToSend } from './consumers.ts';
 import { smsBody } from './sms.ts';
 import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
 
@@ -17,6 +17,7 @@ const REASONS: Record<string, string> = {
 
 /** Mails and SMS on SHIPPED and FAILED (`saga.done.*`), up to `batch` messages in flight (consumers.ts). */
 export async function startSagaNotices(deps: Deps, ch: Channels, batch: number): Promise<BatchWorker> {
+  const claims = createClaimWriters(deps.orm.em);
   return await startBatchWorker({
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
     stream: SAGA_STREAM, consumer: 'notifications', schema: SagaStatusEvent, key: (e) => e.id, batch, retry: MAIL_RETRY,
@@ -35,7 +36,7 @@ export async function startSagaNotices(deps: Deps, ch: Channels, batch: number):
         const kind = e.status === 'SHIPPED' ? 'shipped' as const : 'failed' as const;
         return { msgId, orderUuid: e.id, kind, to: e.phone!, body: smsBody(kind, e) };
       });
-      return await sendNotices(ch, em, mails, texts, deps.log);
+      return await sendNotices(ch, claims, em, mails, texts, deps.log);
     },
   });
 }

@@ -36,6 +36,12 @@ export type SmtpFaults = {
   permFailTo: string[];
   /** Refuse every recipient with 550. */
   permFailAll: boolean;
+  /**
+   * Recipients (as permFailTo) whose message gets no answer after its DATA, as if the
+   * server hung, until a setFaults() that no longer names them: then it is handled as
+   * usual (stored and answered 250, or 451 per the faults above).
+   */
+  stallTo: string[];
 };
 
 export type SmtpSinkStats = {
@@ -94,6 +100,7 @@ const faultsSchema = z.object({
   tempFailRate: z.number().min(0).max(1).optional(),
   permFailTo: z.array(z.string()).optional(),
   permFailAll: z.boolean().optional(),
+  stallTo: z.array(z.string()).optional(),
   seed: z.number().int().optional(),
 }).strict();
 
@@ -103,8 +110,12 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   const maxMessages = options.maxMessages ?? 100_000;
   const maxSize = options.maxSize ?? 25 * 1024 * 1024;
   let random = createRandom(options.seed ?? randomSeed());
-  let faults: SmtpFaults = { tempFailFirst: 0, tempFailRate: 0, permFailTo: [], permFailAll: false };
+  let faults: SmtpFaults = { tempFailFirst: 0, tempFailRate: 0, permFailTo: [], permFailAll: false, stallTo: [] };
   let permMatchers: Array<(address: string) => boolean> = [];
+  let stallMatchers: Array<(address: string) => boolean> = [];
+  // Messages held by stallTo, answered when the fault no longer names their recipients.
+  let stalled: { to: string[]; finish: () => void }[] = [];
+  const stalls = (to: string[]) => to.some((a) => stallMatchers.some((m) => m(a)));
 
   // Map keeps insertion order, so the first key is the oldest: eviction is O(1).
   const store = new Map<string, Received>();
@@ -116,10 +127,15 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     const { seed, ...rest } = partial;
     const next = { ...faults, ...rest };
     const matchers = next.permFailTo.map(toMatcher);
+    const stallNext = next.stallTo.map(toMatcher);
     faults = next;
     permMatchers = matchers;
+    stallMatchers = stallNext;
     if (seed !== undefined) random = createRandom(seed);
-    return { ...faults, permFailTo: [...faults.permFailTo] };
+    const release = stalled.filter((h) => !stalls(h.to));
+    stalled = stalled.filter((h) => stalls(h.to));
+    for (const h of release) h.finish();
+    return copyFaults(faults);
   }
   if (options.faults) setFaults(options.faults);
 
@@ -167,7 +183,12 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     stream.on('end', () => {
       stats.dataAttempts++;
       if (stream.sizeExceeded) { callback(smtpError(552, 'Message too large')); return; }
-      const raw = Buffer.concat(chunks);
+      const to = session.envelope.rcptTo.map((r) => r.address);
+      const mailFrom = session.envelope.mailFrom;
+      if (stalls(to)) stalled.push({ to, finish: () => finish(Buffer.concat(chunks), mailFrom, to) });
+      else finish(Buffer.concat(chunks), mailFrom, to);
+    });
+    const finish = (raw: Buffer, mailFrom: SMTPServerAddress | false, to: string[]) => {
       const parsed = parseMail(raw);
       const messageId = parsed.headers['message-id'] ?? '';
       // Without a Message-ID the content stands in for it, so a resend still counts as a retry.
@@ -178,12 +199,11 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         callback(smtpError(451, TEMP_FAIL));
         return;
       }
-      const mailFrom = session.envelope.mailFrom;
       const msg: Received = {
         id: randomUUID(),
         messageId,
         from: parsed.headers.from ?? (mailFrom ? mailFrom.address : ''),
-        to: session.envelope.rcptTo.map((r) => r.address),
+        to,
         subject: parsed.headers.subject ?? '',
         text: parsed.text,
         headers: parsed.headers,
@@ -192,7 +212,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       };
       remember(msg);
       callback(null, `OK: queued as ${msg.id}`);
-    });
+    };
     stream.on('error', (err: Error) => callback(err));
   }
 
@@ -232,7 +252,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       stats = emptyStats();
     },
     setFaults,
-    faults: () => ({ ...faults, permFailTo: [...faults.permFailTo] }),
+    faults: () => copyFaults(faults),
     stats: () => ({ ...stats, stored: store.size }),
   };
   const app = createSmtpSinkApp(api);
@@ -322,6 +342,10 @@ ${rows || '<tr><td colspan="4">nothing yet</td></tr>'}
   app.get('/stats', (c) => c.json(sink.stats()));
 
   return app;
+}
+
+function copyFaults(f: SmtpFaults): SmtpFaults {
+  return { ...f, permFailTo: [...f.permFailTo], stallTo: [...f.stallTo] };
 }
 
 function emptyStats(): SmtpSinkStats {
