@@ -90,9 +90,10 @@ export async function sendSmsBatch(sms: SmsClient, claim: (m: SmsToSend & { prov
   return { failed };
 }
 
-/** The text of each SMS; the checker in saga/books.ts parses "order <orderId> <kind>". */
-export function smsBody(kind: SmsKind, o: { orderId: string; trackingNumber?: string | null; failureReason?: string | null }): string {
+/** The text of each SMS; the checker in saga/books.ts parses "order <orderId> <kind>". `refunded`: the amount a failed order was charged and refunded. */
+export function smsBody(kind: SmsKind, o: { orderId: string; trackingNumber?: string | null; failureReason?: string | null; refunded?: string | null }): string {
   if (kind === 'received') return `orderflow: order ${o.orderId} received. We will text you when it ships.`;
   if (kind === 'shipped') return `orderflow: order ${o.orderId} shipped. Tracking number ${o.trackingNumber}.`;
+  if (o.refunded) return `orderflow: order ${o.orderId} failed (${o.failureReason}). The ${o.refunded} charged was refunded and no stock is held.`;
   return `orderflow: order ${o.orderId} failed (${o.failureReason}). Nothing was charged and no stock is held.`;
 }
