@@ -93,7 +93,8 @@ export async function sendMailBatch(mailer: Mailer, claim: ClaimWriters['mail'],
 
 /**
  * Take the batch's per-(order, kind, channel) advisory locks, in one statement and in key
- * order (so two replicas cannot deadlock on them); they last until the batch commits.
+ * order, so two replicas' batches queue rather than deadlock (should one happen, Postgres
+ * aborts a batch and its messages are retried one by one); they last until it commits.
  */
 async function lockClaims(em: EntityManager, keys: string[]): Promise<void> {
   if (!keys.length) return;
