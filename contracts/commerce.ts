@@ -124,6 +124,8 @@ export const SagaStatusEvent = z.object({
   trackingNumber: z.string().nullable(),
   totalCents: z.number().int().nullable(),
   currency: z.string().nullable(),
+  /** What the refund compensation gave back, once it answered (so a FAILED mail can say a charge was refunded); null otherwise, absent in older events. */
+  refundedCents: z.number().int().nullable().optional(),
   history: z.array(HistoryEntry),
   version: z.number().int(),
   at: z.string(),

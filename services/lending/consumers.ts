@@ -29,7 +29,7 @@ import {
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import type { Deps } from '../kit/service.ts';
 import { backoff, startWorker, type Worker } from '../kit/worker.ts';
-import { createBatcher } from './batcher.ts';
+import { createBatcher } from '../kit/batcher.ts';
 import type { LendingConfig } from './config.ts';
 import { startItemPump, type ItemPump, type PumpContext } from './item-pump.ts';
 import {

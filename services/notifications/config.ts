@@ -6,7 +6,7 @@ const schema = z.object({
   SMTP_URL: url(['smtp', 'smtps']),
   MAIL_FROM: z.string().default('orderflow <orders@orderflow.local>'),
   // Mails in flight per consumer: one batch, sharing one transaction (consumers.ts). It also
-  // bounds what a kill -9 between SMTP's 250 and the COMMIT can send twice.
+  // bounds what a kill -9 can send twice: only mails whose 250 was still in flight.
   NOTIFY_CONCURRENCY: int(8, 1, 1000),
   SMTP_POOL_SIZE: int(8, 1, 100),
 });

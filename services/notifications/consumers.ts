@@ -1,14 +1,17 @@
 // Mails and texts (sms.ts), once per (order, kind, channel). Messages that arrive
-// together share one transaction (kit/batch-worker.ts): the claim rows are inserted, the
-// mails and texts sent in parallel, and the claims committed with the inbox rows. A send
-// that fails has its claim removed and is retried on its own (4xx, a dropped connection)
-// or dead-lettered (5xx), while the others commit; a second replica blocks on the claims
-// and then finds them, and a redelivery finds them and sends nothing.
-// What no SMTP client can close is a crash between the server's 250 and our COMMIT
-// (a loopback round trip, since the connection is held and the commit does not wait for
-// the WAL flush): the mails of that batch, at most NOTIFY_CONCURRENCY, are then sent
-// again on redelivery with the same Message-ID, which lets mailbox providers collapse them.
+// together share one transaction (kit/batch-worker.ts), which holds an advisory lock per
+// (order, kind, channel) for as long as the batch runs: a second replica handed the same
+// order blocks there and then finds the claims. The claim row of a mail (or text) is not
+// part of that transaction: it commits on its own, group-committed with whatever else was
+// accepted meanwhile, as soon as the server's 250 (the provider's 2xx) arrives, and the
+// batch's inbox rows and acks come only after every claim of the batch is committed. A
+// send that fails leaves no claim and is retried on its own (4xx, a dropped connection)
+// or dead-lettered (5xx); a redelivery finds the claims and sends nothing.
+// So a crash repeats only the sends whose answer was in flight (at most
+// NOTIFY_CONCURRENCY per consumer, usually far fewer), and a repeated mail carries the
+// Message-ID of the first, which lets mailbox providers collapse them.
 import { OrderCreated, OrderSubjects, ORDERS_STREAM } from '../../contracts/orders.ts';
+import { createBatcher, type Batcher } from '../kit/batcher.ts';
 import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
 import type { EntityManager } from '../kit/db.ts';
 import { NonRetryableError } from '../kit/errors.ts';
@@ -25,42 +28,98 @@ export type MailToSend = { msgId: string; orderUuid: string; kind: EmailKind; to
 // Seed 004: 1 s, 2 s, 4 s, ... at most 5 retries (max_deliver 6 in streams/).
 export const MAIL_RETRY: RetryPolicy = { baseMs: 1000, factor: 2, maxMs: 16_000, jitter: 0.1 };
 
-/** Send a batch of mails, each (order, kind) at most once; returns the ones to retry or dead-letter. */
-export async function sendMailBatch(mailer: Mailer, em: EntityManager, batch: MailToSend[], log: Logger): Promise<{ failed: { msgId: string; error: unknown }[] }> {
+/** Records sends the moment they are accepted, each in a short transaction of its own (grouped with its neighbours). */
+export type ClaimWriters = {
+  mail: Batcher<MailToSend, void>;
+  sms: Batcher<SmsToSend & { providerId: string }, void>;
+};
+
+/** `const claims = createClaimWriters(deps.orm.em)`: writes through `db` outside any batch transaction. */
+export function createClaimWriters(db: EntityManager): ClaimWriters {
+  // Committed, and visible to every replica, when claim() resolves, so a crash of this
+  // process cannot lose it. Without waiting for the WAL flush (~5 ms a group here, on the
+  // path of every batch): only a Postgres crash could lose the last claims, and those mails
+  // would then go out again under their Message-ID, as the ones in flight do anyway.
+  const write = (sql: string, params: unknown[]) => db.fork().transactional(async (tx) => {
+    await tx.execute('set local synchronous_commit = off');
+    await tx.execute(sql, params);
+  });
+  const mail = createBatcher<MailToSend, void>(async (rows) => {
+    await write(
+      `insert into notifications.emails (order_id, kind, recipient, subject, message_id, sent_at) values ${rows.map(() => '(?, ?, ?, ?, ?, now())').join(', ')}
+       on conflict do nothing`,
+      rows.flatMap((m) => [m.orderUuid, m.kind, m.to, m.subject, messageIdFor(m.orderUuid, m.kind)]));
+    return rows.map(() => undefined);
+  }, { maxSize: 500, maxWaitMs: 0 });
+  const sms = createBatcher<SmsToSend & { providerId: string }, void>(async (rows) => {
+    await write(
+      `insert into notifications.sms (order_id, kind, recipient, body, provider_id, sent_at) values ${rows.map(() => '(?, ?, ?, ?, ?, now())').join(', ')}
+       on conflict do nothing`,
+      rows.flatMap((m) => [m.orderUuid, m.kind, m.to, m.body, m.providerId || null]));
+    return rows.map(() => undefined);
+  }, { maxSize: 500, maxWaitMs: 0 });
+  return { mail, sms };
+}
+
+export class ClaimNotRecordedError extends Error {
+  override name = 'ClaimNotRecordedError';
+}
+
+/**
+ * Send the mails of a batch whose (order, kind) has no claim yet, under the batch's
+ * locks (sendNotices); each claim commits right after its 250. Returns the ones to
+ * retry or dead-letter.
+ */
+export async function sendMailBatch(mailer: Mailer, claim: ClaimWriters['mail'], em: EntityManager, batch: MailToSend[], log: Logger): Promise<{ failed: { msgId: string; error: unknown }[] }> {
   if (!batch.length) return { failed: [] };
-  const claimed = await em.execute<{ order_id: string; kind: string }[]>(
-    `insert into notifications.emails (order_id, kind, recipient, subject, message_id, sent_at) values ${batch.map(() => '(?, ?, ?, ?, ?, now())').join(', ')}
-     on conflict do nothing returning order_id, kind`,
-    batch.flatMap((m) => [m.orderUuid, m.kind, m.to, m.subject, messageIdFor(m.orderUuid, m.kind)]));
-  const fresh = new Set(claimed.map((c) => `${c.order_id}/${c.kind}`));
-  const todo = batch.filter((m) => fresh.has(`${m.orderUuid}/${m.kind}`));
-  const sent = await Promise.allSettled(todo.map((m) =>
-    mailer.send({ to: m.to, subject: m.subject, text: m.text, messageId: messageIdFor(m.orderUuid, m.kind), requestId: m.requestId })));
-  const failed = todo.flatMap((m, i) => { const r = sent[i]!; return r.status === 'rejected' ? [{ m, error: r.reason as unknown }] : []; });
-  if (failed.length) {
-    await em.execute(`delete from notifications.emails where (order_id, kind) in (${failed.map(() => '(?, ?)').join(', ')})`, failed.flatMap(({ m }) => [m.orderUuid, m.kind]));
-  }
-  for (const [i, m] of todo.entries()) {
-    if (sent[i]!.status === 'fulfilled') log.info({ orderUuid: m.orderUuid, kind: m.kind, messageId: messageIdFor(m.orderUuid, m.kind), ...(m.requestId ? { requestId: m.requestId } : {}) }, 'mail accepted by SMTP');
-  }
-  return { failed: failed.map(({ m, error }) => ({ msgId: m.msgId, error })) };
+  const done = await em.execute<{ order_id: string; kind: string }[]>(
+    `select order_id, kind from notifications.emails where (order_id, kind) in (${batch.map(() => '(?::uuid, ?)').join(', ')})`,
+    batch.flatMap((m) => [m.orderUuid, m.kind]));
+  const claimed = new Set(done.map((c) => `${c.order_id}/${c.kind}`));
+  const todo = batch.filter((m) => !claimed.has(`${m.orderUuid}/${m.kind}`));
+  const sent = await Promise.allSettled(todo.map(async (m) => {
+    const messageId = messageIdFor(m.orderUuid, m.kind);
+    await mailer.send({ to: m.to, subject: m.subject, text: m.text, messageId, requestId: m.requestId });
+    try {
+      await claim(m);
+    } catch (err) {
+      // Sent but not recorded: the retry sends it again, under the same Message-ID.
+      throw new ClaimNotRecordedError(`mail ${messageId} accepted by SMTP but not recorded: ${(err as Error).message}`, { cause: err });
+    }
+    log.info({ orderUuid: m.orderUuid, kind: m.kind, messageId, ...(m.requestId ? { requestId: m.requestId } : {}) }, 'mail accepted by SMTP');
+  }));
+  return { failed: todo.flatMap((m, i) => { const r = sent[i]!; return r.status === 'rejected' ? [{ msgId: m.msgId, error: r.reason as unknown }] : []; }) };
+}
+
+/**
+ * Take the batch's per-(order, kind, channel) advisory locks, in one statement and in key
+ * order, so two replicas' batches queue rather than deadlock (should one happen, Postgres
+ * aborts a batch and its messages are retried one by one); they last until it commits.
+ */
+async function lockClaims(em: EntityManager, keys: string[]): Promise<void> {
+  if (!keys.length) return;
+  await em.execute(
+    `select count(pg_advisory_xact_lock(hashtextextended(k, 0))) from (select k from unnest(array[${keys.map(() => '?').join(', ')}]::text[]) k order by k) s`,
+    keys);
 }
 
 export type Channels = { mailer: Mailer; sms: SmsClient | null };
 
 /**
- * The mails and texts of one batch, in its transaction: both channels' claims and sends,
- * side by side. An item that failed on a channel is handed back once (a retryable error
- * wins over a permanent one, so the channel that can still succeed is retried); the
- * claim of a channel that did send stays, so its retry sends only what is missing.
+ * The mails and texts of one batch, in its transaction: both channels' locks, then their
+ * sends side by side, each claim committed as its send is accepted. An item that failed on
+ * a channel is handed back once (a retryable error wins over a permanent one, so the
+ * channel that can still succeed is retried); the claim of a channel that did send stays,
+ * so its retry sends only what is missing.
  */
-export async function sendNotices(ch: Channels, em: EntityManager, mails: MailToSend[], texts: (SmsToSend & { msgId: string })[], log: Logger): Promise<{ failed: { msgId: string; error: unknown }[] }> {
+export async function sendNotices(ch: Channels, claims: ClaimWriters, em: EntityManager, mails: MailToSend[], texts: (SmsToSend & { msgId: string })[], log: Logger): Promise<{ failed: { msgId: string; error: unknown }[] }> {
+  if (!ch.sms) texts = [];
   if (!mails.length && !texts.length) return { failed: [] };
-  // The COMMIT after the sends is the in-doubt window: don't make it wait for the WAL
-  // flush. Only a Postgres crash could lose this commit, and then the messages were sent
-  // once and merely not recorded.
+  // The batch's own COMMIT records only inbox rows (the claims are committed by then), so
+  // losing it in a Postgres crash costs a redelivery that finds the claims: no WAL wait.
   await em.execute('set local synchronous_commit = off');
-  const [m, t] = await Promise.all([sendMailBatch(ch.mailer, em, mails, log), ch.sms ? sendSmsBatch(ch.sms, em, texts, log) : { failed: [] }]);
+  await lockClaims(em, [...mails.map((m) => `mail/${m.orderUuid}/${m.kind}`), ...texts.map((t) => `sms/${t.orderUuid}/${t.kind}`)]);
+  const [m, t] = await Promise.all([sendMailBatch(ch.mailer, claims.mail, em, mails, log), ch.sms ? sendSmsBatch(ch.sms, claims.sms, em, texts, log) : { failed: [] }]);
   const failed = new Map<string, unknown>();
   for (const f of [...m.failed, ...t.failed]) {
     const prev = failed.get(f.msgId);
@@ -71,6 +130,7 @@ export async function sendNotices(ch: Channels, em: EntityManager, mails: MailTo
 
 /** The "order received" mail and SMS, from `orders.created`. `batch` is the number of messages in flight. */
 export async function startReceivedNotices(deps: Deps, ch: Channels, batch: number): Promise<BatchWorker> {
+  const claims = createClaimWriters(deps.orm.em);
   return await startBatchWorker({
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
     stream: ORDERS_STREAM, consumer: 'notifications', schema: OrderCreated, key: (o) => o.id, batch, retry: MAIL_RETRY,
@@ -82,7 +142,7 @@ export async function startReceivedNotices(deps: Deps, ch: Channels, batch: numb
         text: `Thank you for your order ${o.orderId}.\n\nItems:\n${o.items.map((i) => `  ${i.quantity} × ${i.sku}`).join('\n')}\n\nWe will write again when it ships.\nReference: ${o.id}\n`,
       }));
       const texts = created.filter((i) => i.data.phone).map(({ data: o, msgId }) => ({ msgId, orderUuid: o.id, kind: 'received' as const, to: o.phone!, body: smsBody('received', o) }));
-      return await sendNotices(ch, em, mails, texts, deps.log);
+      return await sendNotices(ch, claims, em, mails, texts, deps.log);
     },
   });
 }

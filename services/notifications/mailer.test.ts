@@ -7,13 +7,13 @@ import { composeMail, envelopeAddress } from './mailer.ts';
 const read = (raw: string) => parseMail(Buffer.from(raw));
 
 describe('composeMail', () => {
-  it('writes plain ASCII as 7bit with CRLF line ends and the headers the contract needs', () => {
+  it('writes plain ASCII as 7bit with CRLF line ends and the headers the contract needs', async () => {
     const raw = composeMail('orderflow <orders@orderflow.local>', {
       to: 'ana@example.com', subject: 'Order A-1 shipped', text: 'Your order A-1 is on its way.\n\nTracking number: TRK1\n',
       messageId: '<u.shipped@orderflow>', requestId: 'req-1',
     }, new Date('2026-11-21T12:00:00Z'));
     expect(raw).not.toMatch(/[^\r]\n/);
-    const { headers, text } = read(raw);
+    const { headers, text } = await read(raw);
     expect(headers).toMatchObject({
       from: 'orderflow <orders@orderflow.local>', to: 'ana@example.com', subject: 'Order A-1 shipped',
       'message-id': '<u.shipped@orderflow>', 'x-request-id': 'req-1', 'content-transfer-encoding': '7bit',
@@ -22,14 +22,14 @@ describe('composeMail', () => {
     expect(text).toBe('Your order A-1 is on its way.\n\nTracking number: TRK1');
   });
 
-  it('encodes non-ASCII text as quoted-printable and subjects and names as encoded words', () => {
+  it('encodes non-ASCII text as quoted-printable and subjects and names as encoded words', async () => {
     const long = `${'é'.repeat(60)} = tail   `;
     const body = `Items:\n  2 × SKU-1\n${long}\n.leading dot\n`;
     const raw = composeMail('Boutique Żółw <shop@example.com>', {
       to: 'ana@example.com', subject: `Commande reçue — ${'ü'.repeat(40)}`, text: body, messageId: '<m@orderflow>',
     });
     for (const line of raw.split('\r\n')) expect(line.length).toBeLessThanOrEqual(76);
-    const { headers, text } = read(raw);
+    const { headers, text } = await read(raw);
     expect(headers.subject).toBe(`Commande reçue — ${'ü'.repeat(40)}`);
     expect(headers.from).toBe('Boutique Żółw <shop@example.com>');
     expect(headers['content-transfer-encoding']).toBe('quoted-printable');
@@ -37,12 +37,12 @@ describe('composeMail', () => {
     expect(text).toBe(body.replace(/\n$/, ''));
   });
 
-  it('keeps a header to one line whatever the value holds, and quotes specials in a display name', () => {
+  it('keeps a header to one line whatever the value holds, and quotes specials in a display name', async () => {
     const raw = composeMail('Shop, Inc. <shop@example.com>', {
       to: 'ana@example.com', subject: 'hi', text: 'x', messageId: '<m@orderflow>', requestId: 'abc\r\nBcc: victim@example.com',
     });
     expect(raw).not.toMatch(/^Bcc:/m);
-    expect(read(raw).headers.from).toBe('"Shop, Inc." <shop@example.com>');
+    expect((await read(raw)).headers.from).toBe('"Shop, Inc." <shop@example.com>');
     expect(envelopeAddress('Shop, Inc. <shop@example.com>')).toBe('shop@example.com');
     expect(envelopeAddress('shop@example.com')).toBe('shop@example.com');
   });

@@ -68,27 +68,32 @@ export type SmsKind = 'received' | 'shipped' | 'failed';
 export type SmsToSend = { orderUuid: string; kind: SmsKind; to: string; body: string };
 
 /**
- * Send a batch of SMS, each (order, kind) at most once: the claims, the sends (in
- * parallel) and the commit share the batch's transaction (see sendNotices). A send that fails has its
- * claim removed and is returned, to be retried on its own; the others commit, so a
- * retry never sends them again (whether or not the provider honours the key).
+ * Send the texts of a batch whose (order, kind) has no claim yet, under the batch's locks
+ * (consumers.ts, sendNotices), in parallel; each claim commits through `claim` as soon as
+ * the provider accepts the text. A send that fails leaves no claim and is returned, to be
+ * retried on its own; the others are recorded, so a retry never sends them again
+ * (whether or not the provider honours the key).
  */
-export async function sendSmsBatch(sms: SmsClient, em: EntityManager, batch: (SmsToSend & { msgId: string })[], log: Logger): Promise<{ failed: { msgId: string; error: unknown }[] }> {
+export async function sendSmsBatch(sms: SmsClient, claim: (m: SmsToSend & { providerId: string }) => Promise<void>, em: EntityManager, batch: (SmsToSend & { msgId: string })[], log: Logger): Promise<{ failed: { msgId: string; error: unknown }[] }> {
   if (!batch.length) return { failed: [] };
-  const claimed = await em.execute<{ order_id: string; kind: string }[]>(
-    `insert into notifications.sms (order_id, kind, recipient, body, sent_at) values ${batch.map(() => '(?, ?, ?, ?, now())').join(', ')}
-     on conflict do nothing returning order_id, kind`, batch.flatMap((m) => [m.orderUuid, m.kind, m.to, m.body]));
-  const todo = batch.filter((m) => claimed.some((c) => c.order_id === m.orderUuid && c.kind === m.kind));
-  const sent = await Promise.allSettled(todo.map((m) => sms.send({ to: m.to, body: m.body, key: `sms:${m.orderUuid}:${m.kind}` })));
-  const failed = todo.flatMap((m, i) => { const r = sent[i]!; return r.status === 'rejected' ? [{ m, error: r.reason as unknown }] : []; });
-  for (const { m } of failed) await em.execute('delete from notifications.sms where order_id = ? and kind = ?', [m.orderUuid, m.kind]);
+  const done = await em.execute<{ order_id: string; kind: string }[]>(
+    `select order_id, kind from notifications.sms where (order_id, kind) in (${batch.map(() => '(?::uuid, ?)').join(', ')})`,
+    batch.flatMap((m) => [m.orderUuid, m.kind]));
+  const todo = batch.filter((m) => !done.some((c) => c.order_id === m.orderUuid && c.kind === m.kind));
+  const sent = await Promise.allSettled(todo.map(async (m) => {
+    const providerId = await sms.send({ to: m.to, body: m.body, key: `sms:${m.orderUuid}:${m.kind}` });
+    // A failure here retries the text under the same Idempotency-Key.
+    await claim({ orderUuid: m.orderUuid, kind: m.kind, to: m.to, body: m.body, providerId });
+  }));
+  const failed = todo.flatMap((m, i) => { const r = sent[i]!; return r.status === 'rejected' ? [{ msgId: m.msgId, error: r.reason as unknown }] : []; });
   if (todo.length > failed.length) log.info({ sent: todo.length - failed.length }, 'SMS accepted by the provider');
-  return { failed: failed.map(({ m, error }) => ({ msgId: m.msgId, error })) };
+  return { failed };
 }
 
-/** The text of each SMS; the checker in saga/books.ts parses "order <orderId> <kind>". */
-export function smsBody(kind: SmsKind, o: { orderId: string; trackingNumber?: string | null; failureReason?: string | null }): string {
+/** The text of each SMS; the checker in saga/books.ts parses "order <orderId> <kind>". `refunded`: the amount a failed order was charged and refunded. */
+export function smsBody(kind: SmsKind, o: { orderId: string; trackingNumber?: string | null; failureReason?: string | null; refunded?: string | null }): string {
   if (kind === 'received') return `orderflow: order ${o.orderId} received. We will text you when it ships.`;
   if (kind === 'shipped') return `orderflow: order ${o.orderId} shipped. Tracking number ${o.trackingNumber}.`;
+  if (o.refunded) return `orderflow: order ${o.orderId} failed (${o.failureReason}). The ${o.refunded} charged was refunded and no stock is held.`;
   return `orderflow: order ${o.orderId} failed (${o.failureReason}). Nothing was charged and no stock is held.`;
 }

@@ -87,6 +87,8 @@ describe('failures and compensations', () => {
     expect(o.history.map((h: any) => h.status)).toEqual(['PENDING', 'STOCK_RESERVED', 'FAILED']);
     expect(k.gw.sim.netCharged(o.id)).toBe(0);
     expect((await k.c.get(`/api/inventory/${sku}`)).body).toMatchObject({ onHand: 4, reserved: 0, available: 4 });
+    await eventually(() => mails(o.id, 'failed').length === 1, { what: 'failed mail' });
+    expect(mails(o.id, 'failed')[0]!.text).toContain('Nothing was charged');
   });
 
   it('shipping failure: FAILED SHIPPING_FAILED, charge refunded, stock released', async () => {
@@ -99,6 +101,11 @@ describe('failures and compensations', () => {
     expect(k.gw.sim.refundsFor(o.id)).toHaveLength(1);
     expect(k.gw.sim.netCharged(o.id)).toBe(0);
     expect((await k.c.get(`/api/inventory/${sku}`)).body).toMatchObject({ onHand: 3, reserved: 0 });
+    // The customer hears that the charge was refunded, not that nothing was charged.
+    await eventually(() => mails(o.id, 'failed').length === 1 && texts(o.orderId, 'failed').length === 1, { what: 'failed mail and SMS' });
+    expect(mails(o.id, 'failed')[0]!.text).toContain('The 5.00 USD we charged for it has been refunded in full');
+    expect(mails(o.id, 'failed')[0]!.text).not.toContain('Nothing was charged');
+    expect(texts(o.orderId, 'failed')[0]!.body).toContain('The 5.00 USD charged was refunded');
   });
 });
 

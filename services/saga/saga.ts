@@ -45,6 +45,8 @@ export type Saga = {
   totalCents: number | null;
   currency: string | null;
   chargeId: string | null;
+  /** What the refund compensation gave back (its reply's amount); absent until it answered, and in sagas stored before it existed. */
+  refundedCents?: number;
   trackingNumber: string | null;
   pending: Compensation[];
   history: History[];
@@ -79,7 +81,8 @@ export function statusEvent(s: Saga, now: number): OutboxMessage {
     data: {
       id: s.id, orderId: s.orderId, email: s.email, phone: s.phone, status: s.status,
       failureReason: s.status === 'FAILED' ? s.failureReason : null, trackingNumber: s.trackingNumber,
-      totalCents: s.totalCents, currency: s.currency, history: s.history, version: s.version, at: new Date(now).toISOString(),
+      totalCents: s.totalCents, currency: s.currency, refundedCents: s.refundedCents ?? null,
+      history: s.history, version: s.version, at: new Date(now).toISOString(),
     },
   };
 }
@@ -177,7 +180,7 @@ export function onReply(s: Saga, r: SagaReply, now: number, cfg: SagaConfig): De
       return compensate(s, 'SHIPPING_FAILED', r.detail, ['refund', 'release'], now, cfg);
     }
     case 'released': return compensated(s, 'release', now, cfg);
-    case 'refunded': return compensated(s, 'refund', now, cfg);
+    case 'refunded': return compensated({ ...s, refundedCents: r.amount }, 'refund', now, cfg);
     case 'shipment-cancelled': return compensated(s, 'cancel-shipment', now, cfg);
   }
 }

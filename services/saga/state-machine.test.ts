@@ -77,6 +77,16 @@ describe('saga state machine', () => {
     expect(onReply(one.saga, { type: 'released', orderUuid: id }, T, cfg)!.saga).toMatchObject({ status: 'FAILED', failureReason: 'SHIPPING_FAILED' });
   });
 
+  it('the FAILED event carries what the refund gave back, and null when nothing was refunded', () => {
+    const d = onReply(walk(reserved, charged), { type: 'shipping-failed', orderUuid: id, detail: 'no carrier' }, T, cfg)!;
+    const refunded = onReply(d.saga, { type: 'refunded', orderUuid: id, amount: 1000 }, T, cfg)!;
+    const f = onReply(refunded.saga, { type: 'released', orderUuid: id }, T, cfg)!;
+    expect(subjects(f)).toEqual(['saga.done.failed']);
+    expect(f.out[0]!.data).toMatchObject({ status: 'FAILED', failureReason: 'SHIPPING_FAILED', totalCents: 1000, currency: 'EUR', refundedCents: 1000 });
+    const declined = onReply(walk(reserved), { type: 'payment-failed', orderUuid: id, reason: 'PAYMENT_DECLINED', detail: 'card_declined' }, T, cfg)!;
+    expect(onReply(declined.saga, { type: 'released', orderUuid: id }, T, cfg)!.out[0]!.data).toMatchObject({ status: 'FAILED', refundedCents: null });
+  });
+
   it('rejections fail at once with the contract reason', () => {
     const s = startSaga(order, T, cfg).saga;
     expect(onReply(s, { type: 'rejected', orderUuid: id, reason: 'UNKNOWN_SKU', skus: ['S'] }, T, cfg)!.saga).toMatchObject({ status: 'FAILED', failureReason: 'UNKNOWN_SKU' });

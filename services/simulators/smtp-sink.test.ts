@@ -19,7 +19,7 @@ describe('smtp sink', () => {
   });
   beforeEach(() => {
     sink.clear();
-    sink.setFaults({ tempFailFirst: 0, tempFailRate: 0, permFailTo: [], permFailAll: false });
+    sink.setFaults({ tempFailFirst: 0, tempFailRate: 0, permFailTo: [], permFailAll: false, stallTo: [] });
   });
 
   it('keeps what nodemailer sends', async () => {
@@ -99,6 +99,20 @@ describe('smtp sink', () => {
     await expect(transport.sendMail({ from: 'a@orderflow.test', to: 'alive@example.com', subject: 's', text: 't' })).rejects.toMatchObject({ responseCode: 550 });
   });
 
+  it('holds the answer to DATA for stallTo recipients until the fault is lifted', async () => {
+    const res = await sink.app.request('/faults', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stallTo: ['/^slow@/'] }) });
+    expect(res.status).toBe(200);
+    let answered = false;
+    const slow = transport.sendMail({ from: 'a@orderflow.test', to: 'slow@example.com', subject: 'held', text: 't', messageId: '<held@orderflow.test>' }).finally(() => { answered = true; });
+    await transport.sendMail({ from: 'a@orderflow.test', to: 'quick@example.com', subject: 'quick', text: 't' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(answered).toBe(false);
+    expect(sink.messages().map((m) => m.subject)).toEqual(['quick']);
+    sink.setFaults({ stallTo: [] });
+    await slow;
+    expect(sink.byMessageId('<held@orderflow.test>')?.to).toEqual(['slow@example.com']);
+  });
+
   it('serves an HTTP view', async () => {
     await transport.sendMail({ from: 'a@orderflow.test', to: 'ana@example.com', subject: 'Order A-1 <b>', text: 'one', messageId: '<h1@orderflow.test>' });
     await transport.sendMail({ from: 'a@orderflow.test', to: 'bo@example.com', subject: 'Order B-2', text: 'two', messageId: '<h2@orderflow.test>' });
@@ -164,7 +178,7 @@ describe('smtp sink standalone', () => {
 });
 
 describe('parseMail', () => {
-  it('decodes base64 text parts inside nested multiparts and encoded-word subjects', () => {
+  it('decodes base64 text parts inside nested multiparts and encoded-word subjects', async () => {
     const raw = [
       'Subject: =?UTF-8?B?w6lsw6h2ZQ==?= =?UTF-8?Q?_caf=C3=A9?=',
       'Message-ID: <p@x>',
@@ -187,7 +201,7 @@ describe('parseMail', () => {
       '--outer--',
       '',
     ].join('\r\n');
-    const { headers, text } = parseMail(Buffer.from(raw));
+    const { headers, text } = await parseMail(Buffer.from(raw));
     expect(headers.subject).toBe('élève café');
     expect(headers['message-id']).toBe('<p@x>');
     expect(text).toBe('héllo\nworld');

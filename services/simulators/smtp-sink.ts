@@ -3,6 +3,7 @@
 // can be exercised in dev and in tests without a real mail relay.
 import { randomUUID, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { simpleParser, type AddressObject, type EmailAddress, type HeaderValue } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import type { SMTPServerDataStream, SMTPServerSession, SMTPServerAddress } from 'smtp-server';
 import { Hono } from 'hono';
@@ -36,6 +37,12 @@ export type SmtpFaults = {
   permFailTo: string[];
   /** Refuse every recipient with 550. */
   permFailAll: boolean;
+  /**
+   * Recipients (as permFailTo) whose message gets no answer after its DATA, as if the
+   * server hung, until a setFaults() that no longer names them: then it is handled as
+   * usual (stored and answered 250, or 451 per the faults above).
+   */
+  stallTo: string[];
 };
 
 export type SmtpSinkStats = {
@@ -94,6 +101,7 @@ const faultsSchema = z.object({
   tempFailRate: z.number().min(0).max(1).optional(),
   permFailTo: z.array(z.string()).optional(),
   permFailAll: z.boolean().optional(),
+  stallTo: z.array(z.string()).optional(),
   seed: z.number().int().optional(),
 }).strict();
 
@@ -103,8 +111,12 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   const maxMessages = options.maxMessages ?? 100_000;
   const maxSize = options.maxSize ?? 25 * 1024 * 1024;
   let random = createRandom(options.seed ?? randomSeed());
-  let faults: SmtpFaults = { tempFailFirst: 0, tempFailRate: 0, permFailTo: [], permFailAll: false };
+  let faults: SmtpFaults = { tempFailFirst: 0, tempFailRate: 0, permFailTo: [], permFailAll: false, stallTo: [] };
   let permMatchers: Array<(address: string) => boolean> = [];
+  let stallMatchers: Array<(address: string) => boolean> = [];
+  // Messages held by stallTo, answered when the fault no longer names their recipients.
+  let stalled: { to: string[]; finish: () => void }[] = [];
+  const stalls = (to: string[]) => to.some((a) => stallMatchers.some((m) => m(a)));
 
   // Map keeps insertion order, so the first key is the oldest: eviction is O(1).
   const store = new Map<string, Received>();
@@ -116,10 +128,15 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     const { seed, ...rest } = partial;
     const next = { ...faults, ...rest };
     const matchers = next.permFailTo.map(toMatcher);
+    const stallNext = next.stallTo.map(toMatcher);
     faults = next;
     permMatchers = matchers;
+    stallMatchers = stallNext;
     if (seed !== undefined) random = createRandom(seed);
-    return { ...faults, permFailTo: [...faults.permFailTo] };
+    const release = stalled.filter((h) => !stalls(h.to));
+    stalled = stalled.filter((h) => stalls(h.to));
+    for (const h of release) h.finish();
+    return copyFaults(faults);
   }
   if (options.faults) setFaults(options.faults);
 
@@ -167,8 +184,19 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     stream.on('end', () => {
       stats.dataAttempts++;
       if (stream.sizeExceeded) { callback(smtpError(552, 'Message too large')); return; }
-      const raw = Buffer.concat(chunks);
-      const parsed = parseMail(raw);
+      const to = session.envelope.rcptTo.map((r) => r.address);
+      const mailFrom = session.envelope.mailFrom;
+      if (stalls(to)) stalled.push({ to, finish: () => void finish(Buffer.concat(chunks), mailFrom, to) });
+      else void finish(Buffer.concat(chunks), mailFrom, to);
+    });
+    const finish = async (raw: Buffer, mailFrom: SMTPServerAddress | false, to: string[]) => {
+      let parsed: Awaited<ReturnType<typeof parseMail>>;
+      try {
+        parsed = await parseMail(raw);
+      } catch (err) {
+        callback(smtpError(554, `Message could not be parsed: ${(err as Error).message}`));
+        return;
+      }
       const messageId = parsed.headers['message-id'] ?? '';
       // Without a Message-ID the content stands in for it, so a resend still counts as a retry.
       const key = normalizeMessageId(messageId) || `sha256:${createHash('sha256').update(raw).digest('hex')}`;
@@ -178,12 +206,11 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         callback(smtpError(451, TEMP_FAIL));
         return;
       }
-      const mailFrom = session.envelope.mailFrom;
       const msg: Received = {
         id: randomUUID(),
         messageId,
         from: parsed.headers.from ?? (mailFrom ? mailFrom.address : ''),
-        to: session.envelope.rcptTo.map((r) => r.address),
+        to,
         subject: parsed.headers.subject ?? '',
         text: parsed.text,
         headers: parsed.headers,
@@ -192,7 +219,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       };
       remember(msg);
       callback(null, `OK: queued as ${msg.id}`);
-    });
+    };
     stream.on('error', (err: Error) => callback(err));
   }
 
@@ -232,7 +259,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       stats = emptyStats();
     },
     setFaults,
-    faults: () => ({ ...faults, permFailTo: [...faults.permFailTo] }),
+    faults: () => copyFaults(faults),
     stats: () => ({ ...stats, stored: store.size }),
   };
   const app = createSmtpSinkApp(api);
@@ -324,6 +351,10 @@ ${rows || '<tr><td colspan="4">nothing yet</td></tr>'}
   return app;
 }
 
+function copyFaults(f: SmtpFaults): SmtpFaults {
+  return { ...f, permFailTo: [...f.permFailTo], stallTo: [...f.stallTo] };
+}
+
 function emptyStats(): SmtpSinkStats {
   return { accepted: 0, stored: 0, dataAttempts: 0, tempFailed: 0, permFailed: 0, duplicates: 0 };
 }
@@ -350,97 +381,39 @@ function esc(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
-// --- just enough MIME -------------------------------------------------------
-// Bodies are handled as latin1 strings so every byte survives until the
-// charset is known; only then are they decoded.
+// --- MIME, through mailparser ------------------------------------------------
 
-/** Headers and the text/plain body of a raw RFC 5322 message. */
-export function parseMail(raw: Buffer): { headers: Record<string, string>; text: string } {
-  const all = raw.toString('latin1');
-  const { head, body } = splitHeadBody(all);
-  const headers = parseHeaders(Buffer.from(head, 'latin1').toString('utf8'));
-  const text = extractText(headers, body) ?? '';
-  return { headers, text: text.replace(/\r\n/g, '\n').replace(/\n+$/, '') };
-}
-
-function splitHeadBody(s: string): { head: string; body: string } {
-  const m = /\r?\n\r?\n/.exec(s);
-  if (!m) return { head: s, body: '' };
-  return { head: s.slice(0, m.index), body: s.slice(m.index + m[0].length) };
-}
-
-function parseHeaders(head: string): Record<string, string> {
+/** Headers and the text/plain body of a raw RFC 5322 message. `const { headers, text } = await parseMail(raw)` */
+export async function parseMail(raw: Buffer): Promise<{ headers: Record<string, string>; text: string }> {
+  const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipTextLinks: true, skipImageLinks: true });
+  const seen = new Map<string, number>();
+  for (const { key } of parsed.headerLines) seen.set(key, (seen.get(key) ?? 0) + 1);
   const headers: Record<string, string> = {};
-  for (const line of head.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
-    const i = line.indexOf(':');
-    if (i <= 0) continue;
-    const name = line.slice(0, i).trim().toLowerCase();
-    if (name in headers) continue;
-    headers[name] = decodeEncodedWords(line.slice(i + 1).trim());
+  for (const { key, line } of parsed.headerLines) {
+    if (key in headers) continue;
+    headers[key] = headerText(parsed.headers.get(key), seen.get(key) === 1, line);
   }
-  return headers;
+  return { headers, text: (parsed.text ?? '').replace(/\r\n/g, '\n').replace(/\n+$/, '') };
 }
 
-function decodeEncodedWords(value: string): string {
-  // Whitespace between two adjacent encoded words is not part of the text (RFC 2047 §6.2).
-  return value
-    .replace(/(\?=)\s+(=\?)/g, '$1$2')
-    .replace(/=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=/g, (_all, charset: string, enc: string, data: string) => {
-      const bytes = enc.toUpperCase() === 'B'
-        ? Buffer.from(data, 'base64')
-        : Buffer.from(data.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
-      return decodeCharset(bytes, charset);
-    });
-}
-
-function extractText(headers: Record<string, string>, body: string, depth = 0): string | undefined {
-  const type = headers['content-type'] ?? 'text/plain';
-  const mime = type.split(';')[0].trim().toLowerCase();
-  if (mime.startsWith('multipart/')) {
-    const boundary = param(type, 'boundary');
-    if (!boundary || depth > 5) return undefined;
-    for (const part of splitMultipart(body, boundary)) {
-      const { head, body: partBody } = splitHeadBody(part);
-      const text = extractText(parseHeaders(head), partBody, depth + 1);
-      if (text !== undefined) return text;
-    }
-    return undefined;
+/**
+ * A header as a string, the way a mail client would show it: mailparser's decoded text
+ * for plain headers, addresses rebuilt from their decoded parts (mailparser's own `text`
+ * quotes every display name), the raw value for the rest (dates, Content-Type) and for a
+ * header that occurs more than once (mailparser keeps the last, we the first).
+ */
+function headerText(value: HeaderValue | undefined, once: boolean, line: string): string {
+  if (once && typeof value === 'string') return value;
+  if (once && value && typeof value === 'object' && 'value' in value && Array.isArray(value.value) && 'text' in value) {
+    return (value as AddressObject).value.map(formatAddress).join(', ');
   }
-  if (mime !== 'text/plain') return undefined;
-  const cte = (headers['content-transfer-encoding'] ?? '7bit').trim().toLowerCase();
-  let bytes: Buffer;
-  if (cte === 'base64') bytes = Buffer.from(body.replace(/\s+/g, ''), 'base64');
-  else if (cte === 'quoted-printable') bytes = Buffer.from(body.replace(/=\r?\n/g, '').replace(/=([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
-  else bytes = Buffer.from(body, 'latin1');
-  return decodeCharset(bytes, param(type, 'charset') ?? 'utf-8');
+  return line.slice(line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
 }
 
-function splitMultipart(body: string, boundary: string): string[] {
-  const parts = ('\r\n' + body).split(new RegExp(`\\r?\\n--${escapeRegExp(boundary)}`));
-  const out: string[] = [];
-  // parts[0] is the preamble; a part starting with "--" is the closing delimiter.
-  for (const p of parts.slice(1)) {
-    if (p.startsWith('--')) break;
-    out.push(p.replace(/^[ \t]*\r?\n/, ''));
-  }
-  return out;
-}
-
-function param(header: string, name: string): string | undefined {
-  const m = new RegExp(`;\\s*${name}\\s*=\\s*(?:"([^"]*)"|([^;\\s]+))`, 'i').exec(header);
-  return m ? (m[1] ?? m[2]) : undefined;
-}
-
-function decodeCharset(bytes: Buffer, charset: string): string {
-  try {
-    return new TextDecoder(charset.toLowerCase()).decode(bytes);
-  } catch {
-    return bytes.toString('utf8');
-  }
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+function formatAddress(a: EmailAddress): string {
+  const name = /[()<>\[\]:;@\\,."]/.test(a.name) ? `"${a.name.replace(/["\\]/g, '\\$&')}"` : a.name;
+  if (a.group) return `${name}: ${a.group.map(formatAddress).join(', ')};`;
+  return name ? `${name} <${a.address ?? ''}>` : a.address ?? '';
 }
 
 if (import.meta.main) {
