@@ -9,7 +9,8 @@ import { createTestDatabase, startTestNats, type TestNats } from '../kit/testing
 import { startTestCluster } from '../test-cluster.ts';
 
 const key = randomBytes(32);
-const env = { TARGET: 'orders', PAYMENT_TOKEN_KEY: key.toString('base64') };
+// Both targets: each process migrates only the schemas of its own targets.
+const env = { TARGET: 'orders,saga', PAYMENT_TOKEN_KEY: key.toString('base64') };
 const clear = () => `tok_visa_SECRET${randomBytes(8).toString('hex')}`;
 
 let nats: TestNats;
@@ -52,7 +53,7 @@ describe('payment tokens stored in clear before sealing', () => {
       await sql.query(`insert into saga.sagas (id, step, status, version, doc) values ($1, $2, 'PAID', 3, $3)`,
         [id, step, JSON.stringify({ id, step, paymentToken: token, paymentTokenSealed: null })]);
     }
-    await sql.query(`delete from kit.mikro_orm_migrations where name = 'saga-0002-drop-clear-payment-tokens'`);
+    await sql.query(`delete from kit.mikro_orm_migrations where name = 'saga-20261201190400-drop-clear-payment-tokens'`);
 
     const second = await startTestCluster(env, { nats, databaseUrl: db.url });
     try {
