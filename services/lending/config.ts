@@ -7,8 +7,11 @@ const schema = z.object({
   /** T24's cap, summed over every replica of the cluster. */
   T24_MAX_RPS: int(50, 1, 100_000),
   T24_TIMEOUT_MS: int(5000, 100, 120_000),
-  /** How long the breaker stays open before a trial call. */
-  T24_BREAKER_RESET_MS: int(10_000, 100, 600_000),
+  /**
+   * How long the breaker stays open before a trial call. Short: an outage costs
+   * its own length plus up to this, and a failed trial costs one call.
+   */
+  T24_BREAKER_RESET_MS: int(2000, 100, 600_000),
   /**
    * The breaker opens when, among the last 2 × T24_BREAKER_MIN_LOANS calls of the
    * last 10 s (at least T24_BREAKER_VOLUME of them), this share (percent) failed and
