@@ -46,7 +46,7 @@ describe('T24 faults', () => {
     const done = await finished(c, await post(ids, 'inv-flaky'));
     expect(done).toMatchObject({ status: 'SUCCESS', counts: { pending: 0, reserved: 0, invested: 400, failed: 0 } });
     const stats = t24.sim.stats();
-    // The faults did happen, and after-apply faults were resolved by reading back rather than re-applying.
+    // The faults did happen, and after-apply faults were resolved by resending (a same-investor 409) rather than re-applying.
     expect(stats.errors5xx).toBeGreaterThan(20);
     expect(stats.drops).toBeGreaterThan(0);
     expect(stats.statuses['500']).toBeGreaterThan(0);
