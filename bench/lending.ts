@@ -4,19 +4,38 @@
 // The seed's old design, in the same run against the same simulator: one item after
 // another, synchronous, no retries, failed items dropped, then the invests the same way.
 // The simulator runs in a third process so neither side shares its event loop.
+//
+// The measure: elapsed against the fewest calls any correct client could make,
+// 2N plus one per injected fault (a 5xx, a dropped connection, a stall: each costs
+// exactly one more call when the client sends the same move again), divided by R.
+//
+// BENCH_SCENARIO=harsh: issue 10's run. 3,000 items at R = 300; 10 loans answer
+// 503 to every move, 5% other 503s, 2% apply-then-500, 1% apply-then-drop, 0.3%
+// 8-second stalls, and one 3 s outage BENCH_OUTAGE_AT_S (8) seconds in. Target:
+// elapsed within 1.5 × floor + 20 s, no 429, the 10 bad items failed with
+// T24_UNAVAILABLE and every other one invested, each change applied once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, setPriority, totalmem } from 'node:os';
 import { createTestDatabase, eventually, freePort, startTestNats } from '../services/kit/testing.ts';
 
-const ITEMS = Number(process.env.BENCH_ITEMS ?? 10_000);
-const RATES = (process.env.BENCH_RATES ?? '200,1000').split(',').map(Number);
-const FAULTS = { fail503Rate: 0.05, fail500AfterApplyRate: 0.02, dropAfterApplyRate: 0.01 };
-const SKIP_OLD = process.env.BENCH_SKIP_OLD === '1';
+const HARSH = process.env.BENCH_SCENARIO === 'harsh';
+const ITEMS = Number(process.env.BENCH_ITEMS ?? (HARSH ? 3000 : 10_000));
+const RATES = (process.env.BENCH_RATES ?? (HARSH ? '300' : '200,1000')).split(',').map(Number);
+const BAD_LOANS = HARSH ? 10 : 0;
+const OUTAGE_AT_S = Number(process.env.BENCH_OUTAGE_AT_S ?? 8);
+const OUTAGE_MS = HARSH ? 3000 : 0;
+const FAULTS = {
+  fail503Rate: 0.05, fail500AfterApplyRate: 0.02, dropAfterApplyRate: 0.01,
+  ...(HARSH ? { timeoutRate: 0.003, timeoutMs: 8000 } : {}),
+};
+const SKIP_OLD = HARSH || process.env.BENCH_SKIP_OLD === '1';
+// Spread through the order, so some are still failing after every good item is done.
+const badLoans = (ids: string[]) => Array.from({ length: BAD_LOANS }, (_, i) => ids[Math.floor(((i + 0.9) * ids.length) / BAD_LOANS)]!);
 
 type T24Stats = {
   perSecond: { second: number; accepted: number; rateLimited: number }[];
   requests: { total: number; get: number; reserve: number; invest: number };
-  rateLimited: number; errors5xx: number; drops: number; peakRps: number;
+  rateLimited: number; errors5xx: number; drops: number; timeouts: number; peakRps: number;
   applied: { reserve: number; invest: number };
   appliedPerLoan: Record<string, { reserve: number; invest: number }>;
 };
@@ -24,6 +43,9 @@ type T24Stats = {
 type Row = {
   design: string; rate: number; items: number; seconds: number; floor: number;
   invested: number; failed: number; orphaned: number; calls: number; rateLimited: number; peakRps: number; doubleApplied: number;
+  /** Injected faults T24 answered (5xx, drops, stalls): one extra call each at best. */
+  faults: number; minimalCalls: number;
+  breakerOpened?: number; wrongItems?: number;
 };
 
 const children: ChildProcess[] = [];
@@ -45,9 +67,12 @@ async function startSimulator(): Promise<string> {
   return url;
 }
 
-async function resetSimulator(url: string, rate: number) {
+const setKnobs = (url: string, knobs: object) =>
+  fetch(`${url}/_sim/knobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(knobs) });
+
+async function resetSimulator(url: string, rate: number, failing: string[] = []) {
   await fetch(`${url}/_sim/reset`, { method: 'POST' });
-  await fetch(`${url}/_sim/knobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ maxRps: rate, seed: 20_260, ...FAULTS }) });
+  await setKnobs(url, { maxRps: rate, seed: 20_260, ...FAULTS, failing });
 }
 
 const simStats = async (url: string): Promise<T24Stats> => await json(await fetch(`${url}/_sim/stats`));
@@ -62,14 +87,18 @@ function summarize(design: string, rate: number, seconds: number, invested: numb
     if (a && (a.reserve > 0 || a.invest > 0) && !keptIds.has(id)) orphaned++;
   }
   void investorId;
+  const faults = stats.errors5xx + stats.drops + stats.timeouts;
   return {
     design, rate, items: loanIds.length, seconds, floor: (2 * loanIds.length) / rate, invested, failed, orphaned,
     calls: stats.requests.total, rateLimited: stats.rateLimited, peakRps: stats.peakRps, doubleApplied,
+    faults, minimalCalls: 2 * loanIds.length + faults,
   };
 }
 
 async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number): Promise<Row> {
-  await resetSimulator(simUrl, rate);
+  const loanIds = Array.from({ length: ITEMS }, (_, i) => `O${rate}-${String(i).padStart(6, '0')}`);
+  const bad = badLoans(loanIds);
+  await resetSimulator(simUrl, rate, bad);
   const port = await freePort();
   const cluster = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
     env: {
@@ -87,8 +116,8 @@ async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number
     // Start the clock once the replica holds its share, as a long-running cluster would.
     await eventually(async () => /^orderflow_t24_rate_share (\d+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] === String(rate), { timeoutMs: 30_000, what: 'rate share' });
     const investorId = `inv-ours-${rate}`;
-    const loanIds = Array.from({ length: ITEMS }, (_, i) => `O${rate}-${String(i).padStart(6, '0')}`);
     const started = performance.now();
+    const outage = OUTAGE_MS ? setTimeout(() => void setKnobs(simUrl, { outageForMs: OUTAGE_MS }), OUTAGE_AT_S * 1000) : undefined;
     const res = await fetch(`${url}/api/lending/orders`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ investorId, items: loanIds.map((loanId) => ({ loanId, amount: 100 })) }),
@@ -109,10 +138,19 @@ async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number
     }, { timeoutMs: 30 * 60_000, intervalMs: 100, what: 'order to finish' });
     const seconds = (performance.now() - started) / 1000;
     clearInterval(trace);
+    clearTimeout(outage);
     const stats = await simStats(simUrl);
+    const breakerOpened = Number(/^orderflow_t24_breaker_opened (\S+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? NaN);
     if (process.env.BENCH_TRACE) process.stderr.write(`per-second accepted calls (/429s): ${stats.perSecond.map((x) => x.accepted + (x.rateLimited ? `/${x.rateLimited}` : '')).join(' ')}\n`);
-    const kept = new Set<string>(loanIds.filter((l) => !order.failedItems.some((f: { loanId: string }) => f.loanId === l)));
-    return summarize('orderflow (batches, paced workers, retries, DLQ)', rate, seconds, order.counts.invested, order.counts.failed, stats, loanIds, investorId, kept);
+    const failedReason = new Map<string, string>(order.failedItems.map((f: { loanId: string; reason: string }) => [f.loanId, f.reason]));
+    const kept = new Set<string>(loanIds.filter((l) => !failedReason.has(l)));
+    // Right: a bad loan failed with T24_UNAVAILABLE and untouched in T24; any other invested, each change once.
+    const badSet = new Set(bad);
+    const wrongItems = loanIds.filter((l) => {
+      const a = stats.appliedPerLoan[l];
+      return badSet.has(l) ? failedReason.get(l) !== 'T24_UNAVAILABLE' || a !== undefined : kept.has(l) === false || a?.reserve !== 1 || a?.invest !== 1;
+    }).length;
+    return { ...summarize('orderflow (batches, paced workers, retries, DLQ)', rate, seconds, order.counts.invested, order.counts.failed, stats, loanIds, investorId, kept), breakerOpened, wrongItems };
   } finally {
     cluster.kill('SIGTERM');
     await new Promise((r) => cluster.once('exit', r));
@@ -169,10 +207,28 @@ try {
   await db.drop().catch(() => {});
 }
 
+const ratio = (r: Row) => r.seconds / (r.minimalCalls / r.rate);
 const lines = [
-  `One ${ITEMS.toLocaleString('en')}-item order; T24 simulator with 5% 503, 2% apply-then-500, 1% apply-then-drop, capped at R calls/s.`,
+  HARSH
+    ? `Harsh: one ${ITEMS.toLocaleString('en')}-item order; T24 capped at R calls/s; ${BAD_LOANS} loans answer 503 to every move, 5% other 503, 2% apply-then-500, 1% apply-then-drop, 0.3% 8 s stalls, a ${OUTAGE_MS / 1000} s outage ${OUTAGE_AT_S} s in.`
+    : `One ${ITEMS.toLocaleString('en')}-item order; T24 simulator with 5% 503, 2% apply-then-500, 1% apply-then-drop, capped at R calls/s.`,
   `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}.`,
   '',
+  'Against the minimal calls: 2N + one per injected fault (5xx, drop, stall), at exactly R (target ≤ 1.05).',
+  '',
+  '| R | drain s | injected faults | minimal calls | minimal calls/R s | drain ÷ minimal | calls made | calls beyond minimal | breaker opened | 429s | items wrong |',
+  '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ...rows.filter((r) => r.design.startsWith('orderflow')).map((r) =>
+    `| ${r.rate} | ${fmt(r.seconds)} | ${r.faults} | ${r.minimalCalls} | ${fmt(r.minimalCalls / r.rate)} | ${fmt(ratio(r), 3)} | ${r.calls} | ${r.calls - r.minimalCalls} | ${r.breakerOpened} | ${r.rateLimited} | ${r.wrongItems} |`),
+  '',
+  ...(HARSH
+    ? [
+        '| R | drain s | floor 2N/R s | target 1.5 × floor + 20 s | within target | 429s | breaker opened | invested | failed | items wrong | changes applied twice |',
+        '|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---:|',
+        ...rows.map((r) => `| ${r.rate} | ${fmt(r.seconds)} | ${fmt(r.floor)} | ${fmt(1.5 * r.floor + 20)} | ${r.seconds <= 1.5 * r.floor + 20 ? 'yes' : 'NO'} | ${r.rateLimited} | ${r.breakerOpened} | ${r.invested} | ${r.failed} | ${r.wrongItems} | ${r.doubleApplied} |`),
+        '',
+      ]
+    : []),
   '| design | R | drain s | floor 2N/R s | vs floor | calls/R s | vs calls/R | invested | failed | orphaned in T24 | T24 calls | 429s | peak rps | changes applied twice |',
   '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ...rows.map((r) => {

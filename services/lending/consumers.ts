@@ -13,9 +13,14 @@
 //  - breaker open: nothing is pulled; an item in hand comes back later
 //    (RetryLaterError), and this never counts against its retry budget;
 //  - 429: back after Retry-After, not counted either;
-//  - 5xx, timeout, dropped connection: counted in the item row (`failures`),
-//    with `ambiguous` set so the next attempt, on any replica, reads the loan
-//    back before posting; after LENDING_ITEM_MAX_FAILURES the item fails with
+//  - a 5xx, timeout or dropped connection the breaker judged an outage: as an
+//    open breaker, not counted;
+//  - any other 5xx, timeout, dropped connection: the item's own failure,
+//    counted in the item row (`failures`) and retried after the seed's backoff
+//    (retry-policy.ts: 1 s, 2 s, 4 s, 8 s); the next attempt sends the same move
+//    again (T24_AFTER_AMBIGUOUS=resend: a move that had landed answers a
+//    same-investor 409), or with `ambiguous` set reads the loan back first
+//    (=readback); at LENDING_ITEM_MAX_FAILURES the item fails with
 //    T24_UNAVAILABLE;
 //  - 404 / 422 / a foreign 409: the item fails with that reason (counts follow)
 //    and its command goes to the DLQ (NonRetryableError). A redrive resumes it.
@@ -28,7 +33,7 @@ import {
 } from '../../contracts/lending.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
 import type { Deps } from '../kit/service.ts';
-import { backoff, startWorker, type Worker } from '../kit/worker.ts';
+import { startWorker, type Worker } from '../kit/worker.ts';
 import { createBatcher } from '../kit/batcher.ts';
 import type { LendingConfig } from './config.ts';
 import { startItemPump, type ItemPump, type PumpContext } from './item-pump.ts';
@@ -37,7 +42,8 @@ import {
   type ItemKey, type ItemRow, type Phase, type Success,
 } from './ledger.ts';
 import type { LendingMetrics } from './metrics.ts';
-import { T24RateLimitedError, T24TransientError, T24UnavailableError, type T24Client } from './t24-client.ts';
+import { chargesItem, nextItemRetry } from './retry-policy.ts';
+import { T24TransientError, type T24Client } from './t24-client.ts';
 
 /** Whether a command for `phase` has work to do on the item as it stands; anything else is a stale or repeated command. */
 export function hasWork(item: Pick<ItemRow, 'state' | 'failed_phase'>, phase: Phase): boolean {
@@ -56,6 +62,7 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
   const common = { js: deps.nats.js, orm, errors: deps.errors, log, metrics: deps.metrics };
   const stopping = new AbortController();
   const retry = { baseMs: config.LENDING_RETRY_BASE_MS, maxMs: config.LENDING_RETRY_MAX_MS, factor: 2, jitter: 0.3 };
+  const budget = { maxFailures: config.LENDING_ITEM_MAX_FAILURES, baseMs: config.LENDING_RETRY_BASE_MS, maxMs: config.LENDING_RETRY_MAX_MS };
 
   const batches = await startWorker({
     ...common,
@@ -118,15 +125,16 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
         if (stopping.signal.aborted) throw new RetryLaterError(250, 'lending worker stopping');
         throw err;
       }
-      if (err instanceof T24UnavailableError || err instanceof T24RateLimitedError || stopping.signal.aborted) {
+      if (!chargesItem(err) || stopping.signal.aborted) {
         if (err.readBackFirst && !item.ambiguous) await markAmbiguous(orm.em.fork(), item);
         metrics.items.inc({ phase, outcome: 'deferred' });
         throw new RetryLaterError(Math.max(250, err.retryAfterMs ?? 1000), err.message);
       }
       const failures = await recordFailure(orm.em.fork(), item, err.readBackFirst, err.message);
-      if (failures >= config.LENDING_ITEM_MAX_FAILURES) await fail(item, phase, LendingFailureReasons.t24Unavailable, `${failures} failures, last: ${err.message}`, ctx.requestId);
+      const next = nextItemRetry(failures, budget);
+      if (next === null) return await fail(item, phase, LendingFailureReasons.t24Unavailable, `${failures} failures, last: ${err.message}`, ctx.requestId);
       metrics.items.inc({ phase, outcome: 'retry' });
-      throw new RetryLaterError(backoff(retry, failures), `${err.message} (failure ${failures} of ${config.LENDING_ITEM_MAX_FAILURES})`);
+      throw new RetryLaterError(next, `${err.message} (failure ${failures} of ${config.LENDING_ITEM_MAX_FAILURES})`);
     }
     const callEnded = performance.now();
     if (outcome.kind === 'permanent') return await fail(item, phase, outcome.reason, '', ctx.requestId);

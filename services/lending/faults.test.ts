@@ -46,13 +46,28 @@ describe('T24 faults', () => {
     const done = await finished(c, await post(ids, 'inv-flaky'));
     expect(done).toMatchObject({ status: 'SUCCESS', counts: { pending: 0, reserved: 0, invested: 400, failed: 0 } });
     const stats = t24.sim.stats();
-    // The faults did happen, and after-apply faults were resolved by reading back rather than re-applying.
+    // The faults did happen, and after-apply faults were resolved by resending (a same-investor 409) rather than re-applying.
     expect(stats.errors5xx).toBeGreaterThan(20);
     expect(stats.drops).toBeGreaterThan(0);
     expect(stats.statuses['500']).toBeGreaterThan(0);
     for (const id of ids) expect(stats.appliedPerLoan![id], id).toEqual({ reserve: 1, invest: 1 });
     expect(stats.rateLimited).toBe(0);
     expect(await dlqDepth(c)).toBe(0);
+  });
+
+  it('after apply-then-500s and drops the move is sent again, not read back: one call per fault, each change applied once', async () => {
+    t24.sim.reset('stats');
+    t24.sim.setKnobs({ fail500AfterApplyRate: 0.2, dropAfterApplyRate: 0.1 });
+    const ids = loans(150);
+    const done = await finished(c, await post(ids, 'inv-resend'));
+    expect(done).toMatchObject({ status: 'SUCCESS', counts: { invested: 150, failed: 0 } });
+    const stats = t24.sim.stats();
+    expect(stats.statuses['500']).toBeGreaterThan(10);
+    expect(stats.drops).toBeGreaterThan(5);
+    // The resend answers 409 with this investor: no read-back, and nothing beyond one call per fault.
+    expect(stats.requests.get).toBe(0);
+    expect(stats.requests.total).toBe(2 * ids.length + stats.errors5xx + stats.drops);
+    for (const id of ids) expect(stats.appliedPerLoan![id], id).toEqual({ reserve: 1, invest: 1 });
   });
 
   it('calls that hang past T24_TIMEOUT_MS and land later: read back, applied once', async () => {
@@ -90,6 +105,39 @@ describe('T24 faults', () => {
     // No item spent its budget: open-breaker waits do not count.
     const [worst] = await c.deps.orm.em.fork().execute<{ max: number }[]>('select max(failures) as max from lending.items where order_id = ?', [id]);
     expect(worst!.max).toBeLessThan(12);
+  });
+});
+
+describe('loans that always fail', () => {
+  it('a few always-503 loans among many good ones: the breaker stays closed, they reach the DLQ after the seed\'s short budget, the rest invest', async () => {
+    const sim = await startT24Simulator({ port: 0, maxRps: 300, seed: 5 });
+    // Defaults otherwise: the breaker rules and the item budget (1 s, 2 s, 4 s, 8 s) are what is under test.
+    const own = await startTestCluster({ TARGET: 'lending,admin', T24_URL: sim.url, T24_MAX_RPS: '300', T24_HEARTBEAT_MS: '200', LENDING_BATCH_SIZE: '100' });
+    try {
+      const ids = Array.from({ length: 300 }, (_, i) => `B-${String(i).padStart(4, '0')}`);
+      // Spread through the order, the last one near its end: once the good items are done, only they are left failing.
+      const bad = [ids[40]!, ids[110]!, ids[170]!, ids[230]!, ids[290]!, ids[299]!];
+      sim.sim.setKnobs({ failing: bad });
+      const r = await own.post('/api/lending/orders', { investorId: 'inv-bad-loans', items: ids.map((loanId) => ({ loanId, amount: 10 })) });
+      expect(r.status).toBe(202);
+      const done = await finished(own, r.body.id, 60_000);
+      expect(done).toMatchObject({ status: 'PARTIALLY_INVESTED', counts: { pending: 0, reserved: 0, invested: 294, failed: 6 } });
+      expect(done.failedItems).toEqual(bad.map((loanId) => ({ loanId, reason: 'T24_UNAVAILABLE' })));
+      const dlq = await eventually(async () => { const d = (await own.get('/api/admin/dlq?stream=LENDING_ITEMS&limit=100')).body.items; return d.length === 6 ? d : null; }, { what: '6 DLQ entries' });
+      for (const e of dlq) expect(e.error).toMatch(/^T24_UNAVAILABLE: reserve of loan B-\d+ .*\(5 failures, /);
+      // A handful of bad loans is not an outage.
+      expect(await metric(own, 'orderflow_t24_breaker_opened')).toBe(0);
+      // Each bad item spent exactly the seed's budget: five tries, four waits.
+      const rows = await own.deps.orm.em.fork().execute<{ loan_id: string; failures: number }[]>(
+        'select loan_id, failures from lending.items where order_id = ? and failures > 0 order by loan_id', [r.body.id]);
+      expect(rows).toEqual(bad.map((loan_id) => ({ loan_id, failures: 5 })));
+      const stats = sim.sim.stats();
+      for (const id of ids) expect(stats.appliedPerLoan![id], id).toEqual(bad.includes(id) ? undefined : { reserve: 1, invest: 1 });
+      expect(stats.rateLimited).toBe(0);
+    } finally {
+      await own.close();
+      await sim.close();
+    }
   });
 });
 

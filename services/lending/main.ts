@@ -34,8 +34,10 @@ export async function start(deps: Deps): Promise<Running> {
   const t24 = createT24Client({
     baseUrl: config.T24_URL, rateShare: pacer, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS,
     fetch: httpFetch,
+    afterAmbiguous: config.T24_AFTER_AMBIGUOUS,
     breaker: {
       resetTimeout: config.T24_BREAKER_RESET_MS, errorThresholdPercentage: config.T24_BREAKER_ERROR_PCT, volumeThreshold: config.T24_BREAKER_VOLUME,
+      minFailedLoans: config.T24_BREAKER_MIN_LOANS,
       // Opossum otherwise sorts every latency of its window on each failure: ~10% of our CPU at 1000 calls/s.
       rollingPercentilesEnabled: false,
     },

@@ -162,6 +162,61 @@ describe('T24 client', () => {
     expect(c.stats().outcomes.unavailable).toBeGreaterThanOrEqual(2);
   });
 
+  it('a few loans that always fail never open the breaker; failures across many loans do, flagged as an outage', async () => {
+    const c = client({ breaker: { volumeThreshold: 3, resetTimeout: 60_000, rollingCountTimeout: 500, minFailedLoans: 6 }, retry: { maxAttempts: 1 } });
+    const bad = ['S-1', 'S-2', 'S-3', 'S-4', 'S-5'];
+    t24.sim.setKnobs({ failing: bad });
+    // Nothing but the bad loans, again and again: every recent call fails, yet only five loans.
+    for (let round = 0; round < 8; round++) {
+      for (const id of bad) {
+        const err = await c.reserve(id, body()).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(T24AmbiguousError);
+        expect((err as T24AmbiguousError).outage).toBe(false);
+      }
+    }
+    expect(c.stats().breaker.opened).toBe(0);
+    expect(c.isOpen()).toBe(false);
+    expect((await c.reserve('S-good', body())).kind).toBe('ok');
+
+    // T24 itself down (once the bad loans' failures aged out of the window): the sixth distinct loan that fails opens it.
+    await new Promise((r) => setTimeout(r, 600));
+    t24.sim.setKnobs({ outage: true });
+    const errs: unknown[] = [];
+    for (let i = 0; i < 20 && !c.isOpen(); i++) errs.push(await c.reserve(`S-out-${i}`, body()).catch((e: unknown) => e));
+    expect(c.isOpen()).toBe(true);
+    expect(errs).toHaveLength(6);
+    expect(errs.map((e) => (e as T24AmbiguousError).outage)).toEqual([false, false, false, false, false, true]);
+    expect(c.stats().breaker.opened).toBe(1);
+  });
+
+  it('resend mode: after an apply-then-500 or a drop it sends the same move again, and the 409 for this investor is success', async () => {
+    const c = client({ afterAmbiguous: 'resend', retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50 } });
+    t24.sim.setKnobs({ fail500AfterApplyRate: 1 });
+    const r = await c.reserve('RS-1', body());
+    expect(r).toEqual({ kind: 'ok', transactionCode: null, status: 'RESERVED', via: 'conflict' });
+    t24.sim.setKnobs({ fail500AfterApplyRate: 0, dropAfterApplyRate: 1 });
+    const i = await c.invest('RS-1', body());
+    expect(i).toEqual({ kind: 'ok', transactionCode: null, status: 'INVESTED', via: 'conflict' });
+    const s = t24.sim.stats();
+    // Two calls per move, no read-back, and each change applied once.
+    expect(s.requests).toEqual({ total: 4, get: 0, reserve: 2, invest: 2 });
+    expect(t24.sim.loan('RS-1')?.applied).toEqual({ reserve: 1, invest: 1 });
+    expect(c.stats()).toMatchObject({ readBacks: 0, resends: 2 });
+
+    // The worker's next attempt after an ambiguous one (ambiguousBefore) resends too:
+    // where nothing had landed the move applies, where it had the 409 says so.
+    t24.sim.setKnobs({ dropAfterApplyRate: 0 });
+    const fresh = await c.applyWithReadback('RS-2', 'reserve', body(), { ambiguousBefore: true });
+    expect(fresh).toMatchObject({ kind: 'ok', status: 'RESERVED', via: 'applied' });
+    const again = await c.applyWithReadback('RS-2', 'reserve', body(), { ambiguousBefore: true });
+    expect(again).toMatchObject({ kind: 'ok', status: 'RESERVED', via: 'conflict' });
+    // Another investor's move that landed meanwhile stays a permanent conflict.
+    expect(await c.applyWithReadback('RS-2', 'reserve', body('O-2', 'inv-2'), { ambiguousBefore: true }))
+      .toEqual({ kind: 'permanent', reason: 'CONFLICT:RESERVED:inv-1' });
+    expect(t24.sim.stats().requests.get).toBe(0);
+    expect(t24.sim.loan('RS-2')?.applied).toEqual({ reserve: 1, invest: 0 });
+  });
+
   it('does not count business answers (404, 409, 422) as breaker failures', async () => {
     const c = client({ breaker: { volumeThreshold: 3 }, retry: { maxAttempts: 1 } });
     t24.sim.setKnobs({ missing: Array.from({ length: 10 }, (_, i) => `N-${i}`) });

@@ -2,15 +2,27 @@
 //
 // Every HTTP call waits for a token from the cluster-wide rate share, then goes
 // through one opossum breaker. Business answers come back as typed outcomes;
-// anything worth retrying later is thrown as a T24TransientError whose
-// `readBackFirst` tells the worker what to persist: when true, the change may
-// have landed, and the next attempt must GET the loan before POSTing again.
-// Idempotency-Key is sent, but correctness never depends on T24 honouring it:
-// T24's own state machine refuses a second reserve/invest (409), and a 409 for
-// the same investor in the target state counts as success.
+// anything worth retrying later is thrown as a T24TransientError.
+//
+// After an ambiguous failure (5xx, timeout, dropped connection: the change may
+// have landed) the contract allows two ways on, chosen by `afterAmbiguous`:
+//  - 'readback': GET the loan first, POST only if the change is not there
+//    (`readBackFirst` on the error tells the worker to persist that need);
+//  - 'resend': POST the same move again; a move that already landed answers a
+//    409 with this investor in the target state, which counts as success. One
+//    call where the read-back costs one or two, and never a second change:
+//    T24's own state machine refuses it.
+// Idempotency-Key is sent, but correctness never depends on T24 honouring it.
+//
+// The breaker judges T24 as a whole (outage.ts): it opens when the recent
+// failures span many different loans, not when a few bad loans fail again and
+// again. Opossum keeps the states and the reset timer; its own call-share rule
+// is switched off. A failure seen while the breaker opened is flagged `outage`,
+// so the worker does not charge it to the item.
 import CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
 import * as z from 'zod';
+import { createOutageWindow, looksLikeOutage } from './outage.ts';
 import type { RateShare } from './rate-share.ts';
 
 export type T24Phase = 'reserve' | 'invest';
@@ -46,7 +58,14 @@ export type T24ClientOptions = {
   rateShare: Pick<RateShare, 'acquire' | 'currentShare'>;
   log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
   timeoutMs?: number;
-  breaker?: CircuitBreaker.Options<[T24HttpRequest]>;
+  /**
+   * resetTimeout, errorThresholdPercentage, volumeThreshold and rollingCountTimeout
+   * feed the outage judge (outage.ts); `minFailedLoans` (default volumeThreshold) is
+   * how many distinct loans must have failed among the last calls.
+   */
+  breaker?: CircuitBreaker.Options<[T24HttpRequest]> & { minFailedLoans?: number };
+  /** What follows an ambiguous failure: a read-back GET (default) or the same move again. */
+  afterAmbiguous?: 'readback' | 'resend';
   retry?: T24RetryOptions;
   fetch?: typeof fetch;
   /** For the backoff jitter. */
@@ -73,6 +92,8 @@ export type T24ClientStats = {
   /** 429s received; ~0 when pacing works. */
   received429: number;
   readBacks: number;
+  /** Moves sent again after an ambiguous failure instead of a read-back. */
+  resends: number;
   retries: number;
   breaker: { state: T24BreakerState; opened: number };
   latency: { ewmaMs: number; p90Ms: number; samples: number };
@@ -98,15 +119,20 @@ export type T24Client = {
   shutdown(): void;
 };
 
-/** Base of every error worth retrying later. `readBackFirst`: the next attempt must GET the loan before POSTing. */
+/**
+ * Base of every error worth retrying later. `readBackFirst`: the next attempt must GET the loan before POSTing.
+ * `outage`: the breaker opened around this failure, so it says nothing about the item.
+ */
 export class T24TransientError extends Error {
   override name = 'T24TransientError';
   readonly retryAfterMs: number | undefined;
   readBackFirst: boolean;
-  constructor(message: string, options: { cause?: unknown; retryAfterMs?: number; readBackFirst?: boolean } = {}) {
+  outage: boolean;
+  constructor(message: string, options: { cause?: unknown; retryAfterMs?: number; readBackFirst?: boolean; outage?: boolean } = {}) {
     super(message, { cause: options.cause });
     this.retryAfterMs = options.retryAfterMs;
     this.readBackFirst = options.readBackFirst ?? false;
+    this.outage = options.outage ?? false;
   }
 }
 
@@ -145,7 +171,7 @@ export type T24HttpRequest = {
   signal?: AbortSignal;
 };
 
-type HttpResponse = { status: number; body: unknown; retryAfterMs: number | undefined };
+type HttpResponse = { status: number; body: unknown; retryAfterMs: number | undefined; outage?: boolean };
 
 // Thrown inside the breaker for non-2xx so the breaker sees them; 4xx are filtered out.
 class HttpStatusError extends Error {
@@ -162,6 +188,7 @@ class NoResponseError extends Error {
   override name = 'NoResponseError';
   readonly timedOut: boolean;
   readonly callerAborted: boolean;
+  outage = false;
   constructor(message: string, options: { cause: unknown; timedOut: boolean; callerAborted: boolean }) {
     super(message, { cause: options.cause });
     this.timedOut = options.timedOut;
@@ -195,6 +222,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 5000;
   const fetchFn = options.fetch ?? globalThis.fetch;
+  const resend = options.afterAmbiguous === 'resend';
   const random = options.random ?? Math.random;
   const retry = {
     maxAttempts: Math.max(1, options.retry?.maxAttempts ?? 3),
@@ -208,6 +236,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   let requests = 0;
   let received429 = 0;
   let readBacks = 0;
+  let resends = 0;
   let retries = 0;
   let opened = 0;
   let shut = false;
@@ -272,16 +301,29 @@ export function createT24Client(options: T24ClientOptions): T24Client {
     }
   }
 
-  const userBreaker = options.breaker ?? {};
+  const { minFailedLoans, ...userBreaker } = options.breaker ?? {};
+  const minCalls = userBreaker.volumeThreshold ?? 10;
+  const outagePolicy = {
+    minCalls,
+    minFailedTargets: minFailedLoans ?? minCalls,
+    errorPct: userBreaker.errorThresholdPercentage ?? 50,
+  };
+  // Twice the targets needed: an outage fills it with failures within that many calls.
+  const recent = createOutageWindow({
+    size: Math.max(outagePolicy.minCalls, 2 * outagePolicy.minFailedTargets),
+    maxAgeMs: userBreaker.rollingCountTimeout ?? 10_000,
+  });
   const breaker = new CircuitBreaker<[T24HttpRequest], HttpResponse>(send, {
     name: 't24',
     // Our own AbortSignal.timeout ends the request; an opossum timeout would leave it running.
     timeout: false,
     resetTimeout: 10_000,
-    errorThresholdPercentage: 50,
-    volumeThreshold: 10,
     rollingCountTimeout: 10_000,
     ...userBreaker,
+    // Opossum's own rule (failed share of all calls) never opens it: the outage
+    // judge does (judge() below). A failed half-open trial still reopens it.
+    volumeThreshold: Number.MAX_SAFE_INTEGER,
+    errorThresholdPercentage: 100,
     // Business answers (404/409/422) and 429 prove T24 is up; a caller's own abort says nothing about T24.
     errorFilter: (err: unknown) =>
       (err instanceof HttpStatusError && err.response.status < 500) ||
@@ -313,7 +355,22 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   }
   breaker.on('open', () => setState('open'));
   breaker.on('halfOpen', () => setState('halfOpen'));
-  breaker.on('close', () => setState('closed'));
+  breaker.on('close', () => {
+    // T24 answered the trial: what failed before says nothing about now.
+    recent.clear();
+    setState('closed');
+  });
+
+  // Whether the call's target failed because T24 did; opens the breaker when the
+  // recent failures span enough loans. Returns whether this failure belongs to an
+  // outage (the breaker is open now or opened during the call).
+  function judge(req: T24HttpRequest, ok: boolean, openedBefore: number): boolean {
+    if (!shut) {
+      recent.record(req.path, ok);
+      if (!ok && state === 'closed' && looksLikeOutage(recent.sample(), outagePolicy)) breaker.open();
+    }
+    return !ok && (breaker.opened || opened !== openedBefore);
+  }
 
   function unavailable(cause?: unknown): T24UnavailableError {
     const left = state === 'open' ? openedAt + resetTimeoutMs - Date.now() : 1000;
@@ -332,11 +389,21 @@ export function createT24Client(options: T24ClientOptions): T24Client {
       // The rate share stopped: we are shutting down.
       throw unavailable(err);
     }
+    const openedBefore = opened;
     try {
-      return await breaker.fire(req);
+      const res = await breaker.fire(req);
+      judge(req, true, openedBefore);
+      return res;
     } catch (err) {
-      if (err instanceof HttpStatusError) return err.response;
-      if (err instanceof NoResponseError) throw err;
+      if (err instanceof HttpStatusError) {
+        const res = err.response;
+        res.outage = judge(req, res.status < 500, openedBefore);
+        return res;
+      }
+      if (err instanceof NoResponseError) {
+        if (!err.callerAborted) err.outage = judge(req, false, openedBefore);
+        throw err;
+      }
       // EOPENBREAKER: opened (or half-open with its trial in flight) while we waited for the token.
       throw unavailable(err);
     }
@@ -359,11 +426,11 @@ export function createT24Client(options: T24ClientOptions): T24Client {
         err.readBackFirst = readBackFirst;
         throw err;
       }
-      throw new T24TransientError(`T24 read of ${loanId} failed`, { cause: err, readBackFirst });
+      throw new T24TransientError(`T24 read of ${loanId} failed`, { cause: err, readBackFirst, outage: err instanceof NoResponseError && err.outage });
     }
     if (res.status === 404) return null;
     if (res.status === 429) throw rateLimited(res, readBackFirst);
-    if (res.status >= 500) throw new T24TransientError(`T24 read of ${loanId} answered ${res.status}`, { readBackFirst });
+    if (res.status >= 500) throw new T24TransientError(`T24 read of ${loanId} answered ${res.status}`, { readBackFirst, outage: res.outage });
     if (res.status !== 200) return { unexpected: res.status };
     const parsed = loanSchema.safeParse(res.body);
     if (!parsed.success) throw new T24TransientError(`T24 read of ${loanId}: unexpected body`, { readBackFirst });
@@ -384,7 +451,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
     } catch (err) {
       if (!(err instanceof NoResponseError)) throw err;
       // Sent (or maybe sent) with no answer: it may have landed.
-      throw new T24AmbiguousError(`T24 ${phase} of ${loanId}: ${(err as Error).message}`, { cause: err, readBackFirst: true });
+      throw new T24AmbiguousError(`T24 ${phase} of ${loanId}: ${err.message}`, { cause: err, readBackFirst: true, outage: err.outage });
     }
     const { status } = res;
     if (status === 200) {
@@ -404,7 +471,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
     if (status === 404) return { kind: 'permanent', reason: 'LOAN_NOT_FOUND' };
     if (status === 422) return { kind: 'permanent', reason: 'INVALID_REQUEST' };
     if (status === 429) throw rateLimited(res, false);
-    if (status >= 500) throw new T24AmbiguousError(`T24 ${phase} of ${loanId} answered ${status}`, { readBackFirst: true });
+    if (status >= 500) throw new T24AmbiguousError(`T24 ${phase} of ${loanId} answered ${status}`, { readBackFirst: true, outage: res.outage });
     return { kind: 'permanent', reason: `HTTP_${status}` };
   }
 
@@ -441,7 +508,9 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   async function applyWithReadback(loanId: string, phase: T24Phase, body: T24ApplyBody, opts: T24CallOptions & { ambiguousBefore: boolean }): Promise<T24Outcome> {
     const { signal } = opts;
     const started = Date.now();
-    let readBackFirst = opts.ambiguousBefore;
+    // In resend mode the flag only tells us the next POST is a resend.
+    let mayHaveLanded = opts.ambiguousBefore;
+    let readBackFirst = !resend && mayHaveLanded;
     for (let attempt = 1; ; attempt++) {
       try {
         if (readBackFirst) {
@@ -456,10 +525,12 @@ export function createT24Client(options: T24ClientOptions): T24Client {
           // Not there yet: the earlier attempt did not land (or lands later, and the POST then gets a same-investor 409).
           readBackFirst = false;
         }
+        if (mayHaveLanded && resend) resends++;
         return countOutcome(await postPhase(loanId, phase, body, signal));
       } catch (err) {
         if (!(err instanceof T24TransientError)) throw err;
-        readBackFirst ||= err.readBackFirst;
+        mayHaveLanded ||= err.readBackFirst;
+        readBackFirst = !resend && (readBackFirst || err.readBackFirst);
         err.readBackFirst = readBackFirst;
         const delay =
           err instanceof T24RateLimitedError
@@ -468,6 +539,8 @@ export function createT24Client(options: T24ClientOptions): T24Client {
         const giveUp =
           attempt >= retry.maxAttempts ||
           err instanceof T24UnavailableError ||
+          // T24 is down: the worker parks the item instead of spending tries on it.
+          err.outage ||
           Date.now() + delay - started > retry.maxElapsedMs ||
           signal?.aborted === true;
         if (giveUp) {
@@ -517,6 +590,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
         requests,
         received429,
         readBacks,
+        resends,
         retries,
         breaker: { state, opened },
         latency: { ewmaMs: latencyMean, p90Ms: p90Ms(), samples: latencySamples },

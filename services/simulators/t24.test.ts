@@ -104,6 +104,25 @@ describe('T24 simulator: loans', () => {
     expect(await conflict(await reserve('L-taken'))).toEqual({ error: 'CONFLICT', status: 'RESERVED', investorId: 'another-investor' });
   });
 
+  it('answers 503 to every move of a failing loan, reads it, and picks failingRate ids stably', async () => {
+    const { sim, reserve, invest, get } = setup({ failing: ['L-stuck'] });
+    for (let n = 0; n < 3; n++) expect((await reserve('L-stuck')).status).toBe(503);
+    expect((await invest('L-stuck')).status).toBe(503);
+    expect(await (await get('L-stuck')).json()).toEqual({ loanId: 'L-stuck', status: 'AVAILABLE', investorId: null });
+    expect((await reserve('L-fine')).status).toBe(200);
+    expect(sim.stats().appliedPerLoan).toEqual({ 'L-fine': { reserve: 1, invest: 0 } });
+    expect(sim.knobs().failing).toEqual(['L-stuck']);
+
+    sim.setKnobs({ failing: [], failingRate: 0.1 });
+    const ids = Array.from({ length: 400 }, (_, n) => `R-${n}`);
+    const first = await Promise.all(ids.map(async (id) => (await reserve(id)).status));
+    const stuck = ids.filter((_, n) => first[n] === 503);
+    expect(stuck.length).toBeGreaterThan(15);
+    expect(stuck.length).toBeLessThan(70);
+    // The same ids, every time.
+    for (const id of stuck) expect((await reserve(id)).status).toBe(503);
+  });
+
   it('lets exactly one of many concurrent reserves of one loan win', async () => {
     const { sim, reserve } = setup({ latencyMs: { min: 0, max: 5 } });
     const results = await Promise.all(Array.from({ length: 50 }, (_, n) => reserve('L-1', `inv-${n}`)));

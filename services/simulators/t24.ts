@@ -41,6 +41,10 @@ export type T24Knobs = {
   missingRate: number;
   takenRate: number;
   takenBy: string;
+  /** Ids whose every reserve/invest answers 503 (a loan locked on T24's side); reads still answer. */
+  failing: string[];
+  /** Share of ids that behave as `failing`, chosen by a stable hash of the id. */
+  failingRate: number;
 };
 
 export type T24KnobPatch = Partial<T24Knobs> & {
@@ -126,6 +130,8 @@ const defaultKnobs: T24Knobs = {
   missingRate: 0,
   takenRate: 0,
   takenBy: 'another-investor',
+  failing: [],
+  failingRate: 0,
 };
 
 const rate = z.number().min(0).max(1);
@@ -148,6 +154,8 @@ const knobPatchSchema = z.strictObject({
   missingRate: rate,
   takenRate: rate,
   takenBy: z.string().min(1),
+  failing: z.array(z.string()),
+  failingRate: rate,
   seed: z.number().int(),
 }).partial();
 
@@ -191,6 +199,7 @@ export function createT24Simulator(options: T24Options = {}): T24Simulator {
   let knobs: T24Knobs = { ...defaultKnobs };
   let missing = new Set<string>();
   let taken = new Set<string>();
+  let failing = new Set<string>();
   let seed = initialSeed;
   let random = createRandom(seed);
   let loans = new Map<string, T24Loan>();
@@ -226,6 +235,7 @@ export function createT24Simulator(options: T24Options = {}): T24Simulator {
     if (outageForMs !== undefined) knobs.outage = now() + outageForMs;
     if (rest.missing) missing = new Set(rest.missing);
     if (rest.taken) taken = new Set(rest.taken);
+    if (rest.failing) failing = new Set(rest.failing);
     if (newSeed !== undefined) {
       seed = newSeed;
       random = createRandom(seed);
@@ -234,7 +244,7 @@ export function createT24Simulator(options: T24Options = {}): T24Simulator {
   }
 
   function getKnobs(): T24Knobs {
-    return { ...knobs, missing: [...missing], taken: [...taken] };
+    return { ...knobs, missing: [...missing], taken: [...taken], failing: [...failing] };
   }
 
   function reset(scope: 'all' | 'stats' = 'all') {
@@ -248,6 +258,7 @@ export function createT24Simulator(options: T24Options = {}): T24Simulator {
     knobs = { ...defaultKnobs };
     missing = new Set();
     taken = new Set();
+    failing = new Set();
     setKnobs({ ...initialPatch, seed: initialSeed });
   }
   reset();
@@ -395,6 +406,9 @@ export function createT24Simulator(options: T24Options = {}): T24Simulator {
         return respond(c, sec, 200, { loanId, status: loan.status, investorId: loan.investorId });
       }
 
+      if (failing.has(loanId) || (knobs.failingRate > 0 && hashUnit(loanId, seed ^ 0x5f3759df) < knobs.failingRate)) {
+        return respond(c, sec, 503, { error: 'UNAVAILABLE' });
+      }
       if (!body) return respond(c, sec, 422, { error: 'INVALID_REQUEST' });
       const loan = findLoan(loanId);
       if (!loan) return respond(c, sec, 404, { error: 'LOAN_NOT_FOUND' });
