@@ -28,7 +28,8 @@ export const Order = defineEntity({
   indexes: [
     // Rows from before intake sealed payment tokens (kit/seal.ts) hold them in clear; this
     // index finds them at once on every start (sealClearTokens), and sealed rows never enter it.
-    { name: 'orders_clear_payment_token', properties: ['id'], where: "payment_token is not null and payment_token not like 'v1.%'" },
+    // Written as Postgres prints it back (!~~ is NOT LIKE), so the schema diff sees no change.
+    { name: 'orders_clear_payment_token', properties: ['id'], where: "(payment_token IS NOT NULL) AND (payment_token !~~ 'v1.%'::text)" },
   ],
 });
 
