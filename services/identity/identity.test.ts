@@ -332,6 +332,29 @@ describe('configuration', () => {
   });
 });
 
+describe('development admin', () => {
+  it('with neither ADMIN_EMAIL nor ADMIN_PASSWORD: admin@orderflow.local, its password logged once at creation; never in production', async () => {
+    const { ensureFirstAdmin, DEV_ADMIN_EMAIL } = await import('./users.ts');
+    const count = async () => (await c.deps.orm.em.fork().execute<{ n: number }[]>(`select count(*)::int as n from identity.users where email = ?`, [DEV_ADMIN_EMAIL]))[0]!.n;
+    let out = '';
+    const log = createLogger({ level: 'info', destination: new Writable({ write(chunk, _e, done) { out += chunk; done(); } }) });
+    await ensureFirstAdmin(c.deps.orm, log, { production: true });
+    expect(await count()).toBe(0);
+    await ensureFirstAdmin(c.deps.orm, log, { production: false });
+    await new Promise((r) => setTimeout(r, 100));
+    const line = JSON.parse(out.trim().split('\n').at(-1)!);
+    expect(line.email).toBe(DEV_ADMIN_EMAIL);
+    const login = await call('POST', '/api/auth/login', { json: { email: DEV_ADMIN_EMAIL, password: line.password } });
+    expect(login.status).toBe(200);
+    expect(JSON.parse(Buffer.from(login.body.accessToken.split('.')[1], 'base64url').toString()).roles).toEqual(['admin']);
+    out = '';
+    await ensureFirstAdmin(c.deps.orm, log, { production: false });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(out).not.toContain('password');
+    expect(await count()).toBe(1);
+  });
+});
+
 describe('logs', () => {
   it('carry no password, token or client secret', async () => {
     const s = await registerAndLogin('secret-password-in-flight');
