@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { base64url, exportJWK, generateKeyPair, SignJWT, type JSONWebKeySet, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVerifier, InvalidTokenError, remoteJwks, requireAuth, requireRole, requireScope, type Verifier } from './auth.ts';
+import { createVerifier, InvalidTokenError, KeysUnavailableError, remoteJwks, requireAuth, requireRole, requireScope, type Verifier } from './auth.ts';
 import { serveTestApp } from './http/testing.ts';
 
 const ISS = 'test-identity';
@@ -84,6 +84,30 @@ describe('createVerifier', () => {
     // A flood of unknown kids costs one fetch per cooldown, not one per token.
     for (let i = 0; i < 5; i++) await rejects(v, await sign({ roles: ['customer'] }, { kid: `junk-${i}`, key: foreign.privateKey }));
     expect(fetches).toBe(2);
+  });
+
+  it('an unreachable JWKS is KeysUnavailableError (503 in requireAuth), refetched at most once per cooldown; a stale set keeps working', async () => {
+    let fetches = 0;
+    let up = false;
+    let t = 5_000_000;
+    const v = verifierOver(async () => { fetches++; if (!up) throw new Error('ECONNREFUSED'); return { keys: [publicJwk] }; }, { cooldownMs: 30_000, maxAgeMs: 60_000, now: () => t });
+    const token = await sign({ roles: ['customer'] }, { exp: Math.floor(t / 1000) + 3600 });
+    await expect(v.verify(token)).rejects.toBeInstanceOf(KeysUnavailableError);
+    up = true;
+    expect((await v.verify(token)).sub).toBe('u-1');
+    up = false;
+    // Past maxAge with identity down: one failed attempt, then the cached set still verifies.
+    t += 120_000;
+    expect((await v.verify(token)).sub).toBe('u-1');
+    const after = fetches;
+    for (let i = 0; i < 5; i++) await rejects(v, await sign({ roles: ['customer'] }, { kid: `unknown-${i}`, key: foreign.privateKey, exp: Math.floor(t / 1000) + 3600 }));
+    expect(fetches).toBe(after);
+    const srv = await serveTestApp((app) => app.get('/x', requireAuth(verifierOver(async () => { throw new Error('down'); })), (c) => c.json({})));
+    try {
+      const r = await fetch(`${srv.url}/x`, { headers: { authorization: `Bearer ${token}` } });
+      expect(r.status).toBe(503);
+      expect((await r.json()).error.code).toBe('UNAVAILABLE');
+    } finally { await srv.close(); }
   });
 
   it('remoteJwks fetches /.well-known/jwks.json', async () => {

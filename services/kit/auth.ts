@@ -18,8 +18,13 @@ export class InvalidTokenError extends Error {
   override name = 'InvalidTokenError';
 }
 
+/** The JWKS could not be fetched: not the client's fault (a 503, not a 401). */
+export class KeysUnavailableError extends Error {
+  override name = 'KeysUnavailableError';
+}
+
 export type Verifier = {
-  /** `const principal = await verifier.verify(token)`; throws InvalidTokenError. */
+  /** `const principal = await verifier.verify(token)`; throws InvalidTokenError, or KeysUnavailableError. */
   verify(token: string): Promise<Principal>;
 };
 
@@ -58,19 +63,24 @@ export function createVerifier(o: VerifierOptions): Verifier {
   const now = o.now ?? Date.now;
   let set: JWTVerifyGetKey | undefined;
   let loadedAt = -Infinity;
+  // Failed fetches count too: with identity down, unknown kids must not turn into a fetch each.
+  let triedAt = -Infinity;
   let loading: Promise<void> | undefined;
 
   const load = () => {
+    triedAt = now();
     loading ??= o.jwks().then((jwks) => { set = createLocalJWKSet(jwks); loadedAt = now(); }).finally(() => { loading = undefined; });
     return loading;
   };
 
   const getKey: JWTVerifyGetKey = async (header, token) => {
-    if (!set || now() - loadedAt > maxAgeMs) await load();
+    if (!set) await load();
+    // A stale set beats none while identity cannot be reached.
+    else if (now() - loadedAt > maxAgeMs && now() - triedAt >= cooldownMs) await load().catch(() => {});
     try {
       return await set!(header, token);
     } catch (err) {
-      if (!(err instanceof errors.JWKSNoMatchingKey) || now() - loadedAt < cooldownMs) throw err;
+      if (!(err instanceof errors.JWKSNoMatchingKey) || now() - triedAt < cooldownMs) throw err;
       await load();
       return await set!(header, token);
     }
@@ -87,7 +97,7 @@ export function createVerifier(o: VerifierOptions): Verifier {
         }));
       } catch (err) {
         if (err instanceof errors.JOSEError) throw new InvalidTokenError(`invalid token: ${err.code}`, { cause: err });
-        throw err; // the JWKS could not be fetched: not the client's fault
+        throw new KeysUnavailableError('the token signing keys could not be fetched', { cause: err });
       }
       return principalOf(payload);
     },
@@ -128,6 +138,10 @@ export function requireAuth(verifier: Verifier): MiddlewareHandler<AuthEnv> {
     try {
       c.set('principal', await verifier.verify(m[1]!));
     } catch (err) {
+      if (err instanceof KeysUnavailableError) {
+        c.header('Retry-After', '1');
+        throw new HttpError(503, 'UNAVAILABLE', 'token keys are unavailable; retry shortly', undefined, { cause: err });
+      }
       if (!(err instanceof InvalidTokenError)) throw err;
       c.header('WWW-Authenticate', 'Bearer error="invalid_token"');
       throw unauthenticated('the access token is invalid or expired');
