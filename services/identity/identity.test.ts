@@ -286,6 +286,8 @@ describe('signing keys', () => {
 
     const verifier = createVerifier({ issuer: 'orderflow-identity', audience: 'orderflow', jwks: remoteJwks(c.url) });
     expect((await verifier.verify(s.accessToken)).sub).toBe(s.id);
+    const { localVerifier } = await import('./main.ts');
+    expect((await localVerifier(c.deps.orm, env).verify(s.accessToken)).sub).toBe(s.id);
     expect((await call('GET', '/api/users/me', { token: s.accessToken })).status).toBe(200);
     // This replica picks the new key up at its next check.
     const fresh = await eventually(async () => {

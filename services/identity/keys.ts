@@ -59,13 +59,24 @@ export type KeyRingOptions = {
 
 export type KeyRing = ReturnType<typeof createKeyRing>;
 
+/** The keys a verifier must know: those not retired, or retired less than `publishedForS` ago. */
+export async function publishedJwks(orm: MikroORM, publishedForS: number): Promise<JSONWebKeySet> {
+  const rows = await orm.em.fork().execute<{ public_jwk: JWK | string }[]>(
+    `select public_jwk from identity.signing_keys where retired_at is null or retired_at > now() - make_interval(secs => ?) order by created_at desc`, [publishedForS]);
+  return { keys: rows.map((r) => (typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk)) };
+}
+
+/** How long a retired key stays published (access TTL + one check interval + skew), from identity's config. */
+export const publicationWindowS = (c: { IDENTITY_ACCESS_TOKEN_TTL_S: number; IDENTITY_KEY_CHECK_MS: number }) =>
+  c.IDENTITY_ACCESS_TOKEN_TTL_S + Math.ceil(c.IDENTITY_KEY_CHECK_MS / 1000) + SKEW_S;
+
 type KeyRow = { kid: string; private_key_enc: string };
 
 /** `const keys = createKeyRing({ orm, kek, … }); await keys.start(); await keys.sign({ sub, roles })` */
 export function createKeyRing(o: KeyRingOptions) {
   let current: { kid: string; key: KeyObject } | undefined;
   let timer: NodeJS.Timeout | undefined;
-  const publishedFor = o.accessTtlS + Math.ceil(o.checkMs / 1000) + SKEW_S;
+  const publishedFor = publicationWindowS({ IDENTITY_ACCESS_TOKEN_TTL_S: o.accessTtlS, IDENTITY_KEY_CHECK_MS: o.checkMs });
 
   /** Pick the key that signs now: the newest past its publication lead (or, on a first start, the only one). */
   async function reload(): Promise<void> {
@@ -108,11 +119,7 @@ export function createKeyRing(o: KeyRingOptions) {
   }
 
   /** The JWKS: every key that signs, will sign, or signed a token that may still be valid. */
-  async function jwks(): Promise<JSONWebKeySet> {
-    const rows = await o.orm.em.fork().execute<{ public_jwk: JWK }[]>(
-      `select public_jwk from identity.signing_keys where retired_at is null or retired_at > now() - make_interval(secs => ?) order by created_at desc`, [publishedFor]);
-    return { keys: rows.map((r) => (typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk)) };
-  }
+  const jwks = () => publishedJwks(o.orm, publishedFor);
 
   /** Sign an access token. `await keys.sign({ roles: ['customer'] }, userId)` */
   async function sign(claims: Record<string, unknown>, sub: string): Promise<{ token: string; expiresIn: number }> {

@@ -1,12 +1,13 @@
 // Identity: accounts, logins and refresh-token families, machine clients (OAuth 2.0
 // client credentials), and the signing keys behind every access token (JWKS).
 import { randomBytes } from 'node:crypto';
-import { createVerifier } from '../kit/auth.ts';
+import { createVerifier, type Verifier } from '../kit/auth.ts';
+import type { MikroORM } from '../kit/db.ts';
 import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { LOGIN_WINDOW_S, loadIdentityConfig } from './config.ts';
 import { entities, migrations } from './entities.ts';
-import { createKeyRing } from './keys.ts';
+import { createKeyRing, publicationWindowS, publishedJwks } from './keys.ts';
 import { createLockout } from './lockout.ts';
 import { hashPassword } from './passwords.ts';
 import { identityRoutes } from './routes.ts';
@@ -39,6 +40,20 @@ export async function start({ app, orm, env, log }: Deps): Promise<Running> {
   app.route('/api/admin/clients', r.adminClients);
   app.route('/.well-known', r.wellKnown);
   return { async stop() { keys.stop(); } };
+}
+
+/**
+ * A verifier for another module of the same process, reading identity's keys from Postgres (no
+ * HTTP): its module must list `identity` in `needs.schemas`. Across processes use
+ * `createVerifier({ …, jwks: remoteJwks(IDENTITY_URL) })` from kit/auth.ts.
+ * `const verifier = localVerifier(deps.orm, deps.env)`
+ */
+export function localVerifier(orm: MikroORM, env: Deps['env']): Verifier {
+  const config = loadIdentityConfig(env);
+  return createVerifier({
+    issuer: config.IDENTITY_ISSUER, audience: config.IDENTITY_AUDIENCE, cooldownMs: 1000,
+    jwks: () => publishedJwks(orm, publicationWindowS(config)),
+  });
 }
 
 /** The `identity` target. Needs nothing but its own schema: no events, no external systems. */
