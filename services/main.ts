@@ -7,6 +7,7 @@ import * as catalog from './catalog/main.ts';
 import * as inventory from './inventory/main.ts';
 import { ConfigError } from './kit/errors.ts';
 import * as funding from './funding/main.ts';
+import * as identity from './identity/main.ts';
 import * as fundingScoring from './funding/scoring-main.ts';
 import { createLogger } from './kit/log.ts';
 import { startRuntime, type Externals, type Registry } from './kit/runtime.ts';
@@ -23,7 +24,7 @@ import { startT24Simulator } from './simulators/t24.ts';
 
 // Each module declares what it needs (kit/modules.ts); the order here is the start order.
 export const registry: Registry = Object.fromEntries(
-  [orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring].map(({ module }) => [module.name, module]),
+  [identity, orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring].map(({ module }) => [module.name, module]),
 );
 
 /** In-repo stand-ins for the external systems the chosen targets need (`needed`) whose URL is unset. */

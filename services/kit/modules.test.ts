@@ -38,7 +38,7 @@ describe('module map: what a process boots for its targets', () => {
 
   it('all (monolithic) boots everything, as before the map', () => {
     const p = plan('all');
-    expect(p.schemas).toEqual(['catalog', 'funding', 'inventory', 'lending', 'notifications', 'orders', 'payments', 'saga', 'shipping']);
+    expect(p.schemas).toEqual(['catalog', 'funding', 'identity', 'inventory', 'lending', 'notifications', 'orders', 'payments', 'saga', 'shipping']);
     expect(p.migrations.map((m) => m.name).sort()).toEqual(Object.values(registry).flatMap((m) => m.migrations).map((m) => m.name).sort());
     expect(p).toMatchObject({ outboxRelay: true, dlqMover: true, externals: ['smtp', 'sms', 't24', 'gateway'] });
   });

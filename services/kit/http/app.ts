@@ -15,15 +15,18 @@ export type App = Hono<AppEnv> & {
   readiness: Readiness;
   /** Larger body limits for some routes, by path prefix: `app.bodyLimits.set('/api/lending/orders', 4 << 20)`. */
   bodyLimits: Map<string, number>;
+  /** Exact paths that also accept application/x-www-form-urlencoded: `app.formBodies.add('/api/auth/token')`. */
+  formBodies: Set<string>;
 };
 
 /** The process's HTTP app. `const app = createApp({ log, metrics, readiness })` */
 export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number }): App {
   const app = new Hono<AppEnv>();
   const bodyLimits = new Map<string, number>();
+  const formBodies = new Set<string>();
   app.use('*', requestId(opts));
   app.use('*', bodyLimit(opts.maxBodyBytes ?? MAX_BODY_BYTES, bodyLimits));
-  app.use('*', jsonOnly());
+  app.use('*', jsonOnly(formBodies));
   app.onError(onError(opts.log));
   app.notFound(notFoundHandler);
 
@@ -33,5 +36,5 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
     return missing.length ? c.json({ status: 'unavailable', missing }, 503) : c.json({ status: 'ready' });
   });
   app.get('/metrics', async (c) => c.text(await opts.metrics.registry.metrics(), 200, { 'content-type': opts.metrics.registry.contentType }));
-  return Object.assign(app, { readiness: opts.readiness, bodyLimits });
+  return Object.assign(app, { readiness: opts.readiness, bodyLimits, formBodies });
 }

@@ -3,14 +3,19 @@ import type { MiddlewareHandler } from 'hono';
 import { clip, errorBody } from './errors.ts';
 
 const JSON_TYPE = /^application\/([\w.+-]+\+)?json\s*(;|$)/i;
+const FORM_TYPE = /^application\/x-www-form-urlencoded\s*(;|$)/i;
 
-/** `app.use('*', jsonOnly())` */
-export function jsonOnly(): MiddlewareHandler {
+/**
+ * `app.use('*', jsonOnly(formPaths))`; `formPaths` (exact paths, may grow after the app is built)
+ * also take a form-encoded body, for protocols that prescribe one (OAuth 2.0's token endpoint).
+ */
+export function jsonOnly(formPaths: ReadonlySet<string> = new Set()): MiddlewareHandler {
   return async (c, next) => {
     if (c.req.method === 'POST' || c.req.method === 'PUT' || c.req.method === 'PATCH') {
       const type = c.req.header('content-type');
       const hasBody = type !== undefined || Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
-      if (hasBody && !JSON_TYPE.test(type ?? '')) {
+      const form = formPaths.has(c.req.path) && FORM_TYPE.test(type ?? '');
+      if (hasBody && !form && !JSON_TYPE.test(type ?? '')) {
         return c.json(errorBody('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json'), 415);
       }
       // Nothing here decodes a compressed body: reading gzip bytes as JSON would only

@@ -1,0 +1,63 @@
+// Identity: accounts, logins and refresh-token families, machine clients (OAuth 2.0
+// client credentials), and the signing keys behind every access token (JWKS).
+import { randomBytes } from 'node:crypto';
+import { createVerifier, type Verifier } from '../kit/auth.ts';
+import type { MikroORM } from '../kit/db.ts';
+import { defineModule } from '../kit/modules.ts';
+import type { Deps, Running } from '../kit/service.ts';
+import { LOGIN_WINDOW_S, loadIdentityConfig } from './config.ts';
+import { entities, migrations } from './entities.ts';
+import { createKeyRing, publicationWindowS, publishedJwks } from './keys.ts';
+import { createLockout } from './lockout.ts';
+import { hashPassword } from './passwords.ts';
+import { identityRoutes } from './routes.ts';
+import { ensureFirstAdmin } from './users.ts';
+
+export { entities, migrations };
+
+export async function start({ app, orm, env, log }: Deps): Promise<Running> {
+  const config = loadIdentityConfig(env);
+  if (config.devKek) {
+    log.warn('KEY_ENCRYPTION_KEY unset: signing keys are encrypted with the built-in INSECURE development key; set KEY_ENCRYPTION_KEY (openssl rand -base64 32) anywhere that matters');
+  }
+  const keys = createKeyRing({
+    orm, kek: config.kek, log, issuer: config.IDENTITY_ISSUER, audience: config.IDENTITY_AUDIENCE,
+    accessTtlS: config.IDENTITY_ACCESS_TOKEN_TTL_S, maxAgeS: config.IDENTITY_KEY_MAX_AGE_S,
+    checkMs: config.IDENTITY_KEY_CHECK_MS, publishLeadS: config.IDENTITY_KEY_PUBLISH_LEAD_S,
+  });
+  await keys.start();
+  await ensureFirstAdmin(orm, log, { email: config.ADMIN_EMAIL, password: config.ADMIN_PASSWORD, production: config.production });
+  // Identity reads its own keys; the set is one small query, so unknown kids may refetch often.
+  const verifier = createVerifier({ issuer: config.IDENTITY_ISSUER, audience: config.IDENTITY_AUDIENCE, jwks: keys.jwks, cooldownMs: 1000 });
+  const lockout = createLockout({ orm, maxAttempts: config.LOGIN_MAX_ATTEMPTS, windowS: LOGIN_WINDOW_S });
+  const dummyHash = await hashPassword(randomBytes(16).toString('base64url'));
+
+  const r = identityRoutes({ orm, config, keys, verifier, lockout, dummyHash });
+  app.formBodies.add('/api/auth/token');
+  app.route('/api/auth', r.authRoutes);
+  app.route('/api/users', r.usersRoutes);
+  app.route('/api/admin/users', r.adminUsers);
+  app.route('/api/admin/clients', r.adminClients);
+  app.route('/.well-known', r.wellKnown);
+  return { async stop() { keys.stop(); } };
+}
+
+/**
+ * A verifier for another module of the same process, reading identity's keys from Postgres (no
+ * HTTP): its module must list `identity` in `needs.schemas`. Across processes use
+ * `createVerifier({ …, jwks: remoteJwks(IDENTITY_URL) })` from kit/auth.ts.
+ * `const verifier = localVerifier(deps.orm, deps.env)`
+ */
+export function localVerifier(orm: MikroORM, env: Deps['env']): Verifier {
+  const config = loadIdentityConfig(env);
+  return createVerifier({
+    issuer: config.IDENTITY_ISSUER, audience: config.IDENTITY_AUDIENCE, cooldownMs: 1000,
+    jwks: () => publishedJwks(orm, publicationWindowS(config)),
+  });
+}
+
+/** The `identity` target. Needs nothing but its own schema: no events, no external systems. */
+export const module = defineModule({
+  name: 'identity', schema: 'identity', entities, migrations, start,
+  needs: { schemas: [], outboxRelay: false, dlqMover: false, externals: [] },
+});

@@ -1,0 +1,220 @@
+// Identity's HTTP routes: /api/auth/*, /.well-known/jwks.json, /api/users/me*, and the
+// admin routes for users and machine clients.
+import type { Context } from 'hono';
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { requireAccess, requireAuth, type AuthEnv, type Verifier } from '../kit/auth.ts';
+import type { MikroORM } from '../kit/db.ts';
+import { HttpError, notFound } from '../kit/errors.ts';
+import { readJson, validate, type AppEnv } from '../kit/http.ts';
+import { authenticateClient, createClient, SCOPES } from './clients.ts';
+import type { IdentityConfig } from './config.ts';
+import type { KeyRing } from './keys.ts';
+import type { createLockout } from './lockout.ts';
+import { hashPassword, verifyPassword } from './passwords.ts';
+import { revokeAllFamilies, revokeFamilyOf, rotateRefreshToken, startFamily } from './sessions.ts';
+import { createUser, decodeUserCursor, findUserByEmail, findUserById, listUsers, ROLES, updateUser, userView } from './users.ts';
+
+export type IdentityRouteDeps = {
+  orm: MikroORM;
+  config: IdentityConfig;
+  keys: KeyRing;
+  verifier: Verifier;
+  lockout: ReturnType<typeof createLockout>;
+  /** An Argon2id hash of nothing anyone knows: an unknown email is checked against it, so it costs what a wrong password costs. */
+  dummyHash: string;
+};
+
+const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
+const password = z.string().min(10, 'must be at least 10 characters').max(128, 'must be at most 128 characters');
+const name = z.string().trim().min(1).max(200);
+const RegisterRequest = z.object({ email, password, name });
+// Login takes any password up to the maximum: a short one is simply wrong, like any other.
+const LoginRequest = z.object({ email: z.string().max(254), password: z.string().min(1).max(128) });
+const RefreshRequest = z.object({ refreshToken: z.string().min(1).max(200) });
+const PatchMeRequest = z.object({ name });
+const PasswordRequest = z.object({ currentPassword: z.string().min(1).max(128), newPassword: password });
+const RolesRequest = z.object({ roles: z.array(z.enum(ROLES)).max(ROLES.length) });
+const ClientRequest = z.object({ name, scopes: z.array(z.enum(SCOPES)).min(1).max(SCOPES.length) });
+const ListUsersQuery = z.object({
+  email: z.string().max(254).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+  cursor: z.string().max(1000).optional(),
+});
+
+const noStore = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
+
+/** The contract's 429, with Retry-After and the RateLimit-* headers. */
+function rateLimited(c: Context, max: number, retryAfterS: number): never {
+  c.header('Retry-After', String(retryAfterS));
+  c.header('RateLimit-Limit', String(max));
+  c.header('RateLimit-Remaining', '0');
+  c.header('RateLimit-Reset', String(retryAfterS));
+  throw new HttpError(429, 'RATE_LIMITED', `too many failed logins for this account; retry in ${retryAfterS} s`);
+}
+
+const invalidCredentials = () => new HttpError(401, 'INVALID_CREDENTIALS', 'the email or the password is wrong');
+const invalidRefresh = () => new HttpError(401, 'INVALID_REFRESH_TOKEN', 'the refresh token is invalid, expired, used or revoked');
+
+export function identityRoutes(d: IdentityRouteDeps) {
+  const { orm, config, keys } = d;
+  const auth = requireAuth(d.verifier);
+  const userOnly = requireAccess({ roles: [...ROLES] });
+  const adminOnly = requireAccess({ roles: ['admin'], scopes: ['admin'] });
+
+  const tokenPair = async (userId: string, roles: string[], refreshToken: string) => {
+    const { token, expiresIn } = await keys.sign({ roles }, userId);
+    return { accessToken: token, refreshToken, tokenType: 'Bearer' as const, expiresIn };
+  };
+
+  const authRoutes = new Hono<AppEnv>()
+    .post('/register', async (c) => {
+      const req = await readJson(c, RegisterRequest);
+      const created = await createUser(orm.em.fork(), { email: req.email, name: req.name, passwordHash: await hashPassword(req.password), roles: ['customer'] });
+      if (!created) throw new HttpError(409, 'EMAIL_TAKEN', 'an account with this email exists');
+      c.get('log').info({ userId: created.id }, 'user registered');
+      return c.json({ id: created.id, email: created.email, name: created.name, roles: created.roles }, 201);
+    })
+    .post('/login', async (c) => {
+      const req = await readJson(c, LoginRequest);
+      const claim = await d.lockout.claim(req.email);
+      if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS);
+      const user = await findUserByEmail(orm.em.fork(), req.email);
+      // The same work whether or not the account exists: one Argon2id run, then the same answer.
+      const ok = await verifyPassword(req.password, user?.password_hash ?? d.dummyHash);
+      if (!user || !ok) throw invalidCredentials();
+      await d.lockout.succeeded(req.email);
+      const view = userView(user);
+      const refreshToken = await startFamily(orm.em.fork(), user.id, config.IDENTITY_REFRESH_TOKEN_TTL_S);
+      c.get('log').info({ userId: user.id }, 'login');
+      return c.json(await tokenPair(user.id, view.roles, refreshToken), 200, noStore);
+    })
+    .post('/refresh', async (c) => {
+      const req = await readJson(c, RefreshRequest);
+      const r = await rotateRefreshToken(orm, req.refreshToken, config.IDENTITY_REFRESH_TOKEN_TTL_S);
+      if (!r.ok) {
+        if (r.reason === 'reused') c.get('log').warn('refresh token presented twice: its family is revoked');
+        throw invalidRefresh();
+      }
+      const user = await findUserById(orm.em.fork(), r.userId);
+      if (!user) throw invalidRefresh();
+      // Roles as they are now: a role taken away is gone from the next access token.
+      return c.json(await tokenPair(user.id, userView(user).roles, r.refreshToken), 200, noStore);
+    })
+    .post('/logout', async (c) => {
+      const req = await readJson(c, RefreshRequest);
+      // Unknown or already revoked is still a 204 (as RFC 7009 answers): the client is logged out either way.
+      await revokeFamilyOf(orm.em.fork(), req.refreshToken, 'logout');
+      return c.body(null, 204);
+    })
+    .post('/token', async (c) => tokenEndpoint(c, d));
+
+  const usersRoutes = new Hono<AppEnv & AuthEnv>()
+    .use('*', auth, userOnly)
+    .get('/me', async (c) => {
+      const user = await findUserById(orm.em.fork(), c.get('principal').sub);
+      if (!user) throw notFound('user');
+      return c.json(userView(user));
+    })
+    .patch('/me', async (c) => {
+      const req = await readJson(c, PatchMeRequest);
+      const user = await updateUser(orm.em.fork(), c.get('principal').sub, { name: req.name });
+      if (!user) throw notFound('user');
+      return c.json(user);
+    })
+    .post('/me/password', async (c) => {
+      const req = await readJson(c, PasswordRequest);
+      const em = orm.em.fork();
+      const user = await findUserById(em, c.get('principal').sub);
+      if (!user) throw notFound('user');
+      // A stolen access token must not become a password oracle: the login limit counts here too.
+      const claim = await d.lockout.claim(user.email);
+      if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS);
+      if (!await verifyPassword(req.currentPassword, user.password_hash)) throw new HttpError(403, 'INVALID_CREDENTIALS', 'currentPassword is wrong');
+      await d.lockout.succeeded(user.email);
+      const passwordHash = await hashPassword(req.newPassword);
+      const revoked = await em.transactional(async (tx) => {
+        await updateUser(tx, user.id, { passwordHash });
+        return await revokeAllFamilies(tx, user.id, 'password changed');
+      });
+      c.get('log').info({ userId: user.id, familiesRevoked: revoked }, 'password changed');
+      return c.body(null, 204);
+    });
+
+  const adminUsers = new Hono<AppEnv & AuthEnv>()
+    .use('*', auth, adminOnly)
+    .get('/', async (c) => {
+      const q = validate(c.req.query(), ListUsersQuery);
+      const after = q.cursor === undefined ? undefined : decodeUserCursor(q.cursor);
+      if (after === null) throw new HttpError(400, 'VALIDATION_FAILED', 'invalid cursor', [{ field: 'cursor', message: 'not a cursor this API returned' }]);
+      return c.json(await listUsers(orm.em.fork(), { email: q.email, limit: q.limit, after }));
+    })
+    .put('/:id/roles', async (c) => {
+      const req = await readJson(c, RolesRequest);
+      const user = await updateUser(orm.em.fork(), c.req.param('id'), { roles: [...new Set(req.roles)] }).catch(() => null);
+      if (!user) throw notFound(`user ${c.req.param('id')}`);
+      c.get('log').info({ userId: user.id, roles: user.roles, by: c.get('principal').sub }, 'roles changed');
+      return c.json(user);
+    });
+
+  const adminClients = new Hono<AppEnv & AuthEnv>()
+    .use('*', auth, adminOnly)
+    // No Idempotency-Key replay here: replaying would mean storing the secret, which is shown once.
+    .post('/', async (c) => {
+      const req = await readJson(c, ClientRequest);
+      const client = await createClient(orm.em.fork(), req.name, [...new Set(req.scopes)]);
+      c.get('log').info({ clientId: client.clientId, scopes: client.scopes, by: c.get('principal').sub }, 'client created');
+      return c.json(client, 201, noStore);
+    });
+
+  const wellKnown = new Hono<AppEnv>()
+    // Short caching: verifiers refetch on an unknown kid anyway, and a new key is published before it signs.
+    .get('/jwks.json', async (c) => c.json(await keys.jwks(), 200, { 'Cache-Control': 'public, max-age=60' }));
+
+  return { authRoutes, usersRoutes, adminUsers, adminClients, wellKnown };
+}
+
+// RFC 6749 §5.2 errors: {"error", "error_description"}, 400 or (client authentication) 401.
+const oauthError = (c: Context, status: 400 | 401, error: string, description: string) => {
+  if (status === 401) c.header('WWW-Authenticate', 'Basic realm="orderflow", charset="UTF-8"');
+  return c.json({ error, error_description: description }, status, noStore);
+};
+
+const CLIENT_ID = /^cl_[\w-]{1,64}$/;
+
+/** POST /api/auth/token: client credentials grant (RFC 6749 §4.4), client authentication by HTTP Basic (§2.3.1). */
+async function tokenEndpoint(c: Context, d: IdentityRouteDeps) {
+  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(c.req.header('content-type') ?? '')) {
+    return oauthError(c, 400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
+  }
+  const form = new URLSearchParams(await c.req.text());
+  for (const key of new Set(form.keys())) {
+    if (form.getAll(key).length > 1) return oauthError(c, 400, 'invalid_request', `parameter ${key} repeated`);
+  }
+  const grant = form.get('grant_type');
+  if (!grant) return oauthError(c, 400, 'invalid_request', 'grant_type is required');
+  if (grant !== 'client_credentials') return oauthError(c, 400, 'unsupported_grant_type', 'only client_credentials is supported here');
+
+  const basic = /^Basic[ ]+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(c.req.header('authorization') ?? '');
+  let id = '';
+  let secret = '';
+  if (basic) {
+    const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    try {
+      // §2.3.1: both halves are form-urlencoded before they are joined.
+      if (colon > 0) { id = decodeURIComponent(decoded.slice(0, colon).replaceAll('+', ' ')); secret = decodeURIComponent(decoded.slice(colon + 1).replaceAll('+', ' ')); }
+    } catch { id = ''; }
+  }
+  const client = CLIENT_ID.test(id) && secret.length > 0 && secret.length <= 200 ? await authenticateClient(d.orm.em.fork(), id, secret) : null;
+  if (!client) return oauthError(c, 401, 'invalid_client', 'client authentication failed');
+
+  const asked = form.get('scope');
+  const scopes = asked === null ? client.scopes : [...new Set(asked.split(' ').filter(Boolean))];
+  const extra = scopes.filter((s) => !client.scopes.includes(s));
+  if (extra.length || !scopes.length) return oauthError(c, 400, 'invalid_scope', extra.length ? 'the client may not ask for some of these scopes' : 'no scope asked');
+  const scope = scopes.join(' ');
+  const { token, expiresIn } = await d.keys.sign({ scope, client_id: client.clientId }, client.clientId);
+  c.get('log').info({ clientId: client.clientId, scope }, 'client token issued');
+  return c.json({ access_token: token, token_type: 'Bearer', expires_in: expiresIn, scope }, 200, noStore);
+}

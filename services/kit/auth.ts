@@ -1,0 +1,170 @@
+// Access-token verification for every service: local (no call to identity per request)
+// against a cached JWKS, and Hono middleware that turns a token into a principal.
+//
+// Keys come from a `jwks` function: in one process identity hands over its own
+// (identity/keys.ts), across processes `remoteJwks(IDENTITY_URL)` fetches
+// /.well-known/jwks.json. Either way the set is cached, refetched when it is older than
+// `maxAgeMs`, and refetched at once for an unknown kid (a key that rotated in), but at
+// most once per `cooldownMs`, so garbage kids cannot make us hammer identity.
+import type { MiddlewareHandler } from 'hono';
+import { createLocalJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { HttpError } from './http/errors.ts';
+
+/** Who a valid token speaks for. A user carries roles, a machine client scopes. */
+export type Principal = { sub: string; kind: 'user' | 'client'; roles: string[]; scopes: string[] };
+
+/** The token is missing, malformed, expired, foreign-signed or meant for someone else. */
+export class InvalidTokenError extends Error {
+  override name = 'InvalidTokenError';
+}
+
+/** The JWKS could not be fetched: not the client's fault (a 503, not a 401). */
+export class KeysUnavailableError extends Error {
+  override name = 'KeysUnavailableError';
+}
+
+export type Verifier = {
+  /** `const principal = await verifier.verify(token)`; throws InvalidTokenError, or KeysUnavailableError. */
+  verify(token: string): Promise<Principal>;
+};
+
+/** The only algorithm identity signs with: anything else (none, HS256 with the public key as secret) is refused before any key is used. */
+export const ACCESS_TOKEN_ALGS = ['EdDSA'];
+
+export type VerifierOptions = {
+  issuer: string;
+  audience: string;
+  jwks: () => Promise<JSONWebKeySet>;
+  /** Refetch the set when it is older than this (default 5 min). */
+  maxAgeMs?: number;
+  /** At most one refetch for unknown kids per this long (default 30 s). */
+  cooldownMs?: number;
+  /** Tolerated clock difference for exp/iat (default 30 s). */
+  clockToleranceS?: number;
+  now?: () => number;
+};
+
+/** A JWKS source over HTTP. `createVerifier({ issuer, audience, jwks: remoteJwks(env.IDENTITY_URL) })` */
+export function remoteJwks(identityUrl: string, opts: { timeoutMs?: number } = {}): () => Promise<JSONWebKeySet> {
+  const url = new URL('/.well-known/jwks.json', identityUrl);
+  return async () => {
+    const res = await fetch(url, { signal: AbortSignal.timeout(opts.timeoutMs ?? 5000), headers: { accept: 'application/json' } });
+    if (!res.ok) throw new Error(`JWKS fetch from ${url} answered ${res.status}`);
+    const body = await res.json() as JSONWebKeySet;
+    if (!Array.isArray(body?.keys)) throw new Error(`JWKS from ${url} has no keys array`);
+    return body;
+  };
+}
+
+/** `const verifier = createVerifier({ issuer: 'orderflow-identity', audience: 'orderflow', jwks })` */
+export function createVerifier(o: VerifierOptions): Verifier {
+  const maxAgeMs = o.maxAgeMs ?? 300_000;
+  const cooldownMs = o.cooldownMs ?? 30_000;
+  const now = o.now ?? Date.now;
+  let set: JWTVerifyGetKey | undefined;
+  let loadedAt = -Infinity;
+  // Failed fetches count too: with identity down, unknown kids must not turn into a fetch each.
+  let triedAt = -Infinity;
+  let loading: Promise<void> | undefined;
+
+  const load = () => {
+    triedAt = now();
+    loading ??= o.jwks().then((jwks) => { set = createLocalJWKSet(jwks); loadedAt = now(); }).finally(() => { loading = undefined; });
+    return loading;
+  };
+
+  const getKey: JWTVerifyGetKey = async (header, token) => {
+    if (!set) await load();
+    // A stale set beats none while identity cannot be reached.
+    else if (now() - loadedAt > maxAgeMs && now() - triedAt >= cooldownMs) await load().catch(() => {});
+    try {
+      return await set!(header, token);
+    } catch (err) {
+      if (!(err instanceof errors.JWKSNoMatchingKey) || now() - triedAt < cooldownMs) throw err;
+      await load();
+      return await set!(header, token);
+    }
+  };
+
+  return {
+    async verify(token) {
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, getKey, {
+          issuer: o.issuer, audience: o.audience, algorithms: ACCESS_TOKEN_ALGS, typ: 'at+jwt',
+          requiredClaims: ['sub', 'exp', 'iat', 'jti'], clockTolerance: o.clockToleranceS ?? 30,
+          currentDate: new Date(now()),
+        }));
+      } catch (err) {
+        if (err instanceof errors.JOSEError) throw new InvalidTokenError(`invalid token: ${err.code}`, { cause: err });
+        throw new KeysUnavailableError('the token signing keys could not be fetched', { cause: err });
+      }
+      return principalOf(payload);
+    },
+  };
+}
+
+const strings = (v: unknown) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? v as string[] : undefined);
+
+/** Users' tokens carry `roles`, clients' tokens `scope` (RFC 9068, space-separated) and `client_id`. */
+function principalOf(p: JWTPayload): Principal {
+  if (typeof p.scope === 'string' && typeof p.client_id === 'string') {
+    return { sub: p.sub!, kind: 'client', roles: [], scopes: p.scope.split(' ').filter(Boolean) };
+  }
+  const roles = strings(p.roles);
+  if (!roles) throw new InvalidTokenError('invalid token: neither roles nor a client scope');
+  return { sub: p.sub!, kind: 'user', roles, scopes: [] };
+}
+
+/** What the auth middleware sets on the context. */
+export type AuthEnv = { Variables: { principal: Principal } };
+
+// The WWW-Authenticate challenge is set on the context before the throw: onError's c.json keeps it.
+const unauthenticated = (message: string) => new HttpError(401, 'UNAUTHENTICATED', message);
+
+/**
+ * 401 UNAUTHENTICATED (with `WWW-Authenticate: Bearer`) unless the request carries a valid
+ * bearer token; the principal is then `c.get('principal')`.
+ * `app.get('/api/users/me', requireAuth(verifier), (c) => c.json(c.get('principal')))`
+ */
+export function requireAuth(verifier: Verifier): MiddlewareHandler<AuthEnv> {
+  return async (c, next) => {
+    const header = c.req.header('authorization') ?? '';
+    const m = /^Bearer[ ]+([\w-]+\.[\w-]+\.[\w-]*)\s*$/i.exec(header);
+    if (!m) {
+      c.header('WWW-Authenticate', header ? 'Bearer error="invalid_token"' : 'Bearer');
+      throw unauthenticated(header ? 'the Authorization header is not a bearer token' : 'this route needs Authorization: Bearer <access token>');
+    }
+    try {
+      c.set('principal', await verifier.verify(m[1]!));
+    } catch (err) {
+      if (err instanceof KeysUnavailableError) {
+        c.header('Retry-After', '1');
+        throw new HttpError(503, 'UNAVAILABLE', 'token keys are unavailable; retry shortly', undefined, { cause: err });
+      }
+      if (!(err instanceof InvalidTokenError)) throw err;
+      c.header('WWW-Authenticate', 'Bearer error="invalid_token"');
+      throw unauthenticated('the access token is invalid or expired');
+    }
+    await next();
+  };
+}
+
+/**
+ * 403 FORBIDDEN unless the principal has one of `roles` (a user) or one of `scopes` (a client).
+ * Put it after requireAuth. `requireAccess({ roles: ['admin'], scopes: ['admin'] })`
+ */
+export function requireAccess(need: { roles?: string[]; scopes?: string[] }): MiddlewareHandler<AuthEnv> {
+  return async (c, next) => {
+    const p = c.get('principal');
+    if (!p) { c.header('WWW-Authenticate', 'Bearer'); throw unauthenticated('this route needs Authorization: Bearer <access token>'); }
+    const ok = (need.roles ?? []).some((r) => p.roles.includes(r)) || (need.scopes ?? []).some((s) => p.scopes.includes(s));
+    if (!ok) throw new HttpError(403, 'FORBIDDEN', 'the access token lacks the role or scope this route needs');
+    await next();
+  };
+}
+
+/** `requireRole('admin')`: a user with one of these roles. */
+export const requireRole = (...roles: string[]) => requireAccess({ roles });
+/** `requireScope('orders:write')`: a client with one of these scopes. */
+export const requireScope = (...scopes: string[]) => requireAccess({ scopes });
