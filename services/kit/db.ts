@@ -102,7 +102,13 @@ const MIGRATION_LOCK = 7_104_2024; // pg_advisory_lock key owned by the migrator
 /** Apply pending migrations, one replica at a time. `await migrate(orm, log)` */
 export async function migrate(orm: MikroORM, log: Logger): Promise<void> {
   const conn = orm.em.getConnection();
-  await conn.execute('create schema if not exists kit');
+  // Two processes creating it at once can collide in pg_namespace despite `if not
+  // exists` (a unique violation); the loser finds it there. It cannot move under the
+  // migration lock below: the migrator creates its table on a connection of its own.
+  await conn.execute('create schema if not exists kit').catch(async (err) => {
+    const found = await conn.execute(`select 1 from pg_namespace where nspname = 'kit'`);
+    if (!found.length) throw err;
+  });
   // A session-level lock needs one connection for lock, migrate, unlock: a transaction-level lock does it.
   await orm.em.fork().transactional(async (em) => {
     await em.execute('select pg_advisory_xact_lock(?)', [MIGRATION_LOCK]);
