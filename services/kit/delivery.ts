@@ -217,6 +217,8 @@ function describe(m: JsMsg, stream: string, parent: Logger): DeliveryContext {
  * `const c = await startConsumer({ js, orm, log, errors, stream: 'ORDERS', consumer: 'notifications', schema, guard: 'inbox', handle })`
  * `const c = await startConsumer({ ..., guard: 'state', batch: { size: 256, lingerMs: 5 }, handle: async (items, em) => {...} })`
  */
+export async function startConsumer<T>(o: BatchOptions<T>): Promise<RunningConsumer>;
+export async function startConsumer<T>(o: EachOptions<T>): Promise<RunningConsumer>;
 export async function startConsumer<T>(o: EachOptions<T> | BatchOptions<T>): Promise<RunningConsumer> {
   if (o.guard === 'inbox' && !o.orm) throw new Error(`consumer ${o.consumer}: guard 'inbox' needs orm`);
   return 'batch' in o ? await startBatches(o) : await startEach(o);
