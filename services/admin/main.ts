@@ -1,6 +1,6 @@
 // Admin: the DLQ API. The DLQ mover itself runs in every process (see kit/runtime.ts).
-import { createDlqAdmin } from '../kit/dlq.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { createDlqAdmin } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { dlqRoutes } from './routes.ts';
 
 export const entities = [];

@@ -1,5 +1,5 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
+import { sqlMigration } from '../kit/index.ts';
 
 export const Product = defineEntity({
   name: 'Product',

@@ -1,5 +1,5 @@
 // Catalog: products with full-text search and keyset pagination (/api/products).
-import type { Deps, Running } from '../kit/service.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { catalogRoutes } from './routes.ts';
 
 export { entities, migrations } from './entities.ts';

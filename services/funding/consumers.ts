@@ -7,9 +7,9 @@
 //    current (newest version wins), the read side of GET .../status and SSE. See
 //    startStatusConsumer for why it has no inbox.
 import { ApplicationCreated, FUNDING_EVENTS_STREAM, FundingConsumers, StatusUpdated } from '../../contracts/funding.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
-import { startConsumer, type RunningConsumer } from '../kit/delivery.ts';
-import type { Deps } from '../kit/service.ts';
+import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
+import { startConsumer, type RunningConsumer } from '../kit/index.ts';
+import type { Deps } from '../kit/index.ts';
 import { scoringRequest, transitionMany } from './applications.ts';
 import type { StatusCache } from './status-cache.ts';
 

@@ -2,7 +2,7 @@
 // write is SQL with an explicit version check (see applications.ts), because the
 // status machine's transitions must fail loudly when another replica got there first.
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
+import { sqlMigration } from '../kit/index.ts';
 
 export type HistoryEntry = { status: string; at: string; reason?: string | null };
 export type Review = { decision: 'approved' | 'rejected'; reviewer: string; note: string | null; at: string };

@@ -4,8 +4,8 @@
 // from the API; `npm start` (TARGET=all) runs both in one process.
 import { Gauge } from 'prom-client';
 import { FundingBuckets } from '../../contracts/funding.ts';
-import { createGatewayClient } from '../kit/gateway-client.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { createGatewayClient } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { loadFundingConfig, requireGatewayUrl } from './config.ts';
 import { startFundingConsumers } from './consumers.ts';
 import { startDisbursement } from './disbursement.ts';

@@ -1,5 +1,5 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
+import { sqlMigration } from '../kit/index.ts';
 
 /** Stock of one SKU. available = onHand - reserved; the checks make an oversell impossible even for a buggy writer. */
 export const StockItem = defineEntity({

@@ -1,8 +1,8 @@
 // Inventory: on-hand, reserved and available per SKU; the saga's reserve, release
 // and deduct commands; the catalog's stock-row requests; /api/inventory.
 import { z } from 'zod';
-import { int, readConfig } from '../kit/config.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { int, readConfig } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { serveInitRequests, startInventoryWorker } from './consumers.ts';
 import { inventoryRoutes } from './routes.ts';
 

@@ -2,7 +2,7 @@
 // transition (see ledger.ts); `loans` is our ledger of which order holds which
 // loan, and its primary key is what keeps a loan in one order at a time.
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
+import { sqlMigration } from '../kit/index.ts';
 
 export const LendingOrder = defineEntity({
   name: 'LendingOrder',

@@ -19,9 +19,9 @@
 // Success, DLQ and retry are the kit's (settle()).
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { ZodType } from 'zod';
-import { startConsumer, type DeliveryContext, type RetryPolicy, type RunningConsumer } from '../kit/delivery.ts';
-import type { Logger } from '../kit/log.ts';
-import type { Metrics } from '../kit/metrics.ts';
+import { startConsumer, type DeliveryContext, type RetryPolicy, type RunningConsumer } from '../kit/index.ts';
+import type { Logger } from '../kit/index.ts';
+import type { Metrics } from '../kit/index.ts';
 
 export type PumpContext = DeliveryContext;
 

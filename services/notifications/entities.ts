@@ -1,5 +1,5 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
+import { sqlMigration } from '../kit/index.ts';
 
 /** One row per (order, kind) mail the SMTP server accepted: the "never twice" record. */
 export const SentEmail = defineEntity({

@@ -1,5 +1,5 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
+import { sqlMigration } from '../kit/index.ts';
 
 export type HistoryEntry = { status: string; at: string; reason?: string | null };
 

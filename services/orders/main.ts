@@ -1,6 +1,6 @@
 // Orders: accepts orders over HTTP; the order and its `orders.created` event commit together.
 // Its status, history and totals then follow the saga's status events (status.ts).
-import type { Deps, Running } from '../kit/service.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { loadOrdersConfig } from './config.ts';
 import { orderRoutes } from './routes.ts';
 import { startStatusProjection } from './status.ts';

@@ -5,9 +5,9 @@
 // nothing waits. The 202 is sent only after the batch committed.
 import { randomUUID } from 'node:crypto';
 import { OrderSubjects, type CreateOrderRequest, type OrderCreated } from '../../contracts/orders.ts';
-import type { MikroORM } from '../kit/db.ts';
-import { HttpError } from '../kit/errors.ts';
-import { H } from '../kit/nats.ts';
+import type { MikroORM } from '../kit/index.ts';
+import { HttpError } from '../kit/index.ts';
+import { H } from '../kit/index.ts';
 import type { InferEntity } from '@mikro-orm/core';
 import type { Order } from './entities.ts';
 

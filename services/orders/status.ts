@@ -10,8 +10,8 @@
 // of the saga (three events per order). A failed batch is settled as a whole (no
 // one-by-one retry: every event of it failed on the same statement).
 import { SAGA_STREAM, SagaStatusEvent } from '../../contracts/commerce.ts';
-import { startConsumer, type RunningConsumer } from '../kit/delivery.ts';
-import type { Deps } from '../kit/service.ts';
+import { startConsumer, type RunningConsumer } from '../kit/index.ts';
+import type { Deps } from '../kit/index.ts';
 
 export type Projection = { stop(): Promise<void> };
 

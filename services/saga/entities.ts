@@ -1,5 +1,5 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
+import { sqlMigration } from '../kit/index.ts';
 import type { Saga } from './saga.ts';
 
 /** One row per order: the saga's step, its order-facing status, and the rest as a document. */

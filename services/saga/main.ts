@@ -1,7 +1,7 @@
 // Saga: the orchestrator of the commerce flow (see saga.ts for the state machine).
 import { z } from 'zod';
-import { int, readConfig } from '../kit/config.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { int, readConfig } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { startOrchestrator } from './orchestrator.ts';
 
 export { entities, migrations } from './entities.ts';

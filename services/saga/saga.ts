@@ -17,7 +17,7 @@
 import type { FailureReason, SagaReply } from '../../contracts/commerce.ts';
 import { Subjects } from '../../contracts/commerce.ts';
 import type { OrderCreated } from '../../contracts/orders.ts';
-import type { OutboxMessage } from '../kit/outbox.ts';
+import type { OutboxMessage } from '../kit/index.ts';
 
 export type Step = 'RESERVING' | 'CHARGING' | 'SHIPPING' | 'DONE' | 'COMPENSATING' | 'FAILED';
 export type OrderStatus = 'PENDING' | 'STOCK_RESERVED' | 'PAID' | 'SHIPPED' | 'FAILED';

@@ -1,5 +1,5 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import { sqlMigration } from '../kit/db.ts';
+import { sqlMigration } from '../kit/index.ts';
 
 /** One row per order: SCHEDULED, FAILED, or CANCELLED (also a tombstone against a late schedule). */
 export const Shipment = defineEntity({
