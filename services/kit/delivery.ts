@@ -28,7 +28,7 @@ import type { EntityManager, MikroORM } from './db.ts';
 import { errorKey, sendToDlq } from './dlq.ts';
 import { NonRetryableError, RetryLaterError } from './errors.ts';
 import type { Logger } from './log.ts';
-import type { Metrics } from './metrics.ts';
+import { outcomeRecorder, type Metrics } from './metrics.ts';
 import { H } from './nats.ts';
 import { pullLoop, waker } from './pull.ts';
 
@@ -200,15 +200,26 @@ const within = async (p: Promise<unknown>, ms: number) => {
   clearTimeout(t);
 };
 
-/** Header-derived identity of a message; its logger is made only when someone logs. */
+/**
+ * A message's identity as handlers see it. Every field that costs a header or reply-
+ * subject decode, or a child logger, is worked out on first use: the status projection
+ * and the item pump never read most of them on their hot path.
+ */
 function describe(m: JsMsg, stream: string, parent: Logger): DeliveryContext {
-  const msgId = m.headers?.get(H.logicalId) || m.headers?.get(H.msgId) || `${stream}:${m.seq}`;
-  const requestId = m.headers?.get(H.requestId) || undefined;
-  const attempt = m.info.deliveryCount;
+  let msgId: string | undefined;
+  let requestId: string | undefined | null = null;
   let log: Logger | undefined;
+  const id = () => (msgId ??= m.headers?.get(H.logicalId) || m.headers?.get(H.msgId) || `${stream}:${m.seq}`);
+  const rid = () => (requestId === null ? (requestId = m.headers?.get(H.requestId) || undefined) : requestId);
   return {
-    msgId, subject: m.subject, attempt, requestId, msg: m,
-    get log() { return (log ??= parent.child({ msgId, subject: m.subject, attempt, ...(requestId ? { requestId } : {}) })); },
+    subject: m.subject, msg: m,
+    get msgId() { return id(); },
+    get requestId() { return rid(); },
+    get attempt() { return m.info.deliveryCount; },
+    get log() {
+      const r = rid();
+      return (log ??= parent.child({ msgId: id(), subject: m.subject, attempt: m.info.deliveryCount, ...(r ? { requestId: r } : {}) }));
+    },
   };
 }
 
@@ -234,11 +245,7 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
   let running = true;
   // A limit read from a function can grow without a slot freeing: look again sooner.
   const slot = waker(typeof o.concurrency === 'function' ? 250 : 1000);
-  const metrics = o.metrics;
-  const outcome = (result: string, started: number) => {
-    metrics?.handlerOutcomes.inc({ consumer: o.consumer, outcome: result });
-    metrics?.handlerSeconds.observe({ consumer: o.consumer, outcome: result }, (performance.now() - started) / 1000);
-  };
+  const outcome = outcomeRecorder(o.metrics, o.consumer);
   const settleWith = (d: DeliveryContext): SettleContext => ({ js: o.js, stream: o.stream, consumer: o.consumer, retry, log: d.log, errors: o.errors, retryLaterLog: o.retryLaterLog });
   const hold = o.paused && o.hold !== false ? o.paused : undefined;
 
@@ -272,7 +279,10 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
           return out;
         });
       const ctx: HandlerContext = {
-        msgId: d.msgId, subject: d.subject, attempt: d.attempt, requestId: d.requestId, msg: m, tx,
+        subject: d.subject, msg: m, tx,
+        get msgId() { return d.msgId; },
+        get requestId() { return d.requestId; },
+        get attempt() { return d.attempt; },
         get log() { return d.log; },
         get em() { return (em ??= orm().em.fork()); },
       };
@@ -380,7 +390,10 @@ async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
     const parsed = parseMessage(m, o.schema);
     if (!parsed.ok) { await fail({ m, d }, new InvalidMessageError(parsed.error)); return null; }
     const item: BatchItem<T> = {
-      data: parsed.data, subject: d.subject, msgId: d.msgId, requestId: d.requestId, attempt: d.attempt, working: () => m.working(),
+      data: parsed.data, subject: d.subject, working: () => m.working(),
+      get msgId() { return d.msgId; },
+      get requestId() { return d.requestId; },
+      get attempt() { return d.attempt; },
       get log() { return d.log; },
     };
     return { m, d, item, key: o.key?.(parsed.data) };

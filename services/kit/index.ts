@@ -20,7 +20,7 @@ export { errorBody, idempotency, readJson, unstorableText, validate, type App, t
 export { enqueue, OUTBOX_ROWS, type OutboxMessage } from './outbox.ts';
 export { int, port, readConfig, url, type BaseConfig } from './config.ts';
 export { createLogger, type Logger } from './log.ts';
-export { createMetrics, outcomeRecorder, type Metrics } from './metrics.ts';
+export { createMetrics, type Metrics } from './metrics.ts';
 export { H, type Nats } from './nats.ts';
 export { sqlMigration, type EntityManager, type MigrationDef, type MikroORM } from './db.ts';
 export { createDlqAdmin, type DlqAdmin, type DlqEntry, type DlqFilter, type DlqReason } from './dlq.ts';
