@@ -248,6 +248,10 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
   const outcome = outcomeRecorder(o.metrics, o.consumer);
   const settleWith = (d: DeliveryContext): SettleContext => ({ js: o.js, stream: o.stream, consumer: o.consumer, retry, log: d.log, errors: o.errors, retryLaterLog: o.retryLaterLog });
   const hold = o.paused && o.hold !== false ? o.paused : undefined;
+  const orm = () => {
+    if (!o.orm) throw new Error(`consumer ${o.consumer} was started without orm`);
+    return o.orm;
+  };
 
   const holdWhilePaused = async (m: JsMsg) => {
     let beat = Date.now();
@@ -265,10 +269,6 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
       if (hold?.()) await holdWhilePaused(m);
       let inboxed = false;
       let em: EntityManager | undefined;
-      const orm = () => {
-        if (!o.orm) throw new Error(`consumer ${o.consumer} was started without orm`);
-        return o.orm;
-      };
       const tx = async <R>(fn: (em: EntityManager) => Promise<R>): Promise<R> => o.guard === 'state'
         ? await orm().em.fork().transactional(fn)
         : await orm().em.fork().transactional(async (em) => {
