@@ -1,9 +1,9 @@
 // DLQ administration over HTTP (CONTRACTS.md "DLQ administration").
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { DlqAdmin, DlqEntry } from '../kit/dlq.ts';
-import { notFound } from '../kit/errors.ts';
-import { readJson, validate, type AppEnv } from '../kit/http.ts';
+import type { DlqAdmin, DlqEntry } from '../kit/index.ts';
+import { notFound } from '../kit/index.ts';
+import { readJson, validate, type AppEnv } from '../kit/index.ts';
 
 const view = ({ headers: _h, seq: _s, ...e }: DlqEntry) => ({ ...e, originalSeq: _s });
 const name = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional();

@@ -1,9 +1,9 @@
 import { Hono } from 'hono';
 import { CreateProductRequest, INVENTORY_INIT_SUBJECT, ListProductsQuery, sku as skuSchema } from '../../contracts/commerce.ts';
-import type { MikroORM } from '../kit/db.ts';
-import { HttpError, notFound } from '../kit/errors.ts';
-import { idempotency, readJson, validate, type AppEnv } from '../kit/http.ts';
-import type { Nats } from '../kit/nats.ts';
+import type { MikroORM } from '../kit/index.ts';
+import { HttpError, notFound } from '../kit/index.ts';
+import { idempotency, readJson, validate, type AppEnv } from '../kit/index.ts';
+import type { Nats } from '../kit/index.ts';
 import { getProduct, insertProduct, listProducts } from './catalog.ts';
 
 /** /api/products. Creating a product first asks inventory (core NATS request) to create the SKU's stock row. */

@@ -12,9 +12,9 @@ import {
   FundingSubjects, normalizeIban, type ApplicationCreated, type ApplicationStatus, type CreateApplicationRequest,
   type DisbursementRequested, type StatusUpdated,
 } from '../../contracts/funding.ts';
-import type { EntityManager, MikroORM } from '../kit/db.ts';
-import { H } from '../kit/nats.ts';
-import { OUTBOX_ROWS, type OutboxMessage } from '../kit/outbox.ts';
+import type { EntityManager, MikroORM } from '../kit/index.ts';
+import { H } from '../kit/index.ts';
+import { OUTBOX_ROWS, type OutboxMessage } from '../kit/index.ts';
 import type { Application, Payout, Review } from './entities.ts';
 
 export type ApplicationRow = InferEntity<typeof Application>;

@@ -1,9 +1,9 @@
 // Funding's settings (FUNDING_* and the contract's PAYMENT_GATEWAY_URL), validated at boot.
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { int, readConfig, url } from '../kit/config.ts';
-import { ConfigError } from '../kit/errors.ts';
-import type { Env } from '../kit/service.ts';
+import { int, readConfig, url } from '../kit/index.ts';
+import { ConfigError } from '../kit/index.ts';
+import type { Env } from '../kit/index.ts';
 
 const flag = z.enum(['0', '1', 'true', 'false']).default('0').transform((v) => v === '1' || v === 'true');
 

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FUNDING_WORK_STREAM } from '../../contracts/funding.ts';
-import { createDlqAdmin } from '../kit/dlq.ts';
+import { createDlqAdmin } from '../kit/index.ts';
 import { eventually } from '../kit/testing.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { dropConnection, serveApp, type ServedApp } from '../simulators/serve.ts';

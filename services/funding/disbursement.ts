@@ -15,14 +15,14 @@ import { Counter } from 'prom-client';
 import {
   DisbursementRequested, FUNDING_WORK_STREAM, FundingConsumers, FundingSubjects, isFinalStatus, type DisbursementCompleted,
 } from '../../contracts/funding.ts';
-import type { EntityManager, MikroORM } from '../kit/db.ts';
-import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
+import type { EntityManager, MikroORM } from '../kit/index.ts';
+import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
 import {
   GatewayAmbiguousError, GatewayError, GatewayRateLimitedError, GatewayRejectedError, GatewayTransientError, GatewayUnavailableError, type GatewayClient, type GatewayPayout,
-} from '../kit/gateway-client.ts';
-import type { Logger } from '../kit/log.ts';
-import type { Deps } from '../kit/service.ts';
-import { startWorker, type HandlerContext, type Worker } from '../kit/worker.ts';
+} from '../kit/index.ts';
+import type { Logger } from '../kit/index.ts';
+import type { Deps } from '../kit/index.ts';
+import { startWorker, type HandlerContext, type Worker } from '../kit/index.ts';
 import { loadWorkRow, transition, type WorkRow } from './applications.ts';
 
 type PayoutRecord = { state: 'pending' | 'paid' | 'failed'; attempts: number; gatewayPayoutId: string | null; lastAttemptAt: number };

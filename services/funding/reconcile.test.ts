@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGatewayClient } from '../kit/gateway-client.ts';
-import { createLogger } from '../kit/log.ts';
+import { createGatewayClient } from '../kit/index.ts';
+import { createLogger } from '../kit/index.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { startTestCluster, type TestCluster } from '../test-cluster.ts';
 import { VALID_IBAN, waitForStatus } from './test-fixtures.ts';

@@ -13,11 +13,11 @@
 //                  paid → request the disbursement again (the worker looks up first)
 // pending_review waits for a person and is never "stuck".
 import { Counter } from 'prom-client';
-import type { EntityManager, MikroORM } from '../kit/db.ts';
-import type { GatewayClient } from '../kit/gateway-client.ts';
-import type { Logger } from '../kit/log.ts';
-import type { Metrics } from '../kit/metrics.ts';
-import { enqueue } from '../kit/outbox.ts';
+import type { EntityManager, MikroORM } from '../kit/index.ts';
+import type { GatewayClient } from '../kit/index.ts';
+import type { Logger } from '../kit/index.ts';
+import type { Metrics } from '../kit/index.ts';
+import { enqueue } from '../kit/index.ts';
 import { disbursementRequest, scoringRequest, StaleApplicationError, transition } from './applications.ts';
 import { findPayout, settlePaid } from './disbursement.ts';
 

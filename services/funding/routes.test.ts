@@ -214,7 +214,7 @@ describe('GET', () => {
 
   it('sends a malformed status event to the DLQ', async () => {
     await c.deps.nats.js.publish('funding.status.updated', JSON.stringify({ applicationId: 'not-a-uuid', status: 'flying' }));
-    const { createDlqAdmin } = await import('../kit/dlq.ts');
+    const { createDlqAdmin } = await import('../kit/index.ts');
     const e = await eventually(async () => (await createDlqAdmin(c.deps.nats).list({ stream: 'FUNDING', consumer: 'funding-status' }))[0], { what: 'DLQ entry' });
     expect(e).toMatchObject({ reason: 'invalid-message', subject: 'funding.status.updated' });
     expect(e!.error).toMatch(/schema: applicationId/);

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { getPriority } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers } from '../../contracts/funding.ts';
-import { createDlqAdmin, type DlqEntry } from '../kit/dlq.ts';
+import { createDlqAdmin, type DlqEntry } from '../kit/index.ts';
 import { eventually } from '../kit/testing.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { spawnCluster, startTestCluster, type TestCluster } from '../test-cluster.ts';

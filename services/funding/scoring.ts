@@ -18,10 +18,10 @@ import { Counter, Gauge } from 'prom-client';
 import {
   FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers, FundingSubjects, RiskScoringRequested, type RiskScoringCompleted,
 } from '../../contracts/funding.ts';
-import type { MikroORM } from '../kit/db.ts';
-import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
-import type { Deps, Running } from '../kit/service.ts';
-import { startWorker } from '../kit/worker.ts';
+import type { MikroORM } from '../kit/index.ts';
+import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
+import { startWorker } from '../kit/index.ts';
 import { disbursementRequest, loadWorkRow, transition } from './applications.ts';
 import { loadFundingConfig, type FundingConfig } from './config.ts';
 import { MODEL_VERSION, type RiskInput, type RiskResult } from './risk-model.ts';

@@ -3,10 +3,10 @@
 // that arrive together share a transaction (kit/batch-worker.ts).
 import { z } from 'zod';
 import { InitItem, INVENTORY_INIT_SUBJECT, INVENTORY_STREAM, Subjects, type SagaReply } from '../../contracts/commerce.ts';
-import { NonRetryableError } from '../kit/errors.ts';
-import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
-import type { Deps } from '../kit/service.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
+import { NonRetryableError } from '../kit/index.ts';
+import { enqueue, type OutboxMessage } from '../kit/index.ts';
+import type { Deps } from '../kit/index.ts';
+import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
 import { applyStock, initItem, type ReserveResult, type StockCommand } from './inventory.ts';
 
 const Command = z.object({ orderUuid: z.uuid(), items: z.array(z.object({ sku: z.string(), quantity: z.number().int().min(1) })).optional() });

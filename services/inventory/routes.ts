@@ -1,8 +1,8 @@
 import { Hono } from 'hono';
 import { ReleaseRequest, ReserveRequest, RestockRequest, sku as skuSchema } from '../../contracts/commerce.ts';
-import type { MikroORM } from '../kit/db.ts';
-import { HttpError, notFound } from '../kit/errors.ts';
-import { idempotency, readJson, validate, type AppEnv } from '../kit/http.ts';
+import type { MikroORM } from '../kit/index.ts';
+import { HttpError, notFound } from '../kit/index.ts';
+import { idempotency, readJson, validate, type AppEnv } from '../kit/index.ts';
 import { getItem, MAX_ON_HAND, release, reserve, restock } from './inventory.ts';
 
 /** /api/inventory: stock views, restock, and the reserve/release pair (idempotent per orderId). */

@@ -7,8 +7,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { EntityManager, MikroORM } from './db.ts';
+import { backoff } from './delivery.ts';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
+
+// While NATS refuses publishes: 200 ms, doubling, at most 5 s (no jitter: one relay per process).
+const RELAY_RETRY = { baseMs: 200, maxMs: 5000, jitter: 0 };
 
 export type OutboxMessage = { subject: string; data: unknown; headers?: Record<string, string>; id?: string };
 
@@ -96,7 +100,7 @@ export function startOutboxRelay(opts: {
       // steady load every commit wakes us: linger a few ms so one drain (three statements
       // and a burst of publishes) carries many rows instead of one.
       if (woken && !failures) { woken = false; await sleep(lingerMs); continue; }
-      const wait = failures ? Math.min(5000, 100 * 2 ** Math.min(failures, 6)) : pollMs;
+      const wait = failures ? backoff(RELAY_RETRY, failures) : pollMs;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait);
         // While NATS is failing, commits must not cut the backoff short.

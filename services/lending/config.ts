@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { int, readConfig, url } from '../kit/config.ts';
-import type { Env } from '../kit/service.ts';
+import { int, readConfig, url } from '../kit/index.ts';
+import type { Env } from '../kit/index.ts';
 
 const schema = z.object({
   T24_URL: url(['http', 'https']),

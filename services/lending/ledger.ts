@@ -21,9 +21,9 @@ import {
   LendingFailureReasons, LendingSubjects,
   type CreateLendingOrderRequest, type LendingCounts, type LendingOrderStatus, type LendingOrderView,
 } from '../../contracts/lending.ts';
-import type { EntityManager, MikroORM } from '../kit/db.ts';
-import { H } from '../kit/nats.ts';
-import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
+import type { EntityManager, MikroORM } from '../kit/index.ts';
+import { H } from '../kit/index.ts';
+import { enqueue, type OutboxMessage } from '../kit/index.ts';
 
 export type ItemState = 'PENDING' | 'RESERVED' | 'INVESTED' | 'FAILED';
 export type Phase = 'reserve' | 'invest';

@@ -3,9 +3,9 @@ import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { CreateLendingOrderRequest, FINAL_STATUSES, type LendingOrderAccepted } from '../../contracts/lending.ts';
-import type { MikroORM } from '../kit/db.ts';
-import { HttpError, notFound, type ErrorDetail } from '../kit/errors.ts';
-import { idempotency, readJson, type AppEnv } from '../kit/http.ts';
+import type { MikroORM } from '../kit/index.ts';
+import { HttpError, notFound, type ErrorDetail } from '../kit/index.ts';
+import { idempotency, readJson, type AppEnv } from '../kit/index.ts';
 import { createLendingOrder, orderView, progressOf, readOrder } from './ledger.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -5,7 +5,7 @@
 // The message itself is composed here (composeMail): our mails are one text/plain part,
 // and nodemailer's MIME builder cost ~190 µs of CPU per mail (measured on this machine).
 import nodemailer from 'nodemailer';
-import { NonRetryableError } from '../kit/errors.ts';
+import { NonRetryableError } from '../kit/index.ts';
 import { createSmtpClient, type SmtpClient } from './smtp-client.ts';
 
 export type Mail = { to: string; subject: string; text: string; messageId: string; requestId?: string };

@@ -1,7 +1,7 @@
 // The SMS client's own retries, against the SMS simulator: a flaky provider is retried
 // inside one delivery (under the same Idempotency-Key), a long rate limit is not waited out.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RetryLaterError } from '../kit/errors.ts';
+import { RetryLaterError } from '../kit/index.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
 import { createSmsClient, SmsTransientError } from './sms.ts';
 

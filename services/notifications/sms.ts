@@ -2,9 +2,9 @@
 // 400 is permanent (DLQ); 429 comes back after Retry-After; 5xx, timeouts and
 // dropped connections are transient, and safe to retry under the same key.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
-import type { EntityManager } from '../kit/db.ts';
-import type { Logger } from '../kit/log.ts';
+import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
+import type { EntityManager } from '../kit/index.ts';
+import type { Logger } from '../kit/index.ts';
 
 export type SmsClient = { send(m: { to: string; body: string; key: string }): Promise<string> };
 

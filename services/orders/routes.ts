@@ -1,9 +1,9 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { CreateOrderRequest } from '../../contracts/orders.ts';
-import type { MikroORM } from '../kit/db.ts';
-import { notFound } from '../kit/errors.ts';
-import { idempotency, readJson, validate, type AppEnv } from '../kit/http.ts';
+import type { MikroORM } from '../kit/index.ts';
+import { notFound } from '../kit/index.ts';
+import { idempotency, readJson, validate, type AppEnv } from '../kit/index.ts';
 import type { OrdersConfig } from './config.ts';
 import { Order } from './entities.ts';
 import { createOrderWriter, toOrderView } from './orders.ts';

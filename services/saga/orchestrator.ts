@@ -7,9 +7,9 @@
 // replicas share the work).
 import { SAGA_REPLIES_STREAM, SagaReply } from '../../contracts/commerce.ts';
 import { OrderCreated, OrderSubjects, ORDERS_STREAM } from '../../contracts/orders.ts';
-import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
-import type { Deps } from '../kit/service.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
+import { enqueue, type OutboxMessage } from '../kit/index.ts';
+import type { Deps } from '../kit/index.ts';
+import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
 import { onReply, onTimeout, startSaga, type Saga, type SagaConfig } from './saga.ts';
 import { insertSagas, lockSagas, saveDecision, updateSagas } from './store.ts';
 

@@ -17,7 +17,7 @@
 import type { FailureReason, SagaReply } from '../../contracts/commerce.ts';
 import { Subjects } from '../../contracts/commerce.ts';
 import type { OrderCreated } from '../../contracts/orders.ts';
-import type { OutboxMessage } from '../kit/outbox.ts';
+import { backoff, type OutboxMessage } from '../kit/index.ts';
 
 export type Step = 'RESERVING' | 'CHARGING' | 'SHIPPING' | 'DONE' | 'COMPENSATING' | 'FAILED';
 export type OrderStatus = 'PENDING' | 'STOCK_RESERVED' | 'PAID' | 'SHIPPED' | 'FAILED';
@@ -191,7 +191,7 @@ export function onTimeout(s: Saga, now: number, cfg: SagaConfig): Decision | nul
   if (s.step !== 'RESERVING' && s.step !== 'CHARGING' && s.step !== 'SHIPPING') return null;
   if (s.attempts + 1 < cfg.maxStepAttempts) {
     const attempts = s.attempts + 1;
-    const wait = Math.min(cfg.maxStepTimeoutMs, cfg.stepTimeoutMs * 2 ** attempts);
+    const wait = backoff({ baseMs: cfg.stepTimeoutMs, maxMs: cfg.maxStepTimeoutMs, jitter: 0 }, attempts + 1);
     return { saga: { ...s, attempts, deadline: now + wait, version: s.version + 1 }, out: [commandFor(s)] };
   }
   const detail = `no answer to ${s.step.toLowerCase()} after ${cfg.maxStepAttempts} attempts`;

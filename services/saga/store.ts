@@ -1,6 +1,6 @@
 // Saga persistence: insert, optimistic update (version), and the sweeper's claim.
-import type { EntityManager } from '../kit/db.ts';
-import { enqueue } from '../kit/outbox.ts';
+import type { EntityManager } from '../kit/index.ts';
+import { enqueue } from '../kit/index.ts';
 import type { Decision, Saga } from './saga.ts';
 
 /** Another replica advanced this saga first; the message is retried and sees the new state. */

@@ -1,7 +1,7 @@
 // Test helpers for the commerce saga: a cluster with the gateway and SMS simulators
 // started by the test (so it can turn their knobs), products, orders, and the books.
 import { eventually, type TestNats } from '../kit/testing.ts';
-import type { Env } from '../kit/service.ts';
+import type { Env } from '../kit/index.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
 import type { SmtpSink } from '../simulators/smtp-sink.ts';

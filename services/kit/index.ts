@@ -1,0 +1,34 @@
+// The kit's public face: what services import. Everything else in services/kit (the
+// pull loop, the DLQ mover, the outbox relay, provisioning, the runtime's boot) is the
+// kit's own business and may change shape without a service noticing.
+// `import { startWorker, NonRetryableError, readJson, type Deps } from '../kit/index.ts'`
+// Test support stays apart (services/kit/testing.ts), so production code never loads it.
+
+// Delivery: one core, the two shapes services start most, and the one failure decision.
+export {
+  backoff, InvalidMessageError, parseMessage, settle, startConsumer,
+  type BatchItem, type BatchOptions, type BatchResult, type DeliveryContext, type EachOptions, type HandlerContext,
+  type RetryPolicy, type RunningConsumer, type SettleContext, type Settled,
+} from './delivery.ts';
+export { startWorker, type ConsumerOptions, type Worker, type WorkerOptions } from './worker.ts';
+export { startBatchWorker, type BatchWorker, type BatchWorkerOptions } from './batch-worker.ts';
+
+export {
+  clip, ConfigError, HttpError, NonRetryableError, notFound, ProvisioningError, RetryLaterError, type ErrorDetail,
+} from './errors.ts';
+export { errorBody, idempotency, readJson, unstorableText, validate, type App, type AppEnv } from './http.ts';
+export { enqueue, OUTBOX_ROWS, type OutboxMessage } from './outbox.ts';
+export { int, port, readConfig, url, type BaseConfig } from './config.ts';
+export { createLogger, type Logger } from './log.ts';
+export { createMetrics, type Metrics } from './metrics.ts';
+export { H, type Nats } from './nats.ts';
+export { sqlMigration, type EntityManager, type MigrationDef, type MikroORM } from './db.ts';
+export { createDlqAdmin, type DlqAdmin, type DlqEntry, type DlqFilter, type DlqReason } from './dlq.ts';
+export {
+  createGatewayClient, GatewayAmbiguousError, GatewayError, GatewayRateLimitedError, GatewayRejectedError, GatewayTransientError,
+  GatewayUnavailableError, retryAfterMs,
+  type BreakerState, type ChargeResult, type GatewayBreakerOptions, type GatewayCharge, type GatewayClient, type GatewayClientOptions,
+  type GatewayPayout, type GatewayRefund, type PayoutResult, type RefundResult,
+} from './gateway-client.ts';
+export { instanceId } from './runtime.ts';
+export type { Deps, Env, Running } from './service.ts';
