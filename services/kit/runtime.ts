@@ -13,6 +13,7 @@ import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
+import { registerCollectors } from './collectors.ts';
 import { createMetrics } from './metrics.ts';
 import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
@@ -91,6 +92,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
     migrations: [...kitMigrations, ...plan.migrations],
   });
   await migrate(orm, log);
+  registerCollectors({ metrics, jsm: nats.jsm, orm, streamsDir: STREAMS_DIR, schemas: plan.schemas, log });
   provisioned = true;
 
   const ext = opts.externals ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
