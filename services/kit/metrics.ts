@@ -33,7 +33,8 @@ export function createMetrics() {
     httpSeconds: new Histogram({
       name: 'orderflow_http_request_duration_seconds', help: 'HTTP request latency',
       labelNames: ['method', 'route', 'status'] as const, registers: [registry],
-      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      // 0.1, 0.2 and 0.3 are the seeds' p95 bounds (status, funding API, commerce): alerts compare at a bucket edge.
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 1, 2.5],
     }),
     handlerOutcomes: new Counter({
       name: 'orderflow_handler_outcomes_total', help: 'JetStream handler outcomes (ok, retry, deferred, dlq, duplicate)',
