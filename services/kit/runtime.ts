@@ -82,7 +82,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   log.info({ port, targets, schemas: plan.schemas, outboxRelay: plan.outboxRelay, dlqMover: plan.dlqMover, externals: plan.externals }, 'http listening');
 
   nats = await connectNats(config.NATS_URL, log, `orderflow:${targets.join(',')}`);
-  await provision(nats.jsm, STREAMS_DIR, log);
+  await provision(nats.jsm, STREAMS_DIR, log, undefined, { replicas: config.NATS_STREAM_REPLICAS || undefined });
   const kvm = new Kvm(nats.js);
   const errors = await kvm.open(ERRORS_BUCKET);
 
