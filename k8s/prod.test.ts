@@ -2,7 +2,8 @@
 // Kubernetes, KEDA and Prometheus Operator schemas from npm (CloudNativePG has no npm models:
 // its objects are checked structurally here), and the workload policy holds.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { ruleFiles } from '../ops/promql.ts';
@@ -177,3 +178,34 @@ describe.runIf(hasKubectl)('k8s/overlays/dev', () => {
     expect(policyViolations(render('dev'))).toEqual([]);
   });
 });
+
+/** Every manifest file under k8s/ as written (kustomizations and Helm values left out). */
+function manifestFiles(dir = `${root}k8s`): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) return manifestFiles(path);
+    return e.name.endsWith('.yaml') && e.name !== 'kustomization.yaml' && !e.name.endsWith('-values.yaml') ? [path] : [];
+  });
+}
+
+// Without kubectl (a fresh machine: Debian's kubectl is too old for k8s/), the files are still
+// checked one by one, as written, before kustomize puts them together.
+describe('every manifest file under k8s/, as written', () => {
+  const objs = manifestFiles().flatMap((f) => parseAllDocuments(readFileSync(f, 'utf8')).map((d) => d.toJSON() as K8sObject).filter(Boolean));
+
+  it('validates against its schema', async () => {
+    const problems: string[] = [];
+    for (const o of objs) {
+      const Model = await modelFor(o);
+      if (!Model) { problems.push(...cnpgProblems(o, objs)); continue; }
+      try { new Model(o).validate(); } catch (err) { problems.push(`${o.kind}/${o.metadata.name}: ${(err as Error).message}`); }
+    }
+    expect(problems).toEqual([]);
+    expect(objs.filter((o) => o.kind === 'Deployment').length).toBeGreaterThanOrEqual(Object.keys(registry).length);
+  });
+
+  it('the base workloads pass the policy (the image is pinned by kustomize\'s images, checked on the rendered overlay)', () => {
+    expect(policyViolations(objs).filter((v) => !v.endsWith('is not pinned'))).toEqual([]);
+  });
+});
+
