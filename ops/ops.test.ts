@@ -4,6 +4,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applicationBody, waitForStatus } from '../services/funding/test-fixtures.ts';
+import { eventually } from '../services/kit/testing.ts';
 import { startTestCluster, type TestCluster } from '../services/test-cluster.ts';
 import { GENERATED, renderMonitoring } from './generate.ts';
 import { ALERTS_DIR, allQueries, dashboards, exportedNames, metricNames, ruleFiles, ruleTestFiles } from './promql.ts';
@@ -50,6 +52,41 @@ describe('every metric a dashboard or rule queries is exported by the cluster (T
     expect(missing).toEqual([]);
     // The check has teeth: a name the cluster does not export is caught.
     expect(exported.has('orderflow_no_such_metric_total')).toBe(false);
+  });
+
+  it('the event-based and scrape-time series move with the flows', async () => {
+    /** One sample of the scrape, 0 when absent. */
+    const sample = async (name: string, labels: Record<string, string> = {}) => {
+      const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+      const line = (await (await fetch(`${c.url}/metrics`)).text()).split('\n')
+        .find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && want.every((w) => l.includes(w)));
+      return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+    };
+    expect((await c.post('/api/products', { sku: 'OPS-1', name: 'Cup', description: 'A cup', priceCents: 500, currency: 'EUR', stock: 5 })).status).toBe(201);
+    const order = await c.post('/api/orders', { orderId: 'OPS-1001', email: 'ops@example.com', paymentToken: 'tok_visa', items: [{ sku: 'OPS-1', quantity: 1 }] });
+    expect(order.status).toBe(202);
+    await eventually(async () => (await c.get(`/api/orders/${order.body.id}`)).body.status === 'SHIPPED', { what: 'order shipped' });
+    // Mails: the received and shipped ones, each one SMTP hand-over.
+    await eventually(async () => (await sample('orderflow_mail_delivery_seconds_count', { result: 'ok' })) >= 2, { what: 'two mails timed' });
+    // Saga steps, ending in DONE.
+    expect(await sample('orderflow_saga_step_duration_seconds_count', { step: 'RESERVING', next: 'CHARGING' })).toBe(1);
+    expect(await sample('orderflow_saga_step_duration_seconds_count', { step: 'SHIPPING', next: 'DONE' })).toBe(1);
+    // Breakers of every external system that has one.
+    for (const [system, client] of [['payment-gateway', 'payments'], ['payment-gateway', 'funding'], ['t24', 'lending']]) {
+      expect(await sample('orderflow_breaker_state', { system: system!, client: client!, state: 'closed' }), `${system} of ${client}`).toBe(1);
+      expect(await sample('orderflow_breaker_state', { system: system!, client: client!, state: 'open' })).toBe(0);
+    }
+    // Status cache reads: a read of a known application's status is a hit or a miss, and counted.
+    const app = await c.post('/api/funding/applications', applicationBody());
+    expect(app.status).toBe(202);
+    await waitForStatus(c.get, app.body.id, ['approved', 'disbursed', 'pending_review', 'rejected', 'disbursing']);
+    expect((await c.get(`/api/funding/applications/${app.body.id}/status`)).status).toBe(200);
+    const reads = async () => (await sample('orderflow_status_cache_reads_total', { result: 'hit' })) + (await sample('orderflow_status_cache_reads_total', { result: 'miss' }));
+    expect(await reads()).toBeGreaterThanOrEqual(1);
+    // Scrape-time business counts (read at most every 5 s).
+    await eventually(async () => (await sample('orderflow_orders', { status: 'SHIPPED' })) === 1, { what: 'orders by status' });
+    await eventually(async () => (await sample('orderflow_funding_applications')) >= 1, { what: 'applications by status' });
+    expect(await sample('orderflow_db_pool_max')).toBe(10);
   });
 });
 
