@@ -32,9 +32,40 @@ describe('deployment files', () => {
 
   it('docker-compose.yml runs NATS with the repo config, Postgres, and orderflow', () => {
     const compose = parse(readFileSync(`${root}docker-compose.yml`, 'utf8'));
-    expect(Object.keys(compose.services).sort()).toEqual(['nats', 'orderflow', 'postgres']);
+    // The default profile (services without `profiles`) is the cluster itself.
+    const byDefault = Object.entries(compose.services).filter(([, s]: [string, any]) => !s.profiles).map(([n]) => n);
+    expect(byDefault.sort()).toEqual(['nats', 'orderflow', 'postgres']);
     expect(compose.services.nats.volumes[0]).toContain('nats-server.conf');
     expect(compose.services.orderflow.environment.NATS_URL).toBe('nats://nats:4222');
     expect(readFileSync(`${root}nats-server.conf`, 'utf8')).toMatch(/jetstream\s*{/);
+  });
+
+  it('docker-compose.yml: an observability profile with Prometheus (ops/alerts), Grafana (ops/dashboards) and an OTLP trace backend', () => {
+    const compose = parse(readFileSync(`${root}docker-compose.yml`, 'utf8'));
+    const inProfile = Object.entries(compose.services).filter(([, s]: [string, any]) => s.profiles?.includes('observability')).map(([n]) => n);
+    expect(inProfile.sort()).toEqual(['grafana', 'jaeger', 'prometheus']);
+    const { prometheus, grafana, jaeger } = compose.services;
+    expect(prometheus.volumes).toContain('./ops/alerts:/etc/prometheus/rules:ro');
+    expect(prometheus.volumes).toContain('./ops/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro');
+    const promConfig = parse(readFileSync(`${root}ops/prometheus/prometheus.yml`, 'utf8'));
+    expect(promConfig.rule_files).toEqual(['/etc/prometheus/rules/*.rules.yaml']);
+    expect(promConfig.scrape_configs.flatMap((j: any) => j.static_configs.flatMap((c: any) => c.targets))).toContain('orderflow:8080');
+    expect(grafana.volumes).toContain('./ops/dashboards:/var/lib/grafana/dashboards:ro');
+    const datasources = parse(readFileSync(`${root}ops/grafana/provisioning/datasources/datasources.yaml`, 'utf8')).datasources;
+    expect(datasources.find((d: any) => d.type === 'prometheus').uid).toBe('prometheus');
+    expect(jaeger.environment.COLLECTOR_OTLP_ENABLED).toBe('true');
+  });
+
+  it('docker-compose.yml: every service has a health check, a restart policy and a pinned image; no host port clashes with a local NATS or Postgres', () => {
+    const compose = parse(readFileSync(`${root}docker-compose.yml`, 'utf8'));
+    const hostPorts: string[] = [];
+    for (const [name, s] of Object.entries(compose.services) as [string, any][]) {
+      expect(s.healthcheck?.test, name).toBeDefined();
+      expect(s.restart, name).toBe('unless-stopped');
+      if (s.image) expect(s.image, name).toMatch(/:v?\d[\w.-]*$/);
+      hostPorts.push(...(s.ports ?? []).map((p: string) => p.split(':')[0]));
+    }
+    for (const taken of ['4222', '8222', '5432']) expect(hostPorts).not.toContain(taken);
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
   });
 });

@@ -5,6 +5,7 @@
 import { Gauge } from 'prom-client';
 import { FundingBuckets } from '../../contracts/funding.ts';
 import { createGatewayClient } from '../kit/gateway-client.ts';
+import { countedReads } from '../kit/metrics.ts';
 import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadFundingConfig, requireGatewayUrl } from './config.ts';
@@ -26,10 +27,11 @@ export async function start(deps: Deps): Promise<Running> {
   });
   const breakerOpen = new Gauge({ name: 'orderflow_funding_gateway_breaker_open', help: '1 while the payment gateway breaker of funding is open', registers: [deps.metrics.registry] });
   gateway.onStateChange((s) => breakerOpen.set(s === 'open' ? 1 : 0));
+  deps.metrics.watchBreaker('payment-gateway', 'funding', () => gateway.state());
   // The bucket is provisioned with allow_direct: reads are direct gets, the cheapest read NATS has.
-  const cache = createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }), {
+  const cache = countedReads(createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }), {
     connected: trackConnection(deps.nats.nc).connected, readTimeoutMs: config.FUNDING_STATUS_CACHE_TIMEOUT_MS,
-  });
+  }), deps.metrics.statusCacheReads);
   deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS, wakeOutbox: deps.wakeOutbox }));
 
   const consumers = await startFundingConsumers(deps, cache, { routerBatch: config.FUNDING_ROUTER_BATCH, status: config.FUNDING_STATUS_CONCURRENCY });

@@ -42,6 +42,8 @@ export const baseSchema = z.object({
   DB_POOL_MAX: int(20, 1, 500),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 1000),
   INSTANCE_ID: z.string().optional(),
+  /** Replicas of every stream at provisioning; 0 keeps streams/ (1). Production: 3. */
+  NATS_STREAM_REPLICAS: int(0, 0, 5),
 });
 
 export type BaseConfig = z.infer<typeof baseSchema>;

@@ -116,3 +116,9 @@ export async function migrate(orm: MikroORM, log: Logger): Promise<void> {
     if (done.length) log.info({ migrations: done.map((m) => m.name) }, 'migrations applied');
   });
 }
+
+/** Connections of the process's pool: in use, idle, callers waiting for one, and the cap. `const u = await poolUsage(orm)` */
+export async function poolUsage(orm: MikroORM): Promise<{ active: number; idle: number; waiting: number; max: number }> {
+  const pool = await (orm.em.getConnection() as unknown as { getNativeClient(): Promise<pg.Pool> }).getNativeClient();
+  return { active: pool.totalCount - pool.idleCount, idle: pool.idleCount, waiting: pool.waitingCount, max: pool.options.max ?? 10 };
+}

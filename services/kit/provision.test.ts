@@ -46,6 +46,16 @@ describe('provisioning from streams/', () => {
     await nc.close();
   });
 
+  it('gives every stream the replicas asked for (NATS_STREAM_REPLICAS): a single server refuses 3, so the override reached it', async () => {
+    const nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    const dir = dirWith({ 'REPLICATED.stream.json': { name: 'REPLICATED', subjects: ['replicated.>'], num_replicas: 1 } });
+    await expect(provision(jsm, dir, log, [], { replicas: 3 })).rejects.toThrow(/replicas/i);
+    await provision(jsm, dir, log, [], { replicas: 1 });
+    expect((await jsm.streams.info('REPLICATED')).config.num_replicas).toBe(1);
+    await nc.close();
+  });
+
   it('fails loudly on a field the server dropped', async () => {
     const nc = await connect({ servers: nats.url });
     const jsm = await jetstreamManager(nc);

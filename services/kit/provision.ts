@@ -70,9 +70,15 @@ export const RETIRED_CONSUMERS: readonly { stream: string; durable: string }[] =
   { stream: 'SAGA', durable: 'notifications-sms' },
 ];
 
-/** Create or update every stream and consumer, delete retired ones, then verify. Idempotent. `await provision(jsm, STREAMS_DIR, log)` */
-export async function provision(jsm: JetStreamManager, dir: string, log: Logger, retired = RETIRED_CONSUMERS): Promise<void> {
-  const { streams, consumers } = readSpecs(dir);
+/**
+ * Create or update every stream and consumer, delete retired ones, then verify. Idempotent.
+ * `replicas` overrides every stream's num_replicas (production: 3, NATS_STREAM_REPLICAS); the files keep 1 for one server.
+ * `await provision(jsm, STREAMS_DIR, log)`
+ */
+export async function provision(jsm: JetStreamManager, dir: string, log: Logger, retired = RETIRED_CONSUMERS, opts: { replicas?: number } = {}): Promise<void> {
+  const specs = readSpecs(dir);
+  const { consumers } = specs;
+  const streams = opts.replicas ? specs.streams.map((s) => ({ ...s, config: { ...s.config, num_replicas: opts.replicas } })) : specs.streams;
   for (const { stream, durable } of retired) {
     if (consumers.some((c) => c.stream === stream && c.config.durable_name === durable)) throw new ProvisioningError(`${stream}.${durable} is both provisioned and retired`);
   }

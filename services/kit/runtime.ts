@@ -13,6 +13,7 @@ import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
+import { registerCollectors } from './collectors.ts';
 import { createMetrics } from './metrics.ts';
 import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
@@ -81,7 +82,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   log.info({ port, targets, schemas: plan.schemas, outboxRelay: plan.outboxRelay, dlqMover: plan.dlqMover, externals: plan.externals }, 'http listening');
 
   nats = await connectNats(config.NATS_URL, log, `orderflow:${targets.join(',')}`);
-  await provision(nats.jsm, STREAMS_DIR, log);
+  await provision(nats.jsm, STREAMS_DIR, log, undefined, { replicas: config.NATS_STREAM_REPLICAS || undefined });
   const kvm = new Kvm(nats.js);
   const errors = await kvm.open(ERRORS_BUCKET);
 
@@ -91,6 +92,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
     migrations: [...kitMigrations, ...plan.migrations],
   });
   await migrate(orm, log);
+  registerCollectors({ metrics, jsm: nats.jsm, orm, streamsDir: STREAMS_DIR, schemas: plan.schemas, log });
   provisioned = true;
 
   const ext = opts.externals ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };

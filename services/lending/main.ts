@@ -42,6 +42,7 @@ export async function start(deps: Deps): Promise<Running> {
       rollingPercentilesEnabled: false,
     },
   });
+  deps.metrics.watchBreaker('t24', 'lending', () => t24.breakerState());
   let consumers: LendingConsumers | undefined;
   const metrics = createLendingMetrics(deps.metrics.registry, () => ({ t24, rateShare, itemLimit: consumers?.itemLimit }));
   // 50,000 items with 64-character loan ids come to ~5 MB; the default limit is 1 MB.

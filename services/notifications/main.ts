@@ -2,6 +2,7 @@
 // their order, once per (order, kind, channel).
 import { z } from 'zod';
 import { readConfig, url } from '../kit/config.ts';
+import { timedSend } from '../kit/metrics.ts';
 import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
 import { loadNotificationsConfig } from './config.ts';
@@ -15,7 +16,7 @@ export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
   const config = loadNotificationsConfig(deps.env, deps.endpoints.smtp);
-  const mailer = createMailer({ url: config.SMTP_URL, from: config.MAIL_FROM, poolSize: config.SMTP_POOL_SIZE });
+  const mailer = timedSend(createMailer({ url: config.SMTP_URL, from: config.MAIL_FROM, poolSize: config.SMTP_POOL_SIZE }), deps.metrics.mailSeconds);
   const { SMS_URL } = readConfig(z.object({ SMS_URL: url(['http', 'https']) }), { SMS_URL: deps.env.SMS_URL || deps.endpoints.sms });
   if (!SMS_URL) deps.log.warn('SMS_URL unset and no SMS simulator: no SMS will be sent');
   const ch = { mailer, sms: SMS_URL ? createSmsClient({ url: SMS_URL }) : null };

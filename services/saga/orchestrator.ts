@@ -46,6 +46,7 @@ export async function startOrchestrator(deps: Deps, o: OrchestratorOptions): Pro
         if (!d) continue;
         changes.push({ saga: d.saga, prevVersion: s.version });
         out.push(...d.out.map((m) => ({ ...m, headers: headersOf(i.requestId) })));
+        if (d.saga.step !== s.step) deps.metrics.sagaStepSeconds.observe({ step: s.step, next: d.saga.step }, Math.max(0, Date.now() - Date.parse(s.history.at(-1)!.at)) / 1000);
         if (d.saga.step !== s.step) i.log.info({ orderUuid: s.id, from: s.step, to: d.saga.step, reply: i.data.type, reason: d.saga.failureReason ?? undefined }, 'saga step');
       }
       await updateSagas(em, changes);
