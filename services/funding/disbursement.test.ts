@@ -49,7 +49,7 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => { await c?.close(); await proxy?.close(); await gw?.close(); });
-beforeEach(() => { failLookups = false; forgetKeys = false; lookupLagMs = 0; calls.length = 0; gw.sim.setKnobs({ fail500AfterApplyRate: 0, dropAfterApplyRate: 0, fail503Rate: 0, rate429: 0, outage: false }); });
+beforeEach(() => { failLookups = false; forgetKeys = false; lookupLagMs = 0; calls.length = 0; gw.sim.setKnobs({ fail500AfterApplyRate: 0, dropAfterApplyRate: 0, fail503Rate: 0, rate429: 0, outage: false, closedIbans: [] }); });
 
 const apply = async (over: Record<string, unknown> = {}) => {
   const res = await c.post('/api/funding/applications', applicationBody(over));
@@ -118,8 +118,9 @@ describe('disbursement faults', () => {
   });
 
   it('an invalid destination ends disbursement_failed, with no payout and nothing in the DLQ', async () => {
-    // Valid mod-97, but 21 characters where a German IBAN has 22: our check passes, the gateway refuses.
-    const iban = ibanWithChecksum('DE', '37040044053201300');
+    // A valid IBAN (our check passes) whose bank refuses it, as for a closed account: the gateway decides.
+    const iban = ibanWithChecksum('DE', '370400440532013009');
+    gw.sim.setKnobs({ closedIbans: [iban] });
     const id = await apply({ bankAccount: { iban, holderName: 'Acme Ltd' } });
     const done = await waitForStatus(c.get, id, 'disbursement_failed');
     expect(done.disbursement).toMatchObject({ status: 'failed', failureReason: expect.stringMatching(/invalid_destination/) });

@@ -24,6 +24,8 @@ export type GatewayKnobs = {
   dropAfterApplyRate: number;
   /** true, or an epoch-ms instant until which every /v1 call is 503. */
   outage: boolean | number;
+  /** IBANs that pass every check but whose bank refuses them (a closed account): payouts to them answer 422 invalid_destination. */
+  closedIbans: string[];
 };
 
 export type GatewayKnobPatch = Partial<GatewayKnobs> & { seed?: number; outageForMs?: number };
@@ -95,6 +97,7 @@ const defaultKnobs: GatewayKnobs = {
   fail500AfterApplyRate: 0,
   dropAfterApplyRate: 0,
   outage: false,
+  closedIbans: [],
 };
 
 const rate = z.number().min(0).max(1);
@@ -290,6 +293,7 @@ export function createGatewaySimulator(options: GatewayOptions = {}): GatewaySim
     if (!isText(iban, 64)) return invalid('destination.iban is required');
     if (!isText(holderName)) return invalid('destination.holderName is required');
     if (!isValidIban(iban)) return { status: 422, body: { error: { code: 'invalid_destination', message: 'destination.iban is not a valid IBAN' } } };
+    if (knobs.closedIbans.includes(iban.replace(/ /g, '').toUpperCase())) return { status: 422, body: { error: { code: 'invalid_destination', message: 'the destination account is closed' } } };
     const payout: Payout = {
       id: newId('po'),
       status: 'paid',
