@@ -29,7 +29,7 @@ describe('notifications crash', () => {
     for (const to of [slowTo, ...Array.from({ length: 7 }, (_, i) => `fast${i}@example.com`)]) {
       const orderId = `C-${Math.random().toString(36).slice(2, 10)}`;
       const r = await eventually(async () => {
-        const res = await fetch(`${cluster!.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orderId, email: to, items: [{ sku: 'SKU-1', quantity: 1 }] }) });
+        const res = await fetch(`${cluster!.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orderId, email: to, paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) });
         if (res.status !== 202) throw new Error(`POST /api/orders answered ${res.status}`);
         return await res.json() as { id: string };
       }, { what: `order for ${to}` });
