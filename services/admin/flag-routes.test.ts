@@ -153,3 +153,21 @@ describe('who changed a flag', () => {
     expect((await audit('audited.by')).map((x) => x.actor)).toEqual(['alice']);
   });
 });
+
+describe('with NATS down', () => {
+  it('a PUT answers 503 UNAVAILABLE within 2 s and audits nothing; reads keep answering from memory', async () => {
+    expect((await call(a, 'PUT', '/api/admin/flags/outage.flag', def(5))).status).toBe(200);
+    await a.nats.kill();
+    try {
+      const t = performance.now();
+      const r = await call(a, 'PUT', '/api/admin/flags/outage.flag', def(50));
+      expect({ status: r.status, code: r.body.error.code, fast: performance.now() - t < 2000 }).toEqual({ status: 503, code: 'UNAVAILABLE', fast: true });
+      expect((await audit('outage.flag')).map((x) => x.after.rolloutPercent)).toEqual([5]);
+      const got = await call(a, 'GET', '/api/admin/flags/outage.flag');
+      expect(got).toMatchObject({ status: 200, body: { rolloutPercent: 5 } });
+      expect(await a.deps.flags.client.getStringValue('outage.flag', 'missing', { targetingKey: 'biz-1' })).toBe('model-a');
+    } finally {
+      await a.nats.restart();
+    }
+  });
+});

@@ -29,12 +29,18 @@ export async function changeFlag({ store, orm }: { store: FlagStore; orm: MikroO
   for (let attempt = 1; ; attempt++) {
     try {
       return await orm.em.fork().transactional(async (em) => {
-        const { flag: current, revision } = await store.read(key);
+        const { flag: current, revision } = await bounded(store.read(key), 'reading the flag');
         const before = current ? strip(current) : null;
         const after: StoredFlag = { key, ...spec, updatedAt: new Date().toISOString(), updatedBy: actor };
         // The KV write happens inside the transaction: a lost compare-and-set rolls back
         // nothing written yet, and the audit row commits only for a write that happened.
-        const rev = await store.compareAndSet(key, after, revision);
+        const rev = await bounded(store.compareAndSet(key, after, revision), 'writing the flag').catch(async (err) => {
+          if (!(err instanceof FlagsUnavailableError)) throw err;
+          // No answer is no proof the write did not land: if our definition is there, audit it.
+          const now = await bounded(store.read(key), 'reading the flag back');
+          if (now.flag && now.flag.updatedAt === after.updatedAt && now.flag.updatedBy === actor && now.revision > revision) return now.revision;
+          throw err;
+        });
         em.create(FlagChange, { id: randomUUID(), flagKey: key, revision: rev, actor, at: new Date(after.updatedAt), before, after });
         return { flag: { ...after, revision: rev }, before };
       });
@@ -49,6 +55,27 @@ export async function changeFlag({ store, orm }: { store: FlagStore; orm: MikroO
 }
 
 const strip = ({ revision: _r, ...f }: Flag): StoredFlag => f;
+
+/** NATS did not answer in time: 503, as for the DLQ API, instead of a 500 after the client's 10 s timeout. */
+export class FlagsUnavailableError extends HttpError {
+  override name = 'FlagsUnavailableError';
+  constructor(what: string, options?: { cause?: unknown }) {
+    super(503, 'UNAVAILABLE', `NATS is unreachable (${what}); read the flag and retry shortly`, undefined, options);
+  }
+}
+
+const NATS_TIMEOUT_MS = 1500;
+async function bounded<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.catch((err) => { throw err instanceof FlagConflictError ? err : new FlagsUnavailableError(what, { cause: err }); }),
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new FlagsUnavailableError(`${what}: no answer in ${NATS_TIMEOUT_MS} ms`)), NATS_TIMEOUT_MS); }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** The latest changes of a flag, newest first. */
 export async function flagHistory(orm: MikroORM, key: string, limit = HISTORY_LIMIT): Promise<FlagChangeView[]> {
