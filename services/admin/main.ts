@@ -1,14 +1,16 @@
 // Admin: the operator console (the DLQ API), and the process that runs the cluster's
 // housekeeping: the DLQ mover, and an outbox relay that publishes rows whose writers
 // are all gone (a target scaled to zero). In monolithic mode it is one of the targets.
+// It also serves the feature flag API and keeps the audit of flag changes (schema admin).
 import { businessKeys, contractFor } from '../../contracts/messages.ts';
 import { createDlqAdmin, type DlqContracts } from '../kit/dlq.ts';
 import { defineModule } from '../kit/modules.ts';
 import type { Deps, Running } from '../kit/service.ts';
+import { entities, migrations } from './entities.ts';
+import { flagRoutes } from './flag-routes.ts';
 import { dlqRoutes } from './routes.ts';
 
-export const entities = [];
-export const migrations = [];
+export { entities, migrations };
 
 /** The message table of contracts/messages.ts, as the DLQ reads it. */
 export const dlqContracts: DlqContracts = {
@@ -16,13 +18,14 @@ export const dlqContracts: DlqContracts = {
   keysOf: businessKeys,
 };
 
-export async function start({ app, nats }: Deps): Promise<Running> {
+export async function start({ app, nats, flags, orm }: Deps): Promise<Running> {
   app.route('/api/admin/dlq', dlqRoutes({ dlq: createDlqAdmin({ ...nats, contracts: dlqContracts }) }));
+  app.route('/api/admin/flags', flagRoutes({ store: flags.store, orm }));
   return { async stop() {} };
 }
 
 /** The `admin` target. Advisories wait in the ADVISORIES stream (7 days) while no admin process runs. */
 export const module = defineModule({
-  name: 'admin', entities, migrations, start,
+  name: 'admin', schema: 'admin', entities, migrations, start,
   needs: { schemas: [], outboxRelay: true, dlqMover: true, externals: [] },
 });

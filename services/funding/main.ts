@@ -12,6 +12,7 @@ import { loadFundingConfig, requireGatewayUrl } from './config.ts';
 import { startFundingConsumers } from './consumers.ts';
 import { startDisbursement } from './disbursement.ts';
 import { startReconciler } from './reconcile.ts';
+import { riskModelFlag } from './risk-flag.ts';
 import { applicationRoutes } from './routes.ts';
 import { createStatusCache, trackConnection } from './status-cache.ts';
 import { entities, migrations } from './entities.ts';
@@ -52,6 +53,6 @@ export async function start(deps: Deps): Promise<Running> {
 
 /** The `funding` target. Every status transition writes its events to the outbox. */
 export const module = defineModule({
-  name: 'funding', schema: 'funding', entities, migrations, start,
+  name: 'funding', schema: 'funding', entities, migrations, start, flags: [riskModelFlag],
   needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: ['gateway'] },
 });

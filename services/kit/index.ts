@@ -30,5 +30,9 @@ export {
   type BreakerState, type ChargeResult, type GatewayBreakerOptions, type GatewayCharge, type GatewayClient, type GatewayClientOptions,
   type GatewayPayout, type GatewayRefund, type PayoutResult, type RefundResult,
 } from './gateway-client.ts';
+export {
+  bucketOf, FLAGS_BUCKET, FlagConflictError, FlagKey, FlagSpec, variantOf,
+  type Flag, type Flags, type FlagSeed, type FlagStore, type StoredFlag, type Variant,
+} from './flags.ts';
 export { instanceId } from './runtime.ts';
 export type { Deps, Env, Running } from './service.ts';

@@ -26,7 +26,7 @@ describe('module map: what a process boots for its targets', () => {
 
   it('the DLQ mover runs with the admin target', () => {
     expect(plan('catalog,inventory').dlqMover).toBe(false);
-    expect(plan('lending,admin')).toMatchObject({ schemas: ['lending'], dlqMover: true, outboxRelay: true, externals: ['t24'] });
+    expect(plan('lending,admin')).toMatchObject({ schemas: ['admin', 'lending'], dlqMover: true, outboxRelay: true, externals: ['t24'] });
   });
 
   it('the union over several targets, each schema once', () => {
@@ -38,7 +38,7 @@ describe('module map: what a process boots for its targets', () => {
 
   it('all (monolithic) boots everything, as before the map', () => {
     const p = plan('all');
-    expect(p.schemas).toEqual(['catalog', 'funding', 'identity', 'inventory', 'lending', 'notifications', 'orders', 'payments', 'saga', 'shipping']);
+    expect(p.schemas).toEqual(['admin', 'catalog', 'funding', 'identity', 'inventory', 'lending', 'notifications', 'orders', 'payments', 'saga', 'shipping']);
     expect(p.migrations.map((m) => m.name).sort()).toEqual(Object.values(registry).flatMap((m) => m.migrations).map((m) => m.name).sort());
     expect(p).toMatchObject({ outboxRelay: true, dlqMover: true, externals: ['smtp', 'sms', 't24', 'gateway'] });
   });

@@ -4,6 +4,7 @@
 // declare (planModules), so a target never depends on another target's process having
 // migrated its tables or relayed its events.
 import type { MigrationDef } from './db.ts';
+import type { FlagSeed } from './flags.ts';
 import type { Deps, Running } from './service.ts';
 
 /** External systems main.ts can stand in for with an in-repo simulator while their URL is unset. */
@@ -29,6 +30,8 @@ export type ServiceModule = {
   entities: unknown[];
   migrations: MigrationDef[];
   needs: ModuleNeeds;
+  /** Feature flags it owns (one owner per flag, whichever of its targets evaluates them), with their defaults; every process creates those the bucket lacks, whatever its TARGET. */
+  flags?: FlagSeed[];
   start(deps: Deps): Promise<Running>;
 };
 

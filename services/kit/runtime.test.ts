@@ -78,8 +78,8 @@ describe('TARGET=admin', () => {
   beforeAll(async () => { c = await startTestCluster({ TARGET: 'admin' }); });
   afterAll(async () => { await c?.close(); });
 
-  it('migrates only the kit tables, runs the DLQ mover and the backstop relay', async () => {
-    expect(await schemasOf(c)).toEqual(['kit']);
+  it('migrates only the kit tables and its own (the flag audit), runs the DLQ mover and the backstop relay', async () => {
+    expect(await schemasOf(c)).toEqual(['admin', 'kit']);
     await eventually(async () => (await moverPulls(c)) > 0, { what: 'the DLQ mover pulling' });
     const probe = await outboxProbe(c);
     await eventually(async () => (await probe.published()) === 1, { what: 'row published by the backstop relay' });

@@ -11,6 +11,7 @@ import { loadBaseConfig } from './config.ts';
 import { migrate, openOrm, type MikroORM } from './db.ts';
 import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
+import { FLAGS_BUCKET, startFlags } from './flags.ts';
 import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
 import { createLogger, type Logger } from './log.ts';
 import { registerCollectors } from './collectors.ts';
@@ -85,6 +86,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   await provision(nats.jsm, STREAMS_DIR, log, undefined, { replicas: config.NATS_STREAM_REPLICAS || undefined });
   const kvm = new Kvm(nats.js);
   const errors = await kvm.open(ERRORS_BUCKET);
+  // Every module's flags, not only the chosen targets': the admin API lists them in any topology.
+  const flags = await startFlags({ kv: await kvm.open(FLAGS_BUCKET), log, seeds: Object.values(opts.registry).flatMap((m) => m.flags ?? []) });
 
   orm = await openOrm({
     url: config.DATABASE_URL!, poolMax: config.DB_POOL_MAX,
@@ -99,7 +102,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
-  const deps: Deps = { config, env: opts.env, nats, kvm, errors, orm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
+  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {
@@ -147,6 +150,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
         await relay.stop();
       }
       log.debug('stop: relay stopped');
+      await flags.stop().catch((err) => log.warn({ err: String(err) }, 'flags stop'));
       await ext.stop();
       // With NATS unreachable a drain never completes: bound it, then close.
       await withTimeout(nats!.nc.drain(), 5000, 'nats drain').catch(() => nats!.nc.close().catch(() => {}));

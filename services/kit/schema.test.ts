@@ -38,7 +38,7 @@ describe('schema from the entities', () => {
   it('a fresh database migrated as at start-up is exactly what the entities say, in every schema', async () => {
     await withDatabase(async (url) => withOrm(url, allEntities, allMigrations, async (orm) => {
       await migrate(orm, log);
-      expect(entitySchemas(allEntities).sort()).toEqual(['catalog', 'funding', 'identity', 'inventory', 'kit', 'lending', 'notifications', 'orders', 'payments', 'saga', 'shipping']);
+      expect(entitySchemas(allEntities).sort()).toEqual(['admin', 'catalog', 'funding', 'identity', 'inventory', 'kit', 'lending', 'notifications', 'orders', 'payments', 'saga', 'shipping']);
       expect(await drift(orm, allEntities)).toEqual({});
     }));
   });

@@ -2,6 +2,7 @@
 import type { KV, Kvm } from '@nats-io/kv';
 import type { BaseConfig } from './config.ts';
 import type { MikroORM } from './db.ts';
+import type { Flags } from './flags.ts';
 import type { App } from './http.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
@@ -15,6 +16,8 @@ export type Deps = {
   env: Env;
   nats: Nats;
   kvm: Kvm;
+  /** Feature flags: `flags.client` evaluates from memory, `flags.store` is what the admin API writes through. */
+  flags: Flags;
   /** Last handler errors, read by the DLQ mover (see dlq.ts). */
   errors: KV;
   orm: MikroORM;
