@@ -1,8 +1,8 @@
 // An in-process orderflow for tests: a private nats-server, a fresh database, an SMTP
 // sink, and the real runtime with the real registry.
-import { createLogger } from './kit/log.ts';
+import { createLogger } from './kit/index.ts';
 import { startRuntime, type Cluster } from './kit/runtime.ts';
-import type { Env } from './kit/service.ts';
+import type { Env } from './kit/index.ts';
 import { createTestDatabase, startTestNats, type TestNats } from './kit/testing.ts';
 import { externals, registry } from './main.ts';
 import { startSmtpSink, type SmtpSink } from './simulators/smtp-sink.ts';

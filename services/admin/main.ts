@@ -2,9 +2,9 @@
 // housekeeping: the DLQ mover, and an outbox relay that publishes rows whose writers
 // are all gone (a target scaled to zero). In monolithic mode it is one of the targets.
 import { businessKeys, contractFor } from '../../contracts/messages.ts';
-import { createDlqAdmin, type DlqContracts } from '../kit/dlq.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { createDlqAdmin, type DlqContracts } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { dlqRoutes } from './routes.ts';
 
 export const entities = [];

@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { startTestCluster, type TestCluster } from '../test-cluster.ts';
 import { sendToDlq, type DlqReason } from '../kit/dlq.ts';
-import { NonRetryableError } from '../kit/errors.ts';
+import { NonRetryableError } from '../kit/index.ts';
 import { eventually } from '../kit/testing.ts';
-import { startWorker, type Worker } from '../kit/worker.ts';
+import { startWorker, type Worker } from '../kit/index.ts';
 
 let c: TestCluster;
 const workers: Worker[] = [];

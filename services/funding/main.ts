@@ -4,10 +4,10 @@
 // from the API; `npm start` (TARGET=all) runs both in one process.
 import { Gauge } from 'prom-client';
 import { FundingBuckets } from '../../contracts/funding.ts';
-import { createGatewayClient } from '../kit/gateway-client.ts';
-import { countedReads } from '../kit/metrics.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { createGatewayClient } from '../kit/index.ts';
+import { countedReads } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { loadFundingConfig, requireGatewayUrl } from './config.ts';
 import { startFundingConsumers } from './consumers.ts';
 import { startDisbursement } from './disbursement.ts';

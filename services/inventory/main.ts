@@ -1,9 +1,9 @@
 // Inventory: on-hand, reserved and available per SKU; the saga's reserve, release
 // and deduct commands; the catalog's stock-row requests; /api/inventory.
 import { z } from 'zod';
-import { int, readConfig } from '../kit/config.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { int, readConfig } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { serveInitRequests, startInventoryWorker } from './consumers.ts';
 import { inventoryRoutes } from './routes.ts';
 import { entities, migrations } from './entities.ts';

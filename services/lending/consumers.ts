@@ -31,10 +31,10 @@ import {
   BatchCommand, ItemCommand, LENDING_BATCH_CONSUMER, LENDING_BATCHES_STREAM, LENDING_ITEM_CONSUMER, LENDING_ITEMS_STREAM,
   LendingFailureReasons, LendingSubjects,
 } from '../../contracts/lending.ts';
-import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
-import type { Deps } from '../kit/service.ts';
-import { startWorker, type Worker } from '../kit/worker.ts';
-import { createBatcher } from '../kit/batcher.ts';
+import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
+import type { Deps } from '../kit/index.ts';
+import { startWorker, type Worker } from '../kit/index.ts';
+import { createBatcher } from '../kit/index.ts';
 import type { LendingConfig } from './config.ts';
 import { startItemPump, type ItemPump, type PumpContext } from './item-pump.ts';
 import {

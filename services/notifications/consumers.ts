@@ -11,13 +11,13 @@
 // NOTIFY_CONCURRENCY per consumer, usually far fewer), and a repeated mail carries the
 // Message-ID of the first, which lets mailbox providers collapse them.
 import { OrderCreated, OrderSubjects, ORDERS_STREAM } from '../../contracts/orders.ts';
-import { createBatcher, type Batcher } from '../kit/batcher.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
-import type { EntityManager } from '../kit/db.ts';
-import { NonRetryableError } from '../kit/errors.ts';
-import type { Logger } from '../kit/log.ts';
-import type { Deps } from '../kit/service.ts';
-import type { RetryPolicy } from '../kit/worker.ts';
+import { createBatcher, type Batcher } from '../kit/index.ts';
+import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
+import type { EntityManager } from '../kit/index.ts';
+import { NonRetryableError } from '../kit/index.ts';
+import type { Logger } from '../kit/index.ts';
+import type { Deps } from '../kit/index.ts';
+import type { RetryPolicy } from '../kit/index.ts';
 import { messageIdFor, type Mailer } from './mailer.ts';
 import { sendSmsBatch, smsBody, type SmsClient, type SmsToSend } from './sms.ts';
 

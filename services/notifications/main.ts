@@ -1,10 +1,10 @@
 // Notifications: mails (and texts, when the order has a phone) the customer about
 // their order, once per (order, kind, channel).
 import { z } from 'zod';
-import { readConfig, url } from '../kit/config.ts';
-import { timedSend } from '../kit/metrics.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { readConfig, url } from '../kit/index.ts';
+import { timedSend } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { loadNotificationsConfig } from './config.ts';
 import { startReceivedNotices } from './consumers.ts';
 import { createMailer } from './mailer.ts';

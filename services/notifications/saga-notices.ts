@@ -3,10 +3,10 @@
 // SMS for received, shipped and failed when the order has a phone. Each (order,
 // kind, channel) at most once.
 import { SAGA_STREAM, SagaStatusEvent } from '../../contracts/commerce.ts';
-import type { Deps } from '../kit/service.ts';
+import type { Deps } from '../kit/index.ts';
 import { createClaimWriters, MAIL_RETRY, sendNotices, type Channels, type MailToSend } from './consumers.ts';
 import { smsBody } from './sms.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
+import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
 
 const REASONS: Record<string, string> = {
   UNKNOWN_SKU: 'an item in it is not in our catalogue',

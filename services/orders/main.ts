@@ -1,7 +1,7 @@
 // Orders: accepts orders over HTTP; the order and its `orders.created` event commit together.
 // Its status, history and totals then follow the saga's status events (status.ts).
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { loadOrdersConfig } from './config.ts';
 import { sealClearTokens } from './orders.ts';
 import { orderRoutes } from './routes.ts';

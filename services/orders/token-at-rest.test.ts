@@ -4,7 +4,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSealer } from '../kit/seal.ts';
+import { createSealer } from '../kit/index.ts';
 import { createTestDatabase, startTestNats, type TestNats } from '../kit/testing.ts';
 import { startTestCluster } from '../test-cluster.ts';
 

@@ -3,14 +3,14 @@
 // and the calls in hand wait for it (gatewayCaller) without burning deliveries.
 import { z } from 'zod';
 import { ChargeCommand, OrderRef, PAYMENTS_STREAM, Subjects } from '../../contracts/commerce.ts';
-import { int, readConfig, url } from '../kit/config.ts';
-import { ConfigError, NonRetryableError } from '../kit/errors.ts';
-import { createGatewayClient } from '../kit/gateway-client.ts';
-import { paymentTokenSealer } from '../kit/seal.ts';
-import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
-import { startBatchWorker } from '../kit/batch-worker.ts';
+import { int, readConfig, url } from '../kit/index.ts';
+import { ConfigError, NonRetryableError } from '../kit/index.ts';
+import { createGatewayClient } from '../kit/index.ts';
+import { paymentTokenSealer } from '../kit/index.ts';
+import { enqueue, type OutboxMessage } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
+import { startBatchWorker } from '../kit/index.ts';
 import { chargeOrder, gatewayCaller, recordCharges, refundOrder, takeLeases, type ChargeOutcome } from './payments.ts';
 import { entities, migrations } from './entities.ts';
 

@@ -1,8 +1,8 @@
 // Saga: the orchestrator of the commerce flow (see saga.ts for the state machine).
 import { z } from 'zod';
-import { int, readConfig } from '../kit/config.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { int, readConfig } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { startOrchestrator } from './orchestrator.ts';
 import { entities, migrations } from './entities.ts';
 

@@ -1,13 +1,13 @@
 // Shipping: schedules the pickup and issues the tracking number (shipping.cmd.*).
 import { z } from 'zod';
 import { OrderRef, ScheduleCommand, SHIPPING_STREAM, Subjects } from '../../contracts/commerce.ts';
-import { int, readConfig } from '../kit/config.ts';
-import { NonRetryableError } from '../kit/errors.ts';
-import type { EntityManager } from '../kit/db.ts';
-import { enqueue, type OutboxMessage } from '../kit/outbox.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
-import { startBatchWorker } from '../kit/batch-worker.ts';
+import { int, readConfig } from '../kit/index.ts';
+import { NonRetryableError } from '../kit/index.ts';
+import type { EntityManager } from '../kit/index.ts';
+import { enqueue, type OutboxMessage } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
+import { startBatchWorker } from '../kit/index.ts';
 import { nextPickup, shippingProblem, trackingNumberFor, type ShippingRules } from './shipping.ts';
 import { entities, migrations } from './entities.ts';
 
