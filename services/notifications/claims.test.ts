@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../kit/testing.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
 import { startTestCluster, type TestCluster } from '../test-cluster.ts';
-import { createClaimWriters, sendNotices, type MailToSend } from './consumers.ts';
+import { createClaimWriters, sendNotices, type MailToSend } from './notices.ts';
 import { createMailer } from './mailer.ts';
 import { createSmsClient } from './sms.ts';
 

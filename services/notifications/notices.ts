@@ -1,5 +1,5 @@
 // Mails and texts (sms.ts), once per (order, kind, channel). Messages that arrive
-// together share one transaction (kit/batch-worker.ts), which holds an advisory lock per
+// together share one transaction (kit/batch-worker.ts, started in consumers.ts), which holds an advisory lock per
 // (order, kind, channel) for as long as the batch runs: a second replica handed the same
 // order blocks there and then finds the claims. The claim row of a mail (or text) is not
 // part of that transaction: it commits on its own, group-committed with whatever else was
@@ -10,16 +10,13 @@
 // So a crash repeats only the sends whose answer was in flight (at most
 // NOTIFY_CONCURRENCY per consumer, usually far fewer), and a repeated mail carries the
 // Message-ID of the first, which lets mailbox providers collapse them.
-import { OrderCreated, OrderSubjects, ORDERS_STREAM } from '../../contracts/orders.ts';
 import { createBatcher, type Batcher } from '../kit/index.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
 import type { EntityManager } from '../kit/index.ts';
 import { NonRetryableError } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
-import type { Deps } from '../kit/index.ts';
 import type { RetryPolicy } from '../kit/index.ts';
 import { messageIdFor, type Mailer } from './mailer.ts';
-import { sendSmsBatch, smsBody, type SmsClient, type SmsToSend } from './sms.ts';
+import { sendSmsBatch, type SmsClient, type SmsToSend } from './sms.ts';
 
 export type EmailKind = 'received' | 'shipped' | 'failed';
 
@@ -126,23 +123,4 @@ export async function sendNotices(ch: Channels, claims: ClaimWriters, em: Entity
     if (prev === undefined || prev instanceof NonRetryableError) failed.set(f.msgId, f.error);
   }
   return { failed: [...failed].map(([msgId, error]) => ({ msgId, error })) };
-}
-
-/** The "order received" mail and SMS, from `orders.created`. `batch` is the number of messages in flight. */
-export async function startReceivedNotices(deps: Deps, ch: Channels, batch: number): Promise<BatchWorker> {
-  const claims = createClaimWriters(deps.orm.em);
-  return await startBatchWorker({
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
-    stream: ORDERS_STREAM, consumer: 'notifications', schema: OrderCreated, key: (o) => o.id, batch, retry: MAIL_RETRY,
-    handle: async (items, em) => {
-      const created = items.filter((i) => i.subject === OrderSubjects.created);
-      const mails = created.map(({ data: o, msgId, requestId }): MailToSend => ({
-        msgId, requestId, orderUuid: o.id, kind: 'received', to: o.email,
-        subject: `Order ${o.orderId} received`,
-        text: `Thank you for your order ${o.orderId}.\n\nItems:\n${o.items.map((i) => `  ${i.quantity} × ${i.sku}`).join('\n')}\n\nWe will write again when it ships.\nReference: ${o.id}\n`,
-      }));
-      const texts = created.filter((i) => i.data.phone).map(({ data: o, msgId }) => ({ msgId, orderUuid: o.id, kind: 'received' as const, to: o.phone!, body: smsBody('received', o) }));
-      return await sendNotices(ch, claims, em, mails, texts, deps.log);
-    },
-  });
 }
