@@ -9,8 +9,7 @@ import { countedReads } from '../kit/index.ts';
 import { defineModule } from '../kit/index.ts';
 import type { Deps, Running } from '../kit/index.ts';
 import { loadFundingConfig, requireGatewayUrl } from './config.ts';
-import { startFundingConsumers } from './consumers.ts';
-import { startDisbursement } from './disbursement.ts';
+import { startDisbursementConsumer, startFundingConsumers } from './consumers.ts';
 import { startReconciler } from './reconcile.ts';
 import { applicationRoutes } from './routes.ts';
 import { createStatusCache, trackConnection } from './status-cache.ts';
@@ -35,7 +34,7 @@ export async function start(deps: Deps): Promise<Running> {
   deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS, wakeOutbox: deps.wakeOutbox }));
 
   const consumers = await startFundingConsumers(deps, cache, { routerBatch: config.FUNDING_ROUTER_BATCH, status: config.FUNDING_STATUS_CONCURRENCY });
-  const disbursement = await startDisbursement(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });
+  const disbursement = await startDisbursementConsumer(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });
   const reconciler = startReconciler({
     orm: deps.orm, gateway, log, metrics: deps.metrics,
     intervalMs: config.FUNDING_RECONCILE_INTERVAL_MS, stuckAfterMs: config.FUNDING_STUCK_AFTER_MS,

@@ -3,13 +3,13 @@
 // its process migrates the `funding` schema with the funding target's migrations.
 import { defineModule } from '../kit/index.ts';
 import type { Deps, Running } from '../kit/index.ts';
-import { startScoring } from './scoring.ts';
+import { startScoringConsumer } from './consumers.ts';
 
 export const entities = [];
 export const migrations = [];
 
 export async function start(deps: Deps): Promise<Running> {
-  return await startScoring(deps);
+  return await startScoringConsumer(deps);
 }
 
 /**
