@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { entitySchemas, migrate, openOrm, schemaDrift, type MigrationDef } from './db.ts';
 import { createLogger } from './log.ts';
-import { createTestDatabase } from './testing.ts';
+import { createTestDatabase } from '../testing/servers.ts';
 
 type SchemaModule = { entities: unknown[]; migrations: MigrationDef[] };
 
