@@ -2,7 +2,7 @@
 // invested in Temenos T24 item by item, at T24's rate cap and never above it.
 import { randomBytes } from 'node:crypto';
 import { T24_MEMBERS_BUCKET } from '../../contracts/lending.ts';
-import { instanceId } from '../kit/runtime.ts';
+import { instanceId } from '../kit/index.ts';
 import { defineModule } from '../kit/index.ts';
 import type { Deps, Running } from '../kit/index.ts';
 import { loadLendingConfig } from './config.ts';
