@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 // Two cores: two test files at a time. Each file gets its own nats-server and
-// database (see services/kit/testing.ts), so files never see each other's streams.
+// database (see services/testing/servers.ts), so files never see each other's streams.
 export default defineConfig({
   test: {
     include: ['services/**/*.test.ts', 'bench/**/*.test.ts', 'k8s/**/*.test.ts', 'ops/**/*.test.ts'],

@@ -8,7 +8,7 @@ import { OWASP_ARGON2ID, hashPassword, verifyPassword } from '../services/identi
 import { createVerifier } from '../services/kit/auth.ts';
 import { createLogger } from '../services/kit/log.ts';
 import { startRuntime } from '../services/kit/runtime.ts';
-import { createTestDatabase, startTestNats } from '../services/kit/testing.ts';
+import { createTestDatabase, startTestNats } from '../services/testing/index.ts';
 import { registry } from '../services/main.ts';
 import { request } from './http-client.ts';
 

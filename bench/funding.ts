@@ -18,9 +18,8 @@ import { Worker } from 'node:worker_threads';
 import { MODEL_VERSION, SIMULATION_PATHS } from '../services/funding/risk-model.ts';
 import { measureCpuPerScore, measurePoolThroughput, sampleRiskInput } from '../services/funding/risk-pool.ts';
 import { VALID_IBAN } from '../services/funding/test-fixtures.ts';
-import { eventually } from '../services/kit/testing.ts';
+import { eventually, spawnCluster, startTestCluster } from '../services/testing/index.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
-import { spawnCluster, startTestCluster } from '../services/test-cluster.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
 
 const N = Number(process.env.BENCH_APPLICATIONS ?? 1000);

@@ -5,7 +5,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
-import { createTestDatabase, eventually, freePort, startTestNats } from '../services/kit/testing.ts';
+import { createTestDatabase, eventually, freePort, startTestNats } from '../services/testing/index.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
 

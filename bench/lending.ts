@@ -16,7 +16,7 @@
 // T24_UNAVAILABLE and every other one invested, each change applied once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, setPriority, totalmem } from 'node:os';
-import { createTestDatabase, eventually, freePort, startTestNats } from '../services/kit/testing.ts';
+import { createTestDatabase, eventually, freePort, startTestNats } from '../services/testing/index.ts';
 
 const HARSH = process.env.BENCH_SCENARIO === 'harsh';
 const ITEMS = Number(process.env.BENCH_ITEMS ?? (HARSH ? 3000 : 10_000));

@@ -5,8 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applicationBody, waitForStatus } from '../services/funding/test-fixtures.ts';
-import { eventually } from '../services/kit/testing.ts';
-import { startTestCluster, type TestCluster } from '../services/test-cluster.ts';
+import { eventually, startTestCluster, type TestCluster } from '../services/testing/index.ts';
 import { GENERATED, renderMonitoring } from './generate.ts';
 import { ALERTS_DIR, allQueries, dashboards, exportedNames, metricNames, ruleFiles, ruleTestFiles } from './promql.ts';
 

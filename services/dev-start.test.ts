@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createTestDatabase, eventually, freePort, startTestNats, type TestNats } from './kit/testing.ts';
+import { createTestDatabase, eventually, freePort, startTestNats, type TestNats } from './testing/index.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const listening = async (port: number) => await new Promise<boolean>((resolve) => {

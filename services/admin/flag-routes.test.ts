@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster } from '../testing/index.ts';
 import { MODEL_VERSION } from '../funding/risk-model.ts';
 import { riskModelPicker } from '../funding/risk-flag.ts';
 import { bucketOf } from '../kit/flags.ts';
-import { eventually } from '../kit/testing.ts';
+import { eventually } from '../testing/index.ts';
 
 let a: TestCluster;
 let b: TestCluster;

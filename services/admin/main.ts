@@ -3,9 +3,7 @@
 // are all gone (a target scaled to zero). In monolithic mode it is one of the targets.
 // It also serves the feature flag API and keeps the audit of flag changes (schema admin).
 import { businessKeys, contractFor } from '../../contracts/messages.ts';
-import { createDlqAdmin, type DlqContracts } from '../kit/dlq.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { createDlqAdmin, defineModule, type Deps, type DlqContracts, type Running } from '../kit/index.ts';
 import { entities, migrations } from './entities.ts';
 import { flagRoutes } from './flag-routes.ts';
 import { dlqRoutes } from './routes.ts';

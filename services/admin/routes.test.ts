@@ -2,11 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster, eventually } from '../testing/index.ts';
 import { sendToDlq, type DlqReason } from '../kit/dlq.ts';
-import { NonRetryableError } from '../kit/errors.ts';
-import { eventually } from '../kit/testing.ts';
-import { startWorker, type Worker } from '../kit/worker.ts';
+import { NonRetryableError } from '../kit/index.ts';
+import { startWorker, type Worker } from '../kit/index.ts';
 
 let c: TestCluster;
 const workers: Worker[] = [];

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster } from '../testing/index.ts';
 
 let c: TestCluster;
 beforeAll(async () => { c = await startTestCluster({ TARGET: 'catalog,inventory' }); });

@@ -3,9 +3,9 @@
 // match, each as a prefix, so "blue wid" finds "Blue widget". Pages are keyset
 // pages in SKU order; the cursor is opaque to clients (base64url of the last SKU).
 import type { CreateProductRequest } from '../../contracts/commerce.ts';
-import type { EntityManager } from '../kit/db.ts';
-import { HttpError } from '../kit/errors.ts';
-import { unstorableText } from '../kit/http.ts';
+import type { EntityManager } from '../kit/index.ts';
+import { HttpError } from '../kit/index.ts';
+import { unstorableText } from '../kit/index.ts';
 import { Product } from './entities.ts';
 
 export type ProductView = { sku: string; name: string; description: string; priceCents: number; currency: string; createdAt: string };

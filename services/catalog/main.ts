@@ -1,6 +1,6 @@
 // Catalog: products with full-text search and keyset pagination (/api/products).
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { catalogRoutes } from './routes.ts';
 import { entities, migrations } from './entities.ts';
 

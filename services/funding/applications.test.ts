@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FundingSubjects } from '../../contracts/funding.ts';
 import { H } from '../kit/index.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster } from '../testing/index.ts';
 import { createApplicationWriter, scoringRequest, transitionMany } from './applications.ts';
 import { applicationBody } from './test-fixtures.ts';
 

@@ -2,9 +2,8 @@
 // reaches a final status after a restart, and none is paid out twice.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, eventually, startTestNats, type TestNats } from '../kit/testing.ts';
+import { createTestDatabase, eventually, startTestNats, type TestNats, spawnCluster, type SpawnedCluster } from '../testing/index.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
-import { spawnCluster, type SpawnedCluster } from '../test-cluster.ts';
 import { applicationBody, rejectedBody } from './test-fixtures.ts';
 
 let nats: TestNats;

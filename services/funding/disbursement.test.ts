@@ -2,10 +2,9 @@ import { Hono } from 'hono';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FUNDING_WORK_STREAM } from '../../contracts/funding.ts';
 import { createDlqAdmin } from '../kit/index.ts';
-import { eventually } from '../kit/testing.ts';
+import { eventually, startTestCluster, type TestCluster } from '../testing/index.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { dropConnection, serveApp, type ServedApp } from '../simulators/serve.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
 import { applicationBody, waitForStatus } from './test-fixtures.ts';
 
 let c: TestCluster;

@@ -4,13 +4,12 @@
 // from the API; `npm start` (TARGET=all) runs both in one process.
 import { Gauge } from 'prom-client';
 import { FundingBuckets } from '../../contracts/funding.ts';
-import { createGatewayClient } from '../kit/gateway-client.ts';
-import { countedReads } from '../kit/metrics.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { createGatewayClient } from '../kit/index.ts';
+import { countedReads } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { loadFundingConfig, requireGatewayUrl } from './config.ts';
-import { startFundingConsumers } from './consumers.ts';
-import { startDisbursement } from './disbursement.ts';
+import { startDisbursementConsumer, startFundingConsumers } from './consumers.ts';
 import { startReconciler } from './reconcile.ts';
 import { riskModelFlag } from './risk-flag.ts';
 import { applicationRoutes } from './routes.ts';
@@ -36,7 +35,7 @@ export async function start(deps: Deps): Promise<Running> {
   deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS, wakeOutbox: deps.wakeOutbox }));
 
   const consumers = await startFundingConsumers(deps, cache, { routerBatch: config.FUNDING_ROUTER_BATCH, status: config.FUNDING_STATUS_CONCURRENCY });
-  const disbursement = await startDisbursement(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });
+  const disbursement = await startDisbursementConsumer(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });
   const reconciler = startReconciler({
     orm: deps.orm, gateway, log, metrics: deps.metrics,
     intervalMs: config.FUNDING_RECONCILE_INTERVAL_MS, stuckAfterMs: config.FUNDING_STUCK_AFTER_MS,

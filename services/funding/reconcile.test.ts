@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGatewayClient } from '../kit/index.ts';
 import { createLogger } from '../kit/index.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster } from '../testing/index.ts';
 import { VALID_IBAN, waitForStatus } from './test-fixtures.ts';
 
 let c: TestCluster;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../kit/testing.ts';
+import { eventually } from '../testing/index.ts';
 import { scoreApplication, type RiskInput, type RiskResult } from './risk-model.ts';
 import {
   RiskPoolBusyError,

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FundingBuckets } from '../../contracts/funding.ts';
-import { eventually } from '../kit/testing.ts';
+import { eventually, startTestCluster, type TestCluster } from '../testing/index.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
 import { applicationBody, BAD_CHECKSUM_IBAN, pendingReviewBody, rejectedBody, VALID_IBAN, waitForStatus } from './test-fixtures.ts';
 
 let c: TestCluster;
@@ -290,7 +289,7 @@ describe('POST .../decision', () => {
 describe('with NATS unreachable', () => {
   // A cluster of its own: killing its nats-server must not disturb the tests above.
   it('status falls back to Postgres at once; the full view and SSE still answer', async () => {
-    const { startTestNats } = await import('../kit/testing.ts');
+    const { startTestNats } = await import('../testing/index.ts');
     const nats = await startTestNats();
     const own = await startTestCluster({ TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0', FUNDING_RECONCILE_INTERVAL_MS: '0', FUNDING_SSE_POLL_MS: '200' }, { nats });
     try {

@@ -1,15 +1,15 @@
 // The `funding-scoring` target: the risk scoring consumer and its piscina pool.
 // It owns no tables: it reads and updates funding.applications (applications.ts), so
 // its process migrates the `funding` schema with the funding target's migrations.
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
-import { startScoring } from './scoring.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
+import { startScoringConsumer } from './consumers.ts';
 
 export const entities = [];
 export const migrations = [];
 
 export async function start(deps: Deps): Promise<Running> {
-  return await startScoring(deps);
+  return await startScoringConsumer(deps);
 }
 
 /**

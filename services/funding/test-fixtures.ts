@@ -1,6 +1,6 @@
 // Shared by funding's tests and bench: request bodies whose decision CONTRACTS.md's
 // bounds (or the model, for pending_review) fix, and a wait for a status.
-import { eventually } from '../kit/testing.ts';
+import { eventually } from '../testing/index.ts';
 
 export const VALID_IBAN = 'DE89370400440532013000';
 /** The right shape and length, but the mod-97 check fails. */

@@ -1,6 +1,6 @@
 // Machine clients (OAuth 2.0 client credentials, RFC 6749 §4.4).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { EntityManager } from '../kit/db.ts';
+import type { EntityManager } from '../kit/index.ts';
 import { sha256 } from './sessions.ts';
 
 export const SCOPES = ['orders:write', 'orders:read', 'catalog:write', 'inventory:write', 'lending:write', 'lending:read',

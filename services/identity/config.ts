@@ -2,9 +2,9 @@
 // ADMIN_PASSWORD, LOGIN_MAX_ATTEMPTS), validated at boot.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { int, readConfig } from '../kit/config.ts';
-import { ConfigError } from '../kit/errors.ts';
-import type { Env } from '../kit/service.ts';
+import { int, readConfig } from '../kit/index.ts';
+import { ConfigError } from '../kit/index.ts';
+import type { Env } from '../kit/index.ts';
 
 const schema = z.object({
   ORDERFLOW_ENV: z.enum(['development', 'production']).default('development'),

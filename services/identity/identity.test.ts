@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVerifier, InvalidTokenError, remoteJwks } from '../kit/auth.ts';
-import { createLogger } from '../kit/log.ts';
+import { createVerifier, InvalidTokenError, remoteJwks } from '../kit/index.ts';
+import { createLogger } from '../kit/index.ts';
 import { startRuntime, type Cluster } from '../kit/runtime.ts';
-import { createTestDatabase, eventually, startTestNats, type TestNats } from '../kit/testing.ts';
+import { createTestDatabase, eventually, startTestNats, type TestNats } from '../testing/index.ts';
 import { registry } from '../main.ts';
 import { createKeyRing } from './keys.ts';
 

@@ -10,8 +10,8 @@
 import { createCipheriv, createDecipheriv, createPrivateKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, SignJWT, type JSONWebKeySet, type JWK } from 'jose';
-import type { MikroORM } from '../kit/db.ts';
-import type { Logger } from '../kit/log.ts';
+import type { MikroORM } from '../kit/index.ts';
+import type { Logger } from '../kit/index.ts';
 
 const generateEd25519 = promisify(generateKeyPair);
 export const SIGNING_ALG = 'EdDSA';

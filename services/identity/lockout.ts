@@ -2,7 +2,7 @@
 // 15-minute window, then every attempt is refused until the window ends, whatever the
 // password and from any address. Counted in Postgres so every replica sees one count;
 // unknown emails are counted the same way, so the limit reveals nothing about who exists.
-import type { MikroORM } from '../kit/db.ts';
+import type { MikroORM } from '../kit/index.ts';
 import { normalizeEmail } from './users.ts';
 
 export type AttemptClaim = { allowed: true } | { allowed: false; retryAfterS: number };

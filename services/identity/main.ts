@@ -1,10 +1,10 @@
 // Identity: accounts, logins and refresh-token families, machine clients (OAuth 2.0
 // client credentials), and the signing keys behind every access token (JWKS).
 import { randomBytes } from 'node:crypto';
-import { createVerifier, type Verifier } from '../kit/auth.ts';
-import type { MikroORM } from '../kit/db.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { createVerifier, type Verifier } from '../kit/index.ts';
+import type { MikroORM } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { LOGIN_WINDOW_S, loadIdentityConfig } from './config.ts';
 import { entities, migrations } from './entities.ts';
 import { createKeyRing, publicationWindowS, publishedJwks } from './keys.ts';

@@ -3,10 +3,10 @@
 import type { Context } from 'hono';
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { requireAccess, requireAuth, type AuthEnv, type Verifier } from '../kit/auth.ts';
-import type { MikroORM } from '../kit/db.ts';
-import { HttpError, notFound } from '../kit/errors.ts';
-import { readJson, validate, type AppEnv } from '../kit/http.ts';
+import { requireAccess, requireAuth, type AuthEnv, type Verifier } from '../kit/index.ts';
+import type { MikroORM } from '../kit/index.ts';
+import { HttpError, notFound } from '../kit/index.ts';
+import { readJson, validate, type AppEnv } from '../kit/index.ts';
 import { authenticateClient, createClient, SCOPES } from './clients.ts';
 import type { IdentityConfig } from './config.ts';
 import type { KeyRing } from './keys.ts';

@@ -3,7 +3,7 @@
 // A token presented a second time means it leaked (or its holder raced itself): the whole
 // family is revoked, so whoever holds the newest descendant is logged out as well.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { EntityManager, MikroORM } from '../kit/db.ts';
+import type { EntityManager, MikroORM } from '../kit/index.ts';
 
 // 32 random bytes: guessing is hopeless, so a fast hash is enough to make a stolen table useless.
 export const newOpaqueToken = () => randomBytes(32).toString('base64url');

@@ -1,7 +1,7 @@
 // Accounts: registration, look-ups, profile and roles, and the first admin.
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { EntityManager, MikroORM } from '../kit/db.ts';
-import type { Logger } from '../kit/log.ts';
+import type { EntityManager, MikroORM } from '../kit/index.ts';
+import type { Logger } from '../kit/index.ts';
 import { hashPassword } from './passwords.ts';
 
 export const ROLES = ['customer', 'investor', 'reviewer', 'admin'] as const;

@@ -12,7 +12,7 @@
 // Every operation is idempotent per order through the reservations row, which also
 // stays behind as a tombstone when a release overtakes its reserve.
 import type { PricedLine } from '../../contracts/commerce.ts';
-import type { EntityManager } from '../kit/db.ts';
+import type { EntityManager } from '../kit/index.ts';
 import { StockItem } from './entities.ts';
 
 export type Line = { sku: string; quantity: number };

@@ -1,22 +1,16 @@
 // Inventory: on-hand, reserved and available per SKU; the saga's reserve, release
 // and deduct commands; the catalog's stock-row requests; /api/inventory.
-import { z } from 'zod';
-import { int, readConfig } from '../kit/config.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
+import { loadInventoryConfig } from './config.ts';
 import { serveInitRequests, startInventoryWorker } from './consumers.ts';
 import { inventoryRoutes } from './routes.ts';
 import { entities, migrations } from './entities.ts';
 
 export { entities, migrations };
 
-const configSchema = z.object({
-  INVENTORY_BATCH: int(64, 1, 1000),
-  INVENTORY_RETRY_BASE_MS: int(500, 1),
-});
-
 export async function start(deps: Deps): Promise<Running> {
-  const config = readConfig(configSchema, deps.env);
+  const config = loadInventoryConfig(deps.env);
   deps.app.route('/api/inventory', inventoryRoutes({ orm: deps.orm }));
   const init = serveInitRequests(deps);
   const worker = await startInventoryWorker(deps, { batch: config.INVENTORY_BATCH, retryBaseMs: config.INVENTORY_RETRY_BASE_MS });

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import { base64url, exportJWK, generateKeyPair, SignJWT, type JSONWebKeySet, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVerifier, InvalidTokenError, KeysUnavailableError, remoteJwks, requireAuth, requireRole, requireScope, type Verifier } from './auth.ts';
-import { serveTestApp } from './http/testing.ts';
+import { serveTestApp } from '../testing/index.ts';
 
 const ISS = 'test-identity';
 const AUD = 'orderflow';

@@ -4,8 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createDlqAdmin } from './dlq.ts';
 import { NonRetryableError } from './errors.ts';
-import { eventually } from './testing.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { eventually, startTestCluster, type TestCluster } from '../testing/index.ts';
 import { startBatchWorker, type BatchItem, type BatchWorker } from './batch-worker.ts';
 
 let c: TestCluster;

@@ -7,7 +7,7 @@ import { createMetrics, type Metrics } from './metrics.ts';
 import { kitEntities, kitMigrations } from './migrations.ts';
 import { connectNats, type Nats } from './nats.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
-import { createTestDatabase, eventually, startTestNats, type TestNats } from './testing.ts';
+import { createTestDatabase, eventually, startTestNats, type TestNats } from '../testing/index.ts';
 
 const log = createLogger({ level: 'silent' });
 

@@ -2,11 +2,10 @@ import { AckPolicy, DeliverPolicy, jetstream, type JsMsg } from '@nats-io/jetstr
 import { connect, headers } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster, eventually } from '../testing/index.ts';
 import { createDlqAdmin, errorKey } from './dlq.ts';
 import { InvalidMessageError, settle, startConsumer, type RunningConsumer, type SettleContext } from './delivery.ts';
 import { NonRetryableError, RetryLaterError } from './errors.ts';
-import { eventually } from './testing.ts';
 
 let c: TestCluster;
 const running: RunningConsumer[] = [];

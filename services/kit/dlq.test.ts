@@ -7,7 +7,7 @@ import { createDlqAdmin, redactSecrets } from './dlq.ts';
 import { NonRetryableError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { startRuntime, type Cluster } from './runtime.ts';
-import { createTestDatabase, eventually, startTestNats, type TestNats } from './testing.ts';
+import { createTestDatabase, eventually, startTestNats, type TestNats } from '../testing/index.ts';
 import { startWorker, type Worker } from './worker.ts';
 
 // The runtime's own logger (the DLQ mover's) and the workers' write here, at debug level.

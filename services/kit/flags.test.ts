@@ -8,7 +8,7 @@ import {
 } from './flags.ts';
 import { createLogger } from './log.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
-import { eventually, startTestNats, type TestNats } from './testing.ts';
+import { eventually, startTestNats, type TestNats } from '../testing/servers.ts';
 
 const log = createLogger({ level: 'silent' });
 

@@ -5,7 +5,7 @@ import {
   GatewayTransientError, GatewayUnavailableError, retryAfterMs, type BreakerState, type GatewayClient,
 } from './gateway-client.ts';
 import { createLogger } from './log.ts';
-import { eventually } from './testing.ts';
+import { eventually } from '../testing/index.ts';
 
 const log = createLogger({ level: 'silent' });
 let gw: RunningGatewaySimulator;

@@ -2,7 +2,7 @@
 // pull loop, the DLQ mover, the outbox relay, provisioning, the runtime's boot) is the
 // kit's own business and may change shape without a service noticing.
 // `import { startWorker, NonRetryableError, readJson, type Deps } from '../kit/index.ts'`
-// Test support stays apart (services/kit/testing.ts), so production code never loads it.
+// Test support stays apart (services/testing/), so production code never loads it.
 
 // Delivery: one core, the two shapes services start most, and the one failure decision.
 export {
@@ -16,14 +16,22 @@ export { startBatchWorker, type BatchWorker, type BatchWorkerOptions } from './b
 export {
   clip, ConfigError, HttpError, NonRetryableError, notFound, ProvisioningError, RetryLaterError, type ErrorDetail,
 } from './errors.ts';
-export { errorBody, idempotency, readJson, unstorableText, validate, type App, type AppEnv } from './http.ts';
+export {
+  errorBody, idempotency, IdempotencyKeyTaken, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
+} from './http.ts';
+export {
+  createVerifier, InvalidTokenError, remoteJwks, requireAccess, requireAuth, requireRole, requireScope,
+  type AuthEnv, type Principal, type Verifier,
+} from './auth.ts';
+export { createBatcher, type Batcher } from './batcher.ts';
+export { createSealer, looksSealed, paymentTokenSealer, type Sealer } from './seal.ts';
 export { enqueue, OUTBOX_ROWS, type OutboxMessage } from './outbox.ts';
 export { int, port, readConfig, url, type BaseConfig } from './config.ts';
 export { createLogger, type Logger } from './log.ts';
-export { createMetrics, type Metrics } from './metrics.ts';
+export { countedReads, createMetrics, timedSend, type Metrics } from './metrics.ts';
 export { H, type Nats } from './nats.ts';
 export { sqlMigration, type EntityManager, type MigrationDef, type MikroORM } from './db.ts';
-export { createDlqAdmin, type DlqAdmin, type DlqEntry, type DlqFilter, type DlqReason } from './dlq.ts';
+export { createDlqAdmin, type DlqAdmin, type DlqContracts, type DlqEntry, type DlqFilter, type DlqReason } from './dlq.ts';
 export {
   createGatewayClient, GatewayAmbiguousError, GatewayError, GatewayRateLimitedError, GatewayRejectedError, GatewayTransientError,
   GatewayUnavailableError, retryAfterMs,
@@ -34,5 +42,6 @@ export {
   bucketOf, FLAGS_BUCKET, FlagConflictError, FlagKey, FlagSpec, variantOf,
   type Flag, type Flags, type FlagSeed, type FlagStore, type StoredFlag, type Variant,
 } from './flags.ts';
+export { defineModule, type ServiceModule } from './modules.ts';
 export { instanceId } from './runtime.ts';
 export type { Deps, Env, Running } from './service.ts';

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { entitySchemas, migrate, openOrm, schemaDrift, type MigrationDef } from './db.ts';
 import { createLogger } from './log.ts';
-import { createTestDatabase } from './testing.ts';
+import { createTestDatabase } from '../testing/servers.ts';
 
 type SchemaModule = { entities: unknown[]; migrations: MigrationDef[] };
 
@@ -64,7 +64,7 @@ export async function createMigration(dir: string, name: string, opts: { replace
       const extra = [down.length ? `down: ${list(down, '  ')}` : '', opts.replaces ? `replaces: ${JSON.stringify(opts.replaces).replaceAll('"', "'").replaceAll(',', ', ')}` : ''].filter(Boolean);
       writeFileSync(file, [
         `// Generated from the entities by services/kit/migrations-cli.ts; edit only to make a step safe on live data.`,
-        `import { sqlMigration } from '${isKit ? '../db.ts' : '../../kit/db.ts'}';`,
+        `import { sqlMigration } from '${isKit ? '../db.ts' : '../../kit/index.ts'}';`,
         '',
         `export default sqlMigration('${id}', ${list(up, '')}${extra.length ? `, {\n  ${extra.join(',\n  ')},\n}` : ''});`,
         '',

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster, eventually } from '../testing/index.ts';
 import { enqueue, startOutboxRelay } from './outbox.ts';
-import { eventually } from './testing.ts';
 
 let c: TestCluster;
 beforeAll(async () => {

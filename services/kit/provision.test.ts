@@ -6,7 +6,7 @@ import { AckPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from './log.ts';
 import { diffConfig, provision, readSpecs, RETIRED_CONSUMERS, STREAMS_DIR } from './provision.ts';
-import { startTestNats, type TestNats } from './testing.ts';
+import { startTestNats, type TestNats } from '../testing/index.ts';
 
 let nats: TestNats;
 beforeAll(async () => { nats = await startTestNats(); });

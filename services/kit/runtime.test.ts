@@ -2,9 +2,8 @@
 // relay and the DLQ mover where a target wants them.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster, eventually } from '../testing/index.ts';
 import { ADVISORY_STREAM, DLQ_MOVER } from './dlq.ts';
-import { eventually } from './testing.ts';
 
 const schemasOf = async (c: TestCluster) => (await c.deps.orm.em.fork().execute<{ s: string }[]>(
   `select schema_name as s from information_schema.schemata

@@ -7,7 +7,7 @@ import { entitySchemas, migrate, openOrm, PartialLegacySchemaError, schemaDrift,
 import { legacyMigrations } from './legacy-migrations.ts';
 import { createLogger } from './log.ts';
 import { kitEntities, kitMigrations } from './migrations.ts';
-import { createTestDatabase } from './testing.ts';
+import { createTestDatabase } from '../testing/index.ts';
 
 const log = createLogger({ level: 'silent' });
 const services = Object.entries(registry).filter(([, m]) => m.entities.length);

@@ -2,10 +2,9 @@ import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster, eventually } from '../testing/index.ts';
 import { createDlqAdmin } from './dlq.ts';
 import { NonRetryableError, RetryLaterError } from './errors.ts';
-import { eventually } from './testing.ts';
 import { backoff, startWorker, type Worker } from './worker.ts';
 
 let c: TestCluster;

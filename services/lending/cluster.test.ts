@@ -1,9 +1,8 @@
 // Lending as separate processes (`node services/main.ts`): kill -9 mid-order, and
 // two replicas sharing one T24 cap.
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestDatabase, eventually, startTestNats } from '../kit/testing.ts';
+import { createTestDatabase, eventually, startTestNats, spawnCluster, type SpawnedCluster } from '../testing/index.ts';
 import { startT24Simulator, type RunningT24Simulator } from '../simulators/t24.ts';
-import { spawnCluster, type SpawnedCluster } from '../test-cluster.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {

@@ -1,9 +1,8 @@
 // Lending under T24 faults: flaky answers, an outage the breaker rides out, and a
 // retry budget that runs out.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../kit/testing.ts';
+import { eventually, startTestCluster, type TestCluster } from '../testing/index.ts';
 import { startT24Simulator, type RunningT24Simulator } from '../simulators/t24.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
 
 let c: TestCluster;
 let t24: RunningT24Simulator;

@@ -1,9 +1,8 @@
 // Lending orders end to end: the real runtime in-process, a private nats-server and
 // database, and a T24 simulator this file controls.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../kit/testing.ts';
+import { eventually, startTestCluster, type TestCluster } from '../testing/index.ts';
 import { startT24Simulator, type RunningT24Simulator } from '../simulators/t24.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
 
 let c: TestCluster;
 let t24: RunningT24Simulator;

@@ -2,9 +2,9 @@
 // invested in Temenos T24 item by item, at T24's rate cap and never above it.
 import { randomBytes } from 'node:crypto';
 import { T24_MEMBERS_BUCKET } from '../../contracts/lending.ts';
-import { instanceId } from '../kit/runtime.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { instanceId } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { loadLendingConfig } from './config.ts';
 import { startLendingConsumers, type LendingConsumers } from './consumers.ts';
 import { createHttpFetch } from './http-fetch.ts';

@@ -3,8 +3,7 @@ import type { KV } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startTestNats } from '../kit/testing.ts';
-import type { TestNats } from '../kit/testing.ts';
+import { eventually, startTestNats, type TestNats } from '../testing/index.ts';
 import { createRateShare, RateShareStoppedError } from './rate-share.ts';
 import type { RateShare } from './rate-share.ts';
 

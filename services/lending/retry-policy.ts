@@ -6,7 +6,7 @@
 // the item to the DLQ. Waiting out T24 itself (breaker open, a failure the
 // breaker judged part of an outage, a 429, our own shutdown) never spends it:
 // an outage must not fail items that would have gone through a minute later.
-import { backoff } from '../kit/worker.ts';
+import { backoff } from '../kit/index.ts';
 import { T24RateLimitedError, T24UnavailableError, type T24TransientError } from './t24-client.ts';
 
 export type ItemBudget = { maxFailures: number; baseMs: number; maxMs: number; jitter?: number };

@@ -2,7 +2,7 @@
 // nothing accepted here reaches it (the breaker holds the items).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startT24Simulator, type RunningT24Simulator } from '../simulators/t24.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster } from '../testing/index.ts';
 import { parseOrderRequest } from './routes.ts';
 
 let c: TestCluster;

@@ -2,10 +2,9 @@
 // batch: a crash while one mail of a batch hangs must not send the others again.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../kit/testing.ts';
+import { eventually, startTestCluster, type TestCluster } from '../testing/index.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
-import { createClaimWriters, sendNotices, type MailToSend } from './consumers.ts';
+import { createClaimWriters, sendNotices, type MailToSend } from './notices.ts';
 import { createMailer } from './mailer.ts';
 import { createSmsClient } from './sms.ts';
 

@@ -9,13 +9,15 @@ const schema = z.object({
   // bounds what a kill -9 can send twice: only mails whose 250 was still in flight.
   NOTIFY_CONCURRENCY: int(8, 1, 1000),
   SMTP_POOL_SIZE: int(8, 1, 100),
+  /** Unset (and no simulator): no SMS is sent. */
+  SMS_URL: url(['http', 'https']),
 });
 
 export type NotificationsConfig = z.infer<typeof schema> & { SMTP_URL: string };
 
-/** SMTP_URL may come from the sink main.ts started; it is required by then. */
-export function loadNotificationsConfig(env: Env, fallbackSmtpUrl?: string): NotificationsConfig {
-  const c = readConfig(schema, { ...env, SMTP_URL: env.SMTP_URL || fallbackSmtpUrl });
+/** SMTP_URL and SMS_URL may come from the simulators main.ts started; SMTP_URL is required by then. */
+export function loadNotificationsConfig(env: Env, fallback: { smtp?: string; sms?: string } = {}): NotificationsConfig {
+  const c = readConfig(schema, { ...env, SMTP_URL: env.SMTP_URL || fallback.smtp, SMS_URL: env.SMS_URL || fallback.sms });
   if (!c.SMTP_URL) throw new Error('SMTP_URL is required for the notifications service');
   return c as NotificationsConfig;
 }

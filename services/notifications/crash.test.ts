@@ -3,9 +3,8 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, eventually, startTestNats } from '../kit/testing.ts';
+import { createTestDatabase, eventually, startTestNats, spawnCluster, type SpawnedCluster } from '../testing/index.ts';
 import { startSmtpSink } from '../simulators/smtp-sink.ts';
-import { spawnCluster, type SpawnedCluster } from '../test-cluster.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}); });

@@ -1,25 +1,21 @@
 // Notifications: mails (and texts, when the order has a phone) the customer about
 // their order, once per (order, kind, channel).
-import { z } from 'zod';
-import { readConfig, url } from '../kit/config.ts';
-import { timedSend } from '../kit/metrics.ts';
-import { defineModule } from '../kit/modules.ts';
-import type { Deps, Running } from '../kit/service.ts';
+import { timedSend } from '../kit/index.ts';
+import { defineModule } from '../kit/index.ts';
+import type { Deps, Running } from '../kit/index.ts';
 import { loadNotificationsConfig } from './config.ts';
-import { startReceivedNotices } from './consumers.ts';
+import { startReceivedNotices, startSagaNotices } from './consumers.ts';
 import { createMailer } from './mailer.ts';
-import { startSagaNotices } from './saga-notices.ts';
 import { createSmsClient } from './sms.ts';
 import { entities, migrations } from './entities.ts';
 
 export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
-  const config = loadNotificationsConfig(deps.env, deps.endpoints.smtp);
+  const config = loadNotificationsConfig(deps.env, { smtp: deps.endpoints.smtp, sms: deps.endpoints.sms });
   const mailer = timedSend(createMailer({ url: config.SMTP_URL, from: config.MAIL_FROM, poolSize: config.SMTP_POOL_SIZE }), deps.metrics.mailSeconds);
-  const { SMS_URL } = readConfig(z.object({ SMS_URL: url(['http', 'https']) }), { SMS_URL: deps.env.SMS_URL || deps.endpoints.sms });
-  if (!SMS_URL) deps.log.warn('SMS_URL unset and no SMS simulator: no SMS will be sent');
-  const ch = { mailer, sms: SMS_URL ? createSmsClient({ url: SMS_URL }) : null };
+  if (!config.SMS_URL) deps.log.warn('SMS_URL unset and no SMS simulator: no SMS will be sent');
+  const ch = { mailer, sms: config.SMS_URL ? createSmsClient({ url: config.SMS_URL }) : null };
   // One consumer per stream carries both channels: a text never waits for another delivery.
   const workers = [await startReceivedNotices(deps, ch, config.NOTIFY_CONCURRENCY), await startSagaNotices(deps, ch, config.NOTIFY_CONCURRENCY)];
   return {

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { eventually } from '../kit/testing.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { eventually, startTestCluster, type TestCluster } from '../testing/index.ts';
 
 let c: TestCluster;
 // Short backoff so the retry tests do not wait the seed's 1 s, 2 s, 4 s ...

@@ -1,12 +1,8 @@
 // What the customer hears as the saga moves: mail on SHIPPED (with the tracking
 // number) and on FAILED (with the reason, and what happened to the money), and an
-// SMS for received, shipped and failed when the order has a phone. Each (order,
-// kind, channel) at most once.
-import { SAGA_STREAM, SagaStatusEvent } from '../../contracts/commerce.ts';
-import type { Deps } from '../kit/service.ts';
-import { createClaimWriters, MAIL_RETRY, sendNotices, type Channels, type MailToSend } from './consumers.ts';
-import { smsBody } from './sms.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/batch-worker.ts';
+// SMS for shipped and failed when the order has a phone. The texts live here;
+// consumers.ts sends them, each (order, kind, channel) at most once.
+import type { SagaStatusEvent } from '../../contracts/commerce.ts';
 
 const REASONS: Record<string, string> = {
   UNKNOWN_SKU: 'an item in it is not in our catalogue',
@@ -36,31 +32,4 @@ export function failedMailText(e: SagaStatusEvent): string {
     ? `The ${money(refunded, e.currency)} we charged for it has been refunded in full, and no stock is held for it.`
     : 'Nothing was charged and no stock is held for it.';
   return `We could not complete your order ${e.orderId}: ${REASONS[e.failureReason ?? ''] ?? 'it failed'} (${e.failureReason}).\n\n${moneyLine}\nReference: ${e.id}\n`;
-}
-
-/** Mails and SMS on SHIPPED and FAILED (`saga.done.*`), up to `batch` messages in flight (consumers.ts). */
-export async function startSagaNotices(deps: Deps, ch: Channels, batch: number): Promise<BatchWorker> {
-  const claims = createClaimWriters(deps.orm.em);
-  return await startBatchWorker({
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
-    stream: SAGA_STREAM, consumer: 'notifications', schema: SagaStatusEvent, key: (e) => e.id, batch, retry: MAIL_RETRY,
-    handle: async (items, em) => {
-      const done = items.filter((i) => i.data.status === 'SHIPPED' || i.data.status === 'FAILED');
-      const mails = done.map(({ data: e, msgId, requestId }): MailToSend => (e.status === 'SHIPPED'
-        ? {
-          msgId, requestId, orderUuid: e.id, kind: 'shipped', to: e.email, subject: `Order ${e.orderId} shipped`,
-          text: `Your order ${e.orderId} is on its way.\n\nTracking number: ${e.trackingNumber}\n\nReference: ${e.id}\n`,
-        }
-        : {
-          msgId, requestId, orderUuid: e.id, kind: 'failed', to: e.email, subject: `Order ${e.orderId} could not be completed`,
-          text: failedMailText(e),
-        }));
-      const texts = done.filter((i) => i.data.phone).map(({ data: e, msgId }) => {
-        const kind = e.status === 'SHIPPED' ? 'shipped' as const : 'failed' as const;
-        const refunded = kind === 'failed' ? refundedCents(e) : 0;
-        return { msgId, orderUuid: e.id, kind, to: e.phone!, body: smsBody(kind, { ...e, refunded: refunded > 0 ? money(refunded, e.currency) : null }) };
-      });
-      return await sendNotices(ch, claims, em, mails, texts, deps.log);
-    },
-  });
 }

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { int, readConfig } from '../kit/config.ts';
-import type { Logger } from '../kit/log.ts';
-import { paymentTokenSealer, type Sealer } from '../kit/seal.ts';
-import type { Env } from '../kit/service.ts';
+import { int, readConfig } from '../kit/index.ts';
+import type { Logger } from '../kit/index.ts';
+import { paymentTokenSealer, type Sealer } from '../kit/index.ts';
+import type { Env } from '../kit/index.ts';
 
 const schema = z.object({
   // Group commit (orders.ts): one intake statement in flight at a time makes the batches

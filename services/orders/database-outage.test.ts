@@ -1,8 +1,7 @@
 // Postgres unreachable: intake answers 503 UNAVAILABLE (never a 500), readiness says
 // why, and once the database is back everything works again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startTestPostgres, type TestPostgres } from '../kit/testing.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { eventually, startTestPostgres, type TestPostgres, startTestCluster, type TestCluster } from '../testing/index.ts';
 
 let pgsrv: TestPostgres;
 let c: TestCluster;

@@ -2,8 +2,7 @@
 // are in flight. A retry with the same key and body must get the original 202 (the order
 // committed) or a fresh 202 (it did not): never 409 REQUEST_IN_PROGRESS, never DUPLICATE_ORDER.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, eventually, startTestNats, startTestPostgres, type TestNats } from '../kit/testing.ts';
-import { spawnCluster, startTestCluster } from '../test-cluster.ts';
+import { createTestDatabase, eventually, startTestNats, startTestPostgres, type TestNats, spawnCluster, startTestCluster } from '../testing/index.ts';
 
 let nats: TestNats;
 beforeAll(async () => { nats = await startTestNats(); });

@@ -1,8 +1,7 @@
 // Faults of the order-to-mail flow: kill -9 during a burst, NATS unreachable, SIGTERM.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, eventually, startTestNats, type TestNats } from '../kit/testing.ts';
+import { createTestDatabase, eventually, startTestNats, type TestNats, spawnCluster, startTestCluster } from '../testing/index.ts';
 import { startSmtpSink, type SmtpSink } from '../simulators/smtp-sink.ts';
-import { spawnCluster, startTestCluster } from '../test-cluster.ts';
 
 let nats: TestNats;
 let sink: SmtpSink;

@@ -6,11 +6,11 @@
 // and the 202 it answers commit in the same statement.
 import { randomUUID } from 'node:crypto';
 import { OrderSubjects, type CreateOrderRequest, type OrderCreated } from '../../contracts/orders.ts';
-import type { MikroORM } from '../kit/db.ts';
-import type { Sealer } from '../kit/seal.ts';
-import { HttpError } from '../kit/errors.ts';
-import { IdempotencyKeyTaken, type IdempotencyClaim } from '../kit/http.ts';
-import { H } from '../kit/nats.ts';
+import type { MikroORM } from '../kit/index.ts';
+import type { Sealer } from '../kit/index.ts';
+import { HttpError } from '../kit/index.ts';
+import { IdempotencyKeyTaken, type IdempotencyClaim } from '../kit/index.ts';
+import { H } from '../kit/index.ts';
 import type { InferEntity } from '@mikro-orm/core';
 import type { Order } from './entities.ts';
 

@@ -4,9 +4,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSealer } from '../kit/seal.ts';
-import { createTestDatabase, startTestNats, type TestNats } from '../kit/testing.ts';
-import { startTestCluster } from '../test-cluster.ts';
+import { createSealer } from '../kit/index.ts';
+import { createTestDatabase, startTestNats, type TestNats, startTestCluster } from '../testing/index.ts';
 
 const key = randomBytes(32);
 // Both targets: each process migrates only the schemas of its own targets.

@@ -6,7 +6,7 @@ import { Hono } from 'hono';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { serveApp, type ServedApp } from '../simulators/serve.ts';
-import { startCommerce, uid, type Commerce } from '../saga/testing.ts';
+import { startCommerce, uid, type Commerce } from '../testing/index.ts';
 
 let gw: RunningGatewaySimulator;
 let proxy: ServedApp;

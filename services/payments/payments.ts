@@ -10,11 +10,11 @@
 //    waits for it to settle; then every succeeded charge for the reference is
 //    refunded once (payments.refunds remembers which).
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { GatewayClient, GatewayCharge } from '../kit/gateway-client.ts';
-import { GatewayRateLimitedError, GatewayRejectedError, GatewayUnavailableError } from '../kit/gateway-client.ts';
-import { NonRetryableError, RetryLaterError } from '../kit/errors.ts';
-import type { EntityManager } from '../kit/db.ts';
-import { looksSealed, type Sealer } from '../kit/seal.ts';
+import type { GatewayClient, GatewayCharge } from '../kit/index.ts';
+import { GatewayRateLimitedError, GatewayRejectedError, GatewayUnavailableError } from '../kit/index.ts';
+import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
+import type { EntityManager } from '../kit/index.ts';
+import { looksSealed, type Sealer } from '../kit/index.ts';
 
 export type ChargeOutcome =
   | { type: 'charged'; chargeId: string | null; amount: number }

@@ -12,15 +12,14 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../kit/log.ts';
+import { createLogger } from '../kit/index.ts';
 import { startRuntime, type Cluster } from '../kit/runtime.ts';
-import type { Env } from '../kit/service.ts';
-import { createTestDatabase, eventually, startTestNats, type TestNats } from '../kit/testing.ts';
+import type { Env } from '../kit/index.ts';
+import { createTestDatabase, eventually, startTestNats, type TestNats, FAST_ENV, uid } from '../testing/index.ts';
 import { externals, registry } from '../main.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
 import { startSmtpSink, type SmtpSink } from '../simulators/smtp-sink.ts';
-import { FAST_ENV, uid } from '../saga/testing.ts';
 
 const keyA = randomBytes(32).toString('base64');
 const keyB = randomBytes(32).toString('base64');

@@ -1,12 +1,9 @@
 // The seed 003 table, part 3: NATS down for a while, and kill -9 mid-burst.
 import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, eventually, startTestNats } from '../kit/testing.ts';
+import { createTestDatabase, eventually, startTestNats, spawnCluster, checkBooks, FAST_ENV, startCommerce, uid } from '../testing/index.ts';
 import { startGatewaySimulator } from '../simulators/gateway.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
 import { startSmtpSink } from '../simulators/smtp-sink.ts';
-import { spawnCluster } from '../test-cluster.ts';
-import { checkBooks } from './books.ts';
-import { FAST_ENV, startCommerce, uid } from './testing.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}); });

@@ -1,8 +1,7 @@
 // The seed 003 table, part 1: happy path, stock unavailable, unknown SKU, declined,
 // shipping failure, gateway faults, duplicate requests, load spike.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../kit/testing.ts';
-import { startCommerce, uid, type Commerce } from './testing.ts';
+import { eventually, startCommerce, uid, type Commerce } from '../testing/index.ts';
 
 let k: Commerce;
 // Short payment retries: without the breaker's pause, a 4 s gateway outage would exhaust max_deliver.

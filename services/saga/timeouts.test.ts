@@ -1,9 +1,7 @@
 // The seed 003 table, part 2: a step that times out is compensated, and a
 // compensation that exhausts its retries waits in the DLQ until a redrive finishes it.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventually } from '../kit/testing.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
-import { startCommerce, uid, type Commerce } from './testing.ts';
+import { eventually, startTestCluster, type TestCluster, startCommerce, uid, type Commerce } from '../testing/index.ts';
 
 let k: Commerce;
 let shipping: TestCluster | undefined;

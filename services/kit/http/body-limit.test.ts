@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serveTestApp } from './testing.ts';
+import { serveTestApp } from '../../testing/index.ts';
 
 let t: Awaited<ReturnType<typeof serveTestApp>>;
 beforeAll(async () => {

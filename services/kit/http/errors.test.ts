@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HTTPException } from 'hono/http-exception';
 import { HttpError, isUnavailable } from './errors.ts';
-import { serveTestApp } from './testing.ts';
+import { serveTestApp } from '../../testing/index.ts';
 
 let t: Awaited<ReturnType<typeof serveTestApp>>;
 beforeAll(async () => {

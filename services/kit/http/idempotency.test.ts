@@ -4,7 +4,7 @@ import { migrate, openOrm, type MikroORM } from '../db.ts';
 import { createLogger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import { kitMigrations } from '../migrations.ts';
-import { createTestDatabase } from '../testing.ts';
+import { createTestDatabase } from '../../testing/index.ts';
 import { createApp, type App } from './app.ts';
 import { HttpError } from './errors.ts';
 import { idempotency, IdempotencyKeyTaken } from './idempotency.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { serveTestApp } from './testing.ts';
+import { serveTestApp } from '../../testing/index.ts';
 import { readJson, unstorableText, validate } from './validate.ts';
 
 let t: Awaited<ReturnType<typeof serveTestApp>>;

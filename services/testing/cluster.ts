@@ -1,11 +1,11 @@
 // An in-process orderflow for tests: a private nats-server, a fresh database, an SMTP
 // sink, and the real runtime with the real registry.
-import { createLogger } from './kit/log.ts';
-import { startRuntime, type Cluster } from './kit/runtime.ts';
-import type { Env } from './kit/service.ts';
-import { createTestDatabase, startTestNats, type TestNats } from './kit/testing.ts';
-import { externals, registry } from './main.ts';
-import { startSmtpSink, type SmtpSink } from './simulators/smtp-sink.ts';
+import { createLogger } from '../kit/index.ts';
+import { startRuntime, type Cluster } from '../kit/runtime.ts';
+import type { Env } from '../kit/index.ts';
+import { createTestDatabase, startTestNats, type TestNats } from './servers.ts';
+import { externals, registry } from '../main.ts';
+import { startSmtpSink, type SmtpSink } from '../simulators/smtp-sink.ts';
 
 export type TestCluster = Cluster & {
   nats: TestNats; sink: SmtpSink; databaseUrl: string; env: Env;
@@ -65,9 +65,9 @@ export async function spawnCluster(env: Env, opts: { detached?: boolean } = {}):
 
 async function spawnOnce(env: Env, detached: boolean): Promise<SpawnedCluster> {
   const { spawn } = await import('node:child_process');
-  const { freePort, eventually } = await import('./kit/testing.ts');
+  const { freePort, eventually } = await import('./servers.ts');
   const port = Number(env.PORT) || await freePort();
-  const child = spawn(process.execPath, [new URL('./main.ts', import.meta.url).pathname], {
+  const child = spawn(process.execPath, [new URL('../main.ts', import.meta.url).pathname], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached,

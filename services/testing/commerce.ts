@@ -1,11 +1,11 @@
 // Test helpers for the commerce saga: a cluster with the gateway and SMS simulators
 // started by the test (so it can turn their knobs), products, orders, and the books.
-import { eventually, type TestNats } from '../kit/testing.ts';
+import { eventually, type TestNats } from './servers.ts';
 import type { Env } from '../kit/index.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
 import type { SmtpSink } from '../simulators/smtp-sink.ts';
-import { startTestCluster, type TestCluster } from '../test-cluster.ts';
+import { startTestCluster, type TestCluster } from './cluster.ts';
 import { checkBooks, type BooksReport } from './books.ts';
 
 export type Sms = Awaited<ReturnType<typeof startSmsSimulator>>;

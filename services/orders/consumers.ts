@@ -1,3 +1,4 @@
+// The orders mailbox (SAGA, consumer `orders`): the status projection.
 // The order's status follows the saga: saga.step.* and saga.done.* events carry the
 // saga's view (status, history, totals, tracking number, failure reason) and its
 // version; an event older than what the row holds changes nothing.

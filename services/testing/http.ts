@@ -1,10 +1,8 @@
 // An app with the kit's middleware, served on a loopback port, for the tests beside each file.
 import { connect, type AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
-import { createLogger } from '../log.ts';
-import { createMetrics } from '../metrics.ts';
-import { createApp, type App } from './app.ts';
-import { answerMalformedRequests } from './errors.ts';
+import { createLogger, createMetrics } from '../kit/index.ts';
+import { answerMalformedRequests, createApp, type App } from '../kit/http.ts';
 
 /** `const t = await serveTestApp((app) => app.post('/echo', ...)); await t.raw('GET / HTTP/1.1\r\n\r\n'); await t.close()` */
 export async function serveTestApp(mount: (app: App) => void, opts: { maxBodyBytes?: number } = {}) {

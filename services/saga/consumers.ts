@@ -13,11 +13,12 @@ import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
 import { onReply, onTimeout, startSaga, type Saga, type SagaConfig } from './saga.ts';
 import { insertSagas, lockSagas, saveDecision, updateSagas } from './store.ts';
 
-export type OrchestratorOptions = SagaConfig & { batch: number; retryBaseMs: number; sweepMs: number };
+export type SagaConsumerOptions = SagaConfig & { batch: number; retryBaseMs: number; sweepMs: number };
 
 const headersOf = (requestId: string | undefined) => (requestId ? { 'X-Request-Id': requestId } : undefined);
 
-export async function startOrchestrator(deps: Deps, o: OrchestratorOptions): Promise<{ workers: BatchWorker[]; stop(): Promise<void> }> {
+/** Start the orchestrator's two mailboxes and its timeout sweeper. `const s = await startSagaConsumers(deps, { batch: 64, ... }); await s.stop()` */
+export async function startSagaConsumers(deps: Deps, o: SagaConsumerOptions): Promise<{ workers: BatchWorker[]; stop(): Promise<void> }> {
   const common = {
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
     batch: o.batch, retry: { baseMs: o.retryBaseMs, maxMs: 10_000 },
