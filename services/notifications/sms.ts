@@ -2,7 +2,7 @@
 // 400 is permanent (DLQ); 429 comes back after Retry-After; 5xx, timeouts and
 // dropped connections are transient, and safe to retry under the same key.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
+import { NonRetryableError, parseRetryAfter, RetryLaterError } from '../kit/index.ts';
 import type { EntityManager } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
 
@@ -39,8 +39,8 @@ export function createSmsClient({ url, timeoutMs = 10_000, attempts = 3, maxInli
       try { return String(JSON.parse(text).id ?? ''); } catch { return ''; }
     }
     if (res.status === 429) {
-      const after = Number(res.headers.get('retry-after'));
-      throw new RetryLaterError(Number.isFinite(after) && after > 0 ? after * 1000 : 1000, 'SMS provider rate limited');
+      // 'Retry-After: 0' (or none, or garbage) still waits a second: the provider is pacing us.
+      throw new RetryLaterError(parseRetryAfter(res.headers.get('retry-after')) || 1000, 'SMS provider rate limited');
     }
     if (res.status >= 500) throw new SmsTransientError(`SMS provider answered ${res.status}`);
     throw new NonRetryableError(`SMS provider refused (${res.status}): ${text.slice(0, 300)}`, { reason: 'sms-rejected' });
