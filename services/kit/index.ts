@@ -12,6 +12,7 @@ export {
 } from './delivery.ts';
 export { parseRetryAfter } from './retry.ts';
 export { createBreaker, type Breaker, type BreakerMetrics, type BreakerOptions } from './breaker.ts';
+export { createBatcher, type Batcher, type BatcherOptions } from './batcher.ts';
 export { startWorker, type ConsumerOptions, type Worker, type WorkerOptions } from './worker.ts';
 export { startBatchWorker, type BatchWorker, type BatchWorkerOptions } from './batch-worker.ts';
 
