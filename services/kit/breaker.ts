@@ -43,6 +43,8 @@ export type Breaker<A extends unknown[], R> = {
  * `const breaker = createBreaker(send, { system: 'payment-gateway', log, metrics: { metrics, client: 'payments' } }); await breaker.fire(call)`
  */
 export function createBreaker<A extends unknown[], R>(action: (...args: A) => Promise<R>, o: BreakerOptions<A>): Breaker<A, R> {
+  // An option left undefined (an unset env var) keeps our default rather than opossum's.
+  const given = Object.fromEntries(Object.entries(o.opossum ?? {}).filter(([, v]) => v !== undefined)) as CircuitBreaker.Options<A>;
   const cb = new CircuitBreaker<A, R>(action, {
     // The clients' own fetch timeouts end the request; an opossum timeout would leave it running.
     timeout: false,
@@ -53,10 +55,10 @@ export function createBreaker<A extends unknown[], R>(action: (...args: A) => Pr
     // Otherwise opossum sorts every latency of its window on each failure (~10% of lending's
     // CPU at 1000 calls/s), for percentiles nothing reads.
     rollingPercentilesEnabled: false,
-    ...o.opossum,
+    ...given,
     name: o.system,
   });
-  const resetTimeoutMs = o.opossum?.resetTimeout ?? 10_000;
+  const resetTimeoutMs = given.resetTimeout ?? 10_000;
   let state: BreakerState = 'closed';
   let opened = 0;
   let openedAt = 0;

@@ -166,12 +166,7 @@ export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
   const b = opts.breaker ?? {};
   const breaker = createBreaker(send, {
     system: 'payment-gateway', log, metrics: opts.metrics,
-    opossum: {
-      errorThresholdPercentage: b.errorThresholdPercentage ?? 50,
-      volumeThreshold: b.volumeThreshold ?? 5,
-      resetTimeout: b.resetTimeoutMs ?? 10_000,
-      rollingCountTimeout: b.rollingWindowMs ?? 10_000,
-    },
+    opossum: { errorThresholdPercentage: b.errorThresholdPercentage, volumeThreshold: b.volumeThreshold, resetTimeout: b.resetTimeoutMs, rollingCountTimeout: b.rollingWindowMs },
   });
 
   const request = async (call: Call): Promise<Raw> => {
