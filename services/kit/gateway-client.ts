@@ -122,12 +122,10 @@ export class GatewayRejectedError extends GatewayError {
 
 // Thrown inside the breaker, so opossum counts it; mapped to the public errors outside.
 class TroubleError extends Error {
-  readonly kind: 'server-error' | 'timeout' | 'network';
-  readonly status: number | undefined;
-  constructor(message: string, kind: 'server-error' | 'timeout' | 'network', status?: number, options?: { cause?: unknown }) {
+  readonly trouble: { kind: 'server-error' | 'timeout' | 'network'; status?: number };
+  constructor(message: string, trouble: TroubleError['trouble'], options?: { cause?: unknown }) {
     super(message, options);
-    this.kind = kind;
-    this.status = status;
+    this.trouble = trouble;
   }
 }
 
@@ -155,11 +153,11 @@ export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
       text = await res.text();
     } catch (err) {
       const timedOut = (err as Error)?.name === 'TimeoutError' || (err as Error)?.name === 'AbortError';
-      throw new TroubleError(timedOut ? `no answer within ${timeoutMs} ms` : `connection failed: ${describe(err)}`, timedOut ? 'timeout' : 'network', undefined, { cause: err });
+      throw new TroubleError(timedOut ? `no answer within ${timeoutMs} ms` : `connection failed: ${describe(err)}`, { kind: timedOut ? 'timeout' : 'network' }, { cause: err });
     }
     let body: any;
     try { body = text ? JSON.parse(text) : undefined; } catch { body = text; }
-    if (res.status >= 500) throw new TroubleError(`answered ${res.status}${body?.error?.code ? ` ${body.error.code}` : ''}`, 'server-error', res.status);
+    if (res.status >= 500) throw new TroubleError(`answered ${res.status}${body?.error?.code ? ` ${body.error.code}` : ''}`, { kind: 'server-error', status: res.status });
     return { status: res.status, body, headers: res.headers };
   };
 
@@ -175,7 +173,7 @@ export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
     } catch (err) {
       if (err instanceof TroubleError) {
         const what = `${call.method} ${call.path.split('?')[0]}`;
-        if (call.method === 'POST') throw new GatewayAmbiguousError(`payment gateway ${what}: ${err.message}; the outcome is unknown`, err.kind, err.status, { cause: err });
+        if (call.method === 'POST') throw new GatewayAmbiguousError(`payment gateway ${what}: ${err.message}; the outcome is unknown`, err.trouble.kind, err.trouble.status, { cause: err });
         throw new GatewayTransientError(`payment gateway ${what}: ${err.message}`, { cause: err });
       }
       if ((err as { code?: string })?.code === 'EOPENBREAKER') throw new GatewayUnavailableError('payment gateway circuit breaker is open; request not sent', { cause: err });
