@@ -14,6 +14,9 @@ import {
 } from './funding.ts';
 import { BatchCommand, ItemCommand, LENDING_BATCHES_STREAM, LENDING_ITEMS_STREAM, LendingSubjects } from './lending.ts';
 import { OrderCreated, ORDERS_STREAM, OrderSubjects } from './orders.ts';
+import { subjectMatches } from './subjects.ts';
+
+export { subjectMatches };
 
 export type MessageContract = {
   /** A subject, or a pattern with `*` (one token) and `>` (the rest), as NATS reads them. */
@@ -57,17 +60,6 @@ export const MessageContracts: readonly MessageContract[] = [
 
 /** Fields read as keys on a subject the table does not know (a test queue, a newer publisher). */
 export const DEFAULT_KEY_FIELDS: readonly string[] = ['id', 'orderUuid', 'orderId', 'applicationId', 'loanId'];
-
-/** Whether `subject` falls under the NATS pattern. `subjectMatches('saga.step.*', 'saga.step.paid') // true` */
-export function subjectMatches(pattern: string, subject: string): boolean {
-  const p = pattern.split('.');
-  const s = subject.split('.');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === '>') return s.length > i;
-    if (p[i] !== '*' && p[i] !== s[i]) return false;
-  }
-  return p.length === s.length;
-}
 
 /** The contract of a concrete subject, if the table has one. `contractFor('orders.created')?.schema` */
 export function contractFor(subject: string): MessageContract | undefined {

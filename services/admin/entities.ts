@@ -1,7 +1,7 @@
 // Admin's tables, in schema `admin`: the audit trail of feature flag changes (who, when,
 // the definition before and after). The flags themselves live in NATS KV (kit/flags.ts).
 import { defineEntity, p } from '@mikro-orm/core';
-import type { StoredFlag } from '../kit/flags.ts';
+import type { StoredFlag } from '../kit/index.ts';
 
 export const FlagChange = defineEntity({
   name: 'AdminFlagChange',

@@ -6,8 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { AuthEnv } from '../kit/auth.ts';
-import { FlagConflictError, FlagKey, FlagSpec, type Flag, type FlagStore, type StoredFlag } from '../kit/flags.ts';
+import type { AuthEnv } from '../kit/index.ts';
+import { FlagConflictError, FlagKey, FlagSpec, type Flag, type FlagStore, type StoredFlag } from '../kit/index.ts';
 import { HttpError, notFound, readJson, validate, type AppEnv, type MikroORM } from '../kit/index.ts';
 import { FlagChange } from './entities.ts';
 

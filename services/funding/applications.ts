@@ -12,6 +12,7 @@ import {
   FundingSubjects, normalizeIban, type ApplicationCreated, type ApplicationStatus, type CreateApplicationRequest,
   type DisbursementRequested, type StatusUpdated,
 } from '../../contracts/funding.ts';
+import { createBatcher } from '../kit/index.ts';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
 import { H } from '../kit/index.ts';
 import { OUTBOX_ROWS, type OutboxMessage } from '../kit/index.ts';
@@ -46,12 +47,11 @@ const INSERT_BATCH = `
   returning id`;
 
 type Row = Record<string, unknown>;
-type PendingApplication = { row: Row; events: Row[]; resolve: () => void; reject: (err: unknown) => void };
 
 export type ApplicationWriter = { create(req: CreateApplicationRequest, requestId: string): Promise<{ id: string; createdAt: string }> };
 
 /**
- * The POST's write, with group commit: each application row and its two events
+ * The POST's write, with group commit (kit/batcher.ts): each application row and its two events
  * (`applications.created`, the first `status.updated`) go in one data-modifying CTE,
  * atomic, and requests arriving while a statement is in flight share the next one, so a
  * burst costs one round trip (and one WAL flush, one relay wake) per batch rather than
@@ -60,31 +60,16 @@ export type ApplicationWriter = { create(req: CreateApplicationRequest, requestI
  * `const writer = createApplicationWriter(orm, deps.wakeOutbox); const { id } = await writer.create(req, requestId)`
  */
 export function createApplicationWriter(orm: MikroORM, wakeOutbox: () => void, opts: { maxBatch?: number } = {}): ApplicationWriter {
-  const maxBatch = opts.maxBatch ?? 200;
-  const queue: PendingApplication[] = [];
-  let writing = false;
-
-  const write = async (batch: PendingApplication[]) => {
-    await orm.em.fork().execute(INSERT_BATCH, [JSON.stringify(batch.map((p) => p.row)), JSON.stringify(batch.flatMap((p) => p.events))]);
+  // A statement that fails takes its batch along: each is retried alone (all at once, as
+  // new applications cannot conflict), so one bad row fails only its own request.
+  const write = createBatcher(async (apps: { row: Row; events: Row[] }[]) => {
+    await orm.em.fork().execute(INSERT_BATCH, [JSON.stringify(apps.map((a) => a.row)), JSON.stringify(apps.flatMap((a) => a.events))]);
     wakeOutbox();
-    for (const p of batch) p.resolve();
-  };
-
-  const flush = () => {
-    if (writing || !queue.length) return;
-    writing = true;
-    const batch = queue.splice(0, maxBatch);
-    void write(batch)
-      // A statement that fails takes its batch along: retry each alone, so one bad row fails only its own request.
-      .catch(async (err) => {
-        if (batch.length === 1) return batch[0]!.reject(err);
-        await Promise.all(batch.map((p) => write([p]).catch((e) => p.reject(e))));
-      })
-      .finally(() => { writing = false; flush(); });
-  };
+    return apps.map(() => undefined);
+  }, { maxSize: opts.maxBatch ?? 200, isolate: 'parallel' });
 
   return {
-    create(req, requestId) {
+    async create(req, requestId) {
       const id = randomUUID();
       const createdAt = new Date().toISOString();
       const created: ApplicationCreated = {
@@ -102,10 +87,8 @@ export function createApplicationWriter(orm: MikroORM, wakeOutbox: () => void, o
         { id: randomUUID(), application_id: id, subject: FundingSubjects.applicationCreated, payload: JSON.stringify(created), headers },
         { id: randomUUID(), application_id: id, subject: FundingSubjects.statusUpdated, payload: JSON.stringify(status), headers },
       ];
-      return new Promise((resolve, reject) => {
-        queue.push({ row, events, resolve: () => resolve({ id, createdAt }), reject });
-        flush();
-      });
+      await write({ row, events });
+      return { id, createdAt };
     },
   };
 }

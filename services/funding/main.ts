@@ -22,12 +22,12 @@ export async function start(deps: Deps): Promise<Running> {
   const config = loadFundingConfig(deps.env, deps.endpoints.gateway);
   const { log } = deps;
   const gateway = createGatewayClient({
+    metrics: { metrics: deps.metrics, client: 'funding' },
     baseUrl: requireGatewayUrl(config), log, timeoutMs: config.FUNDING_GATEWAY_TIMEOUT_MS,
     breaker: { resetTimeoutMs: config.FUNDING_BREAKER_RESET_MS },
   });
   const breakerOpen = new Gauge({ name: 'orderflow_funding_gateway_breaker_open', help: '1 while the payment gateway breaker of funding is open', registers: [deps.metrics.registry] });
   gateway.onStateChange((s) => breakerOpen.set(s === 'open' ? 1 : 0));
-  deps.metrics.watchBreaker('payment-gateway', 'funding', () => gateway.state());
   // The bucket is provisioned with allow_direct: reads are direct gets, the cheapest read NATS has.
   const cache = countedReads(createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }), {
     connected: trackConnection(deps.nats.nc).connected, readTimeoutMs: config.FUNDING_STATUS_CACHE_TIMEOUT_MS,

@@ -4,7 +4,7 @@
 // one exists; scoring does not consult the flag yet (the second model's rollout will
 // wire `riskModelVersion` into scoring.ts).
 import type { Client } from '@openfeature/server-sdk';
-import type { FlagSeed } from '../kit/flags.ts';
+import type { FlagSeed } from '../kit/index.ts';
 import { MODEL_VERSION } from './risk-model.ts';
 
 export const RISK_MODEL_FLAG = 'funding.riskModel';

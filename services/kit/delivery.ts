@@ -31,15 +31,10 @@ import type { Logger } from './log.ts';
 import { outcomeRecorder, type Metrics } from './metrics.ts';
 import { H } from './nats.ts';
 import { pullLoop, waker } from './pull.ts';
+import { backoff, type RetryPolicy } from './retry.ts';
 
-export type RetryPolicy = { baseMs: number; factor?: number; maxMs?: number; jitter?: number };
-
-/** Delay before attempt `attempt + 1`, exponential with jitter. `backoff({ baseMs: 1000 }, 3) ≈ 4000` */
-export function backoff(p: RetryPolicy, attempt: number, random = Math.random): number {
-  const raw = Math.min(p.maxMs ?? 60_000, p.baseMs * (p.factor ?? 2) ** Math.max(0, attempt - 1));
-  const j = p.jitter ?? 0.2;
-  return Math.max(0, Math.round(raw * (1 - j + 2 * j * random())));
-}
+// Re-exported: the relay, worker.ts and services import them from here.
+export { backoff, type RetryPolicy };
 
 /** A message's payload checked against `schema`, or the DLQ reason why it is not valid. `const p = parseMessage(m, Job); if (!p.ok) ...` */
 export function parseMessage<T>(m: JsMsg, schema: ZodType<T>): { ok: true; data: T } | { ok: false; error: string } {

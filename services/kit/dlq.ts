@@ -12,6 +12,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiError, type JetStreamClient, type
 import type { KV } from '@nats-io/kv';
 import { headers as natsHeaders, nanos, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import type { ZodType } from 'zod';
+import { subjectMatches } from '../../contracts/subjects.ts';
 import { HttpError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
@@ -366,16 +367,6 @@ export function createDlqAdmin({ js, jsm, nc, contracts, timeoutMs = 1500 }: {
   const depth = async (): Promise<number> => (await jsm.streams.info(DLQ_STREAM)).state.messages;
 
   return { get, page, list, remove, redrive, redriveMany, depth };
-}
-
-function subjectMatches(pattern: string, subject: string): boolean {
-  const p = pattern.split('.');
-  const s = subject.split('.');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === '>') return s.length > i;
-    if (p[i] !== '*' && p[i] !== s[i]) return false;
-  }
-  return p.length === s.length;
 }
 
 type Advisory = { stream: string; consumer: string; stream_seq: number; deliveries: number };

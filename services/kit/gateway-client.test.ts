@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import {
   createGatewayClient, GatewayAmbiguousError, GatewayRateLimitedError, GatewayRejectedError,
-  GatewayTransientError, GatewayUnavailableError, retryAfterMs, type BreakerState, type GatewayClient,
+  GatewayTransientError, GatewayUnavailableError, type BreakerState, type GatewayClient,
 } from './gateway-client.ts';
 import { createLogger } from './log.ts';
 import { eventually } from '../testing/index.ts';
@@ -145,14 +145,5 @@ describe('rate limits and the breaker', () => {
     expect(await gc.findPayouts('x')).toEqual([]);
     expect(gc.state()).toBe('closed');
     expect(states).toEqual(['open', 'halfOpen', 'closed']);
-  });
-});
-
-describe('retryAfterMs', () => {
-  it('reads seconds and HTTP dates', () => {
-    expect(retryAfterMs('2')).toBe(2000);
-    expect(retryAfterMs(new Date(10_000).toUTCString(), 5000)).toBe(5000);
-    expect(retryAfterMs(null)).toBe(1000);
-    expect(retryAfterMs('soon')).toBe(1000);
   });
 });

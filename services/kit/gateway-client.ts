@@ -13,8 +13,9 @@
 //  - GatewayUnavailableError: the breaker is open; nothing was sent. Pause.
 //  - GatewayRejectedError: a permanent 4xx that is not a typed outcome (our bug, or
 //    an Idempotency-Key reused with another body). Retrying cannot help.
-import CircuitBreaker from 'opossum';
+import { createBreaker, type BreakerMetrics, type BreakerState } from './breaker.ts';
 import type { Logger } from './log.ts';
+import { parseRetryAfter } from './retry.ts';
 
 export type GatewayCharge = { id: string; status: string; amount: number; currency: string; reference: string; [k: string]: unknown };
 export type GatewayRefund = { id: string; status: string; charge?: string; amount?: number; [k: string]: unknown };
@@ -31,7 +32,7 @@ export type PayoutResult =
   | { outcome: 'ok'; payout: GatewayPayout; replayed: boolean }
   | { outcome: 'invalid_destination'; message: string };
 
-export type BreakerState = 'open' | 'halfOpen' | 'closed';
+export type { BreakerState };
 
 export type GatewayBreakerOptions = {
   /** Failure share (percent) within the rolling window that opens the breaker. Default 50. */
@@ -50,6 +51,8 @@ export type GatewayClientOptions = {
   /** Per-request timeout; a timed-out POST is ambiguous. Default 10 s. */
   timeoutMs?: number;
   breaker?: GatewayBreakerOptions;
+  /** Report the breaker as orderflow_breaker_state{system="payment-gateway", client}. */
+  metrics?: BreakerMetrics;
   /** For tests and instrumentation; defaults to the global fetch. */
   fetch?: typeof fetch;
 };
@@ -119,26 +122,15 @@ export class GatewayRejectedError extends GatewayError {
 
 // Thrown inside the breaker, so opossum counts it; mapped to the public errors outside.
 class TroubleError extends Error {
-  readonly kind: 'server-error' | 'timeout' | 'network';
-  readonly status: number | undefined;
-  constructor(message: string, kind: 'server-error' | 'timeout' | 'network', status?: number, options?: { cause?: unknown }) {
+  readonly trouble: { kind: 'server-error' | 'timeout' | 'network'; status?: number };
+  constructor(message: string, trouble: TroubleError['trouble'], options?: { cause?: unknown }) {
     super(message, options);
-    this.kind = kind;
-    this.status = status;
+    this.trouble = trouble;
   }
 }
 
 type Raw = { status: number; body: any; headers: Headers };
 type Call = { method: 'GET' | 'POST'; path: string; body?: unknown; key?: string };
-
-/** Parse Retry-After (seconds or an HTTP date) into ms. `retryAfterMs('2') === 2000` */
-export function retryAfterMs(header: string | null, now = Date.now(), fallback = 1000): number {
-  if (!header) return fallback;
-  const secs = Number(header);
-  if (Number.isFinite(secs) && secs >= 0) return Math.round(secs * 1000);
-  const at = Date.parse(header);
-  return Number.isFinite(at) ? Math.max(0, at - now) : fallback;
-}
 
 /** A breaker-guarded gateway client. `const gw = createGatewayClient({ baseUrl: 'http://127.0.0.1:9025', log }); await gw.payout({...}, applicationId)` */
 export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
@@ -161,34 +153,19 @@ export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
       text = await res.text();
     } catch (err) {
       const timedOut = (err as Error)?.name === 'TimeoutError' || (err as Error)?.name === 'AbortError';
-      throw new TroubleError(timedOut ? `no answer within ${timeoutMs} ms` : `connection failed: ${describe(err)}`, timedOut ? 'timeout' : 'network', undefined, { cause: err });
+      throw new TroubleError(timedOut ? `no answer within ${timeoutMs} ms` : `connection failed: ${describe(err)}`, { kind: timedOut ? 'timeout' : 'network' }, { cause: err });
     }
     let body: any;
     try { body = text ? JSON.parse(text) : undefined; } catch { body = text; }
-    if (res.status >= 500) throw new TroubleError(`answered ${res.status}${body?.error?.code ? ` ${body.error.code}` : ''}`, 'server-error', res.status);
+    if (res.status >= 500) throw new TroubleError(`answered ${res.status}${body?.error?.code ? ` ${body.error.code}` : ''}`, { kind: 'server-error', status: res.status });
     return { status: res.status, body, headers: res.headers };
   };
 
   const b = opts.breaker ?? {};
-  const breaker = new CircuitBreaker(send, {
-    timeout: false, // our own fetch timeout applies, and aborts the request too
-    errorThresholdPercentage: b.errorThresholdPercentage ?? 50,
-    volumeThreshold: b.volumeThreshold ?? 5,
-    resetTimeout: b.resetTimeoutMs ?? 10_000,
-    rollingCountTimeout: b.rollingWindowMs ?? 10_000,
-    name: 'payment-gateway',
+  const breaker = createBreaker(send, {
+    system: 'payment-gateway', log, metrics: opts.metrics,
+    opossum: { errorThresholdPercentage: b.errorThresholdPercentage, volumeThreshold: b.volumeThreshold, resetTimeout: b.resetTimeoutMs, rollingCountTimeout: b.rollingWindowMs },
   });
-  const listeners = new Set<(s: BreakerState) => void>();
-  const emit = (s: BreakerState) => {
-    if (s === 'open') log.warn({ resetTimeoutMs: b.resetTimeoutMs ?? 10_000 }, 'payment gateway breaker opened');
-    else log.info({ state: s }, 'payment gateway breaker state');
-    for (const cb of listeners) {
-      try { cb(s); } catch (err) { log.warn({ err: String(err) }, 'breaker listener failed'); }
-    }
-  };
-  breaker.on('open', () => emit('open'));
-  breaker.on('halfOpen', () => emit('halfOpen'));
-  breaker.on('close', () => emit('closed'));
 
   const request = async (call: Call): Promise<Raw> => {
     try {
@@ -196,7 +173,7 @@ export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
     } catch (err) {
       if (err instanceof TroubleError) {
         const what = `${call.method} ${call.path.split('?')[0]}`;
-        if (call.method === 'POST') throw new GatewayAmbiguousError(`payment gateway ${what}: ${err.message}; the outcome is unknown`, err.kind, err.status, { cause: err });
+        if (call.method === 'POST') throw new GatewayAmbiguousError(`payment gateway ${what}: ${err.message}; the outcome is unknown`, err.trouble.kind, err.trouble.status, { cause: err });
         throw new GatewayTransientError(`payment gateway ${what}: ${err.message}`, { cause: err });
       }
       if ((err as { code?: string })?.code === 'EOPENBREAKER') throw new GatewayUnavailableError('payment gateway circuit breaker is open; request not sent', { cause: err });
@@ -206,7 +183,7 @@ export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
 
   // Everything that is neither a success nor a typed outcome.
   const refuse = (r: Raw): never => {
-    if (r.status === 429) throw new GatewayRateLimitedError(retryAfterMs(r.headers.get('retry-after')));
+    if (r.status === 429) throw new GatewayRateLimitedError(parseRetryAfter(r.headers.get('retry-after')) ?? 1000);
     const code = typeof r.body?.error?.code === 'string' ? r.body.error.code : 'unknown';
     const message = typeof r.body?.error?.message === 'string' ? r.body.error.message : JSON.stringify(r.body ?? null).slice(0, 200);
     throw new GatewayRejectedError(r.status, code, message);
@@ -244,16 +221,10 @@ export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
     },
     findCharges: (reference) => list<GatewayCharge>(`/v1/charges?reference=${encodeURIComponent(reference)}`),
     findPayouts: (reference) => list<GatewayPayout>(`/v1/payouts?reference=${encodeURIComponent(reference)}`),
-    isOpen: () => breaker.opened,
-    state: () => (breaker.opened ? 'open' : breaker.halfOpen ? 'halfOpen' : 'closed'),
-    onStateChange(cb) {
-      listeners.add(cb);
-      return () => { listeners.delete(cb); };
-    },
-    close() {
-      listeners.clear();
-      breaker.shutdown();
-    },
+    isOpen: breaker.isOpen,
+    state: breaker.state,
+    onStateChange: breaker.onStateChange,
+    close: breaker.shutdown,
   };
 }
 

@@ -10,6 +10,9 @@ export {
   type BatchItem, type BatchOptions, type BatchResult, type DeliveryContext, type EachOptions, type HandlerContext,
   type RetryPolicy, type RunningConsumer, type SettleContext, type Settled,
 } from './delivery.ts';
+export { parseRetryAfter } from './retry.ts';
+export { createBreaker, type Breaker, type BreakerMetrics, type BreakerOptions } from './breaker.ts';
+export { createBatcher, type Batcher, type BatcherOptions } from './batcher.ts';
 export { startWorker, type ConsumerOptions, type Worker, type WorkerOptions } from './worker.ts';
 export { startBatchWorker, type BatchWorker, type BatchWorkerOptions } from './batch-worker.ts';
 
@@ -23,7 +26,6 @@ export {
   createVerifier, InvalidTokenError, remoteJwks, requireAccess, requireAuth, requireRole, requireScope,
   type AuthEnv, type Principal, type Verifier,
 } from './auth.ts';
-export { createBatcher, type Batcher } from './batcher.ts';
 export { createSealer, looksSealed, paymentTokenSealer, type Sealer } from './seal.ts';
 export { enqueue, OUTBOX_ROWS, type OutboxMessage } from './outbox.ts';
 export { int, port, readConfig, url, type BaseConfig } from './config.ts';
@@ -34,7 +36,7 @@ export { sqlMigration, type EntityManager, type MigrationDef, type MikroORM } fr
 export { createDlqAdmin, type DlqAdmin, type DlqContracts, type DlqEntry, type DlqFilter, type DlqReason } from './dlq.ts';
 export {
   createGatewayClient, GatewayAmbiguousError, GatewayError, GatewayRateLimitedError, GatewayRejectedError, GatewayTransientError,
-  GatewayUnavailableError, retryAfterMs,
+  GatewayUnavailableError,
   type BreakerState, type ChargeResult, type GatewayBreakerOptions, type GatewayCharge, type GatewayClient, type GatewayClientOptions,
   type GatewayPayout, type GatewayRefund, type PayoutResult, type RefundResult,
 } from './gateway-client.ts';

@@ -36,6 +36,7 @@ import type { Deps } from '../kit/index.ts';
 import { startWorker, type Worker } from '../kit/index.ts';
 import { startConsumer, type DeliveryContext, type RunningConsumer } from '../kit/index.ts';
 import { createBatcher } from '../kit/index.ts';
+import { createLatencyEstimate } from './latency.ts';
 import type { LendingConfig } from './config.ts';
 import {
   claimBatch, commitSuccesses, investBatch, itemKey, markAmbiguous, markFailed, readItems, readOrder, reclaimLoan, recordFailure,
@@ -143,7 +144,7 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
       transactionCode: outcome.transactionCode, requestId: ctx.requestId,
     });
     metrics.items.inc({ phase, outcome: phase === 'reserve' ? 'reserved' : 'invested' });
-    observeOwn(callStarted - started + (performance.now() - callEnded));
+    own.observe(callStarted - started + (performance.now() - callEnded));
   };
 
   // Little's law twice: the T24 client's recommendation covers its calls (rate ×
@@ -151,16 +152,9 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
   // (batched read and commit, ack), so add rate × p90 of that × 1.5. Time spent
   // waiting for a rate token is left out on purpose: counting it would make the
   // limit feed on its own queue.
-  const own = { mean: 0, variance: 0, n: 0 };
-  const observeOwn = (ms: number) => {
-    if (!own.n++) { own.mean = ms; return; }
-    const diff = ms - own.mean;
-    own.mean += 0.05 * diff;
-    own.variance = 0.95 * (own.variance + 0.05 * diff * diff);
-  };
+  const own = createLatencyEstimate({ alpha: 0.05, beforeAnyMs: 50 });
   const limit = () => {
-    const ownP90 = own.n ? own.mean + 1.2816 * Math.sqrt(own.variance) : 50;
-    const forOwn = Math.ceil(t24.stats().share * (ownP90 / 1000) * 1.5);
+    const forOwn = Math.ceil(t24.stats().share * (own.p90Ms() / 1000) * 1.5);
     return Math.min(config.LENDING_ITEM_PREFETCH, 2 * t24.recommendedConcurrency() + forOwn + 8);
   };
   // Not the kit's default worker: the inbox costs database round trips per message

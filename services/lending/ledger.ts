@@ -211,14 +211,6 @@ export type ItemRow = {
 
 const ITEM_COLUMNS = `i.order_id, i.loan_id, i.amount::text as amount, i.state, i.failed_phase, i.reason, i.ambiguous, i.failures, o.investor_id, o.phase`;
 
-/** An item with what a worker needs of its order. */
-export async function readItem(em: EntityManager, orderId: string, loanId: string): Promise<ItemRow | null> {
-  const [r] = await em.execute<ItemRow[]>(
-    `select ${ITEM_COLUMNS} from lending.items i join lending.orders o on o.id = i.order_id
-     where i.order_id = ? and i.loan_id = ?`, [orderId, loanId]);
-  return r ?? null;
-}
-
 export type ItemKey = { orderId: string; loanId: string };
 export const itemKey = (k: ItemKey) => `${k.orderId}/${k.loanId}`;
 

@@ -25,14 +25,15 @@ export async function start(deps: Deps): Promise<Running> {
   const memberId = `${instanceId(deps.env)}-${randomBytes(3).toString('hex')}`.replace(/[^A-Za-z0-9_-]/g, '_');
   const rateShare = createRateShare({
     kv, memberId, totalRps: config.T24_MAX_RPS, heartbeatMs: config.T24_HEARTBEAT_MS,
-    spacingMargin: config.T24_RATE_MARGIN_PCT / 100, log: log.child({ component: 'rate-share' }),
+    log: log.child({ component: 'rate-share' }),
   });
   await rateShare.start();
-  // rate-share decides this replica's share; the pacer spends it (see pacer.ts for why not rateShare.acquire).
+  // rate-share decides this replica's share; the pacer spends it (pacer.ts).
   const pacer = createPacer({ share: () => rateShare.currentShare(), margin: config.T24_RATE_MARGIN_PCT / 100 });
   const httpFetch = createHttpFetch();
   const t24 = createT24Client({
     baseUrl: config.T24_URL, rateShare: pacer, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS,
+    metrics: { metrics: deps.metrics, client: 'lending' },
     fetch: httpFetch,
     afterAmbiguous: config.T24_AFTER_AMBIGUOUS,
     breaker: {
@@ -42,7 +43,6 @@ export async function start(deps: Deps): Promise<Running> {
       rollingPercentilesEnabled: false,
     },
   });
-  deps.metrics.watchBreaker('t24', 'lending', () => t24.breakerState());
   let consumers: LendingConsumers | undefined;
   const metrics = createLendingMetrics(deps.metrics.registry, () => ({ t24, rateShare, itemLimit: consumers?.itemLimit }));
   // 50,000 items with 64-character loan ids come to ~5 MB; the default limit is 1 MB.

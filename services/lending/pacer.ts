@@ -1,9 +1,9 @@
 // Call pacing at this replica's share of T24_MAX_RPS, as a GCRA (virtual
 // scheduling) over `currentShare()` of the rate share.
 //
-// Why not rate-share's own acquire(): it spaces each grant from the previous
-// *real* grant time in whole milliseconds, so timer lateness and rounding are
-// lost for good. Measured on the 2-core box: 436 grants/s at a share of 1000,
+// Why a GCRA: spacing each grant from the previous *real* grant time in whole
+// milliseconds (what rate-share.ts once did itself) loses timer lateness and
+// rounding for good. Measured on the 2-core box: 436 grants/s at a share of 1000,
 // 163/s at 200. Here the schedule advances by the interval whatever the timer
 // did, and a late timer grants every call that is due at once.
 //
@@ -16,9 +16,15 @@
 // catch up a timer that fires an interval or two late. A shrinking share
 // takes effect on the next grant; a growing one comes through rate-share's
 // two-phase claim, which is what keeps the replicas' sum within the cap.
-import type { RateShare } from './rate-share.ts';
-
-export type Pacer = Pick<RateShare, 'acquire' | 'currentShare'> & { stop(): void; granted(): number };
+export type Pacer = {
+  /** Resolves when this replica may make one call. */
+  acquire(signal?: AbortSignal): Promise<void>;
+  /** Calls per second it paces at now. */
+  currentShare(): number;
+  /** Rejects waiting and later acquires. */
+  stop(): void;
+  granted(): number;
+};
 
 type Waiter = { resolve: () => void; reject: (err: unknown) => void; signal: AbortSignal | undefined; onAbort: () => void };
 

@@ -1,4 +1,4 @@
-// Cluster-wide pacing toward T24: the calls of every replica, summed, never
+// Cluster-wide shares of T24's rate: the calls of every replica, summed, never
 // exceed `totalRps` in any sliding second.
 //
 // Membership. Each replica heartbeats `members.<memberId>` into a KV bucket
@@ -33,16 +33,9 @@
 // Assumptions: every replica is configured with the same T; a heartbeat round
 // trip (read + put) is well under half a heartbeat.
 //
-// Pacing. The share R is an integer and calls are spaced at least
-// 1000/R × (1 + m) ms apart (m = spacingMargin), burst 1, measured from the
-// real grant time. T24 counts arrivals in (t - 1000, t]. If a call may reach
-// it up to J ms later than it was granted (event-loop lag, network), the
-// arrivals in one window come from grants within 1000 + J ms, and a spacing
-// of (1000 + J)/R keeps those at R: the margin m buys J = 1000 × m ms of
-// jitter (5% → 50 ms) for m of the throughput. A call later than that can
-// push one arrival over the cap; the client then honours Retry-After.
-// A fractional share would allow ceil(R) calls per window, which is why
-// shares are integers and members beyond T get 0.
+// Spending the share is pacer.ts's work (a GCRA over currentShare()). The share
+// is an integer because a fractional one would allow ceil(R) calls per window;
+// members beyond T get 0.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Bucket } from '@nats-io/kv';
 import type { KV } from '@nats-io/kv';
@@ -57,43 +50,29 @@ export type RateShareOptions = {
   /** The cluster-wide cap (T24_MAX_RPS); every replica must use the same value. */
   totalRps: number;
   heartbeatMs?: number;
-  /** Extra spacing as a fraction of 1000/share; tolerates 1000 × spacingMargin ms of grant-to-arrival jitter (see the header). Default 0.05. */
-  spacingMargin?: number;
   log?: RateShareLog;
 };
 
 export type RateShare = {
   /** Reads the bucket's TTL and writes the first heartbeat; the share follows on later heartbeats. */
   start(): Promise<void>;
-  /** Stops heartbeating, drops the share to 0, rejects waiting acquires and removes the member key. */
+  /** Stops heartbeating, drops the share to 0 and removes the member key. */
   stop(): Promise<void>;
   /** Calls per second this member may make now (0 while joining or fenced). */
   currentShare(): number;
-  /** Resolves when this member may make one call. */
-  acquire(signal?: AbortSignal): Promise<void>;
   /** Live members in the last heartbeat's view, this one included. */
   members(): number;
 };
 
 type Advert = { share: number; applied: number; at: number };
 
-type Waiter = { resolve: () => void; reject: (err: unknown) => void; signal: AbortSignal | undefined; onAbort: () => void };
-
 const keyPrefix = 'members.';
 
-export class RateShareStoppedError extends Error {
-  override name = 'RateShareStoppedError';
-  constructor() {
-    super('rate share stopped');
-  }
-}
-
-/** Cluster-wide T24 pacing over a KV membership bucket. `const rs = createRateShare({ kv, memberId: hostname(), totalRps: 50 }); await rs.start(); await rs.acquire()` */
+/** This replica's share of the cluster-wide T24 rate, over a KV membership bucket. `const rs = createRateShare({ kv, memberId: hostname(), totalRps: 50 }); await rs.start(); rs.currentShare()` */
 export function createRateShare(options: RateShareOptions): RateShare {
   const { kv, memberId, log } = options;
   const totalRps = Math.floor(options.totalRps);
   const heartbeatMs = options.heartbeatMs ?? 1000;
-  const spacingMargin = options.spacingMargin ?? 0.05;
   if (!(totalRps >= 1)) throw new RangeError(`totalRps must be at least 1, got ${options.totalRps}`);
   if (!/^[A-Za-z0-9_-]+$/.test(memberId)) throw new RangeError(`memberId must be a single KV token ([A-Za-z0-9_-]+), got ${memberId}`);
   const myKey = keyPrefix + memberId;
@@ -111,66 +90,8 @@ export function createRateShare(options: RateShareOptions): RateShare {
   let memberCount = 1;
   let leaseUntil = 0;
 
-  // Limiter state.
-  const waiters: Waiter[] = [];
-  let lastGrantAt: number | undefined;
-  let pumpTimer: NodeJS.Timeout | undefined;
-  let pumpAt = 0;
-
   function effectiveShare(now: number): number {
     return now < leaseUntil ? applied : 0;
-  }
-
-  function intervalMs(share: number): number {
-    return (1000 / share) * (1 + spacingMargin);
-  }
-
-  function schedulePump(at: number) {
-    if (pumpTimer && pumpAt <= at) return;
-    if (pumpTimer) clearTimeout(pumpTimer);
-    pumpAt = at;
-    pumpTimer = setTimeout(() => {
-      pumpTimer = undefined;
-      pump();
-    }, Math.max(0, at - Date.now()));
-  }
-
-  function pump() {
-    while (waiters.length > 0) {
-      const now = Date.now();
-      const share = effectiveShare(now);
-      // Nothing to hand out: the next heartbeat that changes the share or renews the lease pumps again.
-      if (share <= 0) return;
-      const nextAt = lastGrantAt === undefined ? now : lastGrantAt + intervalMs(share);
-      if (nextAt > now) {
-        schedulePump(nextAt);
-        return;
-      }
-      const w = waiters.shift()!;
-      w.signal?.removeEventListener('abort', w.onAbort);
-      lastGrantAt = now;
-      w.resolve();
-    }
-  }
-
-  function acquire(signal?: AbortSignal): Promise<void> {
-    if (!running) return Promise.reject(new RateShareStoppedError());
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((resolve, reject) => {
-      const w: Waiter = {
-        resolve,
-        reject,
-        signal,
-        onAbort: () => {
-          const i = waiters.indexOf(w);
-          if (i >= 0) waiters.splice(i, 1);
-          reject(signal!.reason);
-        },
-      };
-      signal?.addEventListener('abort', w.onAbort, { once: true });
-      waiters.push(w);
-      pump();
-    });
   }
 
   // The live member keys, as a snapshot of what the stream holds now: keys
@@ -249,7 +170,6 @@ export function createRateShare(options: RateShareOptions): RateShare {
         claimAfterPut = true;
       }
     }
-    if (applied < before) onShareChanged();
 
     const sentAt = await putAdvert();
     if (claimAfterPut) {
@@ -258,19 +178,7 @@ export function createRateShare(options: RateShareOptions): RateShare {
       claimStoredAt = roundTrip <= heartbeatMs / 2 ? sentAt : 0;
       if (claimStoredAt === 0) log?.warn({ memberId, roundTrip }, 't24 rate share: slow heartbeat, claim not trusted');
     }
-    if (applied > before) onShareChanged();
     if (applied !== before) log?.info({ memberId, share: applied, previous: before, members: n }, 't24 rate share changed');
-    // A renewed lease may unblock waiters that the fence held back.
-    pump();
-  }
-
-  function onShareChanged() {
-    // The spacing from the last grant follows the new interval.
-    if (pumpTimer) {
-      clearTimeout(pumpTimer);
-      pumpTimer = undefined;
-    }
-    pump();
   }
 
   function loop() {
@@ -302,18 +210,12 @@ export function createRateShare(options: RateShareOptions): RateShare {
       if (!running) return;
       running = false;
       if (tickTimer) clearTimeout(tickTimer);
-      if (pumpTimer) clearTimeout(pumpTimer);
-      pumpTimer = undefined;
       // A heartbeat in flight normally ends within half a heartbeat; with NATS gone it would
       // wait out its request timeout (10 s), which only delays the stop: the loop ends either way.
       await Promise.race([ticking, sleep(heartbeatMs)]);
       applied = 0;
       claim = 0;
       leaseUntil = 0;
-      for (const w of waiters.splice(0)) {
-        w.signal?.removeEventListener('abort', w.onAbort);
-        w.reject(new RateShareStoppedError());
-      }
       // Our share is already 0 locally, so others may take it as soon as the key is gone. If
       // NATS cannot take the delete now, the key ages out with the bucket's TTL instead.
       const answered = kv.delete(myKey).then(() => true, (err: unknown) => { log?.warn({ err, memberId }, 't24 rate share: could not remove member key'); return true; });
@@ -322,7 +224,6 @@ export function createRateShare(options: RateShareOptions): RateShare {
       }
     },
     currentShare: () => effectiveShare(Date.now()),
-    acquire,
     members: () => memberCount,
   };
 }

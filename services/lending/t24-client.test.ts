@@ -6,11 +6,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startTestNats, type TestNats } from '../testing/index.ts';
 import { startT24Simulator } from '../simulators/t24.ts';
 import type { RunningT24Simulator } from '../simulators/t24.ts';
+import { parseRetryAfter } from '../kit/index.ts';
+import { createPacer, type Pacer } from './pacer.ts';
 import { createRateShare } from './rate-share.ts';
 import type { RateShare } from './rate-share.ts';
 import {
   createT24Client,
-  parseRetryAfter,
   T24AmbiguousError,
   T24RateLimitedError,
   T24UnavailableError,
@@ -24,18 +25,22 @@ let nats: TestNats;
 let t24: RunningT24Simulator;
 const conns: NatsConnection[] = [];
 const shares: RateShare[] = [];
+const pacers: Pacer[] = [];
 const clients: T24Client[] = [];
 // A roomy share for the tests that are not about pacing.
-let roomy: RateShare;
+let roomy: Pacer;
 
-async function rateShare(bucket: string, memberId: string, totalRps: number, spacingMargin?: number): Promise<RateShare> {
+// As in production (lending/main.ts): rate-share decides the share, a pacer spends it.
+async function rateShare(bucket: string, memberId: string, totalRps: number, spacingMargin = 0.05): Promise<Pacer> {
   const nc = await connect({ servers: nats.url });
   conns.push(nc);
   const kv = await new Kvm(nc).create(bucket, { ttl: 3 * heartbeatMs });
-  const rs = createRateShare({ kv, memberId, totalRps, heartbeatMs, spacingMargin, log });
+  const rs = createRateShare({ kv, memberId, totalRps, heartbeatMs, log });
   shares.push(rs);
   await rs.start();
-  return rs;
+  const pacer = createPacer({ share: () => rs.currentShare(), margin: spacingMargin });
+  pacers.push(pacer);
+  return pacer;
 }
 
 function client(opts: Partial<T24ClientOptions> = {}): T24Client {
@@ -59,6 +64,7 @@ afterEach(() => {
 
 afterAll(async () => {
   for (const c of clients) c.shutdown();
+  for (const p of pacers) p.stop();
   for (const rs of shares) await rs.stop();
   for (const nc of conns) await nc.close().catch(() => {});
   await t24?.close();

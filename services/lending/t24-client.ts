@@ -19,11 +19,13 @@
 // again. Opossum keeps the states and the reset timer; its own call-share rule
 // is switched off. A failure seen while the breaker opened is flagged `outage`,
 // so the worker does not charge it to the item.
-import CircuitBreaker from 'opossum';
+import type CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
 import * as z from 'zod';
+import { backoff, createBreaker, parseRetryAfter, type BreakerMetrics, type BreakerState } from '../kit/index.ts';
+import { createLatencyEstimate } from './latency.ts';
 import { createOutageWindow, looksLikeOutage } from './outage.ts';
-import type { RateShare } from './rate-share.ts';
+import type { Pacer } from './pacer.ts';
 
 export type T24Phase = 'reserve' | 'invest';
 export type T24LoanStatus = 'AVAILABLE' | 'RESERVED' | 'INVESTED';
@@ -42,7 +44,7 @@ export type T24Outcome =
     }
   | { kind: 'permanent'; reason: T24PermanentReason };
 
-export type T24BreakerState = 'closed' | 'open' | 'halfOpen';
+export type T24BreakerState = BreakerState;
 
 export type T24RetryOptions = {
   /** Tries per call, read-backs not counted. 1 = no in-call retry. */
@@ -55,7 +57,8 @@ export type T24RetryOptions = {
 
 export type T24ClientOptions = {
   baseUrl: string;
-  rateShare: Pick<RateShare, 'acquire' | 'currentShare'>;
+  /** This replica's pacing toward T24 (pacer.ts over the rate share's currentShare). */
+  rateShare: Pick<Pacer, 'acquire' | 'currentShare'>;
   log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
   timeoutMs?: number;
   /**
@@ -66,6 +69,8 @@ export type T24ClientOptions = {
   breaker?: CircuitBreaker.Options<[T24HttpRequest]> & { minFailedLoans?: number };
   /** What follows an ambiguous failure: a read-back GET (default) or the same move again. */
   afterAmbiguous?: 'readback' | 'resend';
+  /** Report the breaker as orderflow_breaker_state{system="t24", client}. */
+  metrics?: BreakerMetrics;
   retry?: T24RetryOptions;
   fetch?: typeof fetch;
   /** For the backoff jitter. */
@@ -207,15 +212,6 @@ export function hasReached(loan: { status: T24LoanStatus; investorId?: string | 
   return phase === 'reserve' ? loan.status === 'RESERVED' || loan.status === 'INVESTED' : loan.status === 'INVESTED';
 }
 
-/** Seconds or an HTTP date, as in Retry-After. `parseRetryAfter('2') === 2000` */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (!value) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
 /** The T24 client. `const t24 = createT24Client({ baseUrl: config.t24Url, rateShare, log }); const r = await t24.reserve('L-1', { investorId, orderId, amount })` */
 export function createT24Client(options: T24ClientOptions): T24Client {
   const { rateShare, log } = options;
@@ -238,30 +234,10 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   let readBacks = 0;
   let resends = 0;
   let retries = 0;
-  let opened = 0;
   let shut = false;
 
-  // Latency: EWMA of mean and variance; p90 ≈ mean + 1.2816 σ (normal approximation).
-  const alpha = 0.1;
-  let latencyMean = 0;
-  let latencyVar = 0;
-  let latencySamples = 0;
-  function observeLatency(ms: number) {
-    if (latencySamples === 0) {
-      latencyMean = ms;
-      latencyVar = 0;
-    } else {
-      const diff = ms - latencyMean;
-      latencyMean += alpha * diff;
-      latencyVar = (1 - alpha) * (latencyVar + alpha * diff * diff);
-    }
-    latencySamples++;
-  }
-  function p90Ms(): number {
-    // Before any sample, guess high: a few idle slots cost little, too few starve the share.
-    if (latencySamples === 0) return 1000;
-    return latencyMean + 1.2816 * Math.sqrt(latencyVar);
-  }
+  // Before any sample, guess high: a few idle slots cost little, too few starve the share.
+  const latency = createLatencyEstimate({ alpha: 0.1, beforeAnyMs: 1000 });
 
   async function send(req: T24HttpRequest): Promise<HttpResponse> {
     const timeout = AbortSignal.timeout(timeoutMs);
@@ -279,7 +255,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
         signal,
       });
       const text = await res.text();
-      observeLatency(performance.now() - started);
+      latency.observe(performance.now() - started);
       responses[res.status] = (responses[res.status] ?? 0) + 1;
       let body: unknown;
       try {
@@ -292,7 +268,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
       throw new HttpStatusError(response);
     } catch (err) {
       if (err instanceof HttpStatusError) throw err;
-      observeLatency(performance.now() - started);
+      latency.observe(performance.now() - started);
       const timedOut = timeout.aborted;
       const callerAborted = !timedOut && req.signal?.aborted === true;
       const kind = timedOut ? 'timeout' : 'network';
@@ -313,53 +289,23 @@ export function createT24Client(options: T24ClientOptions): T24Client {
     size: Math.max(outagePolicy.minCalls, 2 * outagePolicy.minFailedTargets),
     maxAgeMs: userBreaker.rollingCountTimeout ?? 10_000,
   });
-  const breaker = new CircuitBreaker<[T24HttpRequest], HttpResponse>(send, {
-    name: 't24',
-    // Our own AbortSignal.timeout ends the request; an opossum timeout would leave it running.
-    timeout: false,
-    resetTimeout: 10_000,
-    rollingCountTimeout: 10_000,
-    ...userBreaker,
-    // Opossum's own rule (failed share of all calls) never opens it: the outage
-    // judge does (judge() below). A failed half-open trial still reopens it.
-    volumeThreshold: Number.MAX_SAFE_INTEGER,
-    errorThresholdPercentage: 100,
-    // Business answers (404/409/422) and 429 prove T24 is up; a caller's own abort says nothing about T24.
-    errorFilter: (err: unknown) =>
-      (err instanceof HttpStatusError && err.response.status < 500) ||
-      (err instanceof NoResponseError && err.callerAborted) ||
-      (userBreaker.errorFilter?.(err) ?? false),
+  const breaker = createBreaker(send, {
+    system: 't24', log, metrics: options.metrics,
+    opossum: {
+      ...userBreaker,
+      // Opossum's own rule (failed share of all calls) never opens it: the outage
+      // judge does (judge() below). A failed half-open trial still reopens it.
+      volumeThreshold: Number.MAX_SAFE_INTEGER,
+      errorThresholdPercentage: 100,
+      // Business answers (404/409/422) and 429 prove T24 is up; a caller's own abort says nothing about T24.
+      errorFilter: (err: unknown) =>
+        (err instanceof HttpStatusError && err.response.status < 500) ||
+        (err instanceof NoResponseError && err.callerAborted) ||
+        (userBreaker.errorFilter?.(err) ?? false),
+    },
   });
-  const resetTimeoutMs = userBreaker.resetTimeout ?? 10_000;
-
-  let state: T24BreakerState = 'closed';
-  let openedAt = 0;
-  const listeners = new Set<(s: T24BreakerState) => void>();
-  function setState(next: T24BreakerState) {
-    if (next === state) return;
-    state = next;
-    if (next === 'open') {
-      opened++;
-      openedAt = Date.now();
-      log.warn({ resetTimeoutMs }, 't24 breaker open: calls fail fast');
-    } else {
-      log.info({ state: next }, `t24 breaker ${next}`);
-    }
-    for (const cb of listeners) {
-      try {
-        cb(next);
-      } catch (err) {
-        log.error({ err }, 't24 breaker listener threw');
-      }
-    }
-  }
-  breaker.on('open', () => setState('open'));
-  breaker.on('halfOpen', () => setState('halfOpen'));
-  breaker.on('close', () => {
-    // T24 answered the trial: what failed before says nothing about now.
-    recent.clear();
-    setState('closed');
-  });
+  // T24 answered the trial: what failed before says nothing about now.
+  breaker.onStateChange((s) => { if (s === 'closed') recent.clear(); });
 
   // Whether the call's target failed because T24 did; opens the breaker when the
   // recent failures span enough loans. Returns whether this failure belongs to an
@@ -367,13 +313,14 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   function judge(req: T24HttpRequest, ok: boolean, openedBefore: number): boolean {
     if (!shut) {
       recent.record(req.path, ok);
-      if (!ok && state === 'closed' && looksLikeOutage(recent.sample(), outagePolicy)) breaker.open();
+      if (!ok && breaker.state() === 'closed' && looksLikeOutage(recent.sample(), outagePolicy)) breaker.open();
     }
-    return !ok && (breaker.opened || opened !== openedBefore);
+    return !ok && (breaker.isOpen() || breaker.opened() !== openedBefore);
   }
 
   function unavailable(cause?: unknown): T24UnavailableError {
-    const left = state === 'open' ? openedAt + resetTimeoutMs - Date.now() : 1000;
+    const { resetTimeoutMs } = breaker;
+    const left = breaker.state() === 'open' ? breaker.openedAt() + resetTimeoutMs - Date.now() : 1000;
     const retryAfterMs = Math.max(250, Math.min(resetTimeoutMs, left));
     return new T24UnavailableError(shut ? 'T24 client shut down' : 'T24 breaker open', { cause, retryAfterMs });
   }
@@ -381,7 +328,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   // One HTTP exchange: wait for a token, then through the breaker. Returns any
   // HTTP answer; throws T24UnavailableError or NoResponseError.
   async function exchange(req: T24HttpRequest): Promise<HttpResponse> {
-    if (shut || breaker.opened) throw unavailable();
+    if (shut || breaker.isOpen()) throw unavailable();
     try {
       await rateShare.acquire(req.signal);
     } catch (err) {
@@ -389,7 +336,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
       // The rate share stopped: we are shutting down.
       throw unavailable(err);
     }
-    const openedBefore = opened;
+    const openedBefore = breaker.opened();
     try {
       const res = await breaker.fire(req);
       judge(req, true, openedBefore);
@@ -535,7 +482,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
         const delay =
           err instanceof T24RateLimitedError
             ? err.retryAfterMs
-            : random() * Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+            : backoff({ baseMs: retry.baseDelayMs, maxMs: retry.maxDelayMs, jitter: 'full' }, attempt, random);
         const giveUp =
           attempt >= retry.maxAttempts ||
           err instanceof T24UnavailableError ||
@@ -557,7 +504,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   // Little's law: in-flight = rate × time in system, with headroom for the tail.
   function recommendedConcurrency(): number {
     const share = Math.max(1, rateShare.currentShare());
-    const n = Math.ceil(share * (p90Ms() / 1000) * 1.5);
+    const n = Math.ceil(share * (latency.p90Ms() / 1000) * 1.5);
     return Math.min(256, Math.max(1, n));
   }
 
@@ -575,12 +522,9 @@ export function createT24Client(options: T24ClientOptions): T24Client {
     reserve: (loanId, body, opts = {}) => applyWithReadback(loanId, 'reserve', body, { ...opts, ambiguousBefore: opts.ambiguousBefore ?? false }),
     invest: (loanId, body, opts = {}) => applyWithReadback(loanId, 'invest', body, { ...opts, ambiguousBefore: opts.ambiguousBefore ?? false }),
     applyWithReadback,
-    isOpen: () => breaker.opened,
-    breakerState: () => state,
-    onStateChange(cb) {
-      listeners.add(cb);
-      return () => listeners.delete(cb);
-    },
+    isOpen: breaker.isOpen,
+    breakerState: breaker.state,
+    onStateChange: breaker.onStateChange,
     recommendedConcurrency,
     stats() {
       const share = rateShare.currentShare();
@@ -592,15 +536,14 @@ export function createT24Client(options: T24ClientOptions): T24Client {
         readBacks,
         resends,
         retries,
-        breaker: { state, opened },
-        latency: { ewmaMs: latencyMean, p90Ms: p90Ms(), samples: latencySamples },
+        breaker: { state: breaker.state(), opened: breaker.opened() },
+        latency: { ewmaMs: latency.meanMs(), p90Ms: latency.p90Ms(), samples: latency.samples() },
         share,
         recommendedConcurrency: recommendedConcurrency(),
       };
     },
     shutdown() {
       shut = true;
-      listeners.clear();
       breaker.shutdown();
     },
   };

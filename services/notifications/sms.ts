@@ -2,7 +2,7 @@
 // 400 is permanent (DLQ); 429 comes back after Retry-After; 5xx, timeouts and
 // dropped connections are transient, and safe to retry under the same key.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
+import { backoff, NonRetryableError, parseRetryAfter, RetryLaterError } from '../kit/index.ts';
 import type { EntityManager } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
 
@@ -11,6 +11,10 @@ export type SmsClient = { send(m: { to: string; body: string; key: string }): Pr
 export class SmsTransientError extends Error {
   override name = 'SmsTransientError';
 }
+
+// A flaky provider is tried again after 100-300 ms, not longer: the whole send stays within
+// one delivery of the notifications consumer.
+const AGAIN_SOON = { baseMs: 200, factor: 1, jitter: 0.5 } as const;
 
 /**
  * `const sms = createSmsClient({ url: 'http://127.0.0.1:8026' }); await sms.send({ to, body, key })`
@@ -39,8 +43,8 @@ export function createSmsClient({ url, timeoutMs = 10_000, attempts = 3, maxInli
       try { return String(JSON.parse(text).id ?? ''); } catch { return ''; }
     }
     if (res.status === 429) {
-      const after = Number(res.headers.get('retry-after'));
-      throw new RetryLaterError(Number.isFinite(after) && after > 0 ? after * 1000 : 1000, 'SMS provider rate limited');
+      // 'Retry-After: 0' (or none, or garbage) still waits a second: the provider is pacing us.
+      throw new RetryLaterError(parseRetryAfter(res.headers.get('retry-after')) || 1000, 'SMS provider rate limited');
     }
     if (res.status >= 500) throw new SmsTransientError(`SMS provider answered ${res.status}`);
     throw new NonRetryableError(`SMS provider refused (${res.status}): ${text.slice(0, 300)}`, { reason: 'sms-rejected' });
@@ -53,7 +57,7 @@ export function createSmsClient({ url, timeoutMs = 10_000, attempts = 3, maxInli
         } catch (err) {
           if (attempt >= attempts) throw err;
           let wait: number;
-          if (err instanceof SmsTransientError) wait = 100 + Math.random() * 200;
+          if (err instanceof SmsTransientError) wait = backoff(AGAIN_SOON, attempt);
           else if (err instanceof RetryLaterError && err.delayMs <= maxInlineWaitMs) wait = err.delayMs + Math.random() * 100;
           else throw err;
           await sleep(wait);

@@ -1,11 +1,12 @@
-// Order intake with group commit. Every order row and its `orders.created` outbox row are
-// written by one data-modifying CTE (atomic: both or neither). Requests that arrive while
-// a statement is in flight wait for the next one and go in together, so under load one
-// round trip and one WAL flush serve a whole batch; at low load a batch is one order and
-// nothing waits. The 202 is sent only after the batch committed; an order's Idempotency-Key
-// and the 202 it answers commit in the same statement.
+// Order intake with group commit (kit/batcher.ts). Every order row and its `orders.created`
+// outbox row are written by one data-modifying CTE (atomic: both or neither). Requests that
+// arrive while a statement is in flight wait for the next one and go in together, so under
+// load one round trip and one WAL flush serve a whole batch; at low load a batch is one
+// order and nothing waits. The 202 is sent only after the batch committed; an order's
+// Idempotency-Key and the 202 it answers commit in the same statement.
 import { randomUUID } from 'node:crypto';
 import { OrderSubjects, type CreateOrderRequest, type OrderCreated } from '../../contracts/orders.ts';
+import { createBatcher } from '../kit/index.ts';
 import type { MikroORM } from '../kit/index.ts';
 import type { Sealer } from '../kit/index.ts';
 import { HttpError } from '../kit/index.ts';
@@ -15,8 +16,6 @@ import type { InferEntity } from '@mikro-orm/core';
 import type { Order } from './entities.ts';
 
 type OrderRow = InferEntity<typeof Order>;
-
-type Pending = { row: Record<string, unknown>; accepted: AcceptedOrder; claim: IdempotencyClaim | undefined; resolve: (a: AcceptedOrder) => void; reject: (err: unknown) => void };
 
 /** The order as accepted, and the exact 202 body; a retry with the order's Idempotency-Key replays `response`. */
 export type AcceptedOrder = { event: OrderCreated; response: string };
@@ -58,41 +57,15 @@ export type OrderWriter = {
 
 /** `const writer = createOrderWriter(orm, { sealer, maxBatch: 256, maxInFlight: 1 })` */
 export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatch?: number; maxInFlight?: number }): OrderWriter {
-  const maxBatch = opts.maxBatch ?? 256;
-  const maxInFlight = opts.maxInFlight ?? 1;
-  const queue: Pending[] = [];
-  let inFlight = 0;
-
-  const write = async (batch: Pending[]) => {
-    const rows = await orm.em.fork().execute<{ id: string }[]>(INSERT_BATCH, [JSON.stringify(batch.map((p) => p.row))]);
-    const written = new Set(rows.map((r) => r.id));
-    for (const p of batch) {
-      if (written.has(p.accepted.event.id)) {
-        if (p.claim) p.claim.committed = true;
-        p.resolve(p.accepted);
-      } else {
-        // With a key, the idempotency middleware answers from the key's row if one is stored.
-        p.reject(new HttpError(409, 'DUPLICATE_ORDER', `order ${p.accepted.event.orderId} already exists`));
-      }
-    }
-  };
-
-  const flush = () => {
-    while (inFlight < maxInFlight && queue.length) {
-      const batch = queue.splice(0, maxBatch);
-      inFlight++;
-      void write(batch)
-        .catch(async (err) => {
-          // One bad row must not fail its neighbours: retry them one by one.
-          if (batch.length === 1) return batch[0]!.reject(keyTaken(err) ? new IdempotencyKeyTaken({ cause: err }) : err);
-          await Promise.all(batch.map((p) => write([p]).catch((e) => p.reject(keyTaken(e) ? new IdempotencyKeyTaken({ cause: e }) : e))));
-        })
-        .finally(() => { inFlight--; flush(); });
-    }
-  };
+  // One statement a batch; a statement that fails (a key stored meanwhile) is retried row
+  // by row, all at once: rows of different orders cannot conflict with each other.
+  const write = createBatcher(async (rows: Record<string, unknown>[]) => {
+    const written = new Set((await orm.em.fork().execute<{ id: string }[]>(INSERT_BATCH, [JSON.stringify(rows)])).map((r) => r.id));
+    return rows.map((r) => written.has(r.id as string));
+  }, { maxSize: opts.maxBatch ?? 256, maxConcurrent: opts.maxInFlight ?? 1, isolate: 'parallel' });
 
   return {
-    create(req, requestId, claim) {
+    async create(req, requestId, claim) {
       const id = randomUUID();
       const createdAt = new Date().toISOString();
       // Sealed before anything is written: the row, the outbox payload, the event in the
@@ -109,10 +82,16 @@ export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatc
         outbox_id: randomUUID(), payload: JSON.stringify(event), headers: { [H.requestId]: requestId },
         ...(claim ? { idem_scope: claim.scope, idem_key: claim.key, idem_hash: claim.requestHash, response } : {}),
       };
-      return new Promise<AcceptedOrder>((resolve, reject) => {
-        queue.push({ row, accepted: { event, response }, claim, resolve, reject });
-        flush();
-      });
+      let inserted: boolean;
+      try {
+        inserted = await write(row);
+      } catch (err) {
+        throw keyTaken(err) ? new IdempotencyKeyTaken({ cause: err }) : err;
+      }
+      // With a key, the idempotency middleware answers from the key's row if one is stored.
+      if (!inserted) throw new HttpError(409, 'DUPLICATE_ORDER', `order ${req.orderId} already exists`);
+      if (claim) claim.committed = true;
+      return { event, response };
     },
   };
 }

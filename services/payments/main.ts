@@ -15,10 +15,10 @@ export async function start(deps: Deps): Promise<Running> {
   // Opens the tokens orders sealed (kit/seal.ts); the same PAYMENT_TOKEN_KEY list as orders.
   const sealer = paymentTokenSealer(deps.env, deps.log);
   const client = createGatewayClient({
+    metrics: { metrics: deps.metrics, client: 'payments' },
     baseUrl: config.PAYMENT_GATEWAY_URL, log: deps.log, timeoutMs: config.PAYMENTS_TIMEOUT_MS,
     breaker: { errorThresholdPercentage: config.PAYMENTS_BREAKER_ERROR_PCT, volumeThreshold: config.PAYMENTS_BREAKER_VOLUME, resetTimeoutMs: config.PAYMENTS_BREAKER_RESET_MS },
   });
-  deps.metrics.watchBreaker('payment-gateway', 'payments', () => client.state());
   const worker = await startPaymentsConsumer(deps, { client, sealer, config });
   return {
     async stop() {

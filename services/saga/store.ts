@@ -10,11 +10,6 @@ export class SagaConflictError extends Error {
 
 const deadlineOf = (s: Saga) => (s.deadline === null ? null : new Date(s.deadline).toISOString());
 
-export async function loadSaga(em: EntityManager, id: string, lock = false): Promise<Saga | null> {
-  const [r] = await em.execute<{ doc: Saga }[]>(`select doc from saga.sagas where id = ?${lock ? ' for update' : ''}`, [id]);
-  return r ? r.doc : null;
-}
-
 /** Load and lock several sagas at once, in id order. */
 export async function lockSagas(em: EntityManager, ids: string[]): Promise<Map<string, Saga>> {
   if (!ids.length) return new Map();

@@ -1,5 +1,5 @@
 // Generated from the entities by services/kit/migrations-cli.ts; edit only to make a step safe on live data.
-import { sqlMigration } from '../../kit/db.ts';
+import { sqlMigration } from '../../kit/index.ts';
 
 export default sqlMigration('admin-20261201193835-flags-audit', [
   `create schema if not exists "admin"`,
