@@ -6,23 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bucketOf, FlagConflictError, FLAGS_BUCKET, openFlagStore, startFlags, variantOf, type Flags, type FlagSpec, type StoredFlag,
 } from './flags.ts';
+import { createRandom } from '../simulators/serve.ts';
 import { createLogger } from './log.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import { eventually, startTestNats, type TestNats } from '../testing/servers.ts';
 
 const log = createLogger({ level: 'silent' });
 
-/** Seeded PRNG (mulberry32): the same cases every run, and a failure names its seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded PRNG (the simulators' mulberry32): the same cases every run, and a failure names its seed.
+const rng = createRandom;
 const randomKey = (r: () => number) => {
   const len = 1 + Math.floor(r() * 24);
   let s = '';
