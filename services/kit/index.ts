@@ -31,4 +31,5 @@ export {
   type GatewayPayout, type GatewayRefund, type PayoutResult, type RefundResult,
 } from './gateway-client.ts';
 export { instanceId } from './runtime.ts';
+export { acceptWebSocket, type LiveSocket, type SocketSession } from './websocket.ts';
 export type { Deps, Env, Running } from './service.ts';
