@@ -53,14 +53,20 @@ export type Reads = {
 };
 
 /** `const reads = createReads(deps.orm, deps.readOrm, log)`; with no replica (`readOrm === orm`) everything reads the primary once. */
-export function createReads(orm: MikroORM, readOrm: MikroORM, log: Logger): Reads {
+export function createReads(orm: MikroORM, readOrm: MikroORM, log: Logger, opts: { replicaRetryMs?: number } = {}): Reads {
+  // After a replica failure, reads skip it for a while: an unreachable host costs each
+  // read the pool's connect timeout (3 s), not only the first.
+  let skipReplicaUntil = 0;
   const replicaFirst = async <T>(what: string, fn: (o: MikroORM) => Promise<T | null>): Promise<T | null> => {
     if (readOrm === orm) return await fn(orm);
-    try {
-      const got = await fn(readOrm);
-      if (got) return got;
-    } catch (err) {
-      log.debug({ err: String(err), what }, 'replica read failed; reading the primary');
+    if (Date.now() >= skipReplicaUntil) {
+      try {
+        const got = await fn(readOrm);
+        if (got) return got;
+      } catch (err) {
+        if (Date.now() >= skipReplicaUntil) log.warn({ err: String(err), what }, 'replica read failed; reading the primary for a while');
+        skipReplicaUntil = Date.now() + (opts.replicaRetryMs ?? 5000);
+      }
     }
     return await fn(orm);
   };
