@@ -13,7 +13,7 @@
 // subscription was away), and every `safetyPollMs` while up (a message dropped for a
 // slow consumer). Statuses carry the row version; listeners keep the newest.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { FundingSubjects, StatusUpdated } from '../../contracts/funding.ts';
+import { FundingSubjects, isFinalStatus, StatusUpdated } from '../../contracts/funding.ts';
 import type { Logger } from '../kit/index.ts';
 import type { CachedStatus } from './status-cache.ts';
 
@@ -189,6 +189,8 @@ export function followStatus(opts: { hub: StatusHub; id: string; first: CachedSt
     opts.send(s);
   };
   offer(opts.first);
+  // Already final: nothing more will come, and nothing to subscribe to.
+  if (isFinalStatus(opts.first.status)) return () => { stopped = true; };
   const w = opts.hub.watch(opts.id, offer);
   void w.ready.then(() => (stopped ? null : opts.read(opts.id))).then((s) => { if (s) offer(s); }, () => {});
   return () => { stopped = true; w.stop(); };

@@ -19,8 +19,6 @@ export type LiveSocket = {
   send(text: string): void;
   /** Close with a code (1000: done) and a short reason. */
   close(code: number, reason?: string): void;
-  /** Bytes queued for the client and not yet written: a slow reader's backlog. */
-  bufferedAmount(): number;
 };
 
 /** What an accepted socket's route does: on open, given the socket; returns its cleanup, run once when it closes. */
@@ -88,7 +86,6 @@ export async function acceptWebSocket(c: Context, session: SocketSession): Promi
       const socket: LiveSocket = {
         send: (text) => { if (ws.readyState === ws.OPEN) ws.send(text); },
         close: (code, reason) => ws.close(code, reason),
-        bufferedAmount: () => ws.bufferedAmount,
       };
       cleanup = session(socket);
     },
