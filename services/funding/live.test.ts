@@ -69,6 +69,14 @@ describe('GET .../ws', () => {
     expect(s.messages.map((m) => m.status)).toEqual(['rejected']);
   });
 
+  it('takes ?access_token= on SSE as well, without effect on the stream', async () => {
+    const id = (await c.post('/api/funding/applications', rejectedBody())).body.id;
+    await waitForStatus(c.get, id, 'rejected');
+    const res = await fetch(`${c.url}/api/funding/applications/${id}/events?access_token=abc.def.ghi`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('"status":"rejected"');
+  });
+
   it('refuses the upgrade: 404 for an unknown application or path, 400 for a malformed id; a plain GET gets 426', async () => {
     expect(await refusedWith('/api/funding/applications/00000000-0000-4000-8000-000000000000/ws')).toBe(404);
     expect(await refusedWith('/api/funding/applications/nope/ws')).toBe(400);
