@@ -67,6 +67,7 @@ export function createStatusHub(opts: StatusHubOptions): StatusHub {
   let polling = false;
   let wasDown = false;
   let lastPoll = Date.now();
+  let hubStopped = false;
   const safetyMs = opts.safetyPollMs ?? opts.pollMs * 10;
 
   const dispatch = (s: CachedStatus) => {
@@ -144,6 +145,8 @@ export function createStatusHub(opts: StatusHubOptions): StatusHub {
 
   return {
     watch(id, listener) {
+      // A connection that arrives while the service stops gets its first status and nothing more.
+      if (hubStopped) return { ready: Promise.resolve(), stop() {} };
       if (!watchers.size) startUpstream();
       let set = watchers.get(id);
       if (!set) watchers.set(id, (set = new Set()));
@@ -167,6 +170,7 @@ export function createStatusHub(opts: StatusHubOptions): StatusHub {
     },
     stats: () => ({ upstreamSubscriptions: sub ? 1 : 0, applications: watchers.size, listeners, polledRows }),
     stop() {
+      hubStopped = true;
       watchers.clear();
       listeners = 0;
       stopUpstream();
