@@ -31,7 +31,7 @@ const schema = z.object({
   FUNDING_STUCK_AFTER_MS: int(300_000, 100),
   /** GET .../status gives up on the KV status cache after this long and reads Postgres (it must answer within 250 ms). */
   FUNDING_STATUS_CACHE_TIMEOUT_MS: int(100, 1, 10_000),
-  /** SSE: how often an open stream re-reads Postgres in case the status cache lags. */
+  /** SSE and WebSocket: while NATS is down, how often the status hub re-reads the watched applications from Postgres (one statement for all of them). */
   FUNDING_SSE_POLL_MS: int(2000, 50),
   /** Test hook: purpose "__crash_worker__" kills the scoring thread, "__crash_worker_throw__" makes it throw. Never in production. */
   FUNDING_DEBUG_CRASH: flag,

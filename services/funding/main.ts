@@ -12,8 +12,9 @@ import { loadFundingConfig, requireGatewayUrl } from './config.ts';
 import { startDisbursementConsumer, startFundingConsumers } from './consumers.ts';
 import { startReconciler } from './reconcile.ts';
 import { riskModelFlag } from './risk-flag.ts';
-import { applicationRoutes } from './routes.ts';
+import { applicationRoutes, createReads } from './routes.ts';
 import { createStatusCache, trackConnection } from './status-cache.ts';
+import { createStatusHub } from './status-hub.ts';
 import { entities, migrations } from './entities.ts';
 
 export { entities, migrations };
@@ -29,10 +30,22 @@ export async function start(deps: Deps): Promise<Running> {
   const breakerOpen = new Gauge({ name: 'orderflow_funding_gateway_breaker_open', help: '1 while the payment gateway breaker of funding is open', registers: [deps.metrics.registry] });
   gateway.onStateChange((s) => breakerOpen.set(s === 'open' ? 1 : 0));
   // The bucket is provisioned with allow_direct: reads are direct gets, the cheapest read NATS has.
+  const link = trackConnection(deps.nats.nc);
   const cache = countedReads(createStatusCache(await deps.kvm.open(FundingBuckets.status, { allow_direct: true }), {
-    connected: trackConnection(deps.nats.nc).connected, readTimeoutMs: config.FUNDING_STATUS_CACHE_TIMEOUT_MS,
+    connected: link.connected, readTimeoutMs: config.FUNDING_STATUS_CACHE_TIMEOUT_MS,
   }), deps.metrics.statusCacheReads);
-  deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, cache, ssePollMs: config.FUNDING_SSE_POLL_MS, wakeOutbox: deps.wakeOutbox }));
+  const reads = createReads(deps.orm, deps.readOrm, log);
+  // Every SSE and WebSocket connection of this process is fed by this one hub.
+  const hub = createStatusHub({ nc: deps.nats.nc, connected: link.connected, read: reads.statuses, pollMs: config.FUNDING_SSE_POLL_MS, log });
+  new Gauge({
+    name: 'orderflow_funding_live_connections', help: 'SSE and WebSocket connections following an application status', registers: [deps.metrics.registry],
+    collect() { this.set(hub.stats().listeners); },
+  });
+  new Gauge({
+    name: 'orderflow_funding_live_upstream_subscriptions', help: 'NATS subscriptions feeding the live status connections (1 while any is open)', registers: [deps.metrics.registry],
+    collect() { this.set(hub.stats().upstreamSubscriptions); },
+  });
+  deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, reads, cache, hub, wakeOutbox: deps.wakeOutbox }));
 
   const consumers = await startFundingConsumers(deps, cache, { routerBatch: config.FUNDING_ROUTER_BATCH, status: config.FUNDING_STATUS_CONCURRENCY });
   const disbursement = await startDisbursementConsumer(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });
@@ -46,6 +59,7 @@ export async function start(deps: Deps): Promise<Running> {
       await reconciler.stop();
       await Promise.all([...consumers, disbursement].map((w) => w.stop()));
       gateway.close();
+      hub.stop();
     },
   };
 }

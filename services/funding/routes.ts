@@ -1,24 +1,81 @@
 // /api/funding/applications. The POST only validates and stores (with its events, in
 // one statement) and answers 202: scoring never runs in the request. Status reads
-// come from the KV status cache and fall back to Postgres on a miss.
+// come from the KV status cache and fall back to Postgres on a miss. SSE and the
+// WebSocket follow status changes through the status hub (status-hub.ts).
+//
+// Reads and the replica (DATABASE_READ_URL, Deps.readOrm): GET of an application, the
+// status fallback and the live feeds' reads go to the replica. Read-your-writes: a row
+// the replica does not have (yet) is read again on the primary, so a client GETting
+// the application it has just POSTed finds it whatever the replay lag. A status change
+// of an existing row is only as fresh on the replica as its replay lag (milliseconds on
+// a healthy streaming standby; pg_stat_replication.replay_lag on the primary says how
+// much): the writes a client makes here answer with the primary's view (the decision
+// POST returns the whole application), so a client never needs a GET to see them.
+// Routing reads of young rows to the primary was the alternative; it costs a primary
+// read for every fresh application's GETs and polls, the traffic the replica is for.
+// A replica that errors (down, not yet migrated) is skipped for the primary too.
 import type { Context } from 'hono';
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { CreateApplicationRequest, isFinalStatus, ReviewDecisionRequest, type ApplicationStatus } from '../../contracts/funding.ts';
-import type { MikroORM } from '../kit/index.ts';
-import { HttpError, notFound } from '../kit/index.ts';
+import type { Logger, MikroORM } from '../kit/index.ts';
+import { acceptWebSocket, HttpError, notFound } from '../kit/index.ts';
 import { idempotency, readJson, type AppEnv } from '../kit/index.ts';
 import { createApplicationWriter, disbursementRequest, loadWorkRow, StaleApplicationError, toApplicationView, transition } from './applications.ts';
 import { Application, Payout } from './entities.ts';
-import { parseEntry, StatusCacheUnavailableError, type CachedStatus, type StatusCache } from './status-cache.ts';
+import { StatusCacheUnavailableError, type CachedStatus, type StatusCache } from './status-cache.ts';
+import { followStatus, type StatusHub } from './status-hub.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+type StatusRow = { id: string; status: ApplicationStatus; updated_at: Date; version: number };
+const toStatus = (r: StatusRow): CachedStatus => ({ id: r.id, status: r.status, updatedAt: new Date(r.updated_at).toISOString(), version: Number(r.version) });
+
 /** The authoritative status, from Postgres. */
 async function statusFromDb(orm: MikroORM, id: string): Promise<CachedStatus | null> {
-  const [r] = await orm.em.fork().execute<{ status: ApplicationStatus; updated_at: Date; version: number }[]>(
-    'select status, updated_at, version from funding.applications where id = ?', [id]);
-  return r ? { id, status: r.status, updatedAt: new Date(r.updated_at).toISOString(), version: Number(r.version) } : null;
+  const [r] = await orm.em.fork().execute<StatusRow[]>('select id, status, updated_at, version from funding.applications where id = ?', [id]);
+  return r ? toStatus(r) : null;
+}
+
+/** The statuses of many applications in one statement (the status hub's poll); ids without a row are left out. */
+export async function statusesFromDb(orm: MikroORM, ids: string[]): Promise<CachedStatus[]> {
+  if (!ids.length) return [];
+  const rows = await orm.em.fork().execute<StatusRow[]>(
+    `select id, status, updated_at, version from funding.applications where id in (${ids.map(() => '?').join(', ')})`, ids);
+  return rows.map(toStatus);
+}
+
+/** Reads for the API: the replica first, the primary for what it lacks (see the top of this file). */
+export type Reads = {
+  status(id: string): Promise<CachedStatus | null>;
+  statuses(ids: string[]): Promise<CachedStatus[]>;
+  view(id: string): Promise<ReturnType<typeof toApplicationView> | null>;
+};
+
+/** `const reads = createReads(deps.orm, deps.readOrm, log)`; with no replica (`readOrm === orm`) everything reads the primary once. */
+export function createReads(orm: MikroORM, readOrm: MikroORM, log: Logger, opts: { replicaRetryMs?: number } = {}): Reads {
+  // After a replica failure, reads skip it for a while: an unreachable host costs each
+  // read the pool's connect timeout (3 s), not only the first.
+  let skipReplicaUntil = 0;
+  const replicaFirst = async <T>(what: string, fn: (o: MikroORM) => Promise<T | null>): Promise<T | null> => {
+    if (readOrm === orm) return await fn(orm);
+    if (Date.now() >= skipReplicaUntil) {
+      try {
+        const got = await fn(readOrm);
+        if (got) return got;
+      } catch (err) {
+        if (Date.now() >= skipReplicaUntil) log.warn({ err: String(err), what }, 'replica read failed; reading the primary for a while');
+        skipReplicaUntil = Date.now() + (opts.replicaRetryMs ?? 5000);
+      }
+    }
+    return await fn(orm);
+  };
+  return {
+    status: (id) => replicaFirst('status', (o) => statusFromDb(o, id)),
+    // A poll: rows the replica lacks are simply not news yet; only a failing replica sends it to the primary.
+    statuses: async (ids) => (await replicaFirst('statuses', (o) => statusesFromDb(o, ids))) ?? [],
+    view: (id) => replicaFirst('application', (o) => view(o, id)),
+  };
 }
 
 const idParam = (c: Context<AppEnv>) => {
@@ -36,8 +93,11 @@ async function view(orm: MikroORM, id: string) {
   return toApplicationView(app, payout);
 }
 
-/** `app.route('/api/funding/applications', applicationRoutes({ orm, cache, ssePollMs: 2000, wakeOutbox }))` */
-export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: MikroORM; cache: StatusCache; ssePollMs: number; wakeOutbox: () => void }) {
+/** What SSE and the WebSocket send for a status: the contract's status body. */
+const statusBody = (s: CachedStatus) => JSON.stringify({ id: s.id, status: s.status, updatedAt: s.updatedAt });
+
+/** `app.route('/api/funding/applications', applicationRoutes({ orm, reads, cache, hub, wakeOutbox }))` */
+export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm: MikroORM; reads: Reads; cache: StatusCache; hub: StatusHub; wakeOutbox: () => void }) {
   const writer = createApplicationWriter(orm, wakeOutbox);
   return new Hono<AppEnv>()
     .post('/', idempotency(orm, 'POST /api/funding/applications'), async (c) => {
@@ -49,7 +109,7 @@ export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: 
 
     .get('/:id', async (c) => {
       const id = idParam(c);
-      const v = await view(orm, id);
+      const v = await reads.view(id);
       if (!v) throw notFound(`application ${id}`);
       return c.json(v);
     })
@@ -67,7 +127,7 @@ export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: 
       }
       if (!s) {
         source = 'db';
-        s = await statusFromDb(orm, id);
+        s = await reads.status(id);
       }
       if (!s) throw notFound(`application ${id}`);
       c.header('X-Status-Source', source);
@@ -76,11 +136,9 @@ export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: 
 
     .get('/:id/events', async (c) => {
       const id = idParam(c);
-      const first = await statusFromDb(orm, id);
+      const first = await reads.status(id);
       if (!first) throw notFound(`application ${id}`);
-      const log = c.get('log');
       return streamSSE(c, async (stream) => {
-        let lastVersion = 0;
         let done = false;
         let finish!: () => void;
         const finished = new Promise<void>((resolve) => { finish = resolve; });
@@ -88,37 +146,45 @@ export function applicationRoutes({ orm, cache, ssePollMs, wakeOutbox }: { orm: 
         // Writes are chained so events leave in order and never interleave with a ping.
         let chain: Promise<void> = Promise.resolve();
         const write = (fn: () => Promise<void>) => { chain = chain.then(fn).catch(end); };
-        const offer = (s: CachedStatus) => write(async () => {
-          if (done || s.version <= lastVersion) return;
-          lastVersion = s.version;
-          await stream.writeSSE({ event: 'status', id: String(s.version), data: JSON.stringify({ id, status: s.status, updatedAt: s.updatedAt }) });
-          if (isFinalStatus(s.status)) end();
-        });
         stream.onAbort(end);
-        offer(first);
-
-        // Changes arrive through the KV watch; the poll covers a lagging or stopped status
-        // consumer, and NATS being down. The poll starts first and the watch is not awaited:
-        // with NATS unreachable, setting up the watch waits out the request timeout.
-        const poll = setInterval(() => { void statusFromDb(orm, id).then((s) => { if (s) offer(s); }, () => {}); }, ssePollMs);
+        // Changes come from the hub (one NATS subscription and, while NATS is down, one
+        // Postgres poll for the whole process), in version order.
+        const stop = followStatus({
+          hub, id, first, read: reads.status,
+          send: (s) => write(async () => {
+            if (done) return;
+            await stream.writeSSE({ event: 'status', id: String(s.version), data: statusBody(s) });
+            if (isFinalStatus(s.status)) end();
+          }),
+        });
         const ping = setInterval(() => write(() => stream.write(': ping\n\n').then(() => {})), 15_000);
-        let stopWatch = () => {};
-        if (cache.connected()) {
-          void cache.kv.watch({ key: id }).then(async (w) => {
-            if (done) { w.stop(); return; }
-            stopWatch = () => w.stop();
-            for await (const e of w) { const s = parseEntry(e); if (s) offer(s); }
-          }).catch((err) => { if (!done) log.warn({ err: String(err) }, 'status watch failed; polling only'); });
-        }
         try {
           await finished;
           await chain;
         } finally {
-          clearInterval(poll);
           clearInterval(ping);
-          stopWatch();
+          stop();
         }
       });
+    })
+
+    // The same feed over a WebSocket: the current status at once, each change, and a
+    // close with 1000 after the final one. A malformed id is 400 here (refused before
+    // the upgrade, where a status line is all a browser's WebSocket reports), unknown 404.
+    .get('/:id/ws', async (c) => {
+      const raw = c.req.param('id') ?? '';
+      if (!UUID.test(raw)) throw new HttpError(400, 'VALIDATION_FAILED', 'application id must be a UUID', [{ field: 'id', message: 'must be a UUID' }]);
+      const id = raw.toLowerCase();
+      const first = await reads.status(id);
+      if (!first) throw notFound(`application ${id}`);
+      // The feed starts only once the socket is open: a handshake that never completes holds nothing.
+      return await acceptWebSocket(c, (socket) => followStatus({
+        hub, id, first, read: reads.status,
+        send: (s) => {
+          socket.send(statusBody(s));
+          if (isFinalStatus(s.status)) socket.close(1000, 'final status');
+        },
+      }));
     })
 
     .post('/:id/decision',

@@ -36,6 +36,8 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'
 export const baseSchema = z.object({
   NATS_URL: z.string().default('nats://127.0.0.1:4222'),
   DATABASE_URL: url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/orderflow'),
+  /** A streaming replica of DATABASE_URL for read paths that tolerate its replay lag (Deps.readOrm); unset, reads go to DATABASE_URL. */
+  DATABASE_READ_URL: url(['postgres', 'postgresql']),
   PORT: port(8080),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   TARGET: z.string().default('all'),

@@ -79,9 +79,13 @@ export async function ensureDatabase(url: string): Promise<void> {
   }
 }
 
-/** Open the ORM over every given entity. `const orm = await openOrm({ url, entities, migrations, poolMax: 20 })` */
-export async function openOrm(opts: { url: string; entities: Options['entities']; migrations: MigrationDef[]; poolMax?: number; debug?: boolean }): Promise<MikroORM> {
-  await ensureDatabase(opts.url);
+/**
+ * Open the ORM over every given entity. `const orm = await openOrm({ url, entities, migrations, poolMax: 20 })`
+ * A read replica: `openOrm({ url: readUrl, entities, migrations: [], replica: true })`: no database is
+ * created there (a standby is read-only; the primary's database arrives by replication).
+ */
+export async function openOrm(opts: { url: string; entities: Options['entities']; migrations: MigrationDef[]; poolMax?: number; debug?: boolean; replica?: boolean }): Promise<MikroORM> {
+  if (!opts.replica) await ensureDatabase(opts.url);
   return await MikroORM.init({
     clientUrl: opts.url,
     entities: opts.entities,

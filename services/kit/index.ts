@@ -46,4 +46,5 @@ export {
 } from './flags.ts';
 export { defineModule, type ServiceModule } from './modules.ts';
 export { instanceId } from './runtime.ts';
+export { acceptWebSocket, type LiveSocket, type SocketSession } from './websocket.ts';
 export type { Deps, Env, Running } from './service.ts';

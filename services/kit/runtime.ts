@@ -22,6 +22,7 @@ import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
+import { createWebSockets } from './websocket.ts';
 
 export type { ServiceModule } from './modules.ts';
 /** Target name -> module; its order is the start order. */
@@ -75,8 +76,13 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   const bootApp = createApp({ log, metrics, readiness: app.readiness });
   bootApp.all('*', (c) => c.json(errorBody('UNAVAILABLE', 'starting up'), 503));
   let handler = bootApp.fetch;
+  // Upgrades go through the same handler: while booting the boot app refuses them with 503.
+  const sockets = createWebSockets();
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: (req, env) => handler(req, env), port: config.PORT, hostname: opts.env.HOST ?? '0.0.0.0' }, () => resolve(s));
+    const s = serve({
+      fetch: (req, env) => handler(req, env), port: config.PORT, hostname: opts.env.HOST ?? '0.0.0.0',
+      websocket: { server: sockets.server }, serverOptions: { shouldUpgradeCallback: sockets.shouldUpgrade },
+    }, () => resolve(s));
   });
   answerMalformedRequests(server);
   const port = (server.address() as AddressInfo).port;
@@ -95,6 +101,10 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
     migrations: [...kitMigrations, ...plan.migrations],
   });
   await migrate(orm, log);
+  // Opened lazily by the pool: a replica not yet reachable fails only the reads that use it.
+  const readOrm: MikroORM = config.DATABASE_READ_URL
+    ? await openOrm({ url: config.DATABASE_READ_URL, poolMax: config.DB_POOL_MAX, entities: [...kitEntities, ...plan.entities] as never, migrations: [], replica: true })
+    : orm;
   registerCollectors({ metrics, jsm: nats.jsm, orm, streamsDir: STREAMS_DIR, schemas: plan.schemas, log });
   provisioned = true;
 
@@ -102,7 +112,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
-  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
+  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {
@@ -137,6 +147,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
         log.debug({ service: name, ms: Math.round(performance.now() - t) }, 'stop: service stopped');
       }));
       log.debug('stop: services stopped; closing http');
+      await sockets.closeAll();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         if ('closeIdleConnections' in server) server.closeIdleConnections();
@@ -157,6 +168,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
       log.debug('stop: nats closed; closing the ORM');
       // pg's pool.end() waits for every checked-out client; one stranded by a dropped connection must not hold the exit.
       await withTimeout(orm!.close(), 5000, 'orm close').catch((err) => log.warn({ err: String(err) }, 'orm close'));
+      if (readOrm !== orm) await withTimeout(readOrm.close(), 5000, 'read orm close').catch((err) => log.warn({ err: String(err) }, 'read orm close'));
       log.info('stopped');
     })();
     return await stopping;

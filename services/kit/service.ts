@@ -21,6 +21,11 @@ export type Deps = {
   /** Last handler errors, read by the DLQ mover (see dlq.ts). */
   errors: KV;
   orm: MikroORM;
+  /**
+   * For reads that tolerate replication lag: a pool on DATABASE_READ_URL, or `orm` itself when
+   * that is unset. Never write through it; a read that must see the caller's own write reads `orm`.
+   */
+  readOrm: MikroORM;
   log: Logger;
   metrics: Metrics;
   app: App;

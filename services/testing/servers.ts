@@ -114,22 +114,30 @@ export async function eventually<T>(fn: () => T | Promise<T>, { timeoutMs = 30_0
 
 export type TestPostgres = { url: string; port: number; kill(): Promise<void>; restart(): Promise<void>; stop(): Promise<void> };
 
-/**
- * A private PostgreSQL 15 server (for tests that stop the database). Postgres refuses to
- * run as root, so it runs as the `postgres` user. `const pg = await startTestPostgres()`
- */
-export async function startTestPostgres(): Promise<TestPostgres> {
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+
+/** Postgres refuses to run as root: as root, run its programs as the `postgres` user, in a directory it owns. */
+async function postgresUser() {
   const { execFileSync } = await import('node:child_process');
   const { chownSync } = await import('node:fs');
-  const bin = '/usr/lib/postgresql/15/bin';
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'orderflow-pg-'));
-  const asPostgres = (cmd: string, args: string[]) => (process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]) as [string, string[]];
-  chownSync(dir, ...(process.getuid?.() === 0 ? [Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString())] as const : [process.getuid!(), process.getgid!()] as const));
-  execFileSync(...asPostgres(`${bin}/initdb`, ['-D', `${dir}/data`, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']), { stdio: 'ignore' });
+  const root = process.getuid?.() === 0;
+  const ids = root ? [Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString())] as const : [process.getuid!(), process.getgid!()] as const;
+  const command = (cmd: string, args: string[]) => (root ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]) as [string, string[]];
+  return {
+    command,
+    run: (cmd: string, args: string[]) => { execFileSync(...command(cmd, args), { stdio: 'ignore' }); },
+    /** A fresh temp directory the server may write. */
+    dir: () => { const d = mkdtempSync(join(tmpdir(), 'orderflow-pg-')); chownSync(d, ...ids); return d; },
+  };
+}
+
+/** A postgres process over `${dir}/data` on `port`, startable again after a kill. */
+async function postgresProcess(dir: string, port: number, settings: Record<string, string>): Promise<TestPostgres> {
+  const user = await postgresUser();
   let proc: ChildProcess | undefined;
   const start = async () => {
-    const [cmd, args] = asPostgres(`${bin}/postgres`, ['-D', `${dir}/data`, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off']);
+    const extra = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
+    const [cmd, args] = user.command(`${PG_BIN}/postgres`, ['-D', `${dir}/data`, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', ...extra]);
     proc = spawn(cmd, args, { stdio: 'ignore' });
     await eventually(async () => {
       const c = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
@@ -150,4 +158,30 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     url: `postgres://postgres@127.0.0.1:${port}/orderflow`, port, kill, restart: start,
     async stop() { await kill(); rmSync(dir, { recursive: true, force: true }); },
   };
+}
+
+/**
+ * A private PostgreSQL 15 server (for tests that stop the database), as the `postgres` user
+ * when run as root; ready to be a replication primary (wal_level replica, trust for
+ * replication from loopback, as initdb writes it). `const pg = await startTestPostgres()`
+ */
+export async function startTestPostgres(): Promise<TestPostgres> {
+  const user = await postgresUser();
+  const port = await freePort();
+  const dir = user.dir();
+  user.run(`${PG_BIN}/initdb`, ['-D', `${dir}/data`, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']);
+  return await postgresProcess(dir, port, { wal_level: 'replica', max_wal_senders: '4' });
+}
+
+/**
+ * A hot standby streaming from `primary` (pg_basebackup -R: standby.signal and
+ * primary_conninfo), on a port of its own; its url names the same `orderflow` database.
+ * `const standby = await startTestStandby(primary)`
+ */
+export async function startTestStandby(primary: TestPostgres): Promise<TestPostgres> {
+  const user = await postgresUser();
+  const port = await freePort();
+  const dir = user.dir();
+  user.run(`${PG_BIN}/pg_basebackup`, ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', `${dir}/data`, '-R', '-X', 'stream', '-c', 'fast']);
+  return await postgresProcess(dir, port, { hot_standby: 'on' });
 }
