@@ -7,7 +7,11 @@ export type { Logger };
 /** A root logger. `const log = createLogger({ level: 'info', name: 'orderflow' })` */
 export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
   return pino(
-    { level: opts.level ?? 'info', name: opts.name ?? 'orderflow', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
+    {
+      level: opts.level ?? 'info', name: opts.name ?? 'orderflow', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime,
+      // "level":"warn", not 40: people and log pipelines read the name.
+      formatters: { level: (label) => ({ level: label }) },
+    },
     opts.destination ?? pino.destination({ sync: false }),
   );
 }

@@ -29,3 +29,27 @@ describe('requestId', () => {
     expect(await metrics.registry.metrics()).toMatch(/orderflow_http_request_duration_seconds_count\{[^}]*route="\/fail"[^}]*status="500"[^}]*\} 1/);
   });
 });
+
+describe('the access line', () => {
+  it('is one line per request with level name, method, route pattern, status, duration and principal; no path ids or query', async () => {
+    let out = '';
+    const sink = { write(chunk: string) { out += chunk; return true; } } as unknown as NodeJS.WritableStream;
+    const log = createLogger({ level: 'info', destination: sink });
+    const logged = new Hono<{ Variables: { requestId: string; principal?: { sub: string } } }>()
+      .use('*', requestId({ log, metrics: createMetrics() }))
+      .use('/me/*', async (c, next) => { c.set('principal', { sub: 'user-7' }); await next(); })
+      .get('/orders/:id', (c) => c.json({}))
+      .get('/me/x', (c) => c.json({}))
+      .get('/healthz', (c) => c.json({}));
+    await logged.request('/orders/A-SECRET-1?access_token=tok_should_not_appear', { headers: { 'x-request-id': 'r-1' } });
+    await logged.request('/me/x');
+    await logged.request('/healthz');
+    const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(2); // the probe is at debug
+    expect(lines[0]).toMatchObject({ level: 'info', msg: 'request', method: 'GET', route: '/orders/:id', status: 200, requestId: 'r-1' });
+    expect(typeof lines[0].ms).toBe('number');
+    expect(lines[1]).toMatchObject({ route: '/me/x', principal: 'user-7' });
+    expect(out).not.toContain('A-SECRET-1');
+    expect(out).not.toContain('tok_should_not_appear');
+  });
+});

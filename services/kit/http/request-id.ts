@@ -1,11 +1,14 @@
 // Every request gets an id (the client's, if it is a sane one), echoed in X-Request-Id and
-// on every log line it causes, and one latency observation by route and status.
+// on every log line it causes, one latency observation by route and status, and one access
+// line (method, route, status, duration, principal; never a body, query or header value).
 import { randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 
 const SANE_ID = /^[\w.:-]{1,128}$/;
+// Probes and scrapes arrive every few seconds from every replica: their lines would bury the rest.
+const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** `app.use('*', requestId({ log, metrics }))` */
 export function requestId({ log, metrics }: { log: Logger; metrics: Metrics }): MiddlewareHandler<{ Variables: { requestId: string; log: Logger } }> {
@@ -19,6 +22,10 @@ export function requestId({ log, metrics }: { log: Logger; metrics: Metrics }): 
     await next();
     // onError and notFound build fresh responses: set it again on whatever goes out.
     c.res.headers.set('X-Request-Id', id);
-    metrics.httpSeconds.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, (performance.now() - started) / 1000);
+    const ms = performance.now() - started;
+    metrics.httpSeconds.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, ms / 1000);
+    // The route pattern, not the path: ids in paths stay out of the access log's cardinality.
+    const principal = (c.get as (k: string) => { sub?: string } | undefined)('principal')?.sub;
+    c.get('log')[QUIET_ROUTES.has(c.req.routePath) ? 'debug' : 'info']({ method: c.req.method, route: c.req.routePath, status: c.res.status, ms: Math.round(ms * 10) / 10, ...(principal ? { principal } : {}) }, 'request');
   };
 }
