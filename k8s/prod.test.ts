@@ -49,19 +49,24 @@ function cnpgProblems(o: K8sObject, all: K8sObject[]): string[] {
   return p;
 }
 
+/** What fails its schema: the npm models' validate(), or the structural CloudNativePG check. */
+async function schemaProblems(objs: K8sObject[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const o of objs) {
+    const Model = await modelFor(o);
+    if (!Model) { problems.push(...cnpgProblems(o, objs)); continue; }
+    try { new Model(o).validate(); } catch (err) { problems.push(`${o.kind}/${o.metadata.name}: ${(err as Error).message}`); }
+  }
+  return problems;
+}
+
 describe.runIf(hasKubectl)('k8s/overlays/prod', () => {
   let objs: K8sObject[];
   const byKind = (kind: string) => objs.filter((o) => o.kind === kind);
   beforeAll(() => { objs = render('prod'); });
 
   it('every object validates against its schema (Kubernetes, KEDA, Prometheus Operator; CloudNativePG structurally)', async () => {
-    const problems: string[] = [];
-    for (const o of objs) {
-      const Model = await modelFor(o);
-      if (!Model) { problems.push(...cnpgProblems(o, objs)); continue; }
-      try { new Model(o).validate(); } catch (err) { problems.push(`${o.kind}/${o.metadata.name}: ${(err as Error).message}`); }
-    }
-    expect(problems).toEqual([]);
+    expect(await schemaProblems(objs)).toEqual([]);
     expect(byKind('Cluster')).toHaveLength(1);
     expect(byKind('Pooler')).toHaveLength(1);
   });
@@ -194,13 +199,7 @@ describe('every manifest file under k8s/, as written', () => {
   const objs = manifestFiles().flatMap((f) => parseAllDocuments(readFileSync(f, 'utf8')).map((d) => d.toJSON() as K8sObject).filter(Boolean));
 
   it('validates against its schema', async () => {
-    const problems: string[] = [];
-    for (const o of objs) {
-      const Model = await modelFor(o);
-      if (!Model) { problems.push(...cnpgProblems(o, objs)); continue; }
-      try { new Model(o).validate(); } catch (err) { problems.push(`${o.kind}/${o.metadata.name}: ${(err as Error).message}`); }
-    }
-    expect(problems).toEqual([]);
+    expect(await schemaProblems(objs)).toEqual([]);
     expect(objs.filter((o) => o.kind === 'Deployment').length).toBeGreaterThanOrEqual(Object.keys(registry).length);
   });
 
