@@ -335,8 +335,8 @@ describe('configuration', () => {
 });
 
 describe('development admin', () => {
-  it('with neither ADMIN_EMAIL nor ADMIN_PASSWORD: admin@orderflow.local, its password logged once at creation; never in production', async () => {
-    const { ensureFirstAdmin, DEV_ADMIN_EMAIL } = await import('./users.ts');
+  it('with neither ADMIN_EMAIL nor ADMIN_PASSWORD: admin@orderflow.local with the documented password, never logged; never in production', async () => {
+    const { ensureFirstAdmin, DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD } = await import('./users.ts');
     const count = async () => (await c.deps.orm.em.fork().execute<{ n: number }[]>(`select count(*)::int as n from identity.users where email = ?`, [DEV_ADMIN_EMAIL]))[0]!.n;
     let out = '';
     const log = createLogger({ level: 'info', destination: new Writable({ write(chunk, _e, done) { out += chunk; done(); } }) });
@@ -346,7 +346,8 @@ describe('development admin', () => {
     await new Promise((r) => setTimeout(r, 100));
     const line = JSON.parse(out.trim().split('\n').at(-1)!);
     expect(line.email).toBe(DEV_ADMIN_EMAIL);
-    const login = await call('POST', '/api/auth/login', { json: { email: DEV_ADMIN_EMAIL, password: line.password } });
+    expect(out).not.toContain(DEV_ADMIN_PASSWORD);
+    const login = await call('POST', '/api/auth/login', { json: { email: DEV_ADMIN_EMAIL, password: DEV_ADMIN_PASSWORD } });
     expect(login.status).toBe(200);
     expect(JSON.parse(Buffer.from(login.body.accessToken.split('.')[1], 'base64url').toString()).roles).toEqual(['admin']);
     out = '';

@@ -1,5 +1,5 @@
 // Accounts: registration, look-ups, profile and roles, and the first admin.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
 import { hashPassword } from './passwords.ts';
@@ -71,13 +71,15 @@ export async function listUsers(em: EntityManager, o: { email?: string; limit: n
   return { items: page.map(userView), nextCursor: rows.length > o.limit ? encodeUserCursor(page.at(-1)!.email) : null };
 }
 
-/** The documented development admin, used only when ADMIN_EMAIL/ADMIN_PASSWORD are unset outside production. */
+/** The documented development admin (README, quick start), used only when ADMIN_EMAIL/ADMIN_PASSWORD are unset outside production. */
 export const DEV_ADMIN_EMAIL = 'admin@orderflow.local';
+// Documented rather than generated and logged: no password ever reaches a log line.
+export const DEV_ADMIN_PASSWORD = 'orderflow-dev-admin';
 
 /**
  * The first admin (CONTRACTS.md): created once from ADMIN_EMAIL/ADMIN_PASSWORD; an existing account
  * keeps its password (and gains nothing). In development with neither set, admin@orderflow.local with
- * a random password printed once, when it is created; in production without them, no admin is made.
+ * the documented development password; in production without them, no admin is made.
  */
 export async function ensureFirstAdmin(orm: MikroORM, log: Logger, o: { email?: string; password?: string; production: boolean }): Promise<void> {
   let email = o.email;
@@ -86,7 +88,7 @@ export async function ensureFirstAdmin(orm: MikroORM, log: Logger, o: { email?: 
   if (!email || !password) {
     if (o.production) { log.warn('ADMIN_EMAIL/ADMIN_PASSWORD unset: no first admin is created'); return; }
     email = DEV_ADMIN_EMAIL;
-    password = randomBytes(12).toString('base64url');
+    password = DEV_ADMIN_PASSWORD;
     generated = true;
   }
   const em = orm.em.fork();
@@ -94,8 +96,7 @@ export async function ensureFirstAdmin(orm: MikroORM, log: Logger, o: { email?: 
   const created = await createUser(em, { email, name: 'Administrator', passwordHash: await hashPassword(password), roles: ['admin'] });
   if (!created) return; // another replica created it a moment ago
   if (generated) {
-    // The one place a password is ever written out: a development convenience, shown once at creation.
-    log.warn({ email, password }, 'development admin created (ADMIN_EMAIL/ADMIN_PASSWORD unset); this password is not shown again');
+    log.warn({ email }, 'development admin created with the documented development password (ADMIN_EMAIL/ADMIN_PASSWORD unset; see the README); set both for anything but a laptop');
   } else {
     log.info({ email }, 'first admin created from ADMIN_EMAIL');
   }
