@@ -114,3 +114,16 @@ describe('paymentTokenSealer (PAYMENT_TOKEN_KEY)', () => {
     expect(err!.message).not.toContain(short);
   });
 });
+
+describe('IVs', () => {
+  it('never repeat across many seals (they are cut from a pooled random buffer), and each seal opens', () => {
+    const s = createSealer([key()]);
+    const ivs = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const sealed = s.seal(`tok_${i}`);
+      ivs.add(sealed.split('.')[2]!);
+      expect(s.open(sealed)).toBe(`tok_${i}`);
+    }
+    expect(ivs.size).toBe(2000);
+  });
+});

