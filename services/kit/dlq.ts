@@ -372,8 +372,8 @@ export function createDlqAdmin({ js, jsm, nc, contracts, timeoutMs = 1500 }: {
 type Advisory = { stream: string; consumer: string; stream_seq: number; deliveries: number };
 
 /**
- * Move messages whose deliveries ran out into the DLQ. Runs in every process; the
- * advisory stream is a work queue, so each advisory is handled by one mover.
+ * Move messages whose deliveries ran out into the DLQ. Runs where the admin target runs (kit/modules.ts); the
+ * advisory stream is a work queue, so with several admin replicas each advisory is handled by one mover.
  * `const mover = await startDlqMover({ js, jsm, errors, log })`
  */
 export async function startDlqMover({ js, jsm, errors, log, onMoved }: {

@@ -41,7 +41,7 @@ export type OutboxRelay = { stop(): Promise<void>; drainOnce(): Promise<number>;
 
 /**
  * Publish outbox rows until stopped. Several relays (replicas) share the table through
- * `FOR UPDATE SKIP LOCKED`. Every process runs one, woken by its own commits that wrote
+ * `FOR UPDATE SKIP LOCKED`. Every process whose targets write the outbox runs one (kit/modules.ts), woken by its own commits that wrote
  * rows (runtime.ts), and polls every `pollMs` for the rest: rows left by a process that
  * stopped or whose relay is backing off. A NOTIFY to wake the other processes' relays
  * was dropped: it cost a statement per wake and an empty drain (three statements) in

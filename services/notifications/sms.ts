@@ -94,7 +94,7 @@ export async function sendSmsBatch(sms: SmsClient, claim: (m: SmsToSend & { prov
   return { failed };
 }
 
-/** The text of each SMS; the checker in saga/books.ts parses "order <orderId> <kind>". `refunded`: the amount a failed order was charged and refunded. */
+/** The text of each SMS; the checker in testing/books.ts parses "order <orderId> <kind>". `refunded`: the amount a failed order was charged and refunded. */
 export function smsBody(kind: SmsKind, o: { orderId: string; trackingNumber?: string | null; failureReason?: string | null; refunded?: string | null }): string {
   if (kind === 'received') return `orderflow: order ${o.orderId} received. We will text you when it ships.`;
   if (kind === 'shipped') return `orderflow: order ${o.orderId} shipped. Tracking number ${o.trackingNumber}.`;
