@@ -12,6 +12,8 @@ let gw: RunningGatewaySimulator;
 let proxy: ServedApp;
 // Between the service and the simulator: records every call, and can fail look-ups alone.
 const calls: string[] = [];
+// Every call with the status it was answered with, written once the simulator has answered.
+const answered: string[] = [];
 let failLookups = false;
 // A harsher gateway: ignores Idempotency-Key, and its look-ups lag its writes.
 let forgetKeys = false;
@@ -34,6 +36,7 @@ beforeAll(async () => {
     }
     const out = new Headers({ 'content-type': res.headers.get('content-type') ?? 'application/json' });
     for (const h of ['retry-after', 'idempotent-replayed']) { const v = res.headers.get(h); if (v) out.set(h, v); }
+    answered.push(`${ctx.req.method} ${url.pathname} ${res.status}`);
     let text = await res.text();
     if (lookupLagMs && ctx.req.method === 'GET' && url.pathname === '/v1/payouts' && res.status === 200) {
       const body = JSON.parse(text) as { data: { created: number }[] };
@@ -48,7 +51,7 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => { await c?.close(); await proxy?.close(); await gw?.close(); });
-beforeEach(() => { failLookups = false; forgetKeys = false; lookupLagMs = 0; calls.length = 0; gw.sim.setKnobs({ fail500AfterApplyRate: 0, dropAfterApplyRate: 0, fail503Rate: 0, rate429: 0, outage: false, closedIbans: [] }); });
+beforeEach(() => { failLookups = false; forgetKeys = false; lookupLagMs = 0; calls.length = 0; answered.length = 0; gw.sim.setKnobs({ fail500AfterApplyRate: 0, dropAfterApplyRate: 0, fail503Rate: 0, rate429: 0, outage: false, closedIbans: [] }); });
 
 const apply = async (over: Record<string, unknown> = {}) => {
   const res = await c.post('/api/funding/applications', applicationBody(over));
@@ -108,7 +111,9 @@ describe('disbursement faults', () => {
     lookupLagMs = 2500;
     gw.sim.setKnobs({ fail500AfterApplyRate: 1 });
     const id = await apply();
-    await eventually(() => calls.some((x) => x.startsWith('POST /v1/payouts')), { what: 'the payout attempt' });
+    // Wait for the simulator's answer, not the request: turning the fault off while the
+    // POST is still in flight would let it succeed plainly.
+    await eventually(() => answered.includes('POST /v1/payouts 500'), { what: 'the ambiguous payout attempt' });
     gw.sim.setKnobs({ fail500AfterApplyRate: 0 });
     const done = await waitForStatus(c.get, id, 'disbursed');
     expect(done.history.at(-1).reason).toMatch(/found by reference/);
