@@ -46,6 +46,9 @@ export const baseSchema = z.object({
   INSTANCE_ID: z.string().optional(),
   /** Replicas of every stream at provisioning; 0 keeps streams/ (1). Production: 3. */
   NATS_STREAM_REPLICAS: int(0, 0, 5),
+  /** Pyroscope's base URL: when set, every process pushes a CPU profile every PYROSCOPE_PERIOD_S seconds. */
+  PYROSCOPE_URL: url(['http', 'https']),
+  PYROSCOPE_PERIOD_S: int(10, 1, 300),
 });
 
 export type BaseConfig = z.infer<typeof baseSchema>;

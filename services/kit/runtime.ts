@@ -20,6 +20,7 @@ import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
 import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
+import { createProfiler, startContinuousProfiling } from './profiling.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
 import { createWebSockets } from './websocket.ts';
@@ -131,12 +132,22 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
       .then(([r]) => { metrics.outboxPending.set(Number(r?.n ?? 0)); metrics.outboxLagSeconds.set(r?.lag ?? 0); }).catch(() => {});
   }, 5000);
   gauges.unref();
+  const profiler = createProfiler();
+  const profiling = config.PYROSCOPE_URL
+    ? startContinuousProfiling({
+      profiler, url: config.PYROSCOPE_URL, periodS: config.PYROSCOPE_PERIOD_S, log,
+      appName: `orderflow.${targets.length === Object.keys(opts.registry).length ? 'all' : targets.join('+')}`,
+      labels: { instance: instanceId(opts.env) },
+    })
+    : undefined;
   log.info({ targets }, 'orderflow ready');
 
   let stopping: Promise<void> | undefined;
   const stop = async () => {
     stopping ??= (async () => {
       clearInterval(gauges);
+      await profiling?.stop();
+      await profiler.close();
       // Consumers first: in-flight work finishes (or returns to the queue), nothing new is pulled;
       // what has not finished by the deadline is redelivered after ack_wait. The services share
       // nothing but NATS and Postgres, which close after them, so they stop side by side: one by
