@@ -45,6 +45,7 @@ export {
   type Flag, type Flags, type FlagSeed, type FlagStore, type StoredFlag, type Variant,
 } from './flags.ts';
 export { defineModule, type ServiceModule } from './modules.ts';
+export { createRateShare, type RateShare, type RateShareLog, type RateShareOptions } from './rate-share.ts';
 export { instanceId } from './runtime.ts';
 export { acceptWebSocket, type LiveSocket, type SocketSession } from './websocket.ts';
 export type { Deps, Env, Running } from './service.ts';
