@@ -22,6 +22,7 @@ export {
 export {
   errorBody, idempotency, IdempotencyKeyTaken, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
 } from './http.ts';
+export { createRateLimiter, type RateLimitConfig, type RateLimiterDeps, type ShareSource } from './http.ts';
 export {
   createVerifier, InvalidTokenError, remoteJwks, requireAccess, requireAuth, requireRole, requireScope,
   type AuthEnv, type Principal, type Verifier,

@@ -78,7 +78,10 @@ export type RateShare = {
    * exact sum keeps spending while cut off from NATS (the HTTP limiter does; lending does not).
    */
   heldShare(): number;
-  /** True while the lease has lapsed (no heartbeat got through for ttl - heartbeat). */
+  /**
+   * True while the share is not confirmed by a live lease: no heartbeat got through for
+   * ttl - heartbeat, or the first one after that has not yet re-read the members (and at start).
+   */
   isolated(): boolean;
   /** Live members in the last heartbeat's view, this one included. */
   members(): number;
@@ -261,7 +264,7 @@ export function createRateShare(options: RateShareOptions): RateShare {
     },
     currentShare: () => effectiveShare(Date.now()),
     heldShare: () => (running ? applied : 0),
-    isolated: () => running && Date.now() >= leaseUntil,
+    isolated: () => running && (Date.now() >= leaseUntil || rejoinAfter > 0),
     members: () => memberCount,
   };
 }
