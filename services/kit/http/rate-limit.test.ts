@@ -10,7 +10,7 @@ import { eventually, startTestNats, type TestNats } from '../../testing/index.ts
 import type { Principal } from '../auth.ts';
 import { createMetrics } from '../metrics.ts';
 import { onError } from './errors.ts';
-import { addressKey, createLimitShare, createRateLimiter, type LimitShare, type RateLimitConfig, type ShareSource } from './rate-limit.ts';
+import { addressKey, clientAddress, createLimitShare, createRateLimiter, type LimitShare, type RateLimitConfig, type ShareSource } from './rate-limit.ts';
 
 const silent = { error() {}, warn() {}, info() {}, debug() {} } as never;
 const base: RateLimitConfig = { rps: 10, burst: 20, anonRps: 2, anonBurst: 4, trustedProxies: 0 };
@@ -144,6 +144,22 @@ describe('rate limiter (one replica, a clock of its own)', () => {
     await get(small, { 'x-test-sub': 'k2' });
     await get(small, { 'x-test-sub': 'k3' }); // k1 forgotten
     expect((await get(small, { 'x-test-sub': 'k1' })).status).toBe(200);
+  });
+
+  it('reads the client address from the socket under @hono/node-server', async () => {
+    const app = new Hono();
+    app.get('/who', (c) => c.json({ direct: clientAddress(c, 0), proxied: clientAddress(c, 1) }));
+    const server = await new Promise<ServerType>((resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
+    });
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/who`;
+      expect(await (await fetch(url, { headers: { 'x-forwarded-for': '203.0.113.5' } })).json()).toEqual({ direct: '127.0.0.1', proxied: '203.0.113.5' });
+      // A trusted proxy that sent nothing usable: the socket's address, not the client's text.
+      expect(await (await fetch(url, { headers: { 'x-forwarded-for': 'not-an-ip' } })).json()).toEqual({ direct: '127.0.0.1', proxied: '127.0.0.1' });
+    } finally {
+      server.close();
+    }
   });
 
   it('keys addresses: IPv4 as is, IPv4-mapped IPv6 as IPv4, IPv6 by /64', () => {
