@@ -44,7 +44,8 @@
 // Assumptions: every replica is configured with the same T; a heartbeat round
 // trip (read + put) is well under half a heartbeat.
 //
-// Spending the share is pacer.ts's work (a GCRA over currentShare()). The share
+// Spending the share is the caller's work: lending/pacer.ts (a GCRA over
+// currentShare()), http/rate-limit.ts (token buckets scaled by share / T). The share
 // is an integer because a fractional one would allow ceil(R) calls per window;
 // members beyond T get 0.
 import { setTimeout as sleep } from 'node:timers/promises';
