@@ -49,6 +49,18 @@ export const baseSchema = z.object({
   /** Pyroscope's base URL: when set, every process pushes a CPU profile every PYROSCOPE_PERIOD_S seconds. */
   PYROSCOPE_URL: url(['http', 'https']),
   PYROSCOPE_PERIOD_S: int(10, 1, 300),
+  /** Requests per second per principal (token subject), summed over every replica; 0 turns the limit off. */
+  RATE_LIMIT_RPS: int(100, 0, 1_000_000),
+  /** The most requests a principal may send at once (the bucket's size), summed over every replica. */
+  RATE_LIMIT_BURST: int(200, 1, 10_000_000),
+  /** Requests per second per client address for calls without a token; 0 turns it off. */
+  RATE_LIMIT_ANON_RPS: int(20, 0, 1_000_000),
+  /** The anonymous burst; unset, twice RATE_LIMIT_ANON_RPS. */
+  RATE_LIMIT_ANON_BURST: int(0, 0, 10_000_000),
+  /** Proxies in front whose X-Forwarded-For entries are believed for the client address (1 behind the ingress); 0: the socket's. */
+  RATE_LIMIT_TRUSTED_PROXIES: int(0, 0, 10),
+  /** Heartbeat of the limiter's share of the cluster; the rate-limit-members bucket's TTL (5 s) must be several of these. */
+  RATE_LIMIT_HEARTBEAT_MS: int(1000, 50, 2000),
 });
 
 export type BaseConfig = z.infer<typeof baseSchema>;

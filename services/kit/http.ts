@@ -6,3 +6,7 @@ export { idempotency, IdempotencyKeyTaken, type IdempotencyClaim } from './http/
 export { jsonOnly } from './http/json-only.ts';
 export { requestId } from './http/request-id.ts';
 export { readJson, unstorableText, validate } from './http/validate.ts';
+export {
+  addressKey, clientAddress, createLimitShare, createRateLimiter, RATE_LIMIT_MEMBERS_BUCKET, SHARE_UNITS,
+  type LimitShare, type RateLimitConfig, type RateLimiterDeps, type ShareSource,
+} from './http/rate-limit.ts';

@@ -22,6 +22,7 @@ export {
 export {
   errorBody, idempotency, IdempotencyKeyTaken, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
 } from './http.ts';
+export { createRateLimiter, type RateLimitConfig, type RateLimiterDeps, type ShareSource } from './http.ts';
 export {
   createVerifier, InvalidTokenError, remoteJwks, requireAccess, requireAuth, requireRole, requireScope,
   type AuthEnv, type Principal, type Verifier,
@@ -45,6 +46,7 @@ export {
   type Flag, type Flags, type FlagSeed, type FlagStore, type StoredFlag, type Variant,
 } from './flags.ts';
 export { defineModule, type ServiceModule } from './modules.ts';
+export { createRateShare, type RateShare, type RateShareLog, type RateShareOptions } from './rate-share.ts';
 export { instanceId } from './runtime.ts';
 export { acceptWebSocket, type LiveSocket, type SocketSession } from './websocket.ts';
 export type { Deps, Env, Running } from './service.ts';

@@ -3,6 +3,7 @@
 // Of the kit it boots what the chosen targets declare they need (modules.ts): their
 // schemas only, the relay and the mover only where a target wants them.
 // main.ts gives it the registry; tests call it in-process with their own env.
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
@@ -13,6 +14,7 @@ import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { FLAGS_BUCKET, startFlags } from './flags.ts';
 import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
+import { createLimitShare, createRateLimiter, RATE_LIMIT_MEMBERS_BUCKET, type LimitShare } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
 import { registerCollectors } from './collectors.ts';
 import { createMetrics } from './metrics.ts';
@@ -58,6 +60,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let orm: MikroORM | undefined;
   let provisioned = false;
   let servicesStarted = false;
+  let limitShare: LimitShare | undefined;
 
   const app = createApp({
     log, metrics,
@@ -65,6 +68,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');
       else if (!servicesStarted) missing.push('services');
+      else if (limitShare && !(limitShare.fraction() > 0)) missing.push('rate limits');
       await withTimeout(nats?.nc.flush() ?? Promise.reject(new Error()), 1000, 'nats').catch(() => missing.push('nats'));
       await withTimeout(orm?.em.fork().execute('select 1') ?? Promise.reject(new Error()), 1000, 'database').catch(() => missing.push('database'));
       return missing;
@@ -96,6 +100,21 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   // Every module's flags, not only the chosen targets': the admin API lists them in any topology.
   const flags = await startFlags({ kv: await kvm.open(FLAGS_BUCKET), log, seeds: Object.values(opts.registry).flatMap((m) => m.flags ?? []) });
 
+  // This replica's share of the cluster-wide rate limits (kit/http/rate-limit.ts). Started now:
+  // a newcomer's share settles over a couple of heartbeats, while the rest boots.
+  const limitConfig = {
+    rps: config.RATE_LIMIT_RPS, burst: config.RATE_LIMIT_BURST, anonRps: config.RATE_LIMIT_ANON_RPS,
+    anonBurst: config.RATE_LIMIT_ANON_BURST || 2 * config.RATE_LIMIT_ANON_RPS, trustedProxies: config.RATE_LIMIT_TRUSTED_PROXIES,
+  };
+  if (limitConfig.rps > 0 || limitConfig.anonRps > 0) {
+    limitShare = createLimitShare({
+      kv: await kvm.open(RATE_LIMIT_MEMBERS_BUCKET), memberId: memberIdOf(opts.env),
+      heartbeatMs: config.RATE_LIMIT_HEARTBEAT_MS, log: log.child({ component: 'rate-limit' }),
+    });
+    await limitShare.start();
+  }
+  const limit = createRateLimiter({ share: limitShare ?? { fraction: () => 1 }, metrics }, limitConfig);
+
   orm = await openOrm({
     url: config.DATABASE_URL!, poolMax: config.DB_POOL_MAX,
     entities: [...kitEntities, ...plan.entities] as never,
@@ -113,7 +132,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
-  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
+  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox, limit };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {
@@ -121,6 +140,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
     log.info({ service: name }, 'service started');
   }
 
+  // Without a share the limiter can only answer 503: serve once it holds one (seconds at most).
+  if (limitShare && !(await limitShare.ready(15_000))) log.warn('no share of the rate limits yet; limited routes answer 503 until one settles');
   handler = app.fetch;
   servicesStarted = true;
   if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
@@ -173,6 +194,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
       }
       log.debug('stop: relay stopped');
       await flags.stop().catch((err) => log.warn({ err: String(err) }, 'flags stop'));
+      // Hands this replica's share of the rate limits to the others at once (else it ages out).
+      await limitShare?.stop().catch((err) => log.warn({ err: String(err) }, 'rate limit share stop'));
       await ext.stop();
       // With NATS unreachable a drain never completes: bound it, then close.
       await withTimeout(nats!.nc.drain(), 5000, 'nats drain').catch(() => nats!.nc.close().catch(() => {}));
@@ -190,3 +213,6 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
 
 /** Default instance id for logs and cluster membership. */
 export const instanceId = (env: Env) => env.INSTANCE_ID ?? `${hostname()}-${process.pid}`;
+
+/** A KV-token member id, unique per process even for in-process test clusters that share a pid. */
+const memberIdOf = (env: Env) => `${instanceId(env)}-${randomBytes(3).toString('hex')}`.replace(/[^A-Za-z0-9_-]/g, '_');
