@@ -12,6 +12,7 @@
 import { Kvm } from '@nats-io/kv';
 import { AckPolicy, DeliverPolicy, RetentionPolicy } from '@nats-io/jetstream';
 import { Queue, Worker as BullWorker } from 'bullmq';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { availableParallelism, cpus, totalmem } from 'node:os';
@@ -36,7 +37,8 @@ await pool.query(`create schema bench;
   create table bench.done (id text primary key, n int not null, at timestamptz not null default now());
   create table bench.inbox (id text primary key)`);
 const redis = new URL(REDIS_URL);
-const connection = { host: redis.hostname, port: Number(redis.port || 6379), db: Number(redis.pathname.slice(1) || 0) };
+// BullMQ under native ESM takes a client it did not build (its workers need maxRetriesPerRequest null).
+const redisClient = () => new Redis({ host: redis.hostname, port: Number(redis.port || 6379), db: Number(redis.pathname.slice(1) || 0), maxRetriesPerRequest: null });
 
 type Row = { system: string; mode: string; jobsPerS: number; cpuUsPerJob: number; consumerUs: number; postgresUs: number; brokerUs: number };
 const rows: Row[] = [];
@@ -95,7 +97,8 @@ const insert = 'insert into bench.done (id, n) values ($1, $2)';
   const isRedis = (cmd: string) => cmd.startsWith('redis-server');
   for (const exactlyOnce of [false, true]) {
     const name = `peers-${exactlyOnce ? 'eo' : 'plain'}`;
-    const q = new Queue(name, { connection });
+    const qc = redisClient();
+    const q = new Queue(name, { connection: qc });
     await q.obliterate({ force: true });
     for (let i = 0; i < JOBS; i += 1000) {
       await q.addBulk(Array.from({ length: Math.min(1000, JOBS - i) }, (_, k) => ({ name: 'job', data: payload(i + k), opts: { jobId: `j-${i + k}`, removeOnComplete: true } })));
@@ -116,11 +119,12 @@ const insert = 'insert into bench.done (id, n) values ($1, $2)';
         } finally {
           c.release();
         }
-      }, { connection, concurrency: CONCURRENCY });
+      }, { connection: redisClient(), concurrency: CONCURRENCY });
       return async () => { await w.close(); };
     });
     await q.obliterate({ force: true });
     await q.close();
+    qc.disconnect();
   }
 }
 
