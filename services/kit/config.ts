@@ -34,6 +34,8 @@ export const port = (fallback: number) => int(fallback, 0, 65535);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 export const baseSchema = z.object({
+  /** production: no simulator, no /_dev route, no development secret (kit/production.ts). Anything else is refused, so a typo never means development. */
+  ORDERFLOW_ENV: z.enum(['development', 'production']).default('development'),
   NATS_URL: z.string().default('nats://127.0.0.1:4222'),
   DATABASE_URL: url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/orderflow'),
   /** A streaming replica of DATABASE_URL for read paths that tolerate its replay lag (Deps.readOrm); unset, reads go to DATABASE_URL. */

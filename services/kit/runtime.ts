@@ -20,6 +20,7 @@ import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
 import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
+import { assertProductionReady } from './production.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
 import { createWebSockets } from './websocket.ts';
@@ -36,7 +37,7 @@ export type Cluster = { url: string; port: number; app: App; deps: Deps; targets
 /** Resolve TARGET into service names. `resolveTargets('orders,notifications', registry)` */
 export function resolveTargets(target: string, registry: Registry): string[] {
   const names = Object.keys(registry);
-  if (target.trim() === 'all') return names;
+  if (target.trim() === 'all') return names.filter((n) => !registry[n]!.standalone);
   const wanted = target.split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = wanted.filter((t) => !names.includes(t));
   if (unknown.length || !wanted.length) throw new ConfigError(`unknown TARGET ${unknown.join(',') || '(empty)'}; known: all, ${names.join(', ')}`);
@@ -52,6 +53,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   const targets = resolveTargets(config.TARGET, opts.registry);
   const plan = planModules(targets, opts.registry);
+  const production = config.ORDERFLOW_ENV === 'production';
+  if (production) assertProductionReady(opts.env, plan);
   const metrics = createMetrics();
   let nats: Nats | undefined;
   let orm: MikroORM | undefined;
@@ -108,7 +111,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   registerCollectors({ metrics, jsm: nats.jsm, orm, streamsDir: STREAMS_DIR, schemas: plan.schemas, log });
   provisioned = true;
 
-  const ext = opts.externals ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
+  // Production never starts a stand-in (and so never mounts a /_dev route): the URLs were checked above.
+  const ext = opts.externals && !production ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
