@@ -2,6 +2,7 @@
 // prefixed variables with `readConfig`; every problem is reported in one error.
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { isOrigin, parseOrigins } from './http/cors.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -46,6 +47,9 @@ export const baseSchema = z.object({
   DB_POOL_MAX: int(20, 1, 500),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 1000),
   INSTANCE_ID: z.string().optional(),
+  /** Origins allowed to call from a browser, comma-separated (`https://shop.example.com`); none by default. */
+  CORS_ORIGINS: z.string().default('').refine((v) => parseOrigins(v).every(isOrigin), 'must be comma-separated origins like https://shop.example.com (scheme, host, optional port; no path, no *)')
+    .transform(parseOrigins),
   /** Replicas of every stream at provisioning; 0 keeps streams/ (1). Production: 3. */
   NATS_STREAM_REPLICAS: int(0, 0, 5),
 });

@@ -62,7 +62,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let servicesStarted = false;
 
   const app = createApp({
-    log, metrics,
+    log, metrics, corsOrigins: config.CORS_ORIGINS,
     readiness: async () => {
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');
@@ -76,7 +76,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   // Listen first: /healthz answers and /readyz says what is missing while we boot.
   // Hono freezes its router on the first request, so until every service has mounted
   // its routes, requests go to a small boot app (health, readiness, 503 for the rest).
-  const bootApp = createApp({ log, metrics, readiness: app.readiness });
+  const bootApp = createApp({ log, metrics, readiness: app.readiness, corsOrigins: config.CORS_ORIGINS });
   bootApp.all('*', (c) => c.json(errorBody('UNAVAILABLE', 'starting up'), 503));
   let handler = bootApp.fetch;
   // Upgrades go through the same handler: while booting the boot app refuses them with 503.
