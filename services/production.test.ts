@@ -96,6 +96,12 @@ describe('ORDERFLOW_ENV=production with everything set', () => {
     expect((await c.get('/readyz')).status).toBe(200);
   });
 
+  it('still serves the API description (every process does, whatever its targets)', async () => {
+    expect((await c.get('/asyncapi.json')).body.asyncapi).toBe('3.0.0');
+    const docs = await fetch(`${c.url}/docs`);
+    expect([docs.status, docs.headers.get('content-type')]).toEqual([200, 'text/html; charset=utf-8']);
+  });
+
   it('never calls the stand-ins at all (main.ts mounts the /_dev pages there)', async () => {
     let called = 0;
     const spy: typeof externals = async () => { called++; return { endpoints: {}, stop: async () => {} }; };

@@ -48,7 +48,11 @@ const withTimeout = async <T>(p: Promise<T>, ms: number, what: string): Promise<
   await Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms).unref())]);
 
 /** Boot a process. `const cluster = await startRuntime({ env: process.env, registry })` */
-export async function startRuntime(opts: { env: Env; registry: Registry; externals?: Externals; log?: Logger }): Promise<Cluster> {
+export async function startRuntime(opts: {
+  env: Env; registry: Registry; externals?: Externals; log?: Logger;
+  /** Routes every process serves, whatever its targets (the API description pages); mounted before the services'. */
+  routes?: (app: App) => void;
+}): Promise<Cluster> {
   const config = loadBaseConfig(opts.env);
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   const targets = resolveTargets(config.TARGET, opts.registry);
@@ -116,6 +120,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
+  opts.routes?.(app);
   const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
 
   const running: { name: string; svc: Running }[] = [];
