@@ -9,6 +9,7 @@ import { docsRoutes } from './docs/routes.ts';
 import * as inventory from './inventory/main.ts';
 import { ConfigError } from './kit/index.ts';
 import * as funding from './funding/main.ts';
+import * as gateway from './gateway/main.ts';
 import * as identity from './identity/main.ts';
 import * as fundingScoring from './funding/scoring-main.ts';
 import { createLogger } from './kit/index.ts';
@@ -27,7 +28,7 @@ import { startT24Simulator } from './simulators/t24.ts';
 
 // Each module declares what it needs (kit/modules.ts); the order here is the start order.
 export const registry: Registry = Object.fromEntries(
-  [identity, orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring].map(({ module }) => [module.name, module]),
+  [identity, orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring, gateway].map(({ module }) => [module.name, module]),
 );
 
 /** What every process serves whatever its TARGET: the API description (/asyncapi.json, /docs). */
