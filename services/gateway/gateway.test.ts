@@ -5,6 +5,7 @@
 import { createServer, connect, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { applicationBody } from '../funding/test-fixtures.ts';
 import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD } from '../identity/users.ts';
 import { startTestCluster, startTestNats, type TestCluster, type TestNats } from '../testing/index.ts';
@@ -118,6 +119,25 @@ describe('the gateway target', () => {
     expect(first.done).toBe(false);
     expect(new TextDecoder().decode(first.value)).toMatch(/event: status\ndata: .*"processing"|event: status/);
     ctl.abort();
+  });
+
+  it('relays a WebSocket: the status feed arrives through the gateway, and an unknown id is refused with the service\'s 404', async () => {
+    const app = await gw.post('/api/funding/applications', applicationBody(), auth);
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/api/funding/applications/${app.body.id}/ws`, { headers: auth });
+    const first = await new Promise<string>((resolve, reject) => {
+      ws.once('message', (d) => resolve(d.toString()));
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`refused ${res.statusCode}`)));
+    });
+    expect(JSON.parse(first)).toMatchObject({ id: app.body.id, status: expect.any(String) });
+    ws.close(1000);
+    const refused = await new Promise<number>((resolve, reject) => {
+      const other = new WebSocket(`${gw.url.replace('http', 'ws')}/api/funding/applications/00000000-0000-4000-8000-000000000000/ws`, { headers: auth });
+      other.once('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); res.resume(); });
+      other.once('open', () => reject(new Error('opened')));
+      other.once('error', () => {});
+    });
+    expect(refused).toBe(404);
   });
 
   it('answers 404 for a path nobody owns, in the contract format, without calling anyone', async () => {

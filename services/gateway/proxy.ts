@@ -5,7 +5,8 @@
 import { Agent, request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Context } from 'hono';
-import { errorBody, type Logger } from '../kit/index.ts';
+import { WebSocket } from 'ws';
+import { acceptWebSocket, errorBody, type Logger } from '../kit/index.ts';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the proxy sets itself. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
@@ -23,6 +24,12 @@ export type ProxyOptions = {
 
 export type Proxy = {
   forward(c: Context, upstream: Upstream): Promise<Response>;
+  /**
+   * An `Upgrade: websocket` request: the upstream's socket is opened first, so its refusal (404,
+   * 401, 400) is the client's; once it opens, the client's is accepted and the upstream's text
+   * frames and close code are relayed (the live feeds only push; the client only listens).
+   */
+  websocket(c: Context, upstream: Upstream): Promise<Response>;
   /** Sockets open toward each upstream (in use and idle), for tests and metrics. */
   sockets(): Record<string, number>;
   close(): void;
@@ -65,7 +72,49 @@ export function createProxy(o: ProxyOptions): Proxy {
     else req.end();
   });
 
+  const unavailable = (c: Context, u: Upstream, err: unknown) => {
+    (c.get('log') as Logger | undefined)?.warn({ upstream: u.target, code: (err as NodeJS.ErrnoException).code, err: String(err) }, 'gateway: upstream unavailable');
+    return c.json(errorBody('UNAVAILABLE', `the ${u.target} service is unavailable; try again shortly`), 503, { 'Retry-After': '1' });
+  };
+
   return {
+    async websocket(c, u) {
+      const incoming = new URL(c.req.url);
+      const target = new URL(`${u.url.pathname.replace(/\/$/, '')}${incoming.pathname}${incoming.search}`, u.url);
+      target.protocol = u.url.protocol === 'https:' ? 'wss:' : 'ws:';
+      const headers: Record<string, string> = { 'x-request-id': c.get('requestId') as string };
+      for (const h of ['authorization', 'traceparent', 'tracestate', 'origin']) { const v = c.req.header(h); if (v) headers[h] = v; }
+      const upstream = new WebSocket(target, { headers, perMessageDeflate: false, handshakeTimeout: o.responseTimeoutMs });
+      const opened = await new Promise<Response | null>((resolve) => {
+        upstream.once('open', () => resolve(null));
+        // The upstream answered the upgrade with a status: pass it on as it is.
+        upstream.once('unexpected-response', (_req, res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 502, headers: { 'content-type': String(res.headers['content-type'] ?? 'application/json') } })));
+          res.on('error', (err) => resolve(unavailable(c, u, err)));
+        });
+        upstream.once('error', (err) => resolve(unavailable(c, u, err)));
+      });
+      if (opened) { upstream.terminate(); return opened; }
+      // The upstream speaks at once (the current status): hold its frames until the client's socket is open.
+      let out: ((text: string) => void) | undefined;
+      let end: ((code: number) => void) | undefined;
+      const held: string[] = [];
+      let closedWith: number | undefined;
+      const closeCode = (code: number) => (code === 1005 || code === 1006 ? 1011 : code);
+      upstream.on('message', (data) => { const text = data.toString(); if (out) out(text); else held.push(text); });
+      upstream.on('close', (code) => { closedWith = closeCode(code); end?.(closedWith); });
+      upstream.on('error', () => { closedWith = 1011; end?.(1011); });
+      return await acceptWebSocket(c, (client) => {
+        for (const text of held.splice(0)) client.send(text);
+        out = (text) => client.send(text);
+        end = (code) => client.close(code);
+        if (closedWith !== undefined) client.close(closedWith);
+        return () => { if (upstream.readyState === upstream.OPEN || upstream.readyState === upstream.CONNECTING) upstream.close(1000); };
+      });
+    },
+
     async forward(c, u) {
       const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD' && c.req.raw.body !== null;
       let res: IncomingMessage;
@@ -78,9 +127,7 @@ export function createProxy(o: ProxyOptions): Proxy {
           res = await send(c, u, undefined);
         }
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        (c.get('log') as Logger | undefined)?.warn({ upstream: u.target, code, err: String(err) }, 'gateway: upstream unavailable');
-        return c.json(errorBody('UNAVAILABLE', `the ${u.target} service is unavailable; try again shortly`), 503, { 'Retry-After': '1' });
+        return unavailable(c, u, err);
       }
       const headers = new Headers();
       for (const [k, v] of Object.entries(res.headers as IncomingHttpHeaders)) {

@@ -39,7 +39,8 @@ export function mountProxy(app: App, proxy: Proxy, routes: { prefix: string; ups
   const handler = async (c: Context) => {
     const r = owner(c.req.path);
     // Registered per prefix, so a route always has an owner; a miss is the kit's 404 all the same.
-    return r ? await proxy.forward(c, r.upstream) : c.notFound();
+    if (!r) return c.notFound();
+    return c.req.header('upgrade')?.toLowerCase() === 'websocket' ? await proxy.websocket(c, r.upstream) : await proxy.forward(c, r.upstream);
   };
   for (const { prefix } of routes) {
     app.all(prefix, handler);
