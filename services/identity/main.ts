@@ -59,5 +59,5 @@ export function localVerifier(orm: MikroORM, env: Deps['env']): Verifier {
 /** The `identity` target. Needs nothing but its own schema: no events, no external systems. */
 export const module = defineModule({
   name: 'identity', schema: 'identity', entities, migrations, start,
-  needs: { schemas: [], outboxRelay: false, dlqMover: false, externals: [] },
+  needs: { schemas: [], outboxRelay: false, dlqMover: false, externals: [], secrets: ['KEY_ENCRYPTION_KEY', 'ADMIN_EMAIL', 'ADMIN_PASSWORD'] },
 });

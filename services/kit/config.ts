@@ -2,6 +2,7 @@
 // prefixed variables with `readConfig`; every problem is reported in one error.
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { isOrigin, parseOrigins } from './http/cors.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -34,6 +35,8 @@ export const port = (fallback: number) => int(fallback, 0, 65535);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 export const baseSchema = z.object({
+  /** production: no simulator, no /_dev route, no development secret (kit/production.ts). Anything else is refused, so a typo never means development. */
+  ORDERFLOW_ENV: z.enum(['development', 'production']).default('development'),
   NATS_URL: z.string().default('nats://127.0.0.1:4222'),
   DATABASE_URL: url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/orderflow'),
   /** A streaming replica of DATABASE_URL for read paths that tolerate its replay lag (Deps.readOrm); unset, reads go to DATABASE_URL. */
@@ -44,6 +47,9 @@ export const baseSchema = z.object({
   DB_POOL_MAX: int(20, 1, 500),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 1000),
   INSTANCE_ID: z.string().optional(),
+  /** Origins allowed to call from a browser, comma-separated (`https://shop.example.com`); none by default. */
+  CORS_ORIGINS: z.string().default('').refine((v) => parseOrigins(v).every(isOrigin), 'must be comma-separated origins like https://shop.example.com (scheme, host, optional port; no path, no *)')
+    .transform(parseOrigins),
   /** Replicas of every stream at provisioning; 0 keeps streams/ (1). Production: 3. */
   NATS_STREAM_REPLICAS: int(0, 0, 5),
   /** Pyroscope's base URL: when set, every process pushes a CPU profile every PYROSCOPE_PERIOD_S seconds. */

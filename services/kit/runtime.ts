@@ -22,6 +22,7 @@ import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
 import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
+import { assertProductionReady } from './production.ts';
 import { createProfiler, startContinuousProfiling } from './profiling.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
@@ -39,7 +40,7 @@ export type Cluster = { url: string; port: number; app: App; deps: Deps; targets
 /** Resolve TARGET into service names. `resolveTargets('orders,notifications', registry)` */
 export function resolveTargets(target: string, registry: Registry): string[] {
   const names = Object.keys(registry);
-  if (target.trim() === 'all') return names;
+  if (target.trim() === 'all') return names.filter((n) => !registry[n]!.standalone);
   const wanted = target.split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = wanted.filter((t) => !names.includes(t));
   if (unknown.length || !wanted.length) throw new ConfigError(`unknown TARGET ${unknown.join(',') || '(empty)'}; known: all, ${names.join(', ')}`);
@@ -50,11 +51,17 @@ const withTimeout = async <T>(p: Promise<T>, ms: number, what: string): Promise<
   await Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms).unref())]);
 
 /** Boot a process. `const cluster = await startRuntime({ env: process.env, registry })` */
-export async function startRuntime(opts: { env: Env; registry: Registry; externals?: Externals; log?: Logger }): Promise<Cluster> {
+export async function startRuntime(opts: {
+  env: Env; registry: Registry; externals?: Externals; log?: Logger;
+  /** Routes every process serves, whatever its targets (the API description pages); mounted before the services'. */
+  routes?: (app: App) => void;
+}): Promise<Cluster> {
   const config = loadBaseConfig(opts.env);
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   const targets = resolveTargets(config.TARGET, opts.registry);
   const plan = planModules(targets, opts.registry);
+  const production = config.ORDERFLOW_ENV === 'production';
+  if (production) assertProductionReady(opts.env, plan);
   const metrics = createMetrics();
   let nats: Nats | undefined;
   let orm: MikroORM | undefined;
@@ -63,7 +70,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let limitShare: LimitShare | undefined;
 
   const app = createApp({
-    log, metrics,
+    log, metrics, corsOrigins: config.CORS_ORIGINS,
     readiness: async () => {
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');
@@ -78,7 +85,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   // Listen first: /healthz answers and /readyz says what is missing while we boot.
   // Hono freezes its router on the first request, so until every service has mounted
   // its routes, requests go to a small boot app (health, readiness, 503 for the rest).
-  const bootApp = createApp({ log, metrics, readiness: app.readiness });
+  const bootApp = createApp({ log, metrics, readiness: app.readiness, corsOrigins: config.CORS_ORIGINS });
   bootApp.all('*', (c) => c.json(errorBody('UNAVAILABLE', 'starting up'), 503));
   let handler = bootApp.fetch;
   // Upgrades go through the same handler: while booting the boot app refuses them with 503.
@@ -128,10 +135,12 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   registerCollectors({ metrics, jsm: nats.jsm, orm, streamsDir: STREAMS_DIR, schemas: plan.schemas, log });
   provisioned = true;
 
-  const ext = opts.externals ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
+  // Production never starts a stand-in (and so never mounts a /_dev route): the URLs were checked above.
+  const ext = opts.externals && !production ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
+  opts.routes?.(app);
   const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox, limit };
 
   const running: { name: string; svc: Running }[] = [];
