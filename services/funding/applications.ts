@@ -240,7 +240,7 @@ export function scoringRequest(id: string, reason: 'new' | 'reconcile'): OutboxM
 
 /** The slice of the row the workers decide on, read fresh (no identity map). */
 export type WorkRow = {
-  id: string; status: ApplicationStatus; version: number; amountMinor: number; currency: string; termMonths: number; purpose: string;
+  id: string; businessId: string; status: ApplicationStatus; version: number; amountMinor: number; currency: string; termMonths: number; purpose: string;
   financials: { annualRevenue: number; yearsTrading: number; existingDebt: number }; bankAccount: { iban: string; holderName: string };
   scoringError: string | null;
 };
@@ -248,11 +248,11 @@ export type WorkRow = {
 /** Read what a worker needs about an application. `const row = await loadWorkRow(em, id)` */
 export async function loadWorkRow(em: EntityManager, id: string): Promise<WorkRow | null> {
   const [r] = await em.execute<Record<string, any>[]>(
-    `select id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error
+    `select id, business_id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error
        from funding.applications where id = ?`, [id]);
   if (!r) return null;
   return {
-    id: r.id, status: r.status, version: Number(r.version), amountMinor: Number(r.amount_minor), currency: r.currency.trim(),
+    id: r.id, businessId: r.business_id, status: r.status, version: Number(r.version), amountMinor: Number(r.amount_minor), currency: r.currency.trim(),
     termMonths: Number(r.term_months), purpose: r.purpose, financials: r.financials, bankAccount: r.bank_account, scoringError: r.scoring_error ?? null,
   };
 }

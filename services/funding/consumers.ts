@@ -28,7 +28,8 @@ import type { Deps, Running } from '../kit/index.ts';
 import { disbursementRequest, loadWorkRow, scoringRequest, transition, transitionMany } from './applications.ts';
 import { loadFundingConfig, type FundingConfig } from './config.ts';
 import { beginDisbursing, findPayout, loadPayout, settleFailed, settlePaid } from './disbursement.ts';
-import { MODEL_VERSION, type RiskInput, type RiskResult } from './risk-model.ts';
+import { MODEL_VERSION, MODEL_VERSIONS, type RiskInput, type RiskResult } from './risk-model.ts';
+import { riskModelPicker } from './risk-flag.ts';
 import { createRiskPool, RiskPoolBusyError, RiskScoringError, RiskWorkerCrashedError } from './risk-pool.ts';
 import { DEBUG_CRASH_PURPOSES, lowerSessionPriority, niceAvailable, recordScoringError, scoreCacheKey } from './scoring.ts';
 import type { StatusCache } from './status-cache.ts';
@@ -101,6 +102,13 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
     name: 'orderflow_funding_risk_scores_total', help: 'Risk scores by source (model run or KV cache) and decision',
     labelNames: ['source', 'decision'] as const, registers: [metrics.registry],
   });
+  const decisions = new Counter({
+    name: 'orderflow_funding_decisions_total', help: 'Model decisions by the model version that made them (approval rate per version = approved ÷ all of that version)',
+    labelNames: ['modelVersion', 'decision'] as const, registers: [metrics.registry],
+  });
+  const models = riskModelPicker(deps.flags.client);
+  // Each unknown variant is logged once, not once per application.
+  const unknownVariants = new Set<string>();
   const scoringCpu = new Counter({
     name: 'orderflow_funding_risk_cpu_seconds_total', help: 'Thread CPU time spent in the risk model (pool threads)', registers: [metrics.registry],
   });
@@ -116,7 +124,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       this.set({ what: 'utilization' }, s.utilization);
     },
   });
-  log.info({ threads: config.FUNDING_RISK_THREADS, nice: config.FUNDING_RISK_NICE, concurrency: config.FUNDING_RISK_CONCURRENCY, modelVersion: MODEL_VERSION, debugCrash: config.FUNDING_DEBUG_CRASH }, 'risk scoring pool started');
+  log.info({ threads: config.FUNDING_RISK_THREADS, nice: config.FUNDING_RISK_NICE, concurrency: config.FUNDING_RISK_CONCURRENCY, modelVersion: MODEL_VERSION, modelVersions: MODEL_VERSIONS, debugCrash: config.FUNDING_DEBUG_CRASH }, 'risk scoring pool started');
   if (config.FUNDING_DEBUG_CRASH) log.warn('FUNDING_DEBUG_CRASH=1: the purposes __crash_worker__ and __crash_worker_throw__ crash the scoring thread (test hook)');
 
   const worker = await startWorker({
@@ -137,13 +145,21 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       // Already decided (a duplicate request, or the reconciler asked again): nothing to do.
       if (app.status !== 'risk_scoring') return;
 
+      // The version is picked when the application is scored (not when it was posted), so a
+      // rollback applies at once to every application still waiting in the queue.
+      const model = await models.pick(app.businessId);
+      if (model.unknown !== undefined && !unknownVariants.has(model.unknown)) {
+        unknownVariants.add(model.unknown);
+        ctx.log.warn({ variant: model.unknown, known: MODEL_VERSIONS, using: model.version }, 'funding.riskModel names a model version this build does not have; scoring with the default model');
+      }
       const input: RiskInput = {
         applicationId: app.id, amount: app.amountMinor / 100, currency: app.currency, termMonths: app.termMonths, financials: app.financials,
+        modelVersion: model.version,
       };
       const crash = config.FUNDING_DEBUG_CRASH ? DEBUG_CRASH_PURPOSES[app.purpose] : undefined;
       if (crash) input.debugCrash = crash;
 
-      const key = scoreCacheKey(input);
+      const key = scoreCacheKey(input, model.version);
       let result: Omit<RiskResult, 'cpuMs'> | undefined;
       let cached = false;
       if (!crash) {
@@ -186,7 +202,8 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       });
       deps.wakeOutbox();
       scored.inc({ source: cached ? 'cache' : 'model', decision: r.decision });
-      ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, cached }, 'application scored');
+      decisions.inc({ modelVersion: r.modelVersion, decision: r.decision });
+      ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, modelVersion: r.modelVersion, cached }, 'application scored');
     },
   });
 
