@@ -6,8 +6,9 @@
 //  - funding-status (FUNDING, `funding.status.updated`): keeps the KV status cache
 //    current (newest version wins), the read side of GET .../status and SSE. See
 //    startStatusConsumer for why it has no inbox.
-//  - funding-scoring (FUNDING_WORK, `funding.risk.scoring.requested`): the risk model in
-//    its piscina pool (startScoringConsumer; scoring.ts), the `funding-scoring` target.
+//  - funding-scoring and funding-scoring-high (FUNDING_WORK, `funding.risk.scoring.requested`
+//    and `.high`): the risk model in its piscina pool, one consumer per priority lane
+//    (startScoringConsumer; scoring.ts), the `funding-scoring` target.
 //  - funding-disbursement (FUNDING_WORK, `funding.disbursement.requested`): the payout
 //    (startDisbursementConsumer; disbursement.ts for the three guards against paying twice).
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,7 +31,7 @@ import { loadFundingConfig, type FundingConfig } from './config.ts';
 import { beginDisbursing, findPayout, loadPayout, settleFailed, settlePaid } from './disbursement.ts';
 import { MODEL_VERSION, MODEL_VERSIONS, type RiskInput, type RiskResult } from './risk-model.ts';
 import { riskModelPicker } from './risk-flag.ts';
-import { createRiskPool, RiskPoolBusyError, RiskScoringError, RiskWorkerCrashedError } from './risk-pool.ts';
+import { createRiskPool, type Lane, RiskPoolBusyError, RiskScoringError, RiskWorkerCrashedError } from './risk-pool.ts';
 import { DEBUG_CRASH_PURPOSES, lowerSessionPriority, niceAvailable, recordScoringError, scoreCacheKey } from './scoring.ts';
 import type { StatusCache } from './status-cache.ts';
 
@@ -50,7 +51,7 @@ export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts
     handle: async (items, em) => {
       await transitionMany(em, {
         from: 'processing', to: 'risk_scoring',
-        items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, events: [scoringRequest(i.data.applicationId, 'new')] })),
+        items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, events: [scoringRequest(i.data.applicationId, 'new', i.data.priority)] })),
       });
     },
   });
@@ -92,6 +93,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
   const pool = createRiskPool({
     threads: config.FUNDING_RISK_THREADS,
     niceIncrement: config.FUNDING_RISK_NICE,
+    reservedForHigh: config.FUNDING_RISK_HIGH_RESERVED,
     onWorkerError: (err) => log.error({ err: String(err) }, 'risk pool thread failed outside a task'),
   });
   if (config.FUNDING_RISK_NICE > 0 && process.platform === 'linux' && !niceAvailable()) {
@@ -120,20 +122,27 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       this.set({ what: 'threads' }, s.threads);
       this.set({ what: 'live_threads' }, s.liveThreads);
       this.set({ what: 'queued' }, s.queueSize);
+      this.set({ what: 'queued_high' }, s.queuedHigh);
+      this.set({ what: 'reserved_for_high' }, s.reservedForHigh);
+      this.set({ what: 'high_wait_p95_ms' }, s.highWaitTimeP95);
       this.set({ what: 'crashed' }, s.crashed);
       this.set({ what: 'utilization' }, s.utilization);
     },
   });
-  log.info({ threads: config.FUNDING_RISK_THREADS, nice: config.FUNDING_RISK_NICE, concurrency: config.FUNDING_RISK_CONCURRENCY, modelVersion: MODEL_VERSION, modelVersions: MODEL_VERSIONS, debugCrash: config.FUNDING_DEBUG_CRASH }, 'risk scoring pool started');
+  log.info({
+    threads: config.FUNDING_RISK_THREADS, nice: config.FUNDING_RISK_NICE, concurrency: config.FUNDING_RISK_CONCURRENCY,
+    highConcurrency: config.FUNDING_RISK_HIGH_CONCURRENCY, reservedForHigh: config.FUNDING_RISK_HIGH_RESERVED, modelVersion: MODEL_VERSION, modelVersions: MODEL_VERSIONS, debugCrash: config.FUNDING_DEBUG_CRASH }, 'risk scoring pool started');
   if (config.FUNDING_DEBUG_CRASH) log.warn('FUNDING_DEBUG_CRASH=1: the purposes __crash_worker__ and __crash_worker_throw__ crash the scoring thread (test hook)');
 
-  const worker = await startWorker({
+  // One consumer per lane, so a high-priority request is pulled at once however deep the
+  // normal backlog (its own durable, its own messages in hand), and the pool runs it first.
+  const startLane = async (lane: Lane, consumer: string, concurrency: number) => await startWorker({
     stream: FUNDING_WORK_STREAM,
-    consumer: FundingConsumers.scoring,
+    consumer,
     js: deps.nats.js, orm, errors: deps.errors, log, metrics,
     schema: RiskScoringRequested,
     key: (r) => r.applicationId,
-    concurrency: config.FUNDING_RISK_CONCURRENCY,
+    concurrency,
     retry: { baseMs: 1000, factor: 2, maxMs: 30_000 },
     // Idempotent without the inbox: the decision is one statement guarded by status and
     // version, so a redelivered request finds the application decided (or loses the
@@ -170,7 +179,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       }
       if (!result) {
         try {
-          const scoredNow = await pool.score(input);
+          const scoredNow = await pool.score(input, { lane });
           scoringCpu.inc(scoredNow.cpuMs / 1000);
           result = scoredNow;
         } catch (err) {
@@ -203,13 +212,17 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       deps.wakeOutbox();
       scored.inc({ source: cached ? 'cache' : 'model', decision: r.decision });
       decisions.inc({ modelVersion: r.modelVersion, decision: r.decision });
-      ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, modelVersion: r.modelVersion, cached }, 'application scored');
+      ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, modelVersion: r.modelVersion, lane, cached }, 'application scored');
     },
   });
+  const workers = [
+    await startLane('high', FundingConsumers.scoringHigh, config.FUNDING_RISK_HIGH_CONCURRENCY),
+    await startLane('normal', FundingConsumers.scoring, config.FUNDING_RISK_CONCURRENCY),
+  ];
 
   return {
     async stop() {
-      await worker.stop();
+      await Promise.all(workers.map((w) => w.stop()));
       await pool.close();
     },
   };
