@@ -7,6 +7,14 @@
 // BENCH_SPLIT=0 runs both targets in this process instead. The load generator runs
 // in a worker thread (funding-load.ts).
 //
+// BENCH_MODE=all: the default `npm start` instead: one child process with TARGET=all
+// (every service, as a user's shell starts it), POSTs paced at BENCH_POST_RPS while a
+// backlog of BENCH_BACKLOG applications scores; reports POST and cached-status latency
+// and the service's event-loop lag during that window. Then, in every mode unless
+// BENCH_LANES=0, the lanes phase: BENCH_LANES_NORMAL normal applications queued, then
+// BENCH_LANES_HIGH high-priority ones, one every 250 ms, each timed from its POST to its
+// decision (the contract: decided within 2 s p95 with 1,000 normal ones queued).
+//
 // Reported: POST latency during the burst, cached status latency while scoring
 // saturates the pool, event-loop delay over the whole run, and scoring throughput as a
 // fraction of the pool's capacity, where capacity = threads ÷ CPU time per score, the
@@ -18,7 +26,9 @@ import { Worker } from 'node:worker_threads';
 import { MODEL_VERSION, SIMULATION_PATHS } from '../services/funding/risk-model.ts';
 import { measureCpuPerScore, measurePoolThroughput, sampleRiskInput } from '../services/funding/risk-pool.ts';
 import { VALID_IBAN } from '../services/funding/test-fixtures.ts';
-import { eventually, spawnCluster, startTestCluster } from '../services/testing/index.ts';
+import pg from 'pg';
+import { createTestDatabase, eventually, spawnCluster, startTestCluster, startTestNats } from '../services/testing/index.ts';
+import { request } from './http-client.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
 
@@ -34,7 +44,7 @@ const run = Date.now().toString(36);
 
 // sampleRiskInput's economics as contract request bodies: burst i = 0..N-1, then the
 // preload and the warm-up right after (distinct inputs, so no score is served from the cache).
-const body = (i: number, group: 'w' | 'p' | 'b') => {
+const body = (i: number, group: string) => {
   const r = sampleRiskInput(i);
   return {
     businessId: `bench-${run}-${group}-${i}`, businessName: `Bench ${i} Ltd`, contactEmail: 'cfo@bench.test',
@@ -56,6 +66,13 @@ const machineCpu = () => {
   return { busy: n.reduce((a, b) => a + b, 0) - idle, total: n.reduce((a, b) => a + b, 0) };
 };
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+type Query = <T = Record<string, any>>(sql: string, params: unknown[]) => Promise<T[]>;
+const LANES = process.env.BENCH_LANES !== '0';
+
+if (process.env.BENCH_MODE === 'all') {
+  await benchDefaultMode();
+  process.exit(0);
+}
 
 console.error(`bench:funding: ${N} applications, POSTs at ${POST_RPS}/s, status at ${STATUS_RPS}/s, ${THREADS} scoring threads; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 
@@ -218,9 +235,140 @@ try {
     `| Postgres transactions (statements outside a transaction count as one) | ${xact1 - xact0}, ${f((xact1 - xact0) / N, 1)} per application |`,
     `| load average at the end | ${loadavg().map((x) => x.toFixed(2)).join(' ')} |`,
   ];
+  if (LANES) lines.push(...await lanesPhase(c.url, async (sql, params) => await c.deps.orm.em.fork().execute(sql.replace(/\$\d+/g, '?'), params)));
   console.log(lines.join('\n'));
 } finally {
   await scoring?.sigterm();
   await c.close();
   await gw.close();
+}
+
+
+/** POST bodies with `concurrency` requests in flight; returns the ids. */
+async function postMany(url: string, bodies: unknown[], concurrency: number): Promise<string[]> {
+  const ids: string[] = new Array(bodies.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < bodies.length) {
+      const i = next++;
+      const r = await request(`${url}/api/funding/applications`, { method: 'POST', body: bodies[i] });
+      if (r.status !== 202) throw new Error(`POST ${r.status}: ${JSON.stringify(r.body)}`);
+      ids[i] = r.body.id;
+    }
+  }));
+  return ids;
+}
+
+/** A group's applications: how many are past `processing` (routed) and how many decided. */
+async function progress(q: Query, group: string): Promise<{ routed: number; decided: number; total: number }> {
+  const [r] = await q<{ routed: string; decided: string; total: string }>(
+    `select count(*) filter (where status <> 'processing') as routed, count(*) filter (where status not in ('processing', 'risk_scoring')) as decided, count(*) as total
+       from funding.applications where business_id like $1`, [`bench-${run}-${group}-%`]);
+  return { routed: Number(r!.routed), decided: Number(r!.decided), total: Number(r!.total) };
+}
+
+/**
+ * The lanes phase: a normal backlog queued, then high-priority applications one by one, each
+ * timed from just before its POST to its decision (the row's history, same clock).
+ */
+async function lanesPhase(url: string, q: Query): Promise<string[]> {
+  const normals = Number(process.env.BENCH_LANES_NORMAL ?? 1000);
+  const highs = Number(process.env.BENCH_LANES_HIGH ?? 20);
+  await postMany(url, Array.from({ length: normals }, (_, i) => body(i, 'ln')), 32);
+  await eventually(async () => (await progress(q, 'ln')).routed === normals, { timeoutMs: 120_000, intervalMs: 100, what: 'the normal backlog routed' });
+  const sent: { id: string; at: number; queued: number }[] = [];
+  for (let i = 0; i < highs; i++) {
+    const p = await progress(q, 'ln');
+    const at = Date.now();
+    const r = await request(`${url}/api/funding/applications`, { method: 'POST', body: { ...body(i, 'lh'), priority: 'high' } });
+    if (r.status !== 202) throw new Error(`POST high ${r.status}: ${JSON.stringify(r.body)}`);
+    sent.push({ id: r.body.id, at, queued: normals - p.decided });
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  await eventually(async () => (await progress(q, 'lh')).decided === highs, { timeoutMs: 120_000, intervalMs: 100, what: 'the high-priority applications decided' });
+  const rows = await q<{ id: string; at: string }>(
+    `select a.id, min(h ->> 'at') as at from funding.applications a, jsonb_array_elements(a.history) h
+      where a.id = any($1::uuid[]) and h ->> 'status' in ('approved', 'rejected', 'pending_review') group by a.id`, [`{${sent.map((s) => s.id).join(',')}}`]);
+  const decidedAt = new Map(rows.map((r) => [r.id, Date.parse(r.at)]));
+  const ms = sent.map((s) => decidedAt.get(s.id)! - s.at);
+  const left = await progress(q, 'ln');
+  return [
+    '',
+    `lanes: ${highs} high-priority applications posted one every 250 ms behind ${normals} queued normal ones (still queued when each was posted: ${Math.min(...sent.map((s) => s.queued))}..${Math.max(...sent.map((s) => s.queued))}; ${normals - left.decided} still undecided after the last high one)`,
+    '',
+    '| measure | p50 | p95 | max | target |',
+    '|---|---|---|---|---|',
+    `| high priority: POST → decided (ms) | ${f(pct(ms, 50), 0)} | ${f(pct(ms, 95), 0)} | ${f(Math.max(...ms), 0)} | p95 ≤ 2000 |`,
+  ];
+}
+
+/** The default `npm start`: every target in one child process. */
+async function benchDefaultMode(): Promise<void> {
+  const backlog = Number(process.env.BENCH_BACKLOG ?? 400);
+  const nats = await startTestNats();
+  const db = await createTestDatabase();
+  const gw = await startGatewaySimulator({ port: 0, seed: 1 });
+  const env: Record<string, string> = {
+    TARGET: 'all', NATS_URL: nats.url, DATABASE_URL: db.url, PAYMENT_GATEWAY_URL: gw.url, FUNDING_RECONCILE_INTERVAL_MS: '0', LOG_LEVEL: 'warn',
+    FUNDING_RISK_THREADS: String(THREADS), FUNDING_RISK_NICE: NICE,
+  };
+  if (process.env.FUNDING_SCORING_PROCESS) env.FUNDING_SCORING_PROCESS = process.env.FUNDING_SCORING_PROCESS;
+  // Not detached: in this session, as `npm start` typed in a shell runs.
+  const svc = await spawnCluster(env);
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(signal, () => process.exit(code));
+  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  const q: Query = async (sql, params) => (await pool.query(sql, params)).rows;
+  const metric = async (name: string) => {
+    const text = await (await fetch(`${svc.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(' ').at(-1)) : NaN;
+  };
+  try {
+    await postMany(svc.url, Array.from({ length: 20 }, (_, i) => body(N + i, 'w')), 10);
+    await eventually(async () => (await progress(q, 'w')).decided === 20, { timeoutMs: 120_000, intervalMs: 100, what: 'warm-up scored' });
+    await postMany(svc.url, Array.from({ length: backlog }, (_, i) => body(N + 100 + i, 'k')), 32);
+    await eventually(async () => (await progress(q, 'k')).routed === backlog, { timeoutMs: 120_000, intervalMs: 100, what: 'backlog routed' });
+    const k0 = await progress(q, 'k');
+    await metric('nodejs_eventloop_lag_p99_seconds'); // prom-client resets its lag histogram at each scrape: the window starts here
+    const machine0 = machineCpu();
+    const load = new Worker(new URL('./funding-load.ts', import.meta.url), {
+      workerData: { url: svc.url, bodies: Array.from({ length: N }, (_, i) => body(i, 'b')), postRps: POST_RPS, statusRps: STATUS_RPS },
+    });
+    const messages: any[] = [];
+    load.on('message', (m) => messages.push(m));
+    const got = (phase: string) => eventually(() => messages.find((m) => m.phase === phase), { timeoutMs: 600_000, intervalMs: 50, what: phase });
+    const posted = await got('posted');
+    await new Promise((res) => setTimeout(res, 2000));
+    load.postMessage('stop');
+    const status = await got('status');
+    await load.terminate();
+    const lagP50 = await metric('nodejs_eventloop_lag_p50_seconds');
+    const lagP99 = await metric('nodejs_eventloop_lag_p99_seconds');
+    const lagMax = await metric('nodejs_eventloop_lag_max_seconds');
+    const machine1 = machineCpu();
+    const k1 = await progress(q, 'k');
+    const b1 = await progress(q, 'b');
+    const kvShare = (status.sources.kv ?? 0) / Object.values<number>(status.sources).reduce((a, n) => a + n, 0);
+    const lines = [
+      `default mode (\`npm start\`: TARGET=all in one child process${env.FUNDING_SCORING_PROCESS ? `, FUNDING_SCORING_PROCESS=${env.FUNDING_SCORING_PROCESS}` : ''}); ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, node ${process.version}; ${THREADS} scoring threads at nice ${NICE}; a backlog of ${backlog} applications scoring, then ${N} POSTs at ${POST_RPS}/s (open loop) and status at ${STATUS_RPS}/s; machine busy ${f(((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * 100)}%`,
+      `scoring during the window: ${k1.decided - k0.decided} of the backlog and ${b1.decided} of the POSTed decided, ${backlog - k1.decided + N - b1.decided} still queued at the end (the pool never ran dry)`,
+      '',
+      '| measure | p50 | p95 | p99 | max | target |',
+      '|---|---|---|---|---|---|',
+      `| POST /api/funding/applications (ms), ${posted.postMs.length} requests, ${posted.postErrors} errors | ${f(pct(posted.postMs, 50))} | ${f(pct(posted.postMs, 95))} | ${f(pct(posted.postMs, 99))} | ${f(Math.max(...posted.postMs))} | p95 ≤ 50 |`,
+      `| GET .../status from KV (ms), ${status.statusMs.length} requests, ${f(kvShare * 100)}% KV hits, ${status.statusErrors} errors | ${f(pct(status.statusMs, 50), 2)} | ${f(pct(status.statusMs, 95), 2)} | ${f(pct(status.statusMs, 99), 2)} | ${f(Math.max(...status.statusMs))} | p95 ≤ 10 |`,
+      `| the service's event-loop lag over the window (ms; prom-client) | ${f(lagP50 * 1000)} | | ${f(lagP99 * 1000)} | ${f(lagMax * 1000)} | |`,
+    ];
+    if (LANES) lines.push(...await lanesPhase(svc.url, q));
+    console.log(lines.join('\n'));
+  } catch (err) {
+    console.error(`the service's last output:\n${svc.output()}`);
+    throw err;
+  } finally {
+    await svc.sigterm();
+    await pool.end();
+    await gw.close();
+    await db.drop().catch(() => {});
+    await nats.stop();
+  }
 }

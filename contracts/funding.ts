@@ -9,7 +9,10 @@ export const FUNDING_WORK_STREAM = 'FUNDING_WORK';
 
 export const FundingSubjects = {
   applicationCreated: 'funding.applications.created',
+  /** The normal lane of scoring requests (its subject from before lanes existed). */
   riskScoringRequested: 'funding.risk.scoring.requested',
+  /** The high-priority lane: its own durable consumer, scored ahead of the normal backlog. */
+  riskScoringRequestedHigh: 'funding.risk.scoring.requested.high',
   riskScoringCompleted: 'funding.risk.scoring.completed',
   disbursementRequested: 'funding.disbursement.requested',
   disbursementCompleted: 'funding.disbursement.completed',
@@ -21,6 +24,7 @@ export const FundingConsumers = {
   router: 'funding-router',
   status: 'funding-status',
   scoring: 'funding-scoring',
+  scoringHigh: 'funding-scoring-high',
   disbursement: 'funding-disbursement',
 } as const;
 
@@ -37,6 +41,12 @@ export type ApplicationStatus = (typeof ApplicationStatuses)[number];
 /** Nothing happens to an application in these statuses any more. */
 export const FinalStatuses: readonly ApplicationStatus[] = ['rejected', 'disbursed', 'disbursement_failed'];
 export const isFinalStatus = (s: string) => (FinalStatuses as readonly string[]).includes(s);
+
+/** Scoring lanes: `high` is scored ahead of any backlog of `normal` (CONTRACTS.md "SME funding"). */
+export const Priorities = ['normal', 'high'] as const;
+export type Priority = (typeof Priorities)[number];
+/** The scoring request subject of a lane. `scoringSubject('high') // 'funding.risk.scoring.requested.high'` */
+export const scoringSubject = (p: Priority) => (p === 'high' ? FundingSubjects.riskScoringRequestedHigh : FundingSubjects.riskScoringRequested);
 
 // ---------------------------------------------------------------------------
 // Validation helpers
@@ -122,6 +132,8 @@ export const CreateApplicationRequest = z.object({
   purpose: z.string().trim().max(500).optional(),
   financials: Financials,
   bankAccount: BankAccount,
+  /** Default normal; `high` needs the reviewer or admin role or the funding:decide scope (checked by the route). */
+  priority: z.enum(Priorities).optional(),
 });
 export type CreateApplicationRequest = z.infer<typeof CreateApplicationRequest>;
 
@@ -147,6 +159,8 @@ export const ApplicationCreated = z.object({
   amount: z.number(),
   currency: z.string(),
   termMonths: z.number().int(),
+  /** Absent on events written before lanes existed: normal. */
+  priority: z.enum(Priorities).default('normal'),
   timestamp: z.string(),
 });
 export type ApplicationCreated = z.infer<typeof ApplicationCreated>;

@@ -52,6 +52,7 @@ export const MessageContracts: readonly MessageContract[] = [
 
   m(FundingSubjects.applicationCreated, FUNDING_EVENTS_STREAM, ApplicationCreated, ['applicationId']),
   m(FundingSubjects.riskScoringRequested, FUNDING_WORK_STREAM, RiskScoringRequested, ['applicationId']),
+  m(FundingSubjects.riskScoringRequestedHigh, FUNDING_WORK_STREAM, RiskScoringRequested, ['applicationId']),
   m(FundingSubjects.riskScoringCompleted, FUNDING_EVENTS_STREAM, RiskScoringCompleted, ['applicationId']),
   m(FundingSubjects.disbursementRequested, FUNDING_WORK_STREAM, DisbursementRequested, ['applicationId']),
   m(FundingSubjects.disbursementCompleted, FUNDING_EVENTS_STREAM, DisbursementCompleted, ['applicationId']),

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCluster, type TestCluster } from '../testing/index.ts';
-import { MODEL_VERSION } from '../funding/risk-model.ts';
+import { MODEL_VERSION, MODEL_VERSION_V2 } from '../funding/risk-model.ts';
 import { riskModelPicker } from '../funding/risk-flag.ts';
 import { bucketOf } from '../kit/flags.ts';
 import { eventually } from '../testing/index.ts';
@@ -34,7 +34,7 @@ describe('feature flag admin API', () => {
   it('funding.riskModel exists from start-up with the current model in both variants, disabled', async () => {
     const r = await call(a, 'GET', '/api/admin/flags/funding.riskModel');
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ key: 'funding.riskModel', enabled: false, rolloutPercent: 0, variants: { off: MODEL_VERSION, on: MODEL_VERSION }, history: [] });
+    expect(r.body).toMatchObject({ key: 'funding.riskModel', enabled: false, rolloutPercent: 0, variants: { off: MODEL_VERSION, on: MODEL_VERSION_V2 }, history: [] });
     const list = await call(a, 'GET', '/api/admin/flags');
     expect(list.body.items.map((f: any) => f.key)).toContain('funding.riskModel');
     const { riskModelVersion } = riskModelPicker(a.deps.flags.client);

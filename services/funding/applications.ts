@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { InferEntity } from '@mikro-orm/core';
 import {
-  FundingSubjects, normalizeIban, type ApplicationCreated, type ApplicationStatus, type CreateApplicationRequest,
+  FundingSubjects, normalizeIban, scoringSubject, type ApplicationCreated, type Priority, type ApplicationStatus, type CreateApplicationRequest,
   type DisbursementRequested, type StatusUpdated,
 } from '../../contracts/funding.ts';
 import { createBatcher } from '../kit/index.ts';
@@ -32,11 +32,11 @@ const INSERT_BATCH = `
   with input as (
     select * from jsonb_to_recordset(?::jsonb) as t(
       id uuid, business_id text, business_name text, contact_email text, amount_minor bigint, currency text,
-      term_months int, purpose text, financials jsonb, bank_account jsonb, history jsonb, created_at timestamptz)
+      term_months int, purpose text, priority text, financials jsonb, bank_account jsonb, history jsonb, created_at timestamptz)
   ), a as (
-    insert into funding.applications (id, business_id, business_name, contact_email, amount_minor, currency, term_months, purpose,
+    insert into funding.applications (id, business_id, business_name, contact_email, amount_minor, currency, term_months, purpose, priority,
       financials, bank_account, status, history, created_at, updated_at, version)
-    select id, business_id, business_name, contact_email, amount_minor, currency, term_months, purpose,
+    select id, business_id, business_name, contact_email, amount_minor, currency, term_months, purpose, priority,
       financials, bank_account, 'processing', history, created_at, created_at, 1 from input
     returning id
   ), events as (
@@ -73,13 +73,14 @@ export function createApplicationWriter(orm: MikroORM, wakeOutbox: () => void, o
       const id = randomUUID();
       const createdAt = new Date().toISOString();
       const created: ApplicationCreated = {
-        applicationId: id, businessId: req.businessId, amount: req.amount, currency: req.currency, termMonths: req.termMonths, timestamp: createdAt,
+        applicationId: id, businessId: req.businessId, amount: req.amount, currency: req.currency, termMonths: req.termMonths,
+        priority: req.priority ?? 'normal', timestamp: createdAt,
       };
       const status: StatusUpdated = { applicationId: id, status: 'processing', previousStatus: null, version: 1, timestamp: createdAt, metadata: {} };
       const headers = headersFor(requestId) ?? {};
       const row: Row = {
         id, business_id: req.businessId, business_name: req.businessName, contact_email: req.contactEmail,
-        amount_minor: Math.round(req.amount * 100), currency: req.currency, term_months: req.termMonths, purpose: req.purpose ?? '',
+        amount_minor: Math.round(req.amount * 100), currency: req.currency, term_months: req.termMonths, purpose: req.purpose ?? '', priority: req.priority ?? 'normal',
         financials: req.financials, bank_account: { iban: normalizeIban(req.bankAccount.iban), holderName: req.bankAccount.holderName },
         history: [{ status: 'processing', at: createdAt }], created_at: createdAt,
       };
@@ -233,14 +234,14 @@ export function disbursementRequest(row: { id: string; amountMinor: number; curr
   return { subject: FundingSubjects.disbursementRequested, data };
 }
 
-/** The `risk.scoring.requested` command for an application. */
-export function scoringRequest(id: string, reason: 'new' | 'reconcile'): OutboxMessage {
-  return { subject: FundingSubjects.riskScoringRequested, data: { applicationId: id, requestedAt: new Date().toISOString(), reason } };
+/** The `risk.scoring.requested` command for an application, on its priority's lane. */
+export function scoringRequest(id: string, reason: 'new' | 'reconcile', priority: Priority = 'normal'): OutboxMessage {
+  return { subject: scoringSubject(priority), data: { applicationId: id, requestedAt: new Date().toISOString(), reason } };
 }
 
 /** The slice of the row the workers decide on, read fresh (no identity map). */
 export type WorkRow = {
-  id: string; status: ApplicationStatus; version: number; amountMinor: number; currency: string; termMonths: number; purpose: string;
+  id: string; businessId: string; status: ApplicationStatus; version: number; amountMinor: number; currency: string; termMonths: number; purpose: string;
   financials: { annualRevenue: number; yearsTrading: number; existingDebt: number }; bankAccount: { iban: string; holderName: string };
   scoringError: string | null;
 };
@@ -248,11 +249,11 @@ export type WorkRow = {
 /** Read what a worker needs about an application. `const row = await loadWorkRow(em, id)` */
 export async function loadWorkRow(em: EntityManager, id: string): Promise<WorkRow | null> {
   const [r] = await em.execute<Record<string, any>[]>(
-    `select id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error
+    `select id, business_id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error
        from funding.applications where id = ?`, [id]);
   if (!r) return null;
   return {
-    id: r.id, status: r.status, version: Number(r.version), amountMinor: Number(r.amount_minor), currency: r.currency.trim(),
+    id: r.id, businessId: r.business_id, status: r.status, version: Number(r.version), amountMinor: Number(r.amount_minor), currency: r.currency.trim(),
     termMonths: Number(r.term_months), purpose: r.purpose, financials: r.financials, bankAccount: r.bank_account, scoringError: r.scoring_error ?? null,
   };
 }
@@ -269,6 +270,7 @@ export function toApplicationView(a: ApplicationRow, payout: PayoutRow | null) {
     currency: a.currency.trim(),
     termMonths: a.termMonths,
     purpose: a.purpose || null,
+    priority: a.priority ?? 'normal',
     financials: a.financials,
     bankAccount: a.bankAccount,
     status: a.status,

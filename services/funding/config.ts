@@ -15,6 +15,14 @@ const schema = z.object({
   FUNDING_RISK_NICE: int(10, 0, 19),
   /** Scoring messages in hand at once; default 2 × threads so a thread never waits for the next task. */
   FUNDING_RISK_CONCURRENCY: int(0, 0, 1024),
+  /** High-priority scoring messages in hand at once (their own consumer, so never behind the normal backlog); default = threads. */
+  FUNDING_RISK_HIGH_CONCURRENCY: int(0, 0, 1024),
+  /**
+   * Pool threads a normal application never takes, kept free for high-priority ones. Default: 1 from
+   * 3 threads up, 0 below (on 2 cores a reserved thread would halve normal throughput, and a high one
+   * already goes first to the next free thread, ~one score's wait).
+   */
+  FUNDING_RISK_HIGH_RESERVED: z.coerce.number().int().min(0).max(255).optional(),
   // Consumers share the process's Postgres pool (DB_POOL_MAX) with the API: modest
   // concurrency here keeps connections free for POSTs during a burst.
   /** Applications the router moves per statement (one batch in flight at a time). */
@@ -37,13 +45,17 @@ const schema = z.object({
   FUNDING_DEBUG_CRASH: flag,
 });
 
-export type FundingConfig = Omit<z.infer<typeof schema>, 'PAYMENT_GATEWAY_URL'> & { PAYMENT_GATEWAY_URL: string | undefined };
+export type FundingConfig = Omit<z.infer<typeof schema>, 'PAYMENT_GATEWAY_URL' | 'FUNDING_RISK_HIGH_RESERVED'> & { PAYMENT_GATEWAY_URL: string | undefined; FUNDING_RISK_HIGH_RESERVED: number };
 
 /** `const config = loadFundingConfig(deps.env, deps.endpoints.gateway)` */
 export function loadFundingConfig(env: Env, fallbackGatewayUrl?: string): FundingConfig {
   const c = readConfig(schema, { ...env, PAYMENT_GATEWAY_URL: env.PAYMENT_GATEWAY_URL || fallbackGatewayUrl });
   const threads = c.FUNDING_RISK_THREADS || availableParallelism();
-  return { ...c, FUNDING_RISK_THREADS: threads, FUNDING_RISK_CONCURRENCY: c.FUNDING_RISK_CONCURRENCY || 2 * threads };
+  return {
+    ...c, FUNDING_RISK_THREADS: threads, FUNDING_RISK_CONCURRENCY: c.FUNDING_RISK_CONCURRENCY || 2 * threads,
+    FUNDING_RISK_HIGH_CONCURRENCY: c.FUNDING_RISK_HIGH_CONCURRENCY || threads,
+    FUNDING_RISK_HIGH_RESERVED: Math.min(threads - 1, c.FUNDING_RISK_HIGH_RESERVED ?? (threads >= 3 ? 1 : 0)),
+  };
 }
 
 /** The gateway URL is needed only by the parts that pay out. */

@@ -6,8 +6,9 @@
 //  - funding-status (FUNDING, `funding.status.updated`): keeps the KV status cache
 //    current (newest version wins), the read side of GET .../status and SSE. See
 //    startStatusConsumer for why it has no inbox.
-//  - funding-scoring (FUNDING_WORK, `funding.risk.scoring.requested`): the risk model in
-//    its piscina pool (startScoringConsumer; scoring.ts), the `funding-scoring` target.
+//  - funding-scoring and funding-scoring-high (FUNDING_WORK, `funding.risk.scoring.requested`
+//    and `.high`): the risk model in its piscina pool, one consumer per priority lane
+//    (startScoringConsumer; scoring.ts), the `funding-scoring` target.
 //  - funding-disbursement (FUNDING_WORK, `funding.disbursement.requested`): the payout
 //    (startDisbursementConsumer; disbursement.ts for the three guards against paying twice).
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,8 +29,9 @@ import type { Deps, Running } from '../kit/index.ts';
 import { disbursementRequest, loadWorkRow, scoringRequest, transition, transitionMany } from './applications.ts';
 import { loadFundingConfig, type FundingConfig } from './config.ts';
 import { beginDisbursing, findPayout, loadPayout, settleFailed, settlePaid } from './disbursement.ts';
-import { MODEL_VERSION, type RiskInput, type RiskResult } from './risk-model.ts';
-import { createRiskPool, RiskPoolBusyError, RiskScoringError, RiskWorkerCrashedError } from './risk-pool.ts';
+import { MODEL_VERSION, MODEL_VERSIONS, type RiskInput, type RiskResult } from './risk-model.ts';
+import { riskModelPicker } from './risk-flag.ts';
+import { createRiskPool, type Lane, RiskPoolBusyError, RiskScoringError, RiskWorkerCrashedError } from './risk-pool.ts';
 import { DEBUG_CRASH_PURPOSES, lowerSessionPriority, niceAvailable, recordScoringError, scoreCacheKey } from './scoring.ts';
 import type { StatusCache } from './status-cache.ts';
 
@@ -49,7 +51,7 @@ export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts
     handle: async (items, em) => {
       await transitionMany(em, {
         from: 'processing', to: 'risk_scoring',
-        items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, events: [scoringRequest(i.data.applicationId, 'new')] })),
+        items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, events: [scoringRequest(i.data.applicationId, 'new', i.data.priority)] })),
       });
     },
   });
@@ -91,6 +93,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
   const pool = createRiskPool({
     threads: config.FUNDING_RISK_THREADS,
     niceIncrement: config.FUNDING_RISK_NICE,
+    reservedForHigh: config.FUNDING_RISK_HIGH_RESERVED,
     onWorkerError: (err) => log.error({ err: String(err) }, 'risk pool thread failed outside a task'),
   });
   if (config.FUNDING_RISK_NICE > 0 && process.platform === 'linux' && !niceAvailable()) {
@@ -101,6 +104,13 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
     name: 'orderflow_funding_risk_scores_total', help: 'Risk scores by source (model run or KV cache) and decision',
     labelNames: ['source', 'decision'] as const, registers: [metrics.registry],
   });
+  const decisions = new Counter({
+    name: 'orderflow_funding_decisions_total', help: 'Model decisions by the model version that made them (approval rate per version = approved ÷ all of that version)',
+    labelNames: ['modelVersion', 'decision'] as const, registers: [metrics.registry],
+  });
+  const models = riskModelPicker(deps.flags.client);
+  // Each unknown variant is logged once, not once per application.
+  const unknownVariants = new Set<string>();
   const scoringCpu = new Counter({
     name: 'orderflow_funding_risk_cpu_seconds_total', help: 'Thread CPU time spent in the risk model (pool threads)', registers: [metrics.registry],
   });
@@ -112,20 +122,27 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       this.set({ what: 'threads' }, s.threads);
       this.set({ what: 'live_threads' }, s.liveThreads);
       this.set({ what: 'queued' }, s.queueSize);
+      this.set({ what: 'queued_high' }, s.queuedHigh);
+      this.set({ what: 'reserved_for_high' }, s.reservedForHigh);
+      this.set({ what: 'high_wait_p95_ms' }, s.highWaitTimeP95);
       this.set({ what: 'crashed' }, s.crashed);
       this.set({ what: 'utilization' }, s.utilization);
     },
   });
-  log.info({ threads: config.FUNDING_RISK_THREADS, nice: config.FUNDING_RISK_NICE, concurrency: config.FUNDING_RISK_CONCURRENCY, modelVersion: MODEL_VERSION, debugCrash: config.FUNDING_DEBUG_CRASH }, 'risk scoring pool started');
+  log.info({
+    threads: config.FUNDING_RISK_THREADS, nice: config.FUNDING_RISK_NICE, concurrency: config.FUNDING_RISK_CONCURRENCY,
+    highConcurrency: config.FUNDING_RISK_HIGH_CONCURRENCY, reservedForHigh: config.FUNDING_RISK_HIGH_RESERVED, modelVersion: MODEL_VERSION, modelVersions: MODEL_VERSIONS, debugCrash: config.FUNDING_DEBUG_CRASH }, 'risk scoring pool started');
   if (config.FUNDING_DEBUG_CRASH) log.warn('FUNDING_DEBUG_CRASH=1: the purposes __crash_worker__ and __crash_worker_throw__ crash the scoring thread (test hook)');
 
-  const worker = await startWorker({
+  // One consumer per lane, so a high-priority request is pulled at once however deep the
+  // normal backlog (its own durable, its own messages in hand), and the pool runs it first.
+  const startLane = async (lane: Lane, consumer: string, concurrency: number) => await startWorker({
     stream: FUNDING_WORK_STREAM,
-    consumer: FundingConsumers.scoring,
+    consumer,
     js: deps.nats.js, orm, errors: deps.errors, log, metrics,
     schema: RiskScoringRequested,
     key: (r) => r.applicationId,
-    concurrency: config.FUNDING_RISK_CONCURRENCY,
+    concurrency,
     retry: { baseMs: 1000, factor: 2, maxMs: 30_000 },
     // Idempotent without the inbox: the decision is one statement guarded by status and
     // version, so a redelivered request finds the application decided (or loses the
@@ -137,13 +154,21 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       // Already decided (a duplicate request, or the reconciler asked again): nothing to do.
       if (app.status !== 'risk_scoring') return;
 
+      // The version is picked when the application is scored (not when it was posted), so a
+      // rollback applies at once to every application still waiting in the queue.
+      const model = await models.pick(app.businessId);
+      if (model.unknown !== undefined && !unknownVariants.has(model.unknown)) {
+        unknownVariants.add(model.unknown);
+        ctx.log.warn({ variant: model.unknown, known: MODEL_VERSIONS, using: model.version }, 'funding.riskModel names a model version this build does not have; scoring with the default model');
+      }
       const input: RiskInput = {
         applicationId: app.id, amount: app.amountMinor / 100, currency: app.currency, termMonths: app.termMonths, financials: app.financials,
+        modelVersion: model.version,
       };
       const crash = config.FUNDING_DEBUG_CRASH ? DEBUG_CRASH_PURPOSES[app.purpose] : undefined;
       if (crash) input.debugCrash = crash;
 
-      const key = scoreCacheKey(input);
+      const key = scoreCacheKey(input, model.version);
       let result: Omit<RiskResult, 'cpuMs'> | undefined;
       let cached = false;
       if (!crash) {
@@ -154,7 +179,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       }
       if (!result) {
         try {
-          const scoredNow = await pool.score(input);
+          const scoredNow = await pool.score(input, { lane });
           scoringCpu.inc(scoredNow.cpuMs / 1000);
           result = scoredNow;
         } catch (err) {
@@ -186,13 +211,18 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
       });
       deps.wakeOutbox();
       scored.inc({ source: cached ? 'cache' : 'model', decision: r.decision });
-      ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, cached }, 'application scored');
+      decisions.inc({ modelVersion: r.modelVersion, decision: r.decision });
+      ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, modelVersion: r.modelVersion, lane, cached }, 'application scored');
     },
   });
+  const workers = [
+    await startLane('high', FundingConsumers.scoringHigh, config.FUNDING_RISK_HIGH_CONCURRENCY),
+    await startLane('normal', FundingConsumers.scoring, config.FUNDING_RISK_CONCURRENCY),
+  ];
 
   return {
     async stop() {
-      await worker.stop();
+      await Promise.all(workers.map((w) => w.stop()));
       await pool.close();
     },
   };

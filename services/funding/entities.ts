@@ -19,6 +19,8 @@ export const Application = defineEntity({
     currency: p.character().length(3),
     termMonths: p.integer(),
     purpose: p.text(),
+    /** Scoring lane (CONTRACTS.md): normal or high; the reconciler re-requests scoring on the same lane. */
+    priority: p.text().default('normal'),
     financials: p.json<{ annualRevenue: number; yearsTrading: number; existingDebt: number }>(),
     bankAccount: p.json<{ iban: string; holderName: string }>(),
     status: p.text(),
@@ -42,6 +44,7 @@ export const Application = defineEntity({
   checks: [
     { name: 'applications_amount_minor_check', expression: 'amount_minor > 0' },
     { name: 'applications_term_months_check', expression: 'term_months >= 1 and term_months <= 360' },
+    { name: 'applications_priority_check', expression: "priority in ('normal', 'high')" },
     { name: 'applications_status_check', expression: "status in ('processing', 'risk_scoring', 'approved', 'rejected', 'pending_review', 'disbursing', 'disbursed', 'disbursement_failed')" },
   ],
 });

@@ -13,6 +13,7 @@
 //                  paid → request the disbursement again (the worker looks up first)
 // pending_review waits for a person and is never "stuck".
 import { Counter } from 'prom-client';
+import type { Priority } from '../../contracts/funding.ts';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
 import type { GatewayClient } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
@@ -26,7 +27,7 @@ export type Repair = { id: string; status: string; action: RepairAction; error?:
 
 export type Reconciler = { runOnce(): Promise<Repair[]>; stop(): Promise<void> };
 
-type Claimed = { id: string; status: string; version: number; amount_minor: string | number; currency: string };
+type Claimed = { id: string; status: string; version: number; amount_minor: string | number; currency: string; priority: Priority };
 
 /** Start the periodic job (intervalMs 0: runOnce only). `const r = startReconciler({ orm, gateway, log, metrics, intervalMs: 30000, stuckAfterMs: 300000 })` */
 export function startReconciler(o: {
@@ -45,10 +46,10 @@ export function startReconciler(o: {
     const tx = <R>(fn: (em: EntityManager) => Promise<R>): Promise<R> => o.orm.em.fork().transactional(fn);
     switch (row.status) {
       case 'processing':
-        await tx(async (em) => transition(em, { ...app, from: 'processing', to: 'risk_scoring', reason: 'reconciled', events: [scoringRequest(id, 'reconcile')] }));
+        await tx(async (em) => transition(em, { ...app, from: 'processing', to: 'risk_scoring', reason: 'reconciled', events: [scoringRequest(id, 'reconcile', row.priority)] }));
         return { id, status: row.status, action: 'routed' };
       case 'risk_scoring':
-        await tx(async (em) => enqueue(em, [scoringRequest(id, 'reconcile')]));
+        await tx(async (em) => enqueue(em, [scoringRequest(id, 'reconcile', row.priority)]));
         return { id, status: row.status, action: 'scoring_requested' };
       case 'approved':
         await tx(async (em) => enqueue(em, [disbursementRequest(app, 'reconcile')]));
@@ -78,7 +79,7 @@ export function startReconciler(o: {
                   and (reconciled_at is null or reconciled_at < now() - make_interval(secs => ?))
                 order by updated_at limit ? for update skip locked) s
         where a.id = s.id
-        returning a.id, a.status, a.version, a.amount_minor, a.currency`,
+        returning a.id, a.status, a.version, a.amount_minor, a.currency, a.priority`,
       [secs, secs, o.batchSize ?? 200]);
     const done: Repair[] = [];
     for (const row of claimed) {

@@ -1,29 +1,47 @@
 // The flag `funding.riskModel` (CONTRACTS.md "Feature flags"): its variants are risk
 // model versions, and the application's businessId is the targeting key, so a business
-// keeps its model through a rollout. Both variants are the current model until a second
-// one exists; scoring does not consult the flag yet (the second model's rollout will
-// wire `riskModelVersion` into scoring.ts).
+// keeps its model through a rollout (10% → 50% → 100%), and rolling back is one change
+// (rolloutPercent 0, or enabled false). The scoring consumer evaluates it per application
+// when it scores; evaluation is in memory (kit/flags.ts), so a change reaches every
+// scoring replica as fast as the KV watch delivers it.
 import type { Client } from '@openfeature/server-sdk';
 import type { FlagSeed } from '../kit/index.ts';
-import { MODEL_VERSION } from './risk-model.ts';
+import { isModelVersion, MODEL_VERSION, MODEL_VERSION_V2 } from './risk-model.ts';
 
 export const RISK_MODEL_FLAG = 'funding.riskModel';
 
-/** Created at start-up when the bucket has no definition; an operator's change is never overwritten. */
+/**
+ * Created at start-up when the bucket has no definition; an operator's change is never
+ * overwritten. A bucket seeded before 2.0 existed holds `on: cashflow-mc-1.0`: an operator
+ * rolls 2.0 out there by PUTting the variants once.
+ */
 export const riskModelFlag: FlagSeed = {
   key: RISK_MODEL_FLAG,
   enabled: false,
   rolloutPercent: 0,
-  variants: { off: MODEL_VERSION, on: MODEL_VERSION },
+  variants: { off: MODEL_VERSION, on: MODEL_VERSION_V2 },
   description: 'Risk model version that scores a funding application; targeting key: businessId. off = current model, on = the model being rolled out.',
 };
 
-/**
- * The model version that scores a business's applications; the current model when the flag
- * is missing or unreadable (evaluation never throws). `const { riskModelVersion } = riskModelPicker(deps.flags.client)`
- */
-export function riskModelPicker(client: Client): { riskModelVersion(businessId: string): Promise<string> } {
+export type RiskModelPicker = {
+  /** The flag's variant for this business as written (the default model when the flag is missing or unreadable). */
+  riskModelVersion(businessId: string): Promise<string>;
+  /**
+   * The version to score with: the variant when this build has that model, else the default
+   * model, with `unknown` naming the variant it could not use (an operator's typo must not
+   * stop scoring). Never throws.
+   */
+  pick(businessId: string): Promise<{ version: string; unknown?: string }>;
+};
+
+/** `const { pick } = riskModelPicker(deps.flags.client); (await pick('biz-42')).version // 'cashflow-mc-1.0'` */
+export function riskModelPicker(client: Client): RiskModelPicker {
+  const riskModelVersion = async (businessId: string) => await client.getStringValue(RISK_MODEL_FLAG, MODEL_VERSION, { targetingKey: businessId });
   return {
-    riskModelVersion: async (businessId) => await client.getStringValue(RISK_MODEL_FLAG, MODEL_VERSION, { targetingKey: businessId }),
+    riskModelVersion,
+    async pick(businessId) {
+      const v = await riskModelVersion(businessId);
+      return isModelVersion(v) ? { version: v } : { version: MODEL_VERSION, unknown: v };
+    },
   };
 }

@@ -3,7 +3,7 @@
 // Not a test: it prints numbers for docs/benchmarks.md and asserts nothing.
 import { availableParallelism, cpus } from 'node:os';
 import { measureCpuPerScore, measurePoolThroughput, sampleRiskInput } from './risk-pool.ts';
-import { MODEL_VERSION, SIMULATION_PATHS } from './risk-model.ts';
+import { MODEL_VERSION, MODEL_VERSIONS, SIMULATION_PATHS, scoreApplication } from './risk-model.ts';
 
 const maxThreads = Number(process.argv[2] ?? availableParallelism());
 console.log(`risk model ${MODEL_VERSION}, ${SIMULATION_PATHS} paths; ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, node ${process.version}`);
@@ -16,6 +16,24 @@ const fullTerm = (months: number) => (i: number) => ({
   termMonths: months,
   financials: { annualRevenue: 1_200_000, yearsTrading: 6, existingDebt: 0 },
 });
+
+// Approval rates per model version on the same inputs (the bench's mixed sample): what a
+// rollout of funding.riskModel changes. BENCH_DECISION_SAMPLES sets how many.
+const decisionSamples = Number(process.env.BENCH_DECISION_SAMPLES ?? 300);
+const perVersion = MODEL_VERSIONS.map((modelVersion) => {
+  const counts = { approved: 0, pending_review: 0, rejected: 0 };
+  let pd = 0;
+  for (let i = 0; i < decisionSamples; i++) {
+    const r = scoreApplication({ ...sampleRiskInput(i), modelVersion });
+    counts[r.decision]++;
+    pd += r.probabilityOfDefault;
+  }
+  const share = (n: number) => `${((100 * n) / decisionSamples).toFixed(1)}%`;
+  return { modelVersion, samples: decisionSamples, approved: share(counts.approved), pending_review: share(counts.pending_review), rejected: share(counts.rejected), meanPD: (pd / decisionSamples).toFixed(4) };
+});
+console.log('\ndecisions per model version, mixed sample, 24 months');
+console.table(perVersion);
+if (process.env.BENCH_DECISIONS_ONLY === '1') process.exit(0);
 
 const rows = [
   { workload: 'mixed sample, 24 months', ...measureCpuPerScore({ samples: 60 }) },

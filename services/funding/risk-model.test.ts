@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   MODEL_VERSION,
+  MODEL_VERSION_V2,
+  MODEL_VERSIONS,
   PD_APPROVE_MAX,
   PD_REJECT_MIN,
   SIMULATION_PATHS,
@@ -172,3 +174,96 @@ describe('scoreApplication: result shape', () => {
     expect(r.score).toBe(0);
   });
 });
+
+// A small seeded generator (mulberry32): the property tests draw the same cases every run.
+function generator(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const between = (lo: number, hi: number) => lo + (hi - lo) * next();
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)]!;
+  return { next, between, pick };
+}
+
+describe('every model version keeps the contract bounds (property)', () => {
+  // Cases drawn around the bounds: exactly at them, just past them, and far from them.
+  const g = generator(20261201);
+  const hardReject = (): RiskInput => {
+    const revenue = g.pick([0, 1, 50_000, 400_000, 2_000_000, 9e7]);
+    const rule = g.pick(['debt', 'amount', 'young'] as const);
+    const years = rule === 'young' ? g.pick([0, 0.5, 0.99]) : g.pick([0, 1, 3, 12]);
+    const debt = rule === 'debt' ? revenue + g.pick([0.01, 1, revenue + 1]) : g.pick([0, revenue * g.next()]);
+    const amount = rule === 'amount' ? Math.max(0.01, revenue * 0.5 + g.pick([0.01, 1, revenue])) : g.pick([0.01, 1000, Math.max(0.01, revenue * 0.5 * g.next())]);
+    return application(Math.round(amount * 100) / 100, g.pick([1, 3, 12, 36]), revenue, years, debt);
+  };
+  const mustApprove = (): RiskInput => {
+    const amount = g.pick([0.01, 1000, 50_000, 250_000]);
+    const revenue = amount * g.pick([10, 10.0001, 12, 40, 1000]);
+    return application(amount, g.pick([1, 3, 12, 36]), revenue, g.pick([3, 3.5, 10, 30, 200]), 0);
+  };
+
+  for (const version of MODEL_VERSIONS) {
+    it(`${version}: any PD, the hard rejections are rejected and the safe harbour approved`, () => {
+      for (let i = 0; i < 2000; i++) {
+        const pd = g.pick([0, 1, g.next()]);
+        const reject = { ...hardReject(), modelVersion: version };
+        expect(decide(reject, pd).decision, JSON.stringify({ reject, pd })).toBe('rejected');
+        const approve = { ...mustApprove(), modelVersion: version };
+        expect(decide(approve, pd).decision, JSON.stringify({ approve, pd })).toBe('approved');
+      }
+    });
+
+    it(`${version}: the full model keeps them too (scored, not just decided)`, () => {
+      for (let i = 0; i < 25; i++) {
+        const reject = { ...hardReject(), modelVersion: version };
+        const r = scoreApplication(reject, fixedClock);
+        expect(r.decision, JSON.stringify(reject)).toBe('rejected');
+        expect(r.modelVersion).toBe(version);
+        const approve = { ...mustApprove(), modelVersion: version };
+        expect(scoreApplication(approve, fixedClock).decision, JSON.stringify(approve)).toBe('approved');
+      }
+    });
+  }
+});
+
+describe(`${MODEL_VERSION_V2}: the second model`, () => {
+  it('is recorded, so a change of its numbers needs a new version', () => {
+    const v2 = (input: RiskInput) => simulateDefaultProbability({ ...input, modelVersion: MODEL_VERSION_V2 });
+    expect([
+      v2(application(50_000, 12, 1_200_000, 6, 0)),
+      v2(application(120_000, 24, 1_000_000, 4, 200_000)),
+      v2(application(90_000, 36, 420_000, 2, 60_000)),
+    ]).toEqual(V2_RECORDED);
+  });
+
+  it('weighs existing debt more heavily: indebted businesses score worse than under 1.0, debt-free ones about the same', () => {
+    const both = (input: RiskInput) => [MODEL_VERSION, MODEL_VERSION_V2].map((v) => simulateDefaultProbability({ ...input, modelVersion: v }));
+    const [debt1, debt2] = both(application(120_000, 24, 1_000_000, 4, 400_000));
+    expect(debt2).toBeGreaterThan(debt1! + 0.05);
+    const [free1, free2] = both(application(120_000, 24, 1_000_000, 8, 0));
+    expect(Math.abs(free2! - free1!)).toBeLessThan(0.05);
+  });
+
+  it('decides differently on a varied sample (the approval rates differ measurably)', () => {
+    const sample = Array.from({ length: 24 }, (_, i) => application(40_000 + i * 997, 24, 420_000 + i * 1000, 1 + (i % 9), (i % 3) * 40_000));
+    const approvals = (version: string) => sample.filter((a) => scoreApplication({ ...a, modelVersion: version }, fixedClock).decision === 'approved').length;
+    expect(approvals(MODEL_VERSION_V2)).toBeLessThan(approvals(MODEL_VERSION));
+  });
+
+  it('is seeded by its version: the same numbers draw other paths than 1.0', () => {
+    const input = application(50_000, 12, 1_200_000, 6, 0);
+    expect(scoreApplication({ ...input, modelVersion: MODEL_VERSION_V2 }, fixedClock).modelVersion).toBe(MODEL_VERSION_V2);
+    expect(scoreApplication(input, fixedClock).modelVersion).toBe(MODEL_VERSION);
+  });
+
+  it('an unknown version is refused as bad input', () => {
+    expect(() => scoreApplication({ ...application(50_000, 12, 1_200_000, 6, 0), modelVersion: 'cashflow-mc-9' })).toThrow(RangeError);
+  });
+});
+
+// Recorded when 2.0 was written (its paths are seeded by its version, so they differ from 1.0's).
+const V2_RECORDED = [0.0065, 0.094, 0.254];

@@ -15,8 +15,16 @@
 //
 // It is CPU-bound on purpose (tens of ms for a 24-month term): run it in the
 // piscina pool (risk-pool.ts), never on a service's event loop.
+//
+// Two versions share the simulation and differ in their economics (MODELS below):
+// 2.0 weighs seasonality and the existing debt's service more heavily. Which one
+// scores an application is the flag `funding.riskModel`'s choice (risk-flag.ts); both
+// apply the contract's hard bounds first (decide), whatever their PD says.
 
+/** The default model: what an application gets while `funding.riskModel` is off. */
 export const MODEL_VERSION = 'cashflow-mc-1.0';
+/** The model being rolled out behind `funding.riskModel`. */
+export const MODEL_VERSION_V2 = 'cashflow-mc-2.0';
 
 /** Paths simulated per application. */
 export const SIMULATION_PATHS = 2000;
@@ -43,6 +51,8 @@ export type RiskInput = {
   currency: string;
   termMonths: number;
   financials: RiskFinancials;
+  /** The model version to score with (MODEL_VERSIONS); MODEL_VERSION when absent. */
+  modelVersion?: string;
   /** Test hook honoured by risk-worker.ts only: 'throw' fails the task, 'exit' kills the worker thread. */
   debugCrash?: 'throw' | 'exit';
 };
@@ -66,20 +76,58 @@ export type ScoreOptions = {
   cpuClock?: () => number;
 };
 
-// Economic assumptions. Round numbers for a generic SME; they shape the PD
-// surface and are versioned by MODEL_VERSION, so change that when they change.
-const DAYS_PER_MONTH = 30;
-const VARIABLE_COST_RATIO = 0.55;
-const BASE_MARGIN = 0.14; // operating cash margin at baseline revenue
-const MARGIN_SPREAD = 0.03; // per-path uncertainty about that margin
-const NEW_LOAN_RATE = 0.09; // annual, for the annuity
-const EXISTING_DEBT_RATE = 0.07;
-const EXISTING_DEBT_TERM_MONTHS = 84;
-const LOAN_RETURN = 0.2; // annual cash return on the borrowed capital once deployed
-const LOAN_RAMP_MONTHS = 3;
-const SEASON_AMPLITUDE = 0.12;
-const MEAN_REVERSION_PER_DAY = 0.004; // pulls log revenue back to trend; shocks fade over months
-const WEEKDAY_FACTORS = [1.1, 1.05, 1.05, 1.1, 1.25, 0.9, 0.55]; // mean 1.0
+// Economic assumptions. Round numbers for a generic SME; they shape the PD surface
+// and are versioned: a change of any number is a new model version (cached scores are
+// keyed by version, and a recorded decision names the version that made it).
+type ModelParams = {
+  daysPerMonth: number;
+  variableCostRatio: number;
+  baseMargin: number; // operating cash margin at baseline revenue
+  marginSpread: number; // per-path uncertainty about that margin
+  newLoanRate: number; // annual, for the annuity
+  existingDebtRate: number;
+  existingDebtTermMonths: number;
+  loanReturn: number; // annual cash return on the borrowed capital once deployed
+  loanRampMonths: number;
+  seasonAmplitude: number;
+  meanReversionPerDay: number; // pulls log revenue back to trend; shocks fade over months
+  weekdayFactors: readonly number[]; // mean 1.0
+};
+
+const V1: ModelParams = {
+  daysPerMonth: 30,
+  variableCostRatio: 0.55,
+  baseMargin: 0.14,
+  marginSpread: 0.03,
+  newLoanRate: 0.09,
+  existingDebtRate: 0.07,
+  existingDebtTermMonths: 84,
+  loanReturn: 0.2,
+  loanRampMonths: 3,
+  seasonAmplitude: 0.12,
+  meanReversionPerDay: 0.004,
+  weekdayFactors: [1.1, 1.05, 1.05, 1.1, 1.25, 0.9, 0.55],
+};
+
+/**
+ * 2.0: a seasonal business's low months hurt more (amplitude 0.12 -> 0.24: the trough
+ * month takes a quarter less than the mean), and existing debt is serviced as it is in
+ * practice for SME credit lines, over 5 years at 8.5% rather than 7 years at 7%: the
+ * same debt costs ~37% more per month. Debt-free, non-seasonal businesses score about
+ * as before; indebted ones score worse.
+ */
+const V2: ModelParams = {
+  ...V1,
+  existingDebtRate: 0.085,
+  existingDebtTermMonths: 60,
+  seasonAmplitude: 0.24,
+};
+
+const MODELS: Readonly<Record<string, ModelParams>> = { [MODEL_VERSION]: V1, [MODEL_VERSION_V2]: V2 };
+/** Every version this build can score with. */
+export const MODEL_VERSIONS: readonly string[] = Object.keys(MODELS);
+/** `isModelVersion('cashflow-mc-2.0') // true` */
+export const isModelVersion = (v: string): boolean => Object.hasOwn(MODELS, v);
 
 /** Score one application. `scoreApplication({ applicationId, amount: 50000, currency: 'EUR', termMonths: 24, financials: { annualRevenue: 1.2e6, yearsTrading: 6, existingDebt: 0 } })` */
 export function scoreApplication(input: RiskInput, options: ScoreOptions = {}): RiskResult {
@@ -96,7 +144,7 @@ export function scoreApplication(input: RiskInput, options: ScoreOptions = {}): 
     probabilityOfDefault: pd,
     decision,
     reasons,
-    modelVersion: MODEL_VERSION,
+    modelVersion: input.modelVersion ?? MODEL_VERSION,
     simulations: SIMULATION_PATHS,
     cpuMs: Math.round((cpuClock() - started) * 1000) / 1000,
   };
@@ -140,30 +188,36 @@ export function decide(input: RiskInput, pd: number): { decision: RiskDecision; 
 export function simulateDefaultProbability(input: RiskInput): number {
   const { amount, termMonths } = input;
   const { annualRevenue, yearsTrading, existingDebt } = input.financials;
+  const p = MODELS[input.modelVersion ?? MODEL_VERSION];
+  if (!p) throw new RangeError(`unknown model version ${input.modelVersion}; known: ${MODEL_VERSIONS.join(', ')}`);
   const rng = new Rng(seedFromInput(input));
+  const daysPerMonth = p.daysPerMonth;
 
   const monthlyRevenue = annualRevenue / 12;
-  const dailyRevenue = monthlyRevenue / DAYS_PER_MONTH;
+  const dailyRevenue = monthlyRevenue / daysPerMonth;
   const years = Math.min(yearsTrading, 30);
 
   // Young businesses grow faster and swing harder; shocks hit them more often.
   const annualVolatility = 0.16 + 0.4 / (1 + years);
-  const dailyVolatility = annualVolatility / Math.sqrt(12 * DAYS_PER_MONTH);
+  const dailyVolatility = annualVolatility / Math.sqrt(12 * daysPerMonth);
   const annualGrowth = 0.02 + 0.08 / (1 + years);
-  const dailyGrowth = Math.pow(1 + annualGrowth, 1 / (12 * DAYS_PER_MONTH));
+  const dailyGrowth = Math.pow(1 + annualGrowth, 1 / (12 * daysPerMonth));
   const shockChancePerMonth = 0.008 + 0.04 / (1 + years);
 
-  const newLoanPayment = annuityPayment(amount, NEW_LOAN_RATE / 12, termMonths);
-  const existingDebtPayment = annuityPayment(existingDebt, EXISTING_DEBT_RATE / 12, EXISTING_DEBT_TERM_MONTHS);
-  const loanReturnPerDay = (amount * LOAN_RETURN) / 12 / DAYS_PER_MONTH;
+  const newLoanPayment = annuityPayment(amount, p.newLoanRate / 12, termMonths);
+  const existingDebtPayment = annuityPayment(existingDebt, p.existingDebtRate / 12, p.existingDebtTermMonths);
+  const loanReturnPerDay = (amount * p.loanReturn) / 12 / daysPerMonth;
   const openingReserve = monthlyRevenue * (0.15 + 0.03 * Math.min(years, 10));
   // The business's seasonal peak month is a property of the business, not of a path.
   const seasonPhase = rng.next() * 2 * Math.PI;
 
   const seasonFactors = new Float64Array(12);
-  for (let m = 0; m < 12; m++) seasonFactors[m] = 1 + SEASON_AMPLITUDE * Math.sin(seasonPhase + (2 * Math.PI * m) / 12);
+  for (let m = 0; m < 12; m++) seasonFactors[m] = 1 + p.seasonAmplitude * Math.sin(seasonPhase + (2 * Math.PI * m) / 12);
 
   const business: Business = {
+    daysPerMonth: daysPerMonth, variableCostRatio: p.variableCostRatio, baseMargin: p.baseMargin, marginSpread: p.marginSpread,
+    existingDebtTermMonths: p.existingDebtTermMonths, loanRampMonths: p.loanRampMonths, meanReversionPerDay: p.meanReversionPerDay,
+    weekdayFactors: Float64Array.from(p.weekdayFactors),
     termMonths, monthlyRevenue, dailyRevenue, dailyVolatility, dailyGrowth, shockChancePerMonth,
     newLoanPayment, existingDebtPayment, loanReturnPerDay, openingReserve, seasonFactors,
   };
@@ -174,6 +228,8 @@ export function simulateDefaultProbability(input: RiskInput): number {
 
 /** What every path of one application shares. */
 type Business = {
+  daysPerMonth: number; variableCostRatio: number; baseMargin: number; marginSpread: number; existingDebtTermMonths: number;
+  loanRampMonths: number; meanReversionPerDay: number; weekdayFactors: Float64Array;
   termMonths: number; monthlyRevenue: number; dailyRevenue: number; dailyVolatility: number; dailyGrowth: number;
   shockChancePerMonth: number; newLoanPayment: number; existingDebtPayment: number; loanReturnPerDay: number;
   openingReserve: number; seasonFactors: Float64Array;
@@ -186,8 +242,8 @@ type Business = {
  * speed varied by ±30% from thread to thread for hundreds of scores.
  */
 function pathDefaults(b: Business, rng: Rng): boolean {
-  const margin = BASE_MARGIN + MARGIN_SPREAD * rng.normal();
-  const fixedCostPerDay = ((1 - VARIABLE_COST_RATIO - margin) * b.monthlyRevenue) / DAYS_PER_MONTH;
+  const margin = b.baseMargin + b.marginSpread * rng.normal();
+  const fixedCostPerDay = ((1 - b.variableCostRatio - margin) * b.monthlyRevenue) / b.daysPerMonth;
   let cash = b.openingReserve;
   let deviation = 0; // log revenue relative to trend
   let negativeMonths = 0;
@@ -197,19 +253,19 @@ function pathDefaults(b: Business, rng: Rng): boolean {
   for (let month = 0; month < b.termMonths; month++) {
     if (rng.next() < b.shockChancePerMonth) deviation -= 0.1 + 0.3 * rng.next();
     const season = b.seasonFactors[month % 12]!;
-    const ramp = month < LOAN_RAMP_MONTHS ? (month + 1) / (LOAN_RAMP_MONTHS + 1) : 1;
+    const ramp = month < b.loanRampMonths ? (month + 1) / (b.loanRampMonths + 1) : 1;
     const fromLoan = b.loanReturnPerDay * ramp;
 
-    for (let d = 0; d < DAYS_PER_MONTH; d++) {
-      deviation += -MEAN_REVERSION_PER_DAY * deviation + b.dailyVolatility * rng.normal();
-      const revenue = trend * season * WEEKDAY_FACTORS[weekday]! * Math.exp(deviation);
-      cash += revenue * (1 - VARIABLE_COST_RATIO) - fixedCostPerDay + fromLoan;
+    for (let d = 0; d < b.daysPerMonth; d++) {
+      deviation += -b.meanReversionPerDay * deviation + b.dailyVolatility * rng.normal();
+      const revenue = trend * season * b.weekdayFactors[weekday]! * Math.exp(deviation);
+      cash += revenue * (1 - b.variableCostRatio) - fixedCostPerDay + fromLoan;
       trend *= b.dailyGrowth;
       if (++weekday === 7) weekday = 0;
     }
 
     cash -= b.newLoanPayment;
-    if (month < EXISTING_DEBT_TERM_MONTHS) cash -= b.existingDebtPayment;
+    if (month < b.existingDebtTermMonths) cash -= b.existingDebtPayment;
     negativeMonths = cash < 0 ? negativeMonths + 1 : 0;
     if (negativeMonths >= DEFAULT_AFTER_NEGATIVE_MONTHS) return true;
   }
@@ -221,6 +277,7 @@ function validate(input: RiskInput): void {
   const bad: string[] = [];
   if (!(Number.isFinite(amount) && amount > 0)) bad.push('amount must be a positive number');
   if (!(Number.isInteger(termMonths) && termMonths >= 1 && termMonths <= 360)) bad.push('termMonths must be an integer 1..360');
+  if (input.modelVersion !== undefined && !isModelVersion(input.modelVersion)) bad.push(`unknown model version ${input.modelVersion}; known: ${MODEL_VERSIONS.join(', ')}`);
   if (!financials) bad.push('financials is required');
   else {
     if (!(Number.isFinite(financials.annualRevenue) && financials.annualRevenue >= 0)) bad.push('annualRevenue must be >= 0');
@@ -246,10 +303,10 @@ function threadCpuMs(): number {
   return (user + system) / 1000;
 }
 
-/** 128-bit seed from the economic fields only (see the header for why not applicationId). */
+/** 128-bit seed from the model version and the economic fields only (see the header for why not applicationId). */
 export function seedFromInput(input: RiskInput): [number, number, number, number] {
   const f = input.financials;
-  const key = [MODEL_VERSION, input.amount, input.currency, input.termMonths, f.annualRevenue, f.yearsTrading, f.existingDebt].join('|');
+  const key = [input.modelVersion ?? MODEL_VERSION, input.amount, input.currency, input.termMonths, f.annualRevenue, f.yearsTrading, f.existingDebt].join('|');
   // FNV-1a over UTF-16 code units, then splitmix32 to spread it over four words.
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) {

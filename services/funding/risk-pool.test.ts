@@ -135,3 +135,52 @@ describe('createRiskPool with niceIncrement', () => {
     }
   });
 });
+
+describe('createRiskPool lanes', () => {
+  it('runs a high task before every normal one still waiting', async () => {
+    const pool = createRiskPool({ threads: 1 });
+    try {
+      const order: string[] = [];
+      const run = (name: string, i: number, lane: 'normal' | 'high') => pool.score(sampleRiskInput(i, 6), { lane }).then(() => { order.push(name); });
+      const normals = Array.from({ length: 8 }, (_, i) => run(`n${i}`, i, 'normal'));
+      expect(pool.stats().queueSize).toBe(7); // n0 runs, seven wait
+      const high = run('h', 100, 'high');
+      expect(pool.stats().queuedHigh).toBe(1);
+      await Promise.all([...normals, high]);
+      // n0 was already running; the high one goes next, ahead of n1..n7.
+      expect(order).toEqual(['n0', 'h', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7']);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('keeps reserved threads for high tasks: normal ones never take them', async () => {
+    const pool = createRiskPool({ threads: 2, reservedForHigh: 1 });
+    try {
+      const normals = Array.from({ length: 4 }, (_, i) => pool.score(sampleRiskInput(i, 6)));
+      // One normal runs, three wait although a thread is free.
+      expect(pool.stats()).toMatchObject({ reservedForHigh: 1, queueSize: 3, queuedHigh: 0 });
+      const high = pool.score(sampleRiskInput(50, 6), { lane: 'high' });
+      // It takes the reserved thread at once.
+      expect(pool.stats()).toMatchObject({ queueSize: 3, queuedHigh: 0 });
+      await Promise.all([...normals, high]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a task aborted while waiting leaves the queue without running', async () => {
+    const pool = createRiskPool({ threads: 1 });
+    try {
+      const first = pool.score(sampleRiskInput(1, 6));
+      const ac = new AbortController();
+      const waiting = pool.score(sampleRiskInput(2, 6), { signal: ac.signal });
+      ac.abort();
+      await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
+      await first;
+      expect(pool.stats().completed).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+});

@@ -2,6 +2,12 @@
 // never blocks a service's event loop. One task per thread at a time (the
 // model is pure CPU; interleaving would only add latency). A thread that dies
 // mid-task fails that task alone; piscina starts a replacement thread.
+//
+// Two lanes (CONTRACTS.md: `priority: "high"` is scored ahead of any backlog of normal
+// ones). The pool hands piscina at most one task per thread and keeps the waiting ones
+// itself, high first: a high task waits only for the next thread to come free, never
+// behind queued normal ones; `reservedForHigh` threads are never given to a normal task,
+// so with one reserved a high task starts at once however long the normal backlog.
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
@@ -21,29 +27,38 @@ export type RiskPoolOptions = {
   niceIncrement?: number;
   /** Called for worker errors that belong to no task (e.g. an idle thread dying). */
   onWorkerError?: (err: Error) => void;
+  /** Threads a normal task never takes (kept free for high ones); at most threads - 1. Default 0. */
+  reservedForHigh?: number;
 };
+
+export type Lane = 'normal' | 'high';
 
 export type RiskPoolStats = {
   /** Configured thread count. */
   threads: number;
   /** Threads alive right now (briefly lower while a crashed one is replaced). */
   liveThreads: number;
+  /** Tasks waiting for a thread, both lanes. */
   queueSize: number;
+  queuedHigh: number;
+  /** Threads a normal task never takes. */
+  reservedForHigh: number;
   completed: number;
   failed: number;
   crashed: number;
   /** Share of the pool's thread time spent running tasks since it started, 0..1. */
   utilization: number;
-  /** Task run and queue-wait times in ms (0 before the first task). */
+  /** Task run and queue-wait times in ms (0 before the first task); wait is from score() to a thread, per lane for high. */
   runTimeP50: number;
   runTimeP95: number;
   runTimeP99: number;
   waitTimeP50: number;
   waitTimeP95: number;
+  highWaitTimeP95: number;
 };
 
 export type RiskPool = {
-  score(input: RiskInput, options?: { signal?: AbortSignal }): Promise<RiskResult>;
+  score(input: RiskInput, options?: { signal?: AbortSignal; lane?: Lane }): Promise<RiskResult>;
   stats(): RiskPoolStats;
   close(): Promise<void>;
 };
@@ -81,11 +96,11 @@ const WORKER_FILENAME = new URL('./risk-worker.ts', import.meta.url).href;
 /** Start a pool of risk-model threads. `const pool = createRiskPool({ threads: 2 }); const r = await pool.score(input); await pool.close()` */
 export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
   const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
+  const reservedForHigh = Math.min(threads - 1, Math.max(0, Math.floor(options.reservedForHigh ?? 0)));
   const piscina = new Piscina<RiskInput, RiskResult>({
     filename: WORKER_FILENAME,
     minThreads: threads,
     maxThreads: threads,
-    ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
     concurrentTasksPerWorker: 1,
     niceIncrement: process.platform === 'linux' ? Math.max(0, Math.floor(options.niceIncrement ?? 0)) : 0,
   });
@@ -93,30 +108,90 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
   // hand) would throw and take the whole process down.
   piscina.on('error', (err: Error) => options.onWorkerError?.(err));
 
+  type Waiting = { input: RiskInput; signal: AbortSignal | undefined; at: number; lane: Lane; resolve(r: RiskResult): void; reject(e: unknown): void; onAbort?: () => void };
+  const queues: Record<Lane, Waiting[]> = { high: [], normal: [] };
+  // Heads of the queues advance by index (shift() on a 10,000-long array copies it).
+  const heads: Record<Lane, number> = { high: 0, normal: 0 };
+  const waiting = (lane: Lane) => queues[lane].length - heads[lane];
+  const waits: Record<Lane, number[]> = { high: [], normal: [] };
+  let running = 0;
   let failed = 0;
   let crashed = 0;
   let closing: Promise<void> | undefined;
 
+  const take = (lane: Lane): Waiting | undefined => {
+    const q = queues[lane];
+    while (heads[lane] < q.length) {
+      const w = q[heads[lane]]!;
+      q[heads[lane]++] = undefined as never;
+      if (heads[lane] > 1024 && heads[lane] * 2 > q.length) { q.splice(0, heads[lane]); heads[lane] = 0; }
+      if (w.signal?.aborted) continue; // rejected by its abort listener already
+      return w;
+    }
+    return undefined;
+  };
+  const record = (lane: Lane, ms: number) => {
+    const w = waits[lane];
+    w.push(ms);
+    if (w.length > 2000) w.splice(0, 1000);
+  };
+  const start = (w: Waiting) => {
+    running++;
+    if (w.onAbort) w.signal!.removeEventListener('abort', w.onAbort);
+    record(w.lane, performance.now() - w.at);
+    piscina.run(w.input, { signal: w.signal ?? null }).then(w.resolve, (err) => {
+      failed++;
+      const mapped = mapError(err, w.input);
+      if (mapped instanceof RiskWorkerCrashedError) crashed++;
+      w.reject(mapped);
+    }).finally(() => {
+      running--;
+      dispatch();
+    });
+  };
+  // High first, into any free thread; normal only into a thread beyond the reserved ones.
+  const dispatch = () => {
+    while (running < threads && !closing) {
+      const w = take('high') ?? (running < threads - reservedForHigh ? take('normal') : undefined);
+      if (!w) return;
+      start(w);
+    }
+  };
+
   return {
-    async score(input, runOptions = {}) {
-      try {
-        return await piscina.run(input, { signal: runOptions.signal ?? null });
-      } catch (err) {
+    score(input, runOptions = {}) {
+      const lane = runOptions.lane ?? 'normal';
+      const signal = runOptions.signal;
+      if (signal?.aborted) return Promise.reject(abortError(signal));
+      if (options.maxQueue !== undefined && waiting('high') + waiting('normal') >= options.maxQueue && running >= threads - (lane === 'high' ? 0 : reservedForHigh)) {
         failed++;
-        const mapped = mapError(err, input);
-        if (mapped instanceof RiskWorkerCrashedError) crashed++;
-        throw mapped;
+        return Promise.reject(new RiskPoolBusyError('risk pool queue is full'));
       }
+      return new Promise<RiskResult>((resolve, reject) => {
+        const w: Waiting = { input, signal, at: performance.now(), lane, resolve, reject };
+        if (signal) {
+          // Aborted while waiting: it leaves the queue (take() skips it); once running, piscina aborts it.
+          w.onAbort = () => reject(abortError(signal));
+          signal.addEventListener('abort', w.onAbort, { once: true });
+        }
+        queues[lane].push(w);
+        dispatch();
+      });
     },
 
     stats() {
       const runTime = piscina.histogram.runTime;
-      const waitTime = piscina.histogram.waitTime;
       const hasRuns = piscina.completed > 0;
+      const wait = (lane: Lane | 'both', p: number) => {
+        const xs = (lane === 'both' ? [...waits.high, ...waits.normal] : waits[lane]).toSorted((a, b) => a - b);
+        return xs.length ? xs[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : 0;
+      };
       return {
         threads,
         liveThreads: piscina.threads.length,
-        queueSize: piscina.queueSize,
+        queueSize: waiting('high') + waiting('normal'),
+        queuedHigh: waiting('high'),
+        reservedForHigh,
         completed: piscina.completed,
         failed,
         crashed,
@@ -126,16 +201,28 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
         runTimeP50: hasRuns ? runTime.p50 : 0,
         runTimeP95: hasRuns ? percentile(runTime, 95) : 0,
         runTimeP99: hasRuns ? runTime.p99 : 0,
-        waitTimeP50: hasRuns ? waitTime.p50 : 0,
-        waitTimeP95: hasRuns ? percentile(waitTime, 95) : 0,
+        waitTimeP50: wait('both', 0.5),
+        waitTimeP95: wait('both', 0.95),
+        highWaitTimeP95: wait('high', 0.95),
       };
     },
 
     close() {
-      closing ??= piscina.close();
+      closing ??= (async () => {
+        // Tasks still waiting never reach a thread: they fail as aborted, as piscina's own queue did on close.
+        for (const lane of ['high', 'normal'] as const) {
+          for (let w = take(lane); w; w = take(lane)) w.reject(Object.assign(new Error('The task has been aborted'), { name: 'AbortError' }));
+        }
+        await piscina.close();
+      })();
       return closing;
     },
   };
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason = signal.reason as unknown;
+  return reason instanceof Error && reason.name === 'AbortError' ? reason : Object.assign(new Error('The task has been aborted', { cause: reason }), { name: 'AbortError' });
 }
 
 // piscina's summary has p90 and p97.5 but no p95: interpolate between them.

@@ -4,12 +4,25 @@
 import { defineModule } from '../kit/index.ts';
 import type { Deps, Running } from '../kit/index.ts';
 import { startScoringConsumer } from './consumers.ts';
+import { scoringPlacement, serveSupervisor, superviseScoringProcess } from './scoring-process.ts';
 
 export const entities = [];
 export const migrations = [];
 
+/**
+ * The pool and its consumers in this process, or (TARGET=all, or FUNDING_SCORING_PROCESS=child)
+ * in a supervised child process of their own (scoring-process.ts for why).
+ */
 export async function start(deps: Deps): Promise<Running> {
-  return await startScoringConsumer(deps);
+  if (scoringPlacement(deps.env, deps.config.TARGET) === 'child') return await superviseScoringProcess(deps);
+  const scoring = await startScoringConsumer(deps);
+  const unserve = serveSupervisor(deps.env, deps.metrics.registry);
+  return {
+    async stop() {
+      unserve();
+      await scoring.stop();
+    },
+  };
 }
 
 /**
