@@ -22,7 +22,10 @@ export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats
   const sink = shared?.sink ?? await startSmtpSink({ port: 0 });
   const fullEnv: Env = {
     NATS_URL: nats.url, DATABASE_URL: shared?.databaseUrl ?? db!.url, PORT: '0', HOST: '127.0.0.1',
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', SMTP_URL: sink.url, DB_POOL_MAX: '10', ...env,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', SMTP_URL: sink.url, DB_POOL_MAX: '10',
+    // TARGET=all would start scoring in a child process of its own (funding/scoring-process.ts): a
+    // second boot per test cluster. Tests of that placement ask for it.
+    FUNDING_SCORING_PROCESS: 'inline', ...env,
   };
   const cluster = await startRuntime({ env: fullEnv, registry, externals, routes: sharedRoutes, log: createLogger({ level: fullEnv.LOG_LEVEL }) });
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
