@@ -53,7 +53,7 @@ describe('rate share', () => {
     const pacer = createPacer({ share: () => rs.currentShare(), margin: 0.05 });
     const grants: number[] = [];
     for (let i = 0; i < 12; i++) {
-      await pacer.acquire();
+      (await pacer.acquire())();
       grants.push(Date.now());
     }
     pacer.stop();

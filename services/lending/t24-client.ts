@@ -25,7 +25,7 @@ import * as z from 'zod';
 import { backoff, createBreaker, parseRetryAfter, type BreakerMetrics, type BreakerState } from '../kit/index.ts';
 import { createLatencyEstimate } from './latency.ts';
 import { createOutageWindow, looksLikeOutage } from './outage.ts';
-import type { Pacer } from './pacer.ts';
+import type { Pacer, Release } from './pacer.ts';
 
 export type T24Phase = 'reserve' | 'invest';
 export type T24LoanStatus = 'AVAILABLE' | 'RESERVED' | 'INVESTED';
@@ -329,8 +329,9 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   // HTTP answer; throws T24UnavailableError or NoResponseError.
   async function exchange(req: T24HttpRequest): Promise<HttpResponse> {
     if (shut || breaker.isOpen()) throw unavailable();
+    let release: Release;
     try {
-      await rateShare.acquire(req.signal);
+      release = await rateShare.acquire(req.signal);
     } catch (err) {
       if (req.signal?.aborted) throw err;
       // The rate share stopped: we are shutting down.
@@ -338,7 +339,8 @@ export function createT24Client(options: T24ClientOptions): T24Client {
     }
     const openedBefore = breaker.opened();
     try {
-      const res = await breaker.fire(req);
+      // The call holds its place in the share until it has ended (pacer.ts).
+      const res = await breaker.fire(req).finally(release);
       judge(req, true, openedBefore);
       return res;
     } catch (err) {
