@@ -270,6 +270,23 @@ describe('T24 client', () => {
     expect(c.stats().responses.timeout).toBe(1);
   });
 
+  it('cuts a call stalled far beyond T24\'s usual latency at the adaptive timeout and sends the same move again', async () => {
+    // The ceiling is far away: without the adaptive timeout the stalled call is simply waited for.
+    const c = client({ timeoutMs: 30_000, minTimeoutMs: 300, afterAmbiguous: 'resend' });
+    for (let i = 0; i < 20; i++) await c.getLoan(`AT-warm-${i}`); // T24's usual latency, learnt
+    t24.sim.setKnobs({ timeoutRate: 1, timeoutMs: 5000 });
+    const pending = c.reserve('AT-1', body());
+    await eventually(() => t24.sim.stats().timeouts === 1, { what: 'the reserve to stall in T24' });
+    t24.sim.setKnobs({ timeoutRate: 0 });
+    const r = await pending;
+    expect(r).toMatchObject({ kind: 'ok', via: 'applied' });
+    expect(c.stats().responses.timeout).toBe(1);
+    expect(c.stats().resends).toBe(1);
+    // The stalled first call wakes to a loan already reserved: one change, never two.
+    await eventually(() => t24.sim.stats().inFlight === 0, { timeoutMs: 15_000, what: 'the stalled call to end' });
+    expect(t24.sim.loan('AT-1')?.applied).toEqual({ reserve: 1, invest: 0 });
+  });
+
   it('a read-back that finds the loan untouched sends the POST', async () => {
     const c = client();
     const r = await c.applyWithReadback('U-1', 'reserve', body(), { ambiguousBefore: true });

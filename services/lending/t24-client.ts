@@ -60,7 +60,11 @@ export type T24ClientOptions = {
   /** This replica's pacing toward T24 (pacer.ts over the rate share's currentShare). */
   rateShare: Pick<Pacer, 'acquire' | 'currentShare'>;
   log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+  /** The longest a call may take; with minTimeoutMs the ceiling of an adaptive timeout. */
   timeoutMs?: number;
+  /** Floor of the adaptive timeout (timeoutFactor × p90 latency); unset: always timeoutMs. */
+  minTimeoutMs?: number;
+  timeoutFactor?: number;
   /**
    * resetTimeout, errorThresholdPercentage, volumeThreshold and rollingCountTimeout
    * feed the outage judge (outage.ts); `minFailedLoans` (default volumeThreshold) is
@@ -217,6 +221,14 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   const { rateShare, log } = options;
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 5000;
+  // A call's own timeout follows T24's latency: `timeoutFactor` × p90, at least
+  // `minTimeoutMs`, at most timeoutMs. A stalled call (seconds where p90 is tens of ms)
+  // is cut and sent again (or read back) ~1 s in instead of 5 s; a T24 that slows
+  // down as a whole raises p90, and with it the timeout, within ~10 calls (timed-out
+  // calls are observed at their full wait). Off (timeoutMs always) without minTimeoutMs.
+  const minTimeoutMs = Math.min(timeoutMs, options.minTimeoutMs ?? timeoutMs);
+  const timeoutFactor = options.timeoutFactor ?? 10;
+  const callTimeout = () => Math.round(Math.min(timeoutMs, Math.max(minTimeoutMs, timeoutFactor * latency.p90Ms())));
   const fetchFn = options.fetch ?? globalThis.fetch;
   const resend = options.afterAmbiguous === 'resend';
   const random = options.random ?? Math.random;
@@ -240,7 +252,8 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   const latency = createLatencyEstimate({ alpha: 0.1, beforeAnyMs: 1000 });
 
   async function send(req: T24HttpRequest): Promise<HttpResponse> {
-    const timeout = AbortSignal.timeout(timeoutMs);
+    const callTimeoutMs = callTimeout();
+    const timeout = AbortSignal.timeout(callTimeoutMs);
     const signal = req.signal ? AbortSignal.any([timeout, req.signal]) : timeout;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (req.body) headers['content-type'] = 'application/json';
@@ -273,7 +286,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
       const callerAborted = !timedOut && req.signal?.aborted === true;
       const kind = timedOut ? 'timeout' : 'network';
       responses[kind] = (responses[kind] ?? 0) + 1;
-      throw new NoResponseError(`${req.method} ${req.path}: ${timedOut ? `no answer within ${timeoutMs} ms` : String(err)}`, { cause: err, timedOut, callerAborted });
+      throw new NoResponseError(`${req.method} ${req.path}: ${timedOut ? `no answer within ${callTimeoutMs} ms` : String(err)}`, { cause: err, timedOut, callerAborted });
     }
   }
 
