@@ -253,8 +253,15 @@ export function createT24Client(options: T24ClientOptions): T24Client {
 
   async function send(req: T24HttpRequest): Promise<HttpResponse> {
     const callTimeoutMs = callTimeout();
-    const timeout = AbortSignal.timeout(callTimeoutMs);
-    const signal = req.signal ? AbortSignal.any([timeout, req.signal]) : timeout;
+    // The deadline is checked only after the event loop has read the sockets once more
+    // (setImmediate runs after the poll phase): when our own loop stalled past it (GC, a
+    // busy box), an answer already waiting there is taken, not cut as T24's silence.
+    const timeout = new AbortController();
+    let answered = false;
+    const timer = setTimeout(() => setImmediate(() => {
+      if (!answered) timeout.abort(new DOMException(`no answer within ${callTimeoutMs} ms`, 'TimeoutError'));
+    }), callTimeoutMs);
+    const signal = req.signal ? AbortSignal.any([timeout.signal, req.signal]) : timeout.signal;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (req.body) headers['content-type'] = 'application/json';
     if (req.idempotencyKey) headers['idempotency-key'] = req.idempotencyKey;
@@ -267,6 +274,9 @@ export function createT24Client(options: T24ClientOptions): T24Client {
         body: req.body ? JSON.stringify(req.body) : undefined,
         signal,
       });
+      // lending/http-fetch.ts resolves with the whole body in hand: the call is over.
+      answered = true;
+      clearTimeout(timer);
       const text = await res.text();
       latency.observe(performance.now() - started);
       responses[res.status] = (responses[res.status] ?? 0) + 1;
@@ -281,8 +291,9 @@ export function createT24Client(options: T24ClientOptions): T24Client {
       throw new HttpStatusError(response);
     } catch (err) {
       if (err instanceof HttpStatusError) throw err;
+      clearTimeout(timer);
       latency.observe(performance.now() - started);
-      const timedOut = timeout.aborted;
+      const timedOut = timeout.signal.aborted;
       const callerAborted = !timedOut && req.signal?.aborted === true;
       const kind = timedOut ? 'timeout' : 'network';
       responses[kind] = (responses[kind] ?? 0) + 1;
