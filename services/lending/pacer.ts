@@ -22,16 +22,19 @@
 // event loop, the sockets and T24's scheduling, and that delay varies: a T24 (or
 // simulator) that stalls 120 ms and then reads every request queued meanwhile
 // stamps them all at once, and its window then holds ~1.12 s of our calls. The
-// margin's jitter room is 37 ms; on the shared 2-core box stalls of 100-360 ms
-// were measured, and the cluster test and bench:lending saw 7 and 13 429s. So
+// margin's jitter room is 37 ms (6 calls at a share of 150); in the kill -9
+// cluster test the simulator's event loop stalled up to 1.2 s and one of its
+// windows held up to 27 more calls than we had granted in the same second: a 429
+// whenever that meets a second at the full share (the test's 7, the bench's 13). So
 // the pacer also holds each call against the share from its grant until
 // `windowMs` after the call ended (answered, failed or given up: the caller's
 // `release()`), and grants only while fewer than `share` are held. Any window of
 // T24's holds at most `share` of our calls, whatever the delays: a call reaches
 // T24 after its grant and before its answer, so for the latest-granted call k in
 // a T24 window every other call j in it ended after k's grant - 1000 ms and was
-// held when k was granted. It costs nothing while the mean time around a call is
-// under margin × 1000 ms (50 ms at 5%): the GCRA's spacing binds first.
+// held when k was granted. It costs nothing while the mean time from grant to
+// release is under (1 + margin) × 1000 - windowMs (45 ms at 5%): the GCRA's spacing
+// binds first. Beyond that the rate is share × 1000 / (windowMs + that mean).
 /** Ends the call's hold on the share (it still counts for `windowMs`); once per acquire, idempotent. */
 export type Release = () => void;
 
