@@ -8,6 +8,12 @@ const schema = z.object({
   T24_MAX_RPS: int(50, 1, 100_000),
   T24_TIMEOUT_MS: int(5000, 100, 120_000),
   /**
+   * Floor of a call's adaptive timeout: 10 × the p90 of T24's latency, between this and
+   * T24_TIMEOUT_MS. A call stalled in T24 is then sent again ~1 s in, not 5 s (the
+   * move's repeat answers a same-investor 409 if the first lands). = T24_TIMEOUT_MS: off.
+   */
+  T24_MIN_TIMEOUT_MS: int(1000, 100, 120_000),
+  /**
    * How long the breaker stays open before a trial call. Short: an outage costs
    * its own length plus up to this, and a failed trial costs one call.
    */

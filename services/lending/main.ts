@@ -31,7 +31,7 @@ export async function start(deps: Deps): Promise<Running> {
   const pacer = createPacer({ share: () => rateShare.currentShare(), margin: config.T24_RATE_MARGIN_PCT / 100 });
   const httpFetch = createHttpFetch();
   const t24 = createT24Client({
-    baseUrl: config.T24_URL, rateShare: pacer, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS,
+    baseUrl: config.T24_URL, rateShare: pacer, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS, minTimeoutMs: config.T24_MIN_TIMEOUT_MS,
     metrics: { metrics: deps.metrics, client: 'lending' },
     fetch: httpFetch,
     afterAmbiguous: config.T24_AFTER_AMBIGUOUS,

@@ -11,7 +11,7 @@ async function run(o: { share: () => number; margin: number; ms: number; stepMs:
   let running = true;
   const loops = Array.from({ length: o.callers ?? 64 }, async () => {
     while (running) {
-      try { await pacer.acquire(); } catch { return; }
+      try { (await pacer.acquire())(); } catch { return; }
       grants.push(Date.now());
     }
   });
@@ -51,7 +51,7 @@ describe('pacer', () => {
     const pacer = createPacer({ share: () => share, margin: 0.05, now: () => Date.now() });
     let n = 0;
     let running = true;
-    const loop = (async () => { while (running) { try { await pacer.acquire(); } catch { return; } n++; } })();
+    const loop = (async () => { while (running) { try { (await pacer.acquire())(); } catch { return; } n++; } })();
     await vi.advanceTimersByTimeAsync(2000);
     share = 0;
     const at = n;
@@ -65,6 +65,61 @@ describe('pacer', () => {
     running = false;
     pacer.stop();
     await loop;
+  });
+
+  // T24 counts a call when it reaches T24, not when we grant it. A T24 that stalls
+  // (GC, a busy box) and then reads every request queued meanwhile stamps them all
+  // at once; the GCRA's spacing of our grants says nothing about that window.
+  it('keeps any window of T24 within the share when T24 stalls and then takes the queued calls at once', async () => {
+    const share = 150;
+    const pacer = createPacer({ share: () => share, margin: 0.05, now: () => Date.now() });
+    // T24 stalls for 150 ms every 2 s (from 1000 ms on); calls arriving meanwhile are
+    // stamped when it resumes; each answers 5 ms after it is stamped.
+    const stamp = (t: number) => (t >= 1000 && t % 2000 >= 1000 && t % 2000 < 1150 ? t - (t % 2000) + 1150 : t);
+    const arrivals: number[] = [];
+    let running = true;
+    const loops = Array.from({ length: 64 }, async () => {
+      while (running) {
+        let release;
+        try { release = await pacer.acquire(); } catch { return; }
+        const at = stamp(Date.now());
+        arrivals.push(at);
+        await new Promise((r) => setTimeout(r, at + 5 - Date.now()));
+        release();
+      }
+    });
+    for (let t = 0; t < 10_000; t += 3) await vi.advanceTimersByTimeAsync(3);
+    running = false;
+    pacer.stop();
+    await vi.advanceTimersByTimeAsync(2000);
+    await Promise.all(loops);
+    arrivals.sort((a, b) => a - b);
+    expect(maxInWindow(arrivals)).toBeLessThanOrEqual(share);
+    // And the stalls cost only their own calls: ~share/(1 + m) a second otherwise.
+    expect(arrivals.length).toBeGreaterThan(10 * (share / 1.05) * 0.85);
+  });
+
+  it('holds a call against the share until windowMs after its release: slow calls slow the grants', async () => {
+    const pacer = createPacer({ share: () => 10, margin: 0, now: () => Date.now(), windowMs: 1000 });
+    const releases = [];
+    // Ten calls in flight use the whole share; none ends.
+    for (let i = 0; i < 10; i++) { const p = pacer.acquire(); await vi.advanceTimersByTimeAsync(100); releases.push(await p); }
+    let granted = false;
+    const next = pacer.acquire().then((r) => { granted = true; return r; });
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(granted).toBe(false);
+    expect(pacer.held()).toBe(10);
+    // The first call ends now; its place comes free 1000 ms later, not before.
+    releases[0]!();
+    await vi.advanceTimersByTimeAsync(999);
+    expect(granted).toBe(false);
+    await vi.advanceTimersByTimeAsync(2);
+    expect(granted).toBe(true);
+    releases[0]!(); // twice is once
+    expect(pacer.held()).toBe(10);
+    for (const r of releases) r();
+    (await next)();
+    pacer.stop();
   });
 
   it('rejects waiting callers on stop and on abort', async () => {

@@ -77,7 +77,7 @@ describe('T24 client', () => {
     await eventually(() => pacer.currentShare() === 5, { what: 'share 5' });
     const grants: number[] = [];
     for (let i = 0; i < 12; i++) {
-      await pacer.acquire();
+      (await pacer.acquire())(); // released at once: the call itself takes no time here
       grants.push(Date.now());
     }
     for (let i = 1; i < grants.length; i++) expect(grants[i]! - grants[i - 1]!).toBeGreaterThanOrEqual(200);
@@ -280,6 +280,23 @@ describe('T24 client', () => {
     expect(r).toMatchObject({ kind: 'ok', via: 'readback' });
     expect(t24.sim.loan('T-1')?.applied.reserve).toBe(1);
     expect(c.stats().responses.timeout).toBe(1);
+  });
+
+  it('cuts a call stalled far beyond T24\'s usual latency at the adaptive timeout and sends the same move again', async () => {
+    // The ceiling is far away: without the adaptive timeout the stalled call is simply waited for.
+    const c = client({ timeoutMs: 30_000, minTimeoutMs: 300, afterAmbiguous: 'resend' });
+    for (let i = 0; i < 20; i++) await c.getLoan(`AT-warm-${i}`); // T24's usual latency, learnt
+    t24.sim.setKnobs({ timeoutRate: 1, timeoutMs: 5000 });
+    const pending = c.reserve('AT-1', body());
+    await eventually(() => t24.sim.stats().timeouts === 1, { what: 'the reserve to stall in T24' });
+    t24.sim.setKnobs({ timeoutRate: 0 });
+    const r = await pending;
+    expect(r).toMatchObject({ kind: 'ok', via: 'applied' });
+    expect(c.stats().responses.timeout).toBe(1);
+    expect(c.stats().resends).toBe(1);
+    // The stalled first call wakes to a loan already reserved: one change, never two.
+    await eventually(() => t24.sim.stats().inFlight === 0, { timeoutMs: 15_000, what: 'the stalled call to end' });
+    expect(t24.sim.loan('AT-1')?.applied).toEqual({ reserve: 1, invest: 0 });
   });
 
   it('a read-back that finds the loan untouched sends the POST', async () => {

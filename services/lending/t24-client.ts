@@ -25,7 +25,7 @@ import * as z from 'zod';
 import { backoff, createBreaker, parseRetryAfter, type BreakerMetrics, type BreakerState } from '../kit/index.ts';
 import { createLatencyEstimate } from './latency.ts';
 import { createOutageWindow, looksLikeOutage } from './outage.ts';
-import type { Pacer } from './pacer.ts';
+import type { Pacer, Release } from './pacer.ts';
 
 export type T24Phase = 'reserve' | 'invest';
 export type T24LoanStatus = 'AVAILABLE' | 'RESERVED' | 'INVESTED';
@@ -60,7 +60,11 @@ export type T24ClientOptions = {
   /** This replica's pacing toward T24 (pacer.ts over the rate share's currentShare). */
   rateShare: Pick<Pacer, 'acquire' | 'currentShare'>;
   log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+  /** The longest a call may take; with minTimeoutMs the ceiling of an adaptive timeout. */
   timeoutMs?: number;
+  /** Floor of the adaptive timeout (timeoutFactor × p90 latency); unset: always timeoutMs. */
+  minTimeoutMs?: number;
+  timeoutFactor?: number;
   /**
    * resetTimeout, errorThresholdPercentage, volumeThreshold and rollingCountTimeout
    * feed the outage judge (outage.ts); `minFailedLoans` (default volumeThreshold) is
@@ -217,6 +221,14 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   const { rateShare, log } = options;
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 5000;
+  // A call's own timeout follows T24's latency: `timeoutFactor` × p90, at least
+  // `minTimeoutMs`, at most timeoutMs. A stalled call (seconds where p90 is tens of ms)
+  // is cut and sent again (or read back) ~1 s in instead of 5 s; a T24 that slows
+  // down as a whole raises p90, and with it the timeout, within ~10 calls (timed-out
+  // calls are observed at their full wait). Off (timeoutMs always) without minTimeoutMs.
+  const minTimeoutMs = Math.min(timeoutMs, options.minTimeoutMs ?? timeoutMs);
+  const timeoutFactor = options.timeoutFactor ?? 10;
+  const callTimeout = () => Math.round(Math.min(timeoutMs, Math.max(minTimeoutMs, timeoutFactor * latency.p90Ms())));
   const fetchFn = options.fetch ?? globalThis.fetch;
   const resend = options.afterAmbiguous === 'resend';
   const random = options.random ?? Math.random;
@@ -240,8 +252,16 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   const latency = createLatencyEstimate({ alpha: 0.1, beforeAnyMs: 1000 });
 
   async function send(req: T24HttpRequest): Promise<HttpResponse> {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = req.signal ? AbortSignal.any([timeout, req.signal]) : timeout;
+    const callTimeoutMs = callTimeout();
+    // The deadline is checked only after the event loop has read the sockets once more
+    // (setImmediate runs after the poll phase): when our own loop stalled past it (GC, a
+    // busy box), an answer already waiting there is taken, not cut as T24's silence.
+    const timeout = new AbortController();
+    let answered = false;
+    const timer = setTimeout(() => setImmediate(() => {
+      if (!answered) timeout.abort(new DOMException(`no answer within ${callTimeoutMs} ms`, 'TimeoutError'));
+    }), callTimeoutMs);
+    const signal = req.signal ? AbortSignal.any([timeout.signal, req.signal]) : timeout.signal;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (req.body) headers['content-type'] = 'application/json';
     if (req.idempotencyKey) headers['idempotency-key'] = req.idempotencyKey;
@@ -254,6 +274,9 @@ export function createT24Client(options: T24ClientOptions): T24Client {
         body: req.body ? JSON.stringify(req.body) : undefined,
         signal,
       });
+      // lending/http-fetch.ts resolves with the whole body in hand: the call is over.
+      answered = true;
+      clearTimeout(timer);
       const text = await res.text();
       latency.observe(performance.now() - started);
       responses[res.status] = (responses[res.status] ?? 0) + 1;
@@ -268,12 +291,13 @@ export function createT24Client(options: T24ClientOptions): T24Client {
       throw new HttpStatusError(response);
     } catch (err) {
       if (err instanceof HttpStatusError) throw err;
+      clearTimeout(timer);
       latency.observe(performance.now() - started);
-      const timedOut = timeout.aborted;
+      const timedOut = timeout.signal.aborted;
       const callerAborted = !timedOut && req.signal?.aborted === true;
       const kind = timedOut ? 'timeout' : 'network';
       responses[kind] = (responses[kind] ?? 0) + 1;
-      throw new NoResponseError(`${req.method} ${req.path}: ${timedOut ? `no answer within ${timeoutMs} ms` : String(err)}`, { cause: err, timedOut, callerAborted });
+      throw new NoResponseError(`${req.method} ${req.path}: ${timedOut ? `no answer within ${callTimeoutMs} ms` : String(err)}`, { cause: err, timedOut, callerAborted });
     }
   }
 
@@ -329,8 +353,9 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   // HTTP answer; throws T24UnavailableError or NoResponseError.
   async function exchange(req: T24HttpRequest): Promise<HttpResponse> {
     if (shut || breaker.isOpen()) throw unavailable();
+    let release: Release;
     try {
-      await rateShare.acquire(req.signal);
+      release = await rateShare.acquire(req.signal);
     } catch (err) {
       if (req.signal?.aborted) throw err;
       // The rate share stopped: we are shutting down.
@@ -338,7 +363,8 @@ export function createT24Client(options: T24ClientOptions): T24Client {
     }
     const openedBefore = breaker.opened();
     try {
-      const res = await breaker.fire(req);
+      // The call holds its place in the share until it has ended (pacer.ts).
+      const res = await breaker.fire(req).finally(release);
       judge(req, true, openedBefore);
       return res;
     } catch (err) {
