@@ -5,6 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
+import { tracingOff, type Tracing } from '../kit/index.ts';
 import { scoreApplication, type RiskInput, type RiskResult } from './risk-model.ts';
 
 export type RiskPoolOptions = {
@@ -21,6 +22,8 @@ export type RiskPoolOptions = {
   niceIncrement?: number;
   /** Called for worker errors that belong to no task (e.g. an idle thread dying). */
   onWorkerError?: (err: Error) => void;
+  /** A span per task (queue wait and run), in the caller's trace. */
+  tracing?: Tracing;
 };
 
 export type RiskPoolStats = {
@@ -81,6 +84,7 @@ const WORKER_FILENAME = new URL('./risk-worker.ts', import.meta.url).href;
 /** Start a pool of risk-model threads. `const pool = createRiskPool({ threads: 2 }); const r = await pool.score(input); await pool.close()` */
 export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
   const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
+  const tracing = options.tracing ?? tracingOff;
   const piscina = new Piscina<RiskInput, RiskResult>({
     filename: WORKER_FILENAME,
     minThreads: threads,
@@ -98,16 +102,19 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
   let closing: Promise<void> | undefined;
 
   return {
-    async score(input, runOptions = {}) {
+    score: (input, runOptions = {}) => tracing.span('risk score', { attributes: { 'orderflow.risk.threads': threads } }, async (span) => {
       try {
-        return await piscina.run(input, { signal: runOptions.signal ?? null });
+        const queued = piscina.queueSize;
+        const r = await piscina.run(input, { signal: runOptions.signal ?? null });
+        span.setAttribute('orderflow.risk.queued_before', queued);
+        return r;
       } catch (err) {
         failed++;
         const mapped = mapError(err, input);
         if (mapped instanceof RiskWorkerCrashedError) crashed++;
         throw mapped;
       }
-    },
+    }),
 
     stats() {
       const runTime = piscina.histogram.runTime;

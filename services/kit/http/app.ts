@@ -1,4 +1,4 @@
-// The Hono app factory every service mounts its routes on: request ids, the one error
+// The Hono app factory every service mounts its routes on: a span per request (tracing on), request ids, the one error
 // mapper of CONTRACTS.md, body limit, JSON-only bodies, health, readiness, metrics.
 import { Hono } from 'hono';
 import type { Logger } from '../log.ts';
@@ -8,6 +8,8 @@ import { notFoundHandler, onError } from './errors.ts';
 import type { IdempotencyClaim } from './idempotency.ts';
 import { jsonOnly } from './json-only.ts';
 import { requestId } from './request-id.ts';
+import { traceRequests } from './trace.ts';
+import type { Tracing } from '../tracing.ts';
 
 export type AppEnv = { Variables: { requestId: string; log: Logger; idempotency?: IdempotencyClaim } };
 export type Readiness = () => Promise<string[]>;
@@ -20,10 +22,11 @@ export type App = Hono<AppEnv> & {
 };
 
 /** The process's HTTP app. `const app = createApp({ log, metrics, readiness })` */
-export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number }): App {
+export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number; tracing?: Tracing }): App {
   const app = new Hono<AppEnv>();
   const bodyLimits = new Map<string, number>();
   const formBodies = new Set<string>();
+  if (opts.tracing?.on) app.use('*', traceRequests(opts.tracing));
   app.use('*', requestId(opts));
   app.use('*', bodyLimit(opts.maxBodyBytes ?? MAX_BODY_BYTES, bodyLimits));
   app.use('*', jsonOnly(formBodies));
