@@ -32,7 +32,7 @@ describe('a lending order', () => {
     const t24Calls = (phase: string) => spans.getFinishedSpans().filter((s) => s.kind === SpanKind.CLIENT && s.attributes['peer.service'] === 't24'
       && String(s.attributes['url.full']).endsWith(`/${phase}`) && loanIds.some((l) => String(s.attributes['url.full']).includes(`/loans/${l}/`)));
     // Every loan's reserve and invest, in the request's trace: through two batches, their item fan-out and the invest fan-out.
-    const invests = await eventually(() => (t24Calls('invest').length >= loanIds.length ? t24Calls('invest') : null), { what: 'the invest spans' });
+    const invests = (await eventually(() => (t24Calls('invest').length >= loanIds.length ? t24Calls('invest') : null), { what: 'the invest spans' }))!;
     expect(invests.map((s) => s.spanContext().traceId)).toEqual(loanIds.map(() => traceId));
     expect(t24Calls('reserve').map((s) => s.spanContext().traceId)).toEqual(loanIds.map(() => traceId));
     for (const s of invests) expect(s.attributes['http.response.status_code']).toBe(200);

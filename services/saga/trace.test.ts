@@ -32,15 +32,15 @@ describe('one trace from POST /api/orders to the shipped mail', () => {
     expect(r.status).toBe(202);
     const o = await k.final(r.body.id);
     expect(o.status).toBe('SHIPPED');
-    const shipped = await eventually(() => smtpSpan(o.id, 'shipped'), { what: 'the shipped mail span' });
+    const shipped = (await eventually(() => smtpSpan(o.id, 'shipped'), { what: 'the shipped mail span' }))!;
     const traceId = shipped.spanContext().traceId;
 
     // The request's own SERVER span starts the trace.
-    const t = await eventually(() => {
+    const t = (await eventually(() => {
       const spansOfTrace = inTrace(traceId);
       // Delivery spans end at the ack, a moment after the mail: wait until nothing is cut off.
       return spansOfTrace.some((s) => s.kind === SpanKind.SERVER) && orphans(spansOfTrace).length === 0 ? spansOfTrace : null;
-    }, { what: 'the whole trace, without orphans' });
+    }, { what: 'the whole trace, without orphans' }))!;
     const server = t.filter((s) => s.kind === SpanKind.SERVER);
     expect(server.map((s) => s.name)).toEqual(['POST /api/orders']);
     expect(server[0]!.parentSpanContext).toBeUndefined();
@@ -77,7 +77,7 @@ describe('one trace from POST /api/orders to the shipped mail', () => {
     expect(o.status).toBe('SHIPPED');
     const server = all().find((s) => s.kind === SpanKind.SERVER && s.spanContext().traceId === traceId);
     expect(server?.parentSpanContext?.spanId).toBe(parent);
-    const shipped = await eventually(() => smtpSpan(o.id, 'shipped'), { what: 'the shipped mail span' });
+    const shipped = (await eventually(() => smtpSpan(o.id, 'shipped'), { what: 'the shipped mail span' }))!;
     expect(shipped.spanContext().traceId).toBe(traceId);
   });
 });
