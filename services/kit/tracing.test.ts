@@ -17,13 +17,13 @@ import { enqueue } from './outbox.ts';
 import { createTracing, otlpTracesUrl, summarize, withTrace } from './tracing.ts';
 
 /** A stand-in OTLP receiver: records each POST's path, content type and body. */
-async function receiver(): Promise<{ url: string; posts: { path: string; type: string; body: Buffer }[]; close(): Promise<void> }> {
-  const posts: { path: string; type: string; body: Buffer }[] = [];
+async function receiver(): Promise<{ url: string; posts: { path: string; type: string; tenant?: string; body: Buffer }[]; close(): Promise<void> }> {
+  const posts: { path: string; type: string; tenant?: string; body: Buffer }[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      posts.push({ path: req.url ?? '', type: String(req.headers['content-type']), body: Buffer.concat(chunks) });
+      posts.push({ path: req.url ?? '', type: String(req.headers['content-type']), tenant: req.headers['x-tenant'] as string | undefined, body: Buffer.concat(chunks) });
       res.writeHead(200, { 'content-type': String(req.headers['content-type']) }).end(req.headers['content-type'] === 'application/json' ? '{}' : '');
     });
   });
@@ -62,6 +62,7 @@ describe('createTracing from the environment', () => {
       const post = r.posts[0]!;
       expect(post.path).toBe('/v1/traces');
       expect(post.type).toBe('application/json');
+      expect(post.tenant).toBe('acme');
       const body = JSON.parse(post.body.toString());
       const rs = body.resourceSpans[0];
       expect(rs.resource.attributes).toContainEqual({ key: 'service.name', value: { stringValue: 'orderflow-orders' } });
