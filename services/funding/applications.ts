@@ -14,7 +14,7 @@ import {
 } from '../../contracts/funding.ts';
 import { createBatcher } from '../kit/index.ts';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
-import { H } from '../kit/index.ts';
+import { carryHeaders, type Trace } from '../kit/index.ts';
 import { OUTBOX_ROWS, type OutboxMessage } from '../kit/index.ts';
 import type { Application, Payout, Review } from './entities.ts';
 
@@ -26,7 +26,8 @@ export class StaleApplicationError extends Error {
   override name = 'StaleApplicationError';
 }
 
-const headersFor = (requestId: string | undefined) => (requestId ? { [H.requestId]: requestId } : undefined);
+// X-Request-Id and the trace (`t`, or the caller's): see carryHeaders in kit/tracing.ts.
+const headersFor = (requestId: string | undefined, t?: Trace) => carryHeaders(requestId, t);
 
 const INSERT_BATCH = `
   with input as (
@@ -195,12 +196,12 @@ function statusEvent(id: string, from: ApplicationStatus, to: ApplicationStatus,
  * `await transitionMany(em, { from: 'processing', to: 'risk_scoring', items: [{ id, requestId, events: [scoringRequest(id, 'new')] }] })`
  */
 export async function transitionMany(
-  em: EntityManager, t: { from: ApplicationStatus; to: ApplicationStatus; items: { id: string; requestId?: string; events?: OutboxMessage[] }[] },
+  em: EntityManager, t: { from: ApplicationStatus; to: ApplicationStatus; items: { id: string; requestId?: string; trace?: Trace; events?: OutboxMessage[] }[] },
 ): Promise<Set<string>> {
   if (!t.items.length) return new Set();
   const at = new Date().toISOString();
   const events = t.items.flatMap((i) => {
-    const headers = headersFor(i.requestId) ?? {};
+    const headers = headersFor(i.requestId, i.trace) ?? {};
     return [
       ...(i.events ?? []).map((e) => ({ id: randomUUID(), application_id: i.id, subject: e.subject, payload: JSON.stringify(e.data), headers: e.headers ?? headers, is_status: false })),
       { id: randomUUID(), application_id: i.id, subject: FundingSubjects.statusUpdated, payload: JSON.stringify(statusEvent(i.id, t.from, t.to, at)), headers, is_status: true },

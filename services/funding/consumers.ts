@@ -38,7 +38,7 @@ import type { StatusCache } from './status-cache.ts';
 /** Start the router and the status consumer. `const ws = await startFundingConsumers(deps, cache, { routerBatch: 64, status: 16 })` */
 export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts: { routerBatch: number; status: number }): Promise<BatchWorker[]> {
   const router = await startBatchWorker({
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     stream: FUNDING_EVENTS_STREAM,
     consumer: FundingConsumers.router,
     schema: ApplicationCreated,
@@ -51,7 +51,7 @@ export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts
     handle: async (items, em) => {
       await transitionMany(em, {
         from: 'processing', to: 'risk_scoring',
-        items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, events: [scoringRequest(i.data.applicationId, 'new', i.data.priority)] })),
+        items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, trace: i.trace, events: [scoringRequest(i.data.applicationId, 'new', i.data.priority)] })),
       });
     },
   });
@@ -71,7 +71,7 @@ export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts
  */
 export async function startStatusConsumer(deps: Deps, cache: StatusCache, concurrency: number): Promise<RunningConsumer> {
   return await startConsumer<StatusUpdated>({
-    js: deps.nats.js, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     stream: FUNDING_EVENTS_STREAM, consumer: FundingConsumers.status, schema: StatusUpdated,
     guard: 'state',
     concurrency,
@@ -95,6 +95,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
     niceIncrement: config.FUNDING_RISK_NICE,
     reservedForHigh: config.FUNDING_RISK_HIGH_RESERVED,
     onWorkerError: (err) => log.error({ err: String(err) }, 'risk pool thread failed outside a task'),
+    tracing: deps.tracing,
   });
   if (config.FUNDING_RISK_NICE > 0 && process.platform === 'linux' && !niceAvailable()) {
     log.warn('FUNDING_RISK_NICE is set but @napi-rs/nice (an optional dependency of piscina) is not installed: scoring threads keep the event loop priority');
@@ -139,7 +140,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
   const startLane = async (lane: Lane, consumer: string, concurrency: number) => await startWorker({
     stream: FUNDING_WORK_STREAM,
     consumer,
-    js: deps.nats.js, orm, errors: deps.errors, log, metrics,
+    js: deps.nats.js, orm, errors: deps.errors, log, metrics, tracing: deps.tracing,
     schema: RiskScoringRequested,
     key: (r) => r.applicationId,
     concurrency,
@@ -335,7 +336,7 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
   const worker = await startWorker({
     stream: FUNDING_WORK_STREAM,
     consumer: FundingConsumers.disbursement,
-    js: deps.nats.js, orm, errors: deps.errors, log, metrics,
+    js: deps.nats.js, orm, errors: deps.errors, log, metrics, tracing: deps.tracing,
     schema: DisbursementRequested,
     key: (r) => r.applicationId,
     concurrency: opts.concurrency,

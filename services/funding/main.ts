@@ -24,7 +24,7 @@ export async function start(deps: Deps): Promise<Running> {
   const { log } = deps;
   const gateway = createGatewayClient({
     metrics: { metrics: deps.metrics, client: 'funding' },
-    baseUrl: requireGatewayUrl(config), log, timeoutMs: config.FUNDING_GATEWAY_TIMEOUT_MS,
+    baseUrl: requireGatewayUrl(config), log, tracing: deps.tracing, timeoutMs: config.FUNDING_GATEWAY_TIMEOUT_MS,
     breaker: { resetTimeoutMs: config.FUNDING_BREAKER_RESET_MS },
   });
   const breakerOpen = new Gauge({ name: 'orderflow_funding_gateway_breaker_open', help: '1 while the payment gateway breaker of funding is open', registers: [deps.metrics.registry] });

@@ -11,6 +11,7 @@
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
+import { tracingOff, type Tracing } from '../kit/index.ts';
 import { scoreApplication, type RiskInput, type RiskResult } from './risk-model.ts';
 
 export type RiskPoolOptions = {
@@ -29,6 +30,8 @@ export type RiskPoolOptions = {
   onWorkerError?: (err: Error) => void;
   /** Threads a normal task never takes (kept free for high ones); at most threads - 1. Default 0. */
   reservedForHigh?: number;
+  /** A span per task (queue wait and run), in the caller's trace. */
+  tracing?: Tracing;
 };
 
 export type Lane = 'normal' | 'high';
@@ -97,6 +100,7 @@ const WORKER_FILENAME = new URL('./risk-worker.ts', import.meta.url).href;
 export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
   const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
   const reservedForHigh = Math.min(threads - 1, Math.max(0, Math.floor(options.reservedForHigh ?? 0)));
+  const tracing = options.tracing ?? tracingOff;
   const piscina = new Piscina<RiskInput, RiskResult>({
     filename: WORKER_FILENAME,
     minThreads: threads,
@@ -158,26 +162,29 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
     }
   };
 
-  return {
-    score(input, runOptions = {}) {
-      const lane = runOptions.lane ?? 'normal';
-      const signal = runOptions.signal;
-      if (signal?.aborted) return Promise.reject(abortError(signal));
-      if (options.maxQueue !== undefined && waiting('high') + waiting('normal') >= options.maxQueue && running >= threads - (lane === 'high' ? 0 : reservedForHigh)) {
-        failed++;
-        return Promise.reject(new RiskPoolBusyError('risk pool queue is full'));
+  /** Queue a task on its lane; it runs when dispatch gives it a thread. */
+  const enqueue = (input: RiskInput, runOptions: { lane?: Lane; signal?: AbortSignal } = {}): Promise<RiskResult> => {
+    const lane = runOptions.lane ?? 'normal';
+    const signal = runOptions.signal;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (options.maxQueue !== undefined && waiting('high') + waiting('normal') >= options.maxQueue && running >= threads - (lane === 'high' ? 0 : reservedForHigh)) {
+      failed++;
+      return Promise.reject(new RiskPoolBusyError('risk pool queue is full'));
+    }
+    return new Promise<RiskResult>((resolve, reject) => {
+      const w: Waiting = { input, signal, at: performance.now(), lane, resolve, reject };
+      if (signal) {
+        // Aborted while waiting: it leaves the queue (take() skips it); once running, piscina aborts it.
+        w.onAbort = () => reject(abortError(signal));
+        signal.addEventListener('abort', w.onAbort, { once: true });
       }
-      return new Promise<RiskResult>((resolve, reject) => {
-        const w: Waiting = { input, signal, at: performance.now(), lane, resolve, reject };
-        if (signal) {
-          // Aborted while waiting: it leaves the queue (take() skips it); once running, piscina aborts it.
-          w.onAbort = () => reject(abortError(signal));
-          signal.addEventListener('abort', w.onAbort, { once: true });
-        }
-        queues[lane].push(w);
-        dispatch();
-      });
-    },
+      queues[lane].push(w);
+      dispatch();
+    });
+  };
+
+  return {
+    score: (input, runOptions = {}) => tracing.span('risk score', { attributes: { 'orderflow.risk.threads': threads, 'orderflow.risk.lane': runOptions.lane ?? 'normal' } }, () => enqueue(input, runOptions)),
 
     stats() {
       const runTime = piscina.histogram.runTime;

@@ -14,7 +14,7 @@ const Command = z.object({ orderUuid: z.uuid(), items: z.array(z.object({ sku: z
 export async function startInventoryWorker(deps: Deps, opts: { batch: number; retryBaseMs: number }): Promise<BatchWorker> {
   return await startBatchWorker({
     stream: INVENTORY_STREAM, consumer: 'inventory',
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     schema: Command, key: (m) => m.orderUuid, batch: opts.batch,
     retry: { baseMs: opts.retryBaseMs, maxMs: 30_000 },
     handle: async (items, em) => {
@@ -29,8 +29,7 @@ export async function startInventoryWorker(deps: Deps, opts: { batch: number; re
       });
       const results = await applyStock(em, cmds);
       const out: OutboxMessage[] = [];
-      for (const { data: cmd, subject, requestId, log } of items) {
-        const headers = requestId ? { 'X-Request-Id': requestId } : undefined;
+      for (const { data: cmd, subject, carry: headers, log } of items) {
         const r = results.get(cmd.orderUuid)!;
         const reply = (data: SagaReply) => out.push({ subject: replySubject(data.type), data, headers });
         if (subject === Subjects.reserve) {

@@ -6,6 +6,7 @@ import { Migration, Migrator } from '@mikro-orm/migrations';
 import type { MigrationObject } from '@mikro-orm/core';
 import pg from 'pg';
 import type { Logger } from './log.ts';
+import { tracePgPool, type Tracing } from './tracing.ts';
 
 export type { EntityManager, MikroORM };
 export type MigrationDef = MigrationObject;
@@ -84,7 +85,7 @@ export async function ensureDatabase(url: string): Promise<void> {
  * A read replica: `openOrm({ url: readUrl, entities, migrations: [], replica: true })`: no database is
  * created there (a standby is read-only; the primary's database arrives by replication).
  */
-export async function openOrm(opts: { url: string; entities: Options['entities']; migrations: MigrationDef[]; poolMax?: number; debug?: boolean; replica?: boolean }): Promise<MikroORM> {
+export async function openOrm(opts: { url: string; entities: Options['entities']; migrations: MigrationDef[]; poolMax?: number; debug?: boolean; replica?: boolean; tracing?: Tracing }): Promise<MikroORM> {
   if (!opts.replica) await ensureDatabase(opts.url);
   return await MikroORM.init({
     clientUrl: opts.url,
@@ -93,7 +94,11 @@ export async function openOrm(opts: { url: string; entities: Options['entities']
     pool: { min: 2, max: opts.poolMax ?? 20 },
     // Without a connect timeout a request waits forever for a Postgres that is down; with
     // it the request fails fast and the client gets 503 UNAVAILABLE.
-    driverOptions: { connectionTimeoutMillis: 3000 },
+    driverOptions: {
+      connectionTimeoutMillis: 3000,
+      // A span per statement inside a trace (tracing.ts); nothing while tracing is off.
+      ...(opts.tracing?.on ? { onPoolCreated: (pool: pg.Pool) => tracePgPool(opts.tracing!, pool as never, decodeURIComponent(new URL(opts.url).pathname.slice(1))) } : {}),
+    },
     migrations: { migrationsList: [...opts.migrations].sort((a, b) => a.name.localeCompare(b.name)), silent: true, snapshot: false, snapshotOnMigrate: false, tableName: MIGRATIONS_TABLE },
     debug: opts.debug ?? false,
     allowGlobalContext: false,

@@ -32,6 +32,8 @@ import { outcomeRecorder, type Metrics } from './metrics.ts';
 import { H } from './nats.ts';
 import { pullLoop, waker } from './pull.ts';
 import { backoff, type RetryPolicy } from './retry.ts';
+import { carryHeaders, failed, SpanKind, SpanStatusCode, traceFrom, traceIds, tracingOff, withTrace, type Span, type Trace, type Tracing } from './tracing.ts';
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
 
 // Re-exported: the relay, worker.ts and services import them from here.
 export { backoff, type RetryPolicy };
@@ -106,7 +108,7 @@ export async function settle(m: JsMsg, err: unknown, c: SettleContext): Promise<
   return 'retry';
 }
 
-/** One message as a handler sees it. Its `log` (bound to msgId, subject, attempt, requestId) is made on first use. */
+/** One message as a handler sees it. Its `log` (bound to msgId, subject, attempt, requestId, trace_id) is made on first use. */
 export type DeliveryContext = {
   msgId: string;
   subject: string;
@@ -114,6 +116,10 @@ export type DeliveryContext = {
   requestId: string | undefined;
   log: Logger;
   msg: JsMsg;
+  /** The message's trace: its delivery span, a child of the span that published it (ROOT while tracing is off). */
+  trace: Trace;
+  /** Headers for what this message causes (X-Request-Id, traceparent): `enqueue(em, [{ subject, data, headers: item.carry }])`. */
+  carry: Record<string, string> | undefined;
 };
 
 export type HandlerContext = DeliveryContext & {
@@ -125,6 +131,14 @@ export type HandlerContext = DeliveryContext & {
 
 export type BatchItem<T> = {
   data: T; subject: string; msgId: string; requestId: string | undefined; attempt: number; log: Logger;
+  /**
+   * The item's trace. A batch of several runs in a span of its own that links the items'
+   * traces, so work done for one item (an external call) belongs in `withTrace(item.trace, ...)`,
+   * and its outbox rows take `headers: item.carry`.
+   */
+  trace: Trace;
+  /** X-Request-Id and the item's trace, for the outbox rows it causes. */
+  carry: Record<string, string> | undefined;
   /** Tell the server this message is still being worked on (a long wait, e.g. an open breaker). */
   working(): void;
 };
@@ -150,6 +164,8 @@ type CommonOptions<T> = {
   /** While true, pull nothing (e.g. a breaker is open). */
   paused?: () => boolean;
   retryLaterLog?: 'info' | 'debug' | 'none';
+  /** A span per delivery, continuing the trace in the message's headers (deps.tracing). */
+  tracing?: Tracing;
 };
 
 export type EachOptions<T> = CommonOptions<T> & {
@@ -208,16 +224,47 @@ function describe(m: JsMsg, stream: string, parent: Logger): DeliveryContext {
   let log: Logger | undefined;
   const id = () => (msgId ??= m.headers?.get(H.logicalId) || m.headers?.get(H.msgId) || `${stream}:${m.seq}`);
   const rid = () => (requestId === null ? (requestId = m.headers?.get(H.requestId) || undefined) : requestId);
-  return {
-    subject: m.subject, msg: m,
+  const d: DeliveryContext = {
+    subject: m.subject, msg: m, trace: ROOT_CONTEXT,
     get msgId() { return id(); },
     get requestId() { return rid(); },
     get attempt() { return m.info.deliveryCount; },
     get log() {
       const r = rid();
-      return (log ??= parent.child({ msgId: id(), subject: m.subject, attempt: m.info.deliveryCount, ...(r ? { requestId: r } : {}) }));
+      return (log ??= parent.child({ msgId: id(), subject: m.subject, attempt: m.info.deliveryCount, ...(r ? { requestId: r } : {}), ...traceIds(d.trace) }));
     },
+    get carry() { return carryHeaders(rid(), d.trace); },
   };
+  return d;
+}
+
+/**
+ * Start the delivery's CONSUMER span, a child of the publisher's span named in the
+ * message's traceparent, and make it the delivery's trace. Nothing while tracing is off.
+ */
+function openSpan(tracing: Tracing, d: DeliveryContext, stream: string, consumer: string): Span | undefined {
+  if (!tracing.on) return undefined;
+  const m = d.msg;
+  const span = tracing.tracer.startSpan(`process ${m.subject}`, {
+    kind: SpanKind.CONSUMER,
+    attributes: {
+      'messaging.system': 'nats', 'messaging.operation.type': 'process', 'messaging.destination.name': m.subject,
+      'messaging.consumer.group.name': consumer, 'messaging.message.id': d.msgId,
+      'messaging.nats.stream': stream, 'messaging.nats.deliveries': m.info.deliveryCount,
+      ...(d.requestId ? { 'orderflow.request_id': d.requestId } : {}),
+    },
+  }, traceFrom((k) => m.headers?.get(k)));
+  d.trace = trace.setSpan(traceFrom((k) => m.headers?.get(k)), span);
+  return span;
+}
+
+/** End a delivery's span with what settle() (or the ack) made of it. */
+function closeSpan(span: Span | undefined, outcome: string, err?: unknown): void {
+  if (!span) return;
+  span.setAttribute('orderflow.outcome', outcome);
+  if (err !== undefined && (outcome === 'retry' || outcome === 'dlq')) failed(span, err);
+  else if (outcome === 'deferred') span.setStatus({ code: SpanStatusCode.UNSET });
+  span.end();
 }
 
 /**
@@ -243,6 +290,7 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
   // A limit read from a function can grow without a slot freeing: look again sooner.
   const slot = waker(typeof o.concurrency === 'function' ? 250 : 1000);
   const outcome = outcomeRecorder(o.metrics, o.consumer);
+  const tracing = o.tracing ?? tracingOff;
   const settleWith = (d: DeliveryContext): SettleContext => ({ js: o.js, stream: o.stream, consumer: o.consumer, retry, log: d.log, errors: o.errors, retryLaterLog: o.retryLaterLog });
   const hold = o.paused && o.hold !== false ? o.paused : undefined;
   const orm = () => {
@@ -259,6 +307,15 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
   };
 
   const processOne = async (data: T, d: DeliveryContext) => {
+    const span = openSpan(tracing, d, o.stream, o.consumer);
+    if (!span) return await processIn(data, d);
+    let result = 'ok';
+    let error: unknown;
+    await withTrace(d.trace, () => processIn(data, d, (r, e) => { result = r; error = e; }));
+    closeSpan(span, result, error);
+  };
+
+  const processIn = async (data: T, d: DeliveryContext, report?: (outcome: string, err?: unknown) => void) => {
     const m = d.msg;
     const started = performance.now();
     const beat = o.heartbeatMs ? setInterval(() => m.working(), o.heartbeatMs) : undefined;
@@ -281,6 +338,8 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
         get requestId() { return d.requestId; },
         get attempt() { return d.attempt; },
         get log() { return d.log; },
+        get trace() { return d.trace; },
+        get carry() { return d.carry; },
         get em() { return (em ??= orm().em.fork()); },
       };
       await o.handle(data, ctx);
@@ -288,9 +347,10 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
       m.ack();
       outcome('ok', started);
     } catch (err) {
-      if (err instanceof AlreadyProcessed) { m.ack(); outcome('duplicate', started); return; }
+      if (err instanceof AlreadyProcessed) { m.ack(); outcome('duplicate', started); report?.('duplicate'); return; }
       const r = await settle(m, err, settleWith(d));
       if (r) outcome(r, started);
+      report?.(r ?? 'retry', err);
     } finally {
       if (beat) clearInterval(beat);
     }
@@ -357,7 +417,7 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
   };
 }
 
-type Parsed<T> = { m: JsMsg; item: BatchItem<T>; d: DeliveryContext; key: string | undefined };
+type Parsed<T> = { m: JsMsg; item: BatchItem<T>; d: DeliveryContext; key: string | undefined; span?: Span; result?: string; error?: unknown };
 
 async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
   const size = o.batch.size;
@@ -367,6 +427,7 @@ async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
   const consumer = await o.js.consumers.get(o.stream, o.consumer);
   const outcome = (result: string, n = 1) => { if (n > 0) o.metrics?.handlerOutcomes.inc({ consumer: o.consumer, outcome: result }, n); };
   const split = o.split !== false;
+  const tracing = o.tracing ?? tracingOff;
 
   let waiting: Parsed<T>[] = [];
   let timer: NodeJS.Timeout | undefined;
@@ -374,12 +435,14 @@ async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
   let running = true;
   let inBatch = 0;
 
-  const fail = async (p: { m: JsMsg; d: DeliveryContext }, err: unknown, quiet = false) => {
+  const fail = async (p: { m: JsMsg; d: DeliveryContext; result?: string; error?: unknown }, err: unknown, quiet = false) => {
     const r = await settle(p.m, err, {
       js: o.js, stream: o.stream, consumer: o.consumer, retry, log: p.d.log, errors: o.errors,
       retryLaterLog: o.retryLaterLog ?? 'none', retryLog: quiet ? 'debug' : 'warn',
     });
     if (r) outcome(r);
+    p.result = r ?? 'retry';
+    p.error = err;
   };
 
   const parse = async (m: JsMsg): Promise<Parsed<T> | null> => {
@@ -392,12 +455,29 @@ async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
       get requestId() { return d.requestId; },
       get attempt() { return d.attempt; },
       get log() { return d.log; },
+      get trace() { return d.trace; },
+      get carry() { return d.carry; },
     };
     return { m, d, item, key: o.key?.(parsed.data) };
   };
 
+  /**
+   * The handler runs in the trace of a batch's only item; a batch of several gets a span of
+   * its own (its SQL is shared) linking the items' delivery spans.
+   */
+  const inTraceOf = <R>(group: Parsed<T>[], fn: () => Promise<R>): Promise<R> => {
+    if (!tracing.on) return fn();
+    if (group.length === 1) return withTrace(group[0]!.d.trace, fn);
+    return tracing.span(`process ${o.consumer} batch`, {
+      kind: SpanKind.INTERNAL, parent: ROOT_CONTEXT,
+      attributes: { 'messaging.system': 'nats', 'messaging.consumer.group.name': o.consumer, 'messaging.nats.stream': o.stream, 'messaging.batch.message_count': group.length },
+      links: group.flatMap((g) => (g.span ? [{ context: g.span.spanContext() }] : [])),
+    }, fn);
+  };
+
   /** One handler call for the group; returns the error when it failed (nothing committed). */
-  const runGroup = async (group: Parsed<T>[]): Promise<unknown> => {
+  const runGroup = (group: Parsed<T>[]): Promise<unknown> => inTraceOf(group, () => runGroupIn(group));
+  const runGroupIn = async (group: Parsed<T>[]): Promise<unknown> => {
     let failed: { msgId: string; error: unknown }[] = [];
     try {
       if (o.guard === 'state') {
@@ -421,13 +501,23 @@ async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
     const bad = new Map(failed.map((f) => [f.msgId, f.error]));
     for (const g of group) {
       if (bad.has(g.item.msgId)) await fail(g, bad.get(g.item.msgId));
-      else g.m.ack();
+      else { g.m.ack(); g.result = 'ok'; }
     }
     outcome('ok', group.length - bad.size);
     return null;
   };
 
+  // Each message's delivery span lasts from its batch's start to its ack or settle().
   const runBatch = async (group: Parsed<T>[]) => {
+    for (const g of group) g.span = openSpan(tracing, g.d, o.stream, o.consumer);
+    try {
+      await runBatchIn(group);
+    } finally {
+      for (const g of group) closeSpan(g.span, g.result ?? 'retry', g.error);
+    }
+  };
+
+  const runBatchIn = async (group: Parsed<T>[]) => {
     const err = await runGroup(group);
     if (!err) return;
     if (group.length === 1) return await fail(group[0]!, err);

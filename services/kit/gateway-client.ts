@@ -13,6 +13,7 @@
 //  - GatewayUnavailableError: the breaker is open; nothing was sent. Pause.
 //  - GatewayRejectedError: a permanent 4xx that is not a typed outcome (our bug, or
 //    an Idempotency-Key reused with another body). Retrying cannot help.
+import { tracedFetch, type Tracing } from './tracing.ts';
 import { createBreaker, type BreakerMetrics, type BreakerState } from './breaker.ts';
 import type { Logger } from './log.ts';
 import { parseRetryAfter } from './retry.ts';
@@ -55,6 +56,8 @@ export type GatewayClientOptions = {
   metrics?: BreakerMetrics;
   /** For tests and instrumentation; defaults to the global fetch. */
   fetch?: typeof fetch;
+  /** A CLIENT span per call, with the trace in its headers (deps.tracing). */
+  tracing?: Tracing;
 };
 
 export type GatewayClient = {
@@ -136,7 +139,7 @@ type Call = { method: 'GET' | 'POST'; path: string; body?: unknown; key?: string
 export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
   const base = opts.baseUrl.replace(/\/+$/, '');
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const doFetch = opts.fetch ?? fetch;
+  const doFetch = tracedFetch(opts.tracing, opts.fetch ?? fetch, 'payment-gateway');
   const log = opts.log.child({ dependency: 'payment-gateway' });
 
   const send = async (call: Call): Promise<Raw> => {

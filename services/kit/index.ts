@@ -29,6 +29,10 @@ export {
 } from './auth.ts';
 export { createSealer, looksSealed, paymentTokenSealer, type Sealer } from './seal.ts';
 export { enqueue, OUTBOX_ROWS, type OutboxMessage } from './outbox.ts';
+export {
+  activeTrace, carryHeaders, createTracing, failed, injectTrace, SpanKind, SpanStatusCode, traceFrom, traceIds, tracedFetch, tracingOff, withTrace,
+  type Span, type Trace, type Tracing,
+} from './tracing.ts';
 export { int, port, readConfig, url, type BaseConfig } from './config.ts';
 export { createLogger, type Logger } from './log.ts';
 export { countedReads, createMetrics, timedSend, type Metrics } from './metrics.ts';

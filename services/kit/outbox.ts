@@ -10,6 +10,8 @@ import type { EntityManager, MikroORM } from './db.ts';
 import { backoff } from './delivery.ts';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
+import { trace } from '@opentelemetry/api';
+import { activeTrace, failed, injectTrace, SpanKind, traceFrom, tracingOff, withTrace, type Tracing } from './tracing.ts';
 
 // While NATS refuses publishes: 200 ms, doubling, at most 5 s (no jitter: one relay per process).
 const RELAY_RETRY = { baseMs: 200, maxMs: 5000, jitter: 0 };
@@ -22,13 +24,22 @@ export const OUTBOX_ROWS = Symbol('orderflow.outboxRows');
 /** Did this committed transaction write outbox rows? */
 export const wroteOutbox = (transaction: unknown) => Boolean(transaction && (transaction as Record<symbol, unknown>)[OUTBOX_ROWS]);
 
-/** Add events to the caller's transaction. `await enqueue(em, [{ subject: 'orders.created', data: order }])` */
+/**
+ * Add events to the caller's transaction. `await enqueue(em, [{ subject: 'orders.created', data: order }])`
+ * A row carries the caller's trace (traceparent, tracestate) unless its headers name one
+ * already (a batch handler's item: `headers: item.carry`), so the trace follows the work
+ * through the relay and NATS to the consumers (tracing.ts). This is the one place rows get
+ * it: the statements that write kit.outbox themselves (orders' and funding's intake) take
+ * their headers from carryHeaders().
+ */
 export async function enqueue(em: EntityManager, messages: OutboxMessage[]): Promise<string[]> {
   if (!messages.length) return [];
   const ids = messages.map((m) => m.id ?? randomUUID());
   const params: unknown[] = [];
+  const t = activeTrace();
   const rows = messages.map((m, i) => {
-    params.push(ids[i], m.subject, JSON.stringify(m.data), JSON.stringify(m.headers ?? {}));
+    const headers = m.headers?.traceparent ? m.headers : injectTrace({ ...m.headers }, t);
+    params.push(ids[i], m.subject, JSON.stringify(m.data), JSON.stringify(headers));
     return '(?, ?, ?, ?)';
   });
   await em.execute(`insert into kit.outbox (id, subject, payload, headers) values ${rows.join(', ')}`, params);
@@ -49,7 +60,7 @@ export type OutboxRelay = { stop(): Promise<void>; drainOnce(): Promise<number>;
  * `const relay = startOutboxRelay({ orm, js, log })`
  */
 export function startOutboxRelay(opts: {
-  orm: MikroORM; js: JetStreamClient; log: Logger;
+  orm: MikroORM; js: JetStreamClient; log: Logger; tracing?: Tracing;
   batchSize?: number; pollMs?: number; lingerMs?: number; publishTimeoutMs?: number;
   onPublished?: (n: number) => void;
 }): OutboxRelay {
@@ -64,22 +75,74 @@ export function startOutboxRelay(opts: {
   // Rows are deleted inside the transaction that publishes them: if any publish fails the
   // transaction rolls back and every row comes back; the ones that did reach the stream are
   // then republished under the same Nats-Msg-Id, which the stream drops as duplicates.
+  const tracing = opts.tracing ?? tracingOff;
+  type Row = { id: string; subject: string; payload: string; headers: Record<string, string> };
+  const publish = (r: Row) => {
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(r.headers ?? {})) h.set(k, v);
+    h.set(H.logicalId, r.id);
+    return js.publish(r.subject, r.payload, { msgID: r.id, headers: h, timeout: opts.publishTimeoutMs ?? 3000 });
+  };
+  // A PRODUCER span per row, in the trace the row carries (the request's or the consumer's
+  // that wrote it); the message carries that span on, so its consumer is its child.
+  const publishTraced = (r: Row) => withTrace(traceFrom((k) => r.headers?.[k]), () => tracing.span(`publish ${r.subject}`, {
+    kind: SpanKind.PRODUCER,
+    attributes: { 'messaging.system': 'nats', 'messaging.operation.type': 'send', 'messaging.destination.name': r.subject, 'messaging.message.id': r.id },
+  }, async () => {
+    r.headers = injectTrace({ ...r.headers });
+    return await publish(r);
+  }));
+
   const drainOnce = async (): Promise<number> => {
+    if (tracing.on) return await drainTraced();
     return await orm.em.fork().transactional(async (em) => {
-      const rows = await em.execute<{ id: string; subject: string; payload: string; headers: Record<string, string> }[]>(
+      const rows = await em.execute<Row[]>(
         `delete from kit.outbox where id in (
            select id from kit.outbox order by created_at limit ? for update skip locked)
          returning id, subject, payload, headers, created_at`, [batchSize]);
       if (!rows.length) return 0;
-      await Promise.all(rows.map((r) => {
-        const h = natsHeaders();
-        for (const [k, v] of Object.entries(r.headers ?? {})) h.set(k, v);
-        h.set(H.logicalId, r.id);
-        return js.publish(r.subject, r.payload, { msgID: r.id, headers: h, timeout: opts.publishTimeoutMs ?? 3000 });
-      }));
+      await Promise.all(rows.map(publish));
       opts.onPublished?.(rows.length);
       return rows.length;
     });
+  };
+
+  // The same drain with tracing on. An idle drain (every pollMs) makes no span: the drain's
+  // span starts back at BEGIN only once the DELETE found rows, so it covers the publishes
+  // and the COMMIT, and links every row's trace. Hence begin/commit by hand.
+  const drainTraced = async (): Promise<number> => {
+    const em = orm.em.fork();
+    const started = performance.now() + performance.timeOrigin;
+    await em.begin();
+    try {
+      const rows = await em.execute<Row[]>(
+        `delete from kit.outbox where id in (
+           select id from kit.outbox order by created_at limit ? for update skip locked)
+         returning id, subject, payload, headers, created_at`, [batchSize]);
+      if (!rows.length) { await em.commit(); return 0; }
+      const span = tracing.tracer.startSpan('outbox relay', {
+        startTime: started, attributes: { 'orderflow.outbox.rows': rows.length },
+        links: rows.slice(0, 128).flatMap((r) => {
+          const sc = traceFrom((k) => r.headers?.[k]);
+          const ctx = trace.getSpanContext(sc);
+          return ctx ? [{ context: ctx }] : [];
+        }),
+      });
+      try {
+        await Promise.all(rows.map(publishTraced));
+        await withTrace(trace.setSpan(activeTrace(), span), () => em.commit());
+      } catch (err) {
+        failed(span, err);
+        throw err;
+      } finally {
+        span.end();
+      }
+      opts.onPublished?.(rows.length);
+      return rows.length;
+    } catch (err) {
+      await em.rollback().catch(() => {});
+      throw err;
+    }
   };
 
   let woken = false;

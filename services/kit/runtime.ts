@@ -26,7 +26,9 @@ import { assertProductionReady } from './production.ts';
 import { createProfiler, startContinuousProfiling } from './profiling.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
+import { createTracing } from './tracing.ts';
 import { createWebSockets } from './websocket.ts';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 export type { ServiceModule } from './modules.ts';
 /** Target name -> module; its order is the start order. */
@@ -55,6 +57,8 @@ export async function startRuntime(opts: {
   env: Env; registry: Registry; externals?: Externals; log?: Logger;
   /** Routes every process serves, whatever its targets (the API description pages); mounted before the services'. */
   routes?: (app: App) => void;
+  /** Turns tracing on with this exporter (tests: an InMemorySpanExporter). */
+  spanExporter?: SpanExporter;
 }): Promise<Cluster> {
   const config = loadBaseConfig(opts.env);
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
@@ -63,6 +67,11 @@ export async function startRuntime(opts: {
   const production = config.ORDERFLOW_ENV === 'production';
   if (production) assertProductionReady(opts.env, plan);
   const metrics = createMetrics();
+  // Off unless an OTLP endpoint is set (or a test hands in an exporter): see tracing.ts.
+  const tracing = createTracing({
+    env: opts.env, exporter: opts.spanExporter, instance: instanceId(opts.env),
+    service: `orderflow-${config.TARGET.trim() === 'all' ? 'all' : targets.join(',')}`,
+  });
   let nats: Nats | undefined;
   let orm: MikroORM | undefined;
   let provisioned = false;
@@ -70,7 +79,7 @@ export async function startRuntime(opts: {
   let limitShare: LimitShare | undefined;
 
   const app = createApp({
-    log, metrics, corsOrigins: config.CORS_ORIGINS,
+    log, metrics, corsOrigins: config.CORS_ORIGINS, tracing,
     readiness: async () => {
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');
@@ -125,12 +134,12 @@ export async function startRuntime(opts: {
   orm = await openOrm({
     url: config.DATABASE_URL!, poolMax: config.DB_POOL_MAX,
     entities: [...kitEntities, ...plan.entities] as never,
-    migrations: [...kitMigrations, ...plan.migrations],
+    migrations: [...kitMigrations, ...plan.migrations], tracing,
   });
   await migrate(orm, log);
   // Opened lazily by the pool: a replica not yet reachable fails only the reads that use it.
   const readOrm: MikroORM = config.DATABASE_READ_URL
-    ? await openOrm({ url: config.DATABASE_READ_URL, poolMax: config.DB_POOL_MAX, entities: [...kitEntities, ...plan.entities] as never, migrations: [], replica: true })
+    ? await openOrm({ url: config.DATABASE_READ_URL, poolMax: config.DB_POOL_MAX, entities: [...kitEntities, ...plan.entities] as never, migrations: [], replica: true, tracing })
     : orm;
   registerCollectors({ metrics, jsm: nats.jsm, orm, streamsDir: STREAMS_DIR, schemas: plan.schemas, log });
   provisioned = true;
@@ -141,7 +150,7 @@ export async function startRuntime(opts: {
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
   opts.routes?.(app);
-  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox, limit };
+  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, tracing, app, endpoints: ext.endpoints, wakeOutbox, limit };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {
@@ -153,7 +162,7 @@ export async function startRuntime(opts: {
   if (limitShare && !(await limitShare.ready(15_000))) log.warn('no share of the rate limits yet; limited routes answer 503 until one settles');
   handler = app.fetch;
   servicesStarted = true;
-  if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
+  if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, tracing, onPublished: (n) => metrics.outboxPublished.inc(n) });
   const mover = plan.dlqMover ? await startDlqMover({ js: nats.js, jsm: nats.jsm, errors, log }) : undefined;
   const dlq = createDlqAdmin(nats);
   const gauges = setInterval(() => {
@@ -212,6 +221,8 @@ export async function startRuntime(opts: {
       // pg's pool.end() waits for every checked-out client; one stranded by a dropped connection must not hold the exit.
       await withTimeout(orm!.close(), 5000, 'orm close').catch((err) => log.warn({ err: String(err) }, 'orm close'));
       if (readOrm !== orm) await withTimeout(readOrm.close(), 5000, 'read orm close').catch((err) => log.warn({ err: String(err) }, 'read orm close'));
+      // Last: the spans of the shutdown itself go out too.
+      await withTimeout(tracing.shutdown(), 5000, 'tracing shutdown').catch((err) => log.warn({ err: String(err) }, 'tracing shutdown'));
       log.info('stopped');
     })();
     return await stopping;

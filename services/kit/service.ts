@@ -8,6 +8,7 @@ import type { App } from './http.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Nats } from './nats.ts';
+import type { Tracing } from './tracing.ts';
 
 export type Env = Record<string, string | undefined>;
 
@@ -29,6 +30,8 @@ export type Deps = {
   readOrm: MikroORM;
   log: Logger;
   metrics: Metrics;
+  /** Spans and trace propagation (tracing.ts): hand it to clients and consumers; `tracing.on` is false unless an OTLP endpoint is set. */
+  tracing: Tracing;
   app: App;
   /** Call after committing outbox rows outside `em.transactional` (transactions wake relays by themselves). */
   wakeOutbox: () => void;

@@ -8,6 +8,7 @@ import type { MikroORM } from './db.ts';
 import { startConsumer, type HandlerContext, type RetryPolicy, type RunningConsumer } from './delivery.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import type { Tracing } from './tracing.ts';
 
 export { backoff, parseMessage, type HandlerContext, type RetryPolicy } from './delivery.ts';
 
@@ -22,6 +23,8 @@ export type ConsumerOptions<T> = {
   metrics?: Metrics;
   schema: ZodType<T>;
   retry?: RetryPolicy;
+  /** A span per delivery in the trace the message carries (deps.tracing). */
+  tracing?: Tracing;
 };
 
 export type WorkerOptions<T> = ConsumerOptions<T> & {

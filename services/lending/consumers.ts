@@ -60,7 +60,7 @@ export type LendingConsumers = { workers: (Worker | RunningConsumer)[]; itemLimi
 export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; config: LendingConfig; metrics: LendingMetrics }): Promise<LendingConsumers> {
   const { orm, log } = deps;
   const { t24, config, metrics } = o;
-  const common = { js: deps.nats.js, orm, errors: deps.errors, log, metrics: deps.metrics };
+  const common = { js: deps.nats.js, orm, errors: deps.errors, log, metrics: deps.metrics, tracing: deps.tracing };
   const stopping = new AbortController();
   const retry = { baseMs: config.LENDING_RETRY_BASE_MS, maxMs: config.LENDING_RETRY_MAX_MS, factor: 2, jitter: 0.3 };
   const budget = { maxFailures: config.LENDING_ITEM_MAX_FAILURES, baseMs: config.LENDING_RETRY_BASE_MS, maxMs: config.LENDING_RETRY_MAX_MS };
@@ -141,7 +141,7 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
     if (outcome.kind === 'permanent') return await fail(item, phase, outcome.reason, '', ctx.requestId);
     await commit({
       orderId: item.order_id, loanId: item.loan_id, from: item.state, to: phase === 'reserve' ? 'RESERVED' : 'INVESTED',
-      transactionCode: outcome.transactionCode, requestId: ctx.requestId,
+      transactionCode: outcome.transactionCode, requestId: ctx.requestId, trace: ctx.trace,
     });
     metrics.items.inc({ phase, outcome: phase === 'reserve' ? 'reserved' : 'invested' });
     own.observe(callStarted - started + (performance.now() - callEnded));
@@ -173,7 +173,7 @@ export async function startLendingConsumers(deps: Deps, o: { t24: T24Client; con
   //  - no dlq-errors bucket: max_deliver is unlimited, so the DLQ mover never needs it.
   // Success, DLQ and retry are the kit's (settle()).
   const items = await startConsumer<ItemCommand>({
-    js: deps.nats.js, log, metrics: deps.metrics,
+    js: deps.nats.js, log, metrics: deps.metrics, tracing: deps.tracing,
     stream: LENDING_ITEMS_STREAM,
     consumer: LENDING_ITEM_CONSUMER,
     schema: ItemCommand,

@@ -22,7 +22,7 @@ import {
   type CreateLendingOrderRequest, type LendingCounts, type LendingOrderStatus, type LendingOrderView,
 } from '../../contracts/lending.ts';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
-import { H } from '../kit/index.ts';
+import { carryHeaders, type Trace } from '../kit/index.ts';
 import { enqueue, type OutboxMessage } from '../kit/index.ts';
 
 export type ItemState = 'PENDING' | 'RESERVED' | 'INVESTED' | 'FAILED';
@@ -33,7 +33,8 @@ export function pgArray(values: readonly (string | number | null)[]): string {
   return `{${values.map((v) => (v === null ? 'NULL' : typeof v === 'number' ? String(v) : `"${v.replace(/["\\]/g, '\\$&')}"`)).join(',')}}`;
 }
 
-const headersFor = (requestId: string | undefined) => (requestId ? { [H.requestId]: requestId } : undefined);
+// X-Request-Id and the trace (`t`, or the caller's): see carryHeaders in kit/tracing.ts.
+const headersFor = (requestId: string | undefined, t?: Trace) => carryHeaders(requestId, t);
 
 /** Outbox rows in chunks: one multi-row insert is bounded by Postgres's 65,535 parameters. */
 async function enqueueAll(em: EntityManager, messages: OutboxMessage[]): Promise<void> {
@@ -158,10 +159,10 @@ async function moveItems(em: EntityManager, m: {
 // One command per batch, not per item: this runs while the transaction holds the
 // order row, which every other item commit of the order waits for; 10,000 outbox
 // rows here stalled the whole order for about a second.
-async function fanOutInvest(em: EntityManager, orderId: string, requestId: string | undefined): Promise<number> {
+async function fanOutInvest(em: EntityManager, orderId: string, requestId: string | undefined, t?: Trace): Promise<number> {
   const rows = await em.execute<{ batch_no: number; n: number }[]>(
     `select batch_no, count(*)::int as n from lending.items where order_id = ? and state = 'RESERVED' group by batch_no order by batch_no`, [orderId]);
-  await enqueueAll(em, rows.map((r) => ({ subject: LendingSubjects.batchInvest, data: { orderId, batch: r.batch_no }, headers: headersFor(requestId) })));
+  await enqueueAll(em, rows.map((r) => ({ subject: LendingSubjects.batchInvest, data: { orderId, batch: r.batch_no }, headers: headersFor(requestId, t) })));
   return rows.reduce((sum, r) => sum + r.n, 0);
 }
 
@@ -225,7 +226,7 @@ export async function readItems(em: EntityManager, keys: ItemKey[]): Promise<Map
   return new Map(rows.map((r) => [itemKey({ orderId: r.order_id, loanId: r.loan_id }), r]));
 }
 
-export type Success = ItemKey & { from: ItemState; to: 'RESERVED' | 'INVESTED'; transactionCode: string | null; requestId?: string };
+export type Success = ItemKey & { from: ItemState; to: 'RESERVED' | 'INVESTED'; transactionCode: string | null; requestId?: string; trace?: Trace };
 
 /**
  * Record T24 successes of many items in one transaction: one statement moves the
@@ -245,7 +246,9 @@ export async function commitSuccesses(em: EntityManager, list: Success[], log?: 
       pgArray(list.map((s) => s.to)), pgArray(list.map((s) => s.transactionCode))]);
   const byOrder = new Map<string, typeof moved>();
   for (const m of moved) byOrder.set(m.order_id, [...(byOrder.get(m.order_id) ?? []), m]);
+  // Successes of several deliveries commit together: each order's events carry its own item's trace.
   const requestIds = new Map(list.map((s) => [s.orderId, s.requestId]));
+  const traces = new Map(list.map((s) => [s.orderId, s.trace]));
   // Sorted, so two replicas' flushes lock order rows in the same order.
   for (const orderId of [...byOrder.keys()].sort()) {
     const rows = byOrder.get(orderId)!;
@@ -255,12 +258,12 @@ export async function commitSuccesses(em: EntityManager, list: Success[], log?: 
     if (!after) continue;
     const requestId = requestIds.get(orderId);
     if (d.PENDING < 0 && after.pending === 0) {
-      const n = await fanOutInvest(em, orderId, requestId);
+      const n = await fanOutInvest(em, orderId, requestId, traces.get(orderId));
       log?.info({ orderId, reserved: n, failed: after.failed }, 'lending order: every item reserved or failed; invest phase started');
     } else if (after.phase === 'invest') {
       // Reserved after the invest phase began (a redrive): each is invested on its own.
       const late = rows.filter((r) => r.to_state === 'RESERVED');
-      await enqueueAll(em, late.map((r) => ({ subject: LendingSubjects.itemInvest, data: { orderId, loanId: r.loan_id }, headers: headersFor(requestId) })));
+      await enqueueAll(em, late.map((r) => ({ subject: LendingSubjects.itemInvest, data: { orderId, loanId: r.loan_id }, headers: headersFor(requestId, traces.get(orderId)) })));
     }
     if (after.status !== 'IN_PROGRESS') log?.info({ orderId, status: after.status, invested: after.invested, failed: after.failed }, 'lending order finished');
   }

@@ -33,7 +33,7 @@ export async function start(deps: Deps): Promise<Running> {
   const t24 = createT24Client({
     baseUrl: config.T24_URL, rateShare: pacer, log: log.child({ component: 't24' }), timeoutMs: config.T24_TIMEOUT_MS, minTimeoutMs: config.T24_MIN_TIMEOUT_MS,
     metrics: { metrics: deps.metrics, client: 'lending' },
-    fetch: httpFetch,
+    fetch: httpFetch, tracing: deps.tracing,
     afterAmbiguous: config.T24_AFTER_AMBIGUOUS,
     breaker: {
       resetTimeout: config.T24_BREAKER_RESET_MS, errorThresholdPercentage: config.T24_BREAKER_ERROR_PCT, volumeThreshold: config.T24_BREAKER_VOLUME,

@@ -22,7 +22,7 @@
 import type CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
 import * as z from 'zod';
-import { backoff, createBreaker, parseRetryAfter, type BreakerMetrics, type BreakerState } from '../kit/index.ts';
+import { backoff, createBreaker, parseRetryAfter, tracedFetch, type BreakerMetrics, type BreakerState, type Tracing } from '../kit/index.ts';
 import { createLatencyEstimate } from './latency.ts';
 import { createOutageWindow, looksLikeOutage } from './outage.ts';
 import type { Pacer, Release } from './pacer.ts';
@@ -77,6 +77,8 @@ export type T24ClientOptions = {
   metrics?: BreakerMetrics;
   retry?: T24RetryOptions;
   fetch?: typeof fetch;
+  /** A CLIENT span per HTTP call, with the trace in its headers (deps.tracing). */
+  tracing?: Tracing;
   /** For the backoff jitter. */
   random?: () => number;
 };
@@ -229,7 +231,7 @@ export function createT24Client(options: T24ClientOptions): T24Client {
   const minTimeoutMs = Math.min(timeoutMs, options.minTimeoutMs ?? timeoutMs);
   const timeoutFactor = options.timeoutFactor ?? 10;
   const callTimeout = () => Math.round(Math.min(timeoutMs, Math.max(minTimeoutMs, timeoutFactor * latency.p90Ms())));
-  const fetchFn = options.fetch ?? globalThis.fetch;
+  const fetchFn = tracedFetch(options.tracing, options.fetch ?? globalThis.fetch, 't24');
   const resend = options.afterAmbiguous === 'resend';
   const random = options.random ?? Math.random;
   const retry = {

@@ -16,16 +16,16 @@ import { smsBody } from './sms.ts';
 export async function startReceivedNotices(deps: Deps, ch: Channels, batch: number): Promise<BatchWorker> {
   const claims = createClaimWriters(deps.orm.em);
   return await startBatchWorker({
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     stream: ORDERS_STREAM, consumer: 'notifications', schema: OrderCreated, key: (o) => o.id, batch, retry: MAIL_RETRY,
     handle: async (items, em) => {
       const created = items.filter((i) => i.subject === OrderSubjects.created);
-      const mails = created.map(({ data: o, msgId, requestId }): MailToSend => ({
-        msgId, requestId, orderUuid: o.id, kind: 'received', to: o.email,
+      const mails = created.map(({ data: o, msgId, requestId, trace }): MailToSend => ({
+        msgId, requestId, trace, orderUuid: o.id, kind: 'received', to: o.email,
         subject: `Order ${o.orderId} received`,
         text: `Thank you for your order ${o.orderId}.\n\nItems:\n${o.items.map((i) => `  ${i.quantity} × ${i.sku}`).join('\n')}\n\nWe will write again when it ships.\nReference: ${o.id}\n`,
       }));
-      const texts = created.filter((i) => i.data.phone).map(({ data: o, msgId }) => ({ msgId, orderUuid: o.id, kind: 'received' as const, to: o.phone!, body: smsBody('received', o) }));
+      const texts = created.filter((i) => i.data.phone).map(({ data: o, msgId, trace }) => ({ msgId, trace, orderUuid: o.id, kind: 'received' as const, to: o.phone!, body: smsBody('received', o) }));
       return await sendNotices(ch, claims, em, mails, texts, deps.log);
     },
   });
@@ -35,23 +35,23 @@ export async function startReceivedNotices(deps: Deps, ch: Channels, batch: numb
 export async function startSagaNotices(deps: Deps, ch: Channels, batch: number): Promise<BatchWorker> {
   const claims = createClaimWriters(deps.orm.em);
   return await startBatchWorker({
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     stream: SAGA_STREAM, consumer: 'notifications', schema: SagaStatusEvent, key: (e) => e.id, batch, retry: MAIL_RETRY,
     handle: async (items, em) => {
       const done = items.filter((i) => i.data.status === 'SHIPPED' || i.data.status === 'FAILED');
-      const mails = done.map(({ data: e, msgId, requestId }): MailToSend => (e.status === 'SHIPPED'
+      const mails = done.map(({ data: e, msgId, requestId, trace }): MailToSend => (e.status === 'SHIPPED'
         ? {
-          msgId, requestId, orderUuid: e.id, kind: 'shipped', to: e.email, subject: `Order ${e.orderId} shipped`,
+          msgId, requestId, trace, orderUuid: e.id, kind: 'shipped', to: e.email, subject: `Order ${e.orderId} shipped`,
           text: `Your order ${e.orderId} is on its way.\n\nTracking number: ${e.trackingNumber}\n\nReference: ${e.id}\n`,
         }
         : {
-          msgId, requestId, orderUuid: e.id, kind: 'failed', to: e.email, subject: `Order ${e.orderId} could not be completed`,
+          msgId, requestId, trace, orderUuid: e.id, kind: 'failed', to: e.email, subject: `Order ${e.orderId} could not be completed`,
           text: failedMailText(e),
         }));
-      const texts = done.filter((i) => i.data.phone).map(({ data: e, msgId }) => {
+      const texts = done.filter((i) => i.data.phone).map(({ data: e, msgId, trace }) => {
         const kind = e.status === 'SHIPPED' ? 'shipped' as const : 'failed' as const;
         const refunded = kind === 'failed' ? refundedCents(e) : 0;
-        return { msgId, orderUuid: e.id, kind, to: e.phone!, body: smsBody(kind, { ...e, refunded: refunded > 0 ? money(refunded, e.currency) : null }) };
+        return { msgId, trace, orderUuid: e.id, kind, to: e.phone!, body: smsBody(kind, { ...e, refunded: refunded > 0 ? money(refunded, e.currency) : null }) };
       });
       return await sendNotices(ch, claims, em, mails, texts, deps.log);
     },

@@ -13,9 +13,9 @@ export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
   const config = loadNotificationsConfig(deps.env, { smtp: deps.endpoints.smtp, sms: deps.endpoints.sms });
-  const mailer = timedSend(createMailer({ url: config.SMTP_URL, from: config.MAIL_FROM, poolSize: config.SMTP_POOL_SIZE }), deps.metrics.mailSeconds);
+  const mailer = timedSend(createMailer({ url: config.SMTP_URL, from: config.MAIL_FROM, poolSize: config.SMTP_POOL_SIZE, tracing: deps.tracing }), deps.metrics.mailSeconds);
   if (!config.SMS_URL) deps.log.warn('SMS_URL unset and no SMS simulator: no SMS will be sent');
-  const ch = { mailer, sms: config.SMS_URL ? createSmsClient({ url: config.SMS_URL }) : null };
+  const ch = { mailer, sms: config.SMS_URL ? createSmsClient({ url: config.SMS_URL, tracing: deps.tracing }) : null };
   // One consumer per stream carries both channels: a text never waits for another delivery.
   const workers = [await startReceivedNotices(deps, ch, config.NOTIFY_CONCURRENCY), await startSagaNotices(deps, ch, config.NOTIFY_CONCURRENCY)];
   return {

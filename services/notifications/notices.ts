@@ -15,12 +15,13 @@ import type { EntityManager } from '../kit/index.ts';
 import { NonRetryableError } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
 import type { RetryPolicy } from '../kit/index.ts';
+import { withTrace, type Trace } from '../kit/index.ts';
 import { messageIdFor, type Mailer } from './mailer.ts';
 import { sendSmsBatch, type SmsClient, type SmsToSend } from './sms.ts';
 
 export type EmailKind = 'received' | 'shipped' | 'failed';
 
-export type MailToSend = { msgId: string; orderUuid: string; kind: EmailKind; to: string; subject: string; text: string; requestId?: string };
+export type MailToSend = { msgId: string; orderUuid: string; kind: EmailKind; to: string; subject: string; text: string; requestId?: string; trace?: Trace };
 
 // Seed 004: 1 s, 2 s, 4 s, ... at most 5 retries (max_deliver 6 in streams/).
 export const MAIL_RETRY: RetryPolicy = { baseMs: 1000, factor: 2, maxMs: 16_000, jitter: 0.1 };
@@ -76,7 +77,9 @@ export async function sendMailBatch(mailer: Mailer, claim: ClaimWriters['mail'],
   const todo = batch.filter((m) => !claimed.has(`${m.orderUuid}/${m.kind}`));
   const sent = await Promise.allSettled(todo.map(async (m) => {
     const messageId = messageIdFor(m.orderUuid, m.kind);
-    await mailer.send({ to: m.to, subject: m.subject, text: m.text, messageId, requestId: m.requestId });
+    const send = () => mailer.send({ to: m.to, subject: m.subject, text: m.text, messageId, requestId: m.requestId });
+    // In the trace of the message that asked for it (a batch runs in a span of its own).
+    await (m.trace ? withTrace(m.trace, send) : send());
     try {
       await claim(m);
     } catch (err) {

@@ -2,7 +2,7 @@
 // 400 is permanent (DLQ); 429 comes back after Retry-After; 5xx, timeouts and
 // dropped connections are transient, and safe to retry under the same key.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { backoff, NonRetryableError, parseRetryAfter, RetryLaterError } from '../kit/index.ts';
+import { backoff, NonRetryableError, parseRetryAfter, RetryLaterError, tracedFetch, withTrace, type Trace, type Tracing } from '../kit/index.ts';
 import type { EntityManager } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
 
@@ -26,8 +26,10 @@ const AGAIN_SOON = { baseMs: 200, factor: 1, jitter: 0.5 } as const;
  * failing 44% of the time (the saga test's 30% 503s and 20% 429s) would dead-letter
  * about one text in 140. The Idempotency-Key makes every repeat safe.
  */
-export function createSmsClient({ url, timeoutMs = 10_000, attempts = 3, maxInlineWaitMs = 2000 }: { url: string; timeoutMs?: number; attempts?: number; maxInlineWaitMs?: number }): SmsClient {
+export function createSmsClient({ url, timeoutMs = 10_000, attempts = 3, maxInlineWaitMs = 2000, tracing }: { url: string; timeoutMs?: number; attempts?: number; maxInlineWaitMs?: number; tracing?: Tracing }): SmsClient {
   const base = url.replace(/\/+$/, '');
+  // A CLIENT span per attempt, with the trace in its headers, while tracing is on.
+  const fetch = tracedFetch(tracing, globalThis.fetch, 'sms');
   const once = async ({ to, body, key }: { to: string; body: string; key: string }): Promise<string> => {
     let res: Response;
     try {
@@ -69,7 +71,7 @@ export function createSmsClient({ url, timeoutMs = 10_000, attempts = 3, maxInli
 
 export type SmsKind = 'received' | 'shipped' | 'failed';
 
-export type SmsToSend = { orderUuid: string; kind: SmsKind; to: string; body: string };
+export type SmsToSend = { orderUuid: string; kind: SmsKind; to: string; body: string; trace?: Trace };
 
 /**
  * Send the texts of a batch whose (order, kind) has no claim yet, under the batch's locks
@@ -85,7 +87,9 @@ export async function sendSmsBatch(sms: SmsClient, claim: (m: SmsToSend & { prov
     batch.flatMap((m) => [m.orderUuid, m.kind]));
   const todo = batch.filter((m) => !done.some((c) => c.order_id === m.orderUuid && c.kind === m.kind));
   const sent = await Promise.allSettled(todo.map(async (m) => {
-    const providerId = await sms.send({ to: m.to, body: m.body, key: `sms:${m.orderUuid}:${m.kind}` });
+    const send = () => sms.send({ to: m.to, body: m.body, key: `sms:${m.orderUuid}:${m.kind}` });
+    // In the trace of the message that asked for it (a batch runs in a span of its own).
+    const providerId = m.trace ? await withTrace(m.trace, send) : await send();
     // A failure here retries the text under the same Idempotency-Key.
     await claim({ orderUuid: m.orderUuid, kind: m.kind, to: m.to, body: m.body, providerId });
   }));

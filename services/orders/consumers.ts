@@ -19,7 +19,7 @@ export type Projection = { stop(): Promise<void> };
 /** `const p = await startStatusProjection(deps); ...; await p.stop()` */
 export async function startStatusProjection(deps: Deps, o: { batch?: number; lingerMs?: number } = {}): Promise<Projection & RunningConsumer> {
   return await startConsumer<SagaStatusEvent>({
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     stream: SAGA_STREAM, consumer: 'orders', schema: SagaStatusEvent,
     guard: 'state',
     batch: { size: o.batch ?? 256, lingerMs: o.lingerMs ?? 5 },

@@ -11,7 +11,7 @@ import type { MikroORM } from '../kit/index.ts';
 import type { Sealer } from '../kit/index.ts';
 import { HttpError } from '../kit/index.ts';
 import { IdempotencyKeyTaken, type IdempotencyClaim } from '../kit/index.ts';
-import { H } from '../kit/index.ts';
+import { carryHeaders } from '../kit/index.ts';
 import type { InferEntity } from '@mikro-orm/core';
 import type { Order } from './entities.ts';
 
@@ -79,7 +79,7 @@ export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatc
       const row = {
         id, order_id: req.orderId, email: req.email, phone: event.phone, payment_token: sealed,
         items: req.items, history: [{ status: 'PENDING', at: createdAt, reason: null }], created_at: createdAt,
-        outbox_id: randomUUID(), payload: JSON.stringify(event), headers: { [H.requestId]: requestId },
+        outbox_id: randomUUID(), payload: JSON.stringify(event), headers: carryHeaders(requestId) ?? {},
         ...(claim ? { idem_scope: claim.scope, idem_key: claim.key, idem_hash: claim.requestHash, response } : {}),
       };
       let inserted: boolean;

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { ChargeCommand, OrderRef, PAYMENTS_STREAM, Subjects } from '../../contracts/commerce.ts';
 import { NonRetryableError } from '../kit/index.ts';
-import { enqueue, type OutboxMessage } from '../kit/index.ts';
+import { enqueue, withTrace, type OutboxMessage } from '../kit/index.ts';
 import type { BatchItem, EntityManager, GatewayClient, Sealer } from '../kit/index.ts';
 import type { Deps } from '../kit/index.ts';
 import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
@@ -23,7 +23,7 @@ export async function startPaymentsConsumer(deps: Deps, o: { client: GatewayClie
   const { client, config } = o;
   return await startBatchWorker({
     stream: PAYMENTS_STREAM, consumer: 'payments',
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     schema: Command, key: (m) => m.orderUuid, batch: config.PAYMENTS_CONCURRENCY,
     retry: { baseMs: config.PAYMENTS_RETRY_BASE_MS, maxMs: config.PAYMENTS_RETRY_MAX_MS },
     paused: () => client.isOpen(),
@@ -41,10 +41,10 @@ async function onPaymentCommands(
   const charged: { cmd: z.infer<typeof ChargeCommand>; outcome: ChargeOutcome }[] = [];
   // The batch's CHARGING leases, in one statement committed before any call goes out.
   const leases = await takeLeases(deps.orm.em.fork(), items.flatMap((i) => (i.subject === Subjects.charge && 'amount' in i.data ? [i.data] : [])), leaseMs);
-  const settled = await Promise.allSettled(items.map(async (item) => {
-    const { data: cmd, subject, requestId, log } = item;
+  // Each call in its command's trace (a batch of several runs in a span of its own).
+  const settled = await Promise.allSettled(items.map((item) => withTrace(item.trace, async () => {
+    const { data: cmd, subject, carry: headers, log } = item;
     const call = gatewayCaller(client, item);
-    const headers = requestId ? { 'X-Request-Id': requestId } : undefined;
     if (subject === Subjects.charge) {
       if (!('amount' in cmd)) throw new NonRetryableError('charge without amount');
       const outcome = await chargeOrder({ client, call, em: deps.orm.em.fork(), sealer }, cmd, leases.get(cmd.orderUuid));
@@ -63,7 +63,7 @@ async function onPaymentCommands(
       };
     }
     throw new NonRetryableError(`unknown payments command ${subject}`);
-  }));
+  })));
   // The calls are done; record what they settled in this transaction, hand back the rest.
   const failed: { msgId: string; error: unknown }[] = [];
   for (const [i, r] of settled.entries()) {

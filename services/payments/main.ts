@@ -16,7 +16,7 @@ export async function start(deps: Deps): Promise<Running> {
   const sealer = paymentTokenSealer(deps.env, deps.log);
   const client = createGatewayClient({
     metrics: { metrics: deps.metrics, client: 'payments' },
-    baseUrl: config.PAYMENT_GATEWAY_URL, log: deps.log, timeoutMs: config.PAYMENTS_TIMEOUT_MS,
+    baseUrl: config.PAYMENT_GATEWAY_URL, log: deps.log, tracing: deps.tracing, timeoutMs: config.PAYMENTS_TIMEOUT_MS,
     breaker: { errorThresholdPercentage: config.PAYMENTS_BREAKER_ERROR_PCT, volumeThreshold: config.PAYMENTS_BREAKER_VOLUME, resetTimeoutMs: config.PAYMENTS_BREAKER_RESET_MS },
   });
   const worker = await startPaymentsConsumer(deps, { client, sealer, config });

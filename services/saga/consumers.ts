@@ -15,12 +15,10 @@ import { insertSagas, lockSagas, saveDecision, updateSagas } from './store.ts';
 
 export type SagaConsumerOptions = SagaConfig & { batch: number; retryBaseMs: number; sweepMs: number };
 
-const headersOf = (requestId: string | undefined) => (requestId ? { 'X-Request-Id': requestId } : undefined);
-
 /** Start the orchestrator's two mailboxes and its timeout sweeper. `const s = await startSagaConsumers(deps, { batch: 64, ... }); await s.stop()` */
 export async function startSagaConsumers(deps: Deps, o: SagaConsumerOptions): Promise<{ workers: BatchWorker[]; stop(): Promise<void> }> {
   const common = {
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     batch: o.batch, retry: { baseMs: o.retryBaseMs, maxMs: 10_000 },
   };
 
@@ -29,7 +27,7 @@ export async function startSagaConsumers(deps: Deps, o: SagaConsumerOptions): Pr
     handle: async (items, em) => {
       const starts = items.filter((i) => i.subject === OrderSubjects.created).map((i) => ({ i, d: startSaga(i.data, Date.now(), o) }));
       const fresh = await insertSagas(em, starts.map((s) => s.d.saga));
-      await enqueue(em, starts.filter((s) => fresh.has(s.d.saga.id)).flatMap((s) => s.d.out.map((m) => ({ ...m, headers: headersOf(s.i.requestId) }))));
+      await enqueue(em, starts.filter((s) => fresh.has(s.d.saga.id)).flatMap((s) => s.d.out.map((m) => ({ ...m, headers: s.i.carry }))));
     },
   });
 
@@ -46,7 +44,7 @@ export async function startSagaConsumers(deps: Deps, o: SagaConsumerOptions): Pr
         const d = onReply(s, i.data, Date.now(), o);
         if (!d) continue;
         changes.push({ saga: d.saga, prevVersion: s.version });
-        out.push(...d.out.map((m) => ({ ...m, headers: headersOf(i.requestId) })));
+        out.push(...d.out.map((m) => ({ ...m, headers: i.carry })));
         if (d.saga.step !== s.step) deps.metrics.sagaStepSeconds.observe({ step: s.step, next: d.saga.step }, Math.max(0, Date.now() - Date.parse(s.history.at(-1)!.at)) / 1000);
         if (d.saga.step !== s.step) i.log.info({ orderUuid: s.id, from: s.step, to: d.saga.step, reply: i.data.type, reason: d.saga.failureReason ?? undefined }, 'saga step');
       }

@@ -18,7 +18,7 @@ export async function startShippingConsumer(deps: Deps, config: ShippingConfig):
   const rules: ShippingRules = { failSkuPrefix: config.SHIPPING_FAIL_SKU_PREFIX, failRate: config.SHIPPING_FAIL_RATE };
   return await startBatchWorker({
     stream: SHIPPING_STREAM, consumer: 'shipping',
-    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics,
+    js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     schema: Command, key: (m) => m.orderUuid, batch: config.SHIPPING_BATCH,
     retry: { baseMs: config.SHIPPING_RETRY_BASE_MS, maxMs: 30_000 },
     handle: (items, em) => onShippingCommands(items, em, rules),
@@ -40,8 +40,7 @@ async function onShippingCommands(items: BatchItem<Command>[], em: EntityManager
   }
   const schedules = items.filter((i) => i.subject === Subjects.schedule);
   const replies = await schedulePickups(em, schedules.map((i) => ({ id: i.data.orderUuid, skus: (i.data as z.infer<typeof ScheduleCommand>).items.map((x) => x.sku) })), rules);
-  for (const { data: cmd, subject, requestId } of items) {
-    const headers = requestId ? { 'X-Request-Id': requestId } : undefined;
+  for (const { data: cmd, subject, carry: headers } of items) {
     if (subject === Subjects.schedule) out.push({ ...replies.get(cmd.orderUuid)!, headers });
     else out.push({ subject: Subjects.shipmentCancelled, data: { type: 'shipment-cancelled', orderUuid: cmd.orderUuid }, headers });
   }

@@ -1,5 +1,6 @@
 // An in-process orderflow for tests: a private nats-server, a fresh database, an SMTP
 // sink, and the real runtime with the real registry.
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { createLogger } from '../kit/index.ts';
 import { startRuntime, type Cluster } from '../kit/runtime.ts';
 import type { Env } from '../kit/index.ts';
@@ -16,7 +17,7 @@ export type TestCluster = Cluster & {
 };
 
 /** `const c = await startTestCluster({ TARGET: 'orders,notifications,admin' })` */
-export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats; databaseUrl?: string; sink?: SmtpSink }): Promise<TestCluster> {
+export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats; databaseUrl?: string; sink?: SmtpSink; spans?: SpanExporter }): Promise<TestCluster> {
   const nats = shared?.nats ?? await startTestNats();
   const db = shared?.databaseUrl ? undefined : await createTestDatabase();
   const sink = shared?.sink ?? await startSmtpSink({ port: 0 });
@@ -27,7 +28,8 @@ export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats
     // second boot per test cluster. Tests of that placement ask for it.
     FUNDING_SCORING_PROCESS: 'inline', ...env,
   };
-  const cluster = await startRuntime({ env: fullEnv, registry, externals, routes: sharedRoutes, log: createLogger({ level: fullEnv.LOG_LEVEL }) });
+  // `spans` (an InMemorySpanExporter) turns tracing on and receives each span as it ends.
+  const cluster = await startRuntime({ env: fullEnv, registry, externals, routes: sharedRoutes, log: createLogger({ level: fullEnv.LOG_LEVEL }), spanExporter: shared?.spans });
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(cluster.url + path, {
       method, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },

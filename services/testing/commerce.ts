@@ -1,5 +1,6 @@
 // Test helpers for the commerce saga: a cluster with the gateway and SMS simulators
 // started by the test (so it can turn their knobs), products, orders, and the books.
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { eventually, type TestNats } from './servers.ts';
 import type { Env } from '../kit/index.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
@@ -32,7 +33,7 @@ let seq = 0;
 export const uid = (p: string) => `${p}-${process.pid}-${(++seq).toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
 
 /** `const k = await startCommerce({ SAGA_STEP_TIMEOUT_MS: '1000' })` */
-export async function startCommerce(env: Env = {}, shared?: { nats?: TestNats; databaseUrl?: string; sink?: SmtpSink; gw?: RunningGatewaySimulator; sms?: Sms }): Promise<Commerce> {
+export async function startCommerce(env: Env = {}, shared?: { nats?: TestNats; databaseUrl?: string; sink?: SmtpSink; gw?: RunningGatewaySimulator; sms?: Sms; spans?: SpanExporter }): Promise<Commerce> {
   const gw = shared?.gw ?? await startGatewaySimulator({ port: 0, seed: 7 });
   const sms = shared?.sms ?? await startSmsSimulator({ port: 0, seed: 7 });
   const c = await startTestCluster({ TARGET: 'all', PAYMENT_GATEWAY_URL: gw.url, SMS_URL: sms.url, ...FAST_ENV, ...env }, shared);

@@ -1,6 +1,6 @@
-// The Hono app factory every service mounts its routes on: request ids, the one error
-// mapper of CONTRACTS.md, security headers, CORS, body limit, JSON-only bodies, health,
-// readiness, metrics.
+// The Hono app factory every service mounts its routes on: a span per request (tracing
+// on), request ids, the one error mapper of CONTRACTS.md, security headers, CORS, body
+// limit, JSON-only bodies, health, readiness, metrics.
 import { Hono } from 'hono';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -11,6 +11,8 @@ import type { IdempotencyClaim } from './idempotency.ts';
 import { jsonOnly } from './json-only.ts';
 import { requestId } from './request-id.ts';
 import { secureHeaders } from './secure-headers.ts';
+import { traceRequests } from './trace.ts';
+import type { Tracing } from '../tracing.ts';
 
 export type AppEnv = { Variables: { requestId: string; log: Logger; idempotency?: IdempotencyClaim } };
 export type Readiness = () => Promise<string[]>;
@@ -23,10 +25,11 @@ export type App = Hono<AppEnv> & {
 };
 
 /** The process's HTTP app. `const app = createApp({ log, metrics, readiness })` */
-export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number; corsOrigins?: readonly string[] }): App {
+export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number; corsOrigins?: readonly string[]; tracing?: Tracing }): App {
   const app = new Hono<AppEnv>();
   const bodyLimits = new Map<string, number>();
   const formBodies = new Set<string>();
+  if (opts.tracing?.on) app.use('*', traceRequests(opts.tracing));
   app.use('*', requestId(opts));
   app.use('*', secureHeaders());
   // Before the body checks: a preflight has no body, and a refused request still needs its CORS headers to be readable.

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { traceIds } from '../tracing.ts';
 
 const SANE_ID = /^[\w.:-]{1,128}$/;
 // Probes and scrapes arrive every few seconds from every replica: their lines would bury the rest.
@@ -16,7 +17,8 @@ export function requestId({ log, metrics }: { log: Logger; metrics: Metrics }): 
     const incoming = c.req.header('x-request-id');
     const id = incoming && SANE_ID.test(incoming) ? incoming : randomUUID();
     c.set('requestId', id);
-    c.set('log', log.child({ requestId: id }));
+    // trace_id/span_id: the request's span (http/trace.ts), when tracing is on.
+    c.set('log', log.child({ requestId: id, ...traceIds() }));
     c.header('X-Request-Id', id);
     const started = performance.now();
     await next();
