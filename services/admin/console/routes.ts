@@ -15,6 +15,7 @@ import { isAdmin, page } from './layout.ts';
 import { lendingRoutes } from './lending.ts';
 import { orderFeed, orderRoutes } from './orders.ts';
 import { clusterApi, consoleVerifier, requireConsole, safeNext, sameOrigin, setSession, signIn, signOut, type ConsoleEnv, type Refusal } from './session.ts';
+import { isMissingTable, schemaOf } from './sql.ts';
 import { streamRoutes } from './streams.ts';
 
 const ASSETS = {
@@ -82,11 +83,12 @@ export function createConsole(d: ConsoleDeps) {
       return c.redirect('/admin/login', 303);
     })
     .get('/', anyConsoleRole, (c) => c.redirect(isAdmin(c.get('principal')) ? '/admin/orders' : '/admin/funding', 303))
-    .use('/funding', anyConsoleRole).use('/funding/*', anyConsoleRole)
-    .use('/orders', adminOnly).use('/orders/*', adminOnly)
-    .use('/lending', adminOnly).use('/lending/*', adminOnly)
-    .use('/dlq', adminOnly).use('/dlq/*', adminOnly)
-    .use('/streams', adminOnly).use('/streams/*', adminOnly)
+    // One guard per request (`/x/*` matches `/x` too): a second would refresh with a token the first already rotated.
+    .use('/funding/*', anyConsoleRole)
+    .use('/orders/*', adminOnly)
+    .use('/lending/*', adminOnly)
+    .use('/dlq/*', adminOnly)
+    .use('/streams/*', adminOnly)
     .route('/orders', orderRoutes({ orm: d.orm, dlq: d.dlq, feed, open }))
     .route('/lending', lendingRoutes({ orm: d.orm, dlq: d.dlq, open, intervalMs }))
     .route('/funding', fundingRoutes({ orm: d.orm, api, open, intervalMs }))
@@ -99,11 +101,14 @@ export function createConsole(d: ConsoleDeps) {
 
   // Errors as pages: a person reads them. The status stays what the API would say.
   routes.onError((err, c) => {
-    const status = err instanceof HttpError ? err.status : isUnavailable(err) || (err as { status?: number }).status === 503 ? 503 : 500;
+    // A table that is not there: the service that owns it has never run against this database.
+    const missingTable = isMissingTable(err);
+    const status = err instanceof HttpError ? err.status : missingTable || isUnavailable(err) || (err as { status?: number }).status === 503 ? 503 : 500;
     if (status >= 500) d.log.warn({ err: String(err) }, 'console page failed');
     const text = err instanceof HttpError
       ? `${err.message}${err.details?.length ? `: ${err.details.map((x) => `${x.field} ${x.message}`).join('; ')}` : ''}`
-      : status === 503 ? 'A dependency (NATS or the database) is unavailable. Try again shortly.' : 'Something went wrong on our side. Try again shortly.';
+      : missingTable ? `This page reads tables this database does not have yet (${schemaOf(err)}): start the service that owns them once.`
+        : status === 503 ? 'A dependency (NATS or the database) is unavailable. Try again shortly.' : 'Something went wrong on our side. Try again shortly.';
     return c.html(page({ title: status === 404 ? 'Not found' : 'Could not show this page', principal: (c as Context<ConsoleEnv>).get('principal'), body: html`<p role="alert">${text}</p><p><a href="/admin">Back to the console</a></p>` }), status as 400);
   });
 

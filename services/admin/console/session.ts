@@ -122,7 +122,7 @@ export const safeNext = (next: string | undefined) => (next && /^\/admin(?:[/?#]
  * lock against cross-site form posts.
  */
 export function sameOrigin(c: Context): boolean {
-  const from = c.req.header('origin') ?? c.req.header('referer');
+  const from = c.req.header('origin') || c.req.header('referer');
   if (!from || from === 'null') return false;
   let host: string;
   try { host = new URL(from).host; } catch { return false; }

@@ -17,9 +17,13 @@ export function decodeKeyset(cursor: string): { at: Date; id: string } {
 }
 
 /** A failed read of another service's table, in words: a missing table means its service never ran against this database. */
+export const isMissingTable = (err: unknown) => {
+  const e = err as { code?: string; name?: string; message?: string } | undefined;
+  return e?.code === '42P01' || e?.name === 'TableNotFoundException' || /relation .* does not exist/.test(String(e?.message));
+};
+
 export function schemaOf(err: unknown): string {
-  const e = err as { code?: string; message?: string };
-  if (e?.code === '42P01' || /relation .* does not exist/.test(String(e?.message))) return 'this database has no such table yet (its service has not run here)';
+  if (isMissingTable(err)) return 'this database has no such table yet (its service has not run here)';
   if (err instanceof HttpError) return err.message;
   return 'the read failed; reload to try again';
 }
