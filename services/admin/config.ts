@@ -5,11 +5,12 @@ import { int, readConfig, url, type Env } from '../kit/index.ts';
 
 const schema = z.object({
   /**
-   * Where the console reaches the cluster's HTTP API (sign-in, refresh, logout, the JWKS, funding
-   * decisions): the gateway, or identity and funding, in Kubernetes. Unset, this process answers
-   * itself in-process (npm start, where every target runs together).
+   * Where the console reaches identity (sign-in, refresh, logout, /api/users/me, the JWKS) and
+   * funding (review decisions) over HTTP when they run in other processes (Kubernetes). Unset,
+   * this process answers itself, in-process (npm start, where every target runs together).
    */
-  ADMIN_API_URL: url(['http', 'https']),
+  IDENTITY_URL: url(['http', 'https']),
+  FUNDING_URL: url(['http', 'https']),
   IDENTITY_ISSUER: z.string().min(1).default('orderflow-identity'),
   IDENTITY_AUDIENCE: z.string().min(1).default('orderflow'),
   /** How often the console's live views read what changed (one query per view type, shared by every open page). */

@@ -299,3 +299,25 @@ describe('orders search over 100,000 orders', () => {
     expect(live.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/Index Scan using orders_updated_at/);
   });
 });
+
+describe('an admin process of its own', () => {
+  it('signs in and decides through IDENTITY_URL and FUNDING_URL, and without them says sign-in is unavailable', async () => {
+    const apart = await startTestCluster({ TARGET: 'admin', IDENTITY_URL: c.url, FUNDING_URL: c.url, ADMIN_CONSOLE_LIVE_MS: '200' }, { nats: c.nats, databaseUrl: c.databaseUrl, sink: c.sink });
+    const alone = await startTestCluster({ TARGET: 'admin' }, { nats: c.nats, databaseUrl: c.databaseUrl, sink: c.sink });
+    try {
+      const b = await signedIn(apart, { email: reviewerEmail, password: PASSWORD });
+      const created = await c.post('/api/funding/applications', pendingReviewBody());
+      await waitForStatus(c.get, created.body.id, 'pending_review');
+      const r = await b.post(`/admin/funding/${created.body.id}/decision`, { decision: 'rejected', note: 'from the admin process' });
+      expect(decodeURIComponent(r.location!.replace(/\+/g, ' '))).toContain(`Recorded: rejected by ${reviewerEmail}`);
+      expect((await c.get(`/api/funding/applications/${created.body.id}`)).body.status).toBe('rejected');
+
+      const refused = await browserish(alone).post('/admin/login', { email: ADMIN.email, password: ADMIN.password });
+      expect(refused.status).toBe(503);
+      expect(refused.text).toContain('Sign-in is unavailable');
+    } finally {
+      await apart.close();
+      await alone.close();
+    }
+  }, 60_000);
+});

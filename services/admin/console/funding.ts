@@ -55,7 +55,7 @@ const outcome = (d: Detail): Html => html`${facts([
   ['Last change', time(d.updated_at)],
 ])}`;
 
-export function fundingRoutes({ orm, api, open, intervalMs }: { orm: MikroORM; api: ClusterApi; open: Set<() => void>; intervalMs: number }) {
+export function fundingRoutes({ orm, identity, funding, open, intervalMs }: { orm: MikroORM; identity: ClusterApi; funding: ClusterApi; open: Set<() => void>; intervalMs: number }) {
   return new Hono<ConsoleEnv>()
     .get('/', async (c) => {
       const q = validate(c.req.query(), Query);
@@ -137,9 +137,9 @@ ${jsonBlock(d.risk_reasons ?? [], 'Risk reasons as stored')}`,
       const form = validate({ decision: body.decision, note: typeof body.note === 'string' && body.note.trim() ? body.note.trim() : undefined }, Decision);
       const auth = { authorization: `Bearer ${c.get('accessToken')}` };
       // Recorded as the account's email (the token carries only its id): who decided, in words a person reads.
-      const me = await api('/api/users/me', { headers: auth });
+      const me = await identity('/api/users/me', { headers: auth });
       const reviewer = me.ok ? ((await me.json()) as { email: string }).email : c.get('principal').sub;
-      const res = await api(`/api/funding/applications/${id}/decision`, {
+      const res = await funding(`/api/funding/applications/${id}/decision`, {
         method: 'POST',
         headers: { ...auth, 'content-type': 'application/json', 'idempotency-key': crypto.randomUUID() },
         body: JSON.stringify({ decision: form.decision, reviewer, ...(form.note ? { note: form.note } : {}) }),

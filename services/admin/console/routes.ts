@@ -51,7 +51,8 @@ export type ConsoleDeps = { app: App; orm: MikroORM; dlq: DlqAdmin; metrics: Met
 
 /** `app.route('/admin', console.routes)`; `console.stop()` ends the live feeds and open event streams. */
 export function createConsole(d: ConsoleDeps) {
-  const api = clusterApi(d.app, d.config.ADMIN_API_URL);
+  const api = clusterApi(d.app, d.config.IDENTITY_URL);
+  const fundingApi = clusterApi(d.app, d.config.FUNDING_URL);
   const verifier = consoleVerifier(api, d.config);
   const open = new Set<() => void>();
   const intervalMs = d.config.ADMIN_CONSOLE_LIVE_MS;
@@ -91,7 +92,7 @@ export function createConsole(d: ConsoleDeps) {
     .use('/streams/*', adminOnly)
     .route('/orders', orderRoutes({ orm: d.orm, dlq: d.dlq, feed, open }))
     .route('/lending', lendingRoutes({ orm: d.orm, dlq: d.dlq, open, intervalMs }))
-    .route('/funding', fundingRoutes({ orm: d.orm, api, open, intervalMs }))
+    .route('/funding', fundingRoutes({ orm: d.orm, identity: api, funding: fundingApi, open, intervalMs }))
     .route('/dlq', dlqRoutes({ dlq: d.dlq }))
     .route('/streams', streamRoutes({ metrics: d.metrics, open, intervalMs }));
 

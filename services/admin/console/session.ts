@@ -4,7 +4,7 @@
 // Every console request verifies the access token locally (no call to identity per
 // page); an expired one is swapped for a new pair with the refresh token, once, here.
 //
-// Identity is reached through its HTTP API: over the network at ADMIN_API_URL when the
+// Identity is reached through its HTTP API: over the network at IDENTITY_URL when the
 // admin target runs apart (Kubernetes), or in-process through the app itself when the
 // process runs identity too (npm start). Either way it is the same code path a client
 // uses: login lockout, rate limits, refresh-token rotation and reuse detection included.
@@ -25,7 +25,7 @@ export type ConsoleEnv = AppEnv & { Variables: { principal: Principal; accessTok
 /** The cluster's HTTP API as the console calls it (see the top of this file). */
 export type ClusterApi = (path: string, init?: RequestInit) => Promise<Response>;
 
-/** `const api = clusterApi(app, config.ADMIN_API_URL)`: over HTTP when `baseUrl` is set, else in-process. */
+/** `const api = clusterApi(app, config.IDENTITY_URL)`: over HTTP when `baseUrl` is set, else in-process. */
 export function clusterApi(app: App, baseUrl: string | undefined): ClusterApi {
   if (baseUrl) return async (path, init) => await fetch(new URL(path, baseUrl), { ...init, signal: AbortSignal.timeout(10_000) });
   return async (path, init) => await app.request(path, init);
