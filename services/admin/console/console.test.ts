@@ -195,6 +195,21 @@ describe('dead letters', () => {
     expect((await admin.get('/admin/dlq?stream=bad%20name')).status).toBe(400);
   });
 
+  it('shows a hostile payload as text, on pages that cannot be framed and run only their own script', async () => {
+    const key = `L-xss-${randomUUID().slice(0, 8)}`;
+    const hostile = '</textarea><script>alert(1)</script><img src=x onerror=alert(2)>';
+    await deadLetter({ orderId: randomUUID(), loanId: key, note: hostile });
+    const [id] = await dlqIdsOf(key);
+    const page = await admin.get(`/admin/dlq/${id}`);
+    expect(page.text).not.toContain('<script>alert(1)');
+    expect(page.text).not.toContain('<img src=x');
+    expect(page.text).toContain('&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;');
+    const res = await fetch(`${c.url}/admin/login`);
+    expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(res.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(res.headers.get('x-frame-options')).toBe('DENY');
+  });
+
   it('refuses an edited payload that is not JSON or does not fit the schema, keeps the entry, then redrives a fitting one', async () => {
     const key = `L-edit-${randomUUID().slice(0, 8)}`;
     const orderId = randomUUID();
