@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendToDlq } from '../../kit/dlq.ts';
 import { eventually, startTestCluster, type TestCluster } from '../../testing/index.ts';
 import { pendingReviewBody, waitForStatus } from '../../funding/test-fixtures.ts';
+import { orderFeed } from './orders.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE } from './session.ts';
 import { account, ADMIN, browserish, CONSOLE_ENV, PASSWORD, signedIn, type Browserish } from './test-support.ts';
 
@@ -268,6 +269,27 @@ describe('funding decisions', () => {
     // A second decision is refused by funding, and the page says so.
     const again = await reviewer.post(`/admin/funding/${id}/decision`, { decision: 'rejected' });
     expect(decodeURIComponent(again.location!.replace(/\+/g, ' '))).toContain('The decision was not recorded');
+  });
+});
+
+describe('the live orders feed', () => {
+  it('keeps up after a burst larger than one read: a change after 1,500 orders stamped alike still arrives', async () => {
+    const feed = orderFeed(c.deps.orm, 50, c.deps.log);
+    const seen = new Map<string, string>();
+    const off = feed.listen((changes) => { for (const r of changes) seen.set(r.order_id, r.status); });
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // the feed has read its start time
+      const run = randomUUID().slice(0, 8);
+      const em = c.deps.orm.em.fork();
+      await em.execute(`insert into orders.orders (id, order_id, email, status, items, history, created_at, updated_at)
+        select gen_random_uuid(), 'BURST-${run}-' || g, 'burst@example.com', 'PENDING', '[]'::jsonb, '[]'::jsonb, now(), now() from generate_series(1, 1500) g`);
+      await eventually(async () => (seen.has(`BURST-${run}-1500`) || seen.size >= 1000 ? true : null), { what: 'the burst seen' });
+      await em.execute(`update orders.orders set status = 'SHIPPED', updated_at = clock_timestamp() where order_id = 'BURST-${run}-1'`);
+      await eventually(async () => (seen.get(`BURST-${run}-1`) === 'SHIPPED' ? true : null), { what: 'the change after the burst', timeoutMs: 5000 });
+    } finally {
+      off();
+      feed.stop();
+    }
   });
 });
 

@@ -78,10 +78,14 @@ type Change = OrderRow & { key: string };
 /**
  * Orders changed since the last read, from the index on updated_at. A row's updated_at is
  * its transaction's start, so a transaction that commits late can carry a time the cursor
- * has passed: the read looks back `LOOKBACK_MS` and drops what it already sent.
+ * has passed: the read looks back `LOOKBACK_MS` and drops what it already sent. It reads the
+ * newest changes first, `MAX_CHANGES` at most: under a burst a person's page gets the latest
+ * changes (a page shows 50 rows), and the cursor always moves on (oldest first, a burst of
+ * rows with one timestamp would fill every read and hide what came after it).
  */
 export function orderFeed(orm: MikroORM, intervalMs: number, log: Parameters<typeof createFeed>[0]['log']): Feed<Change> {
   const LOOKBACK_MS = 5000;
+  const MAX_CHANGES = 1000;
   let cursor = new Date();
   const sent = new Map<string, number>();
   return createFeed<Change>({
@@ -92,7 +96,7 @@ export function orderFeed(orm: MikroORM, intervalMs: number, log: Parameters<typ
     },
     read: async () => {
       const rows = await orm.em.fork().execute<OrderRow[]>(
-        `select ${COLUMNS} from orders.orders where updated_at > ? order by updated_at limit 1000`, [new Date(cursor.getTime() - LOOKBACK_MS)]);
+        `select ${COLUMNS} from orders.orders where updated_at > ? order by updated_at desc limit ${MAX_CHANGES}`, [new Date(cursor.getTime() - LOOKBACK_MS)]);
       const out: Change[] = [];
       for (const r of rows) {
         const at = new Date(r.updated_at).getTime();
@@ -103,7 +107,7 @@ export function orderFeed(orm: MikroORM, intervalMs: number, log: Parameters<typ
         out.push({ ...r, key });
       }
       for (const [k, at] of sent) if (at < cursor.getTime() - 2 * LOOKBACK_MS) sent.delete(k);
-      return out;
+      return out.reverse();
     },
   });
 }
