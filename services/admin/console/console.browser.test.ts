@@ -3,9 +3,13 @@
 // an order appear and reach SHIPPED without a reload, find a lending item's dead letter by
 // its loan id, fix and redrive it and watch the order's counts move, a bulk redrive whose
 // dry run count is what it then redrives, a reviewer's approval and the payout that
-// follows, a decision made with the keyboard alone, and a customer refused. It leaves a
-// screenshot of each view in docs/console/.
+// follows, a decision made with the keyboard alone, and a customer refused. It takes a
+// screenshot of each view: into CONSOLE_SCREENSHOTS_DIR when set (docs/console/ holds the
+// README's, made with CONSOLE_SCREENSHOTS_DIR=docs/console), else a temporary folder, so
+// an ordinary run leaves the working tree as it was.
 import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +19,7 @@ import { eventually, startCommerce, uid, type Commerce } from '../../testing/ind
 import { account, ADMIN, CONSOLE_ENV, PASSWORD } from './test-support.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = new URL('../../../docs/console/', import.meta.url).pathname;
+const SHOTS = `${process.env.CONSOLE_SCREENSHOTS_DIR ? resolve(process.env.CONSOLE_SCREENSHOTS_DIR) : join(tmpdir(), 'orderflow-console-screenshots')}/`;
 
 let k: Commerce;
 let t24: RunningT24Simulator;
