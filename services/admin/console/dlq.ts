@@ -41,7 +41,7 @@ async function formOf(c: Context): Promise<Record<string, string>> {
 
 export function dlqRoutes({ dlq }: { dlq: DlqAdmin }) {
   const entryPage = (c: Context<ConsoleEnv>, e: DlqEntry, o: { notice?: Notice; text?: string; status?: 200 | 400 } = {}) => c.html(page({
-    title: `Dead letter #${e.id}`, section: 'dlq', principal: c.get('principal'), notice: o.notice, body: html`
+    title: `Dead letter #${e.id}`, section: 'dlq', principal: c.get('principal'), notice: o.status === 400 ? null : o.notice, body: html`
 <p><a href="/admin/dlq">Back to the dead letters</a></p>
 <section aria-labelledby="where-h"><h2 id="where-h">Where it came from</h2>
 ${facts([['Stream', e.stream], ['Consumer', e.consumer], ['Subject', e.subject], ['Original sequence', e.seq], ['Deliveries', e.deliveries], ['Reason', e.reason], ['Dead-lettered at', time(e.at)]])}
@@ -53,7 +53,7 @@ ${Object.keys(e.headers).length ? html`<table><caption>Headers of the original m
 <form method="post" action="/admin/dlq/${e.id}/redrive">
 <div class="field"><label for="payload">Payload (JSON; checked against the schema of ${e.subject} before it is sent)</label>
 <textarea id="payload" name="payload" spellcheck="false"${o.status === 400 ? html` aria-invalid="true" aria-describedby="payload-error"` : ''}>${o.text ?? JSON.stringify(e.data, null, 2)}</textarea>
-${o.status === 400 && o.notice ? html`<p id="payload-error" class="notice error">${o.notice.text}</p>` : ''}</div>
+${o.status === 400 && o.notice ? html`<p id="payload-error" class="notice error" role="alert">${o.notice.text}</p>` : ''}</div>
 <p><button type="submit" class="primary">Redrive with this payload</button></p>
 </form>
 <form method="post" action="/admin/dlq/${e.id}/delete"><p><button type="submit" class="danger">Delete this entry</button></p></form>

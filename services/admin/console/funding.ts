@@ -8,7 +8,7 @@ import { html } from 'hono/html';
 import { z } from 'zod';
 import type { MikroORM } from '../../kit/index.ts';
 import { HttpError, validate } from '../../kit/index.ts';
-import { facts, jsonBlock, money, page, pager, present, status, time, type Html } from './layout.ts';
+import { facts, money, page, pager, present, status, time, type Html } from './layout.ts';
 import { liveStream } from './live.ts';
 import type { ClusterApi, ConsoleEnv } from './session.ts';
 import { decodeKeyset, encodeKeyset, optional } from './sql.ts';
@@ -108,8 +108,7 @@ ${d.status === 'pending_review' ? html`<section aria-labelledby="decide-h"><h2 i
 <p><button type="submit" class="primary">Record decision</button></p>
 </form></section>` : ''}
 <section aria-labelledby="hist-h"><h2 id="hist-h">History</h2>
-<ol>${(d.history ?? []).map((h) => html`<li>${status(h.status)} at ${time(h.at)}${h.reason ? html` (${h.reason})` : ''}</li>`)}</ol></section>
-${jsonBlock(d.risk_reasons ?? [], 'Risk reasons as stored')}`,
+<ol>${(d.history ?? []).map((h) => html`<li>${status(h.status)} at ${time(h.at)}${h.reason ? html` (${h.reason})` : ''}</li>`)}</ol></section>`,
       }));
     })
     .get('/:id/live', (c) => {
