@@ -1,15 +1,19 @@
 // The target registry. `npm start` runs every service in one process (TARGET=all);
 // TARGET=orders,notifications runs some; Kubernetes runs one Deployment per target
 // from the same image. SIGTERM stops the services in reverse order and exits 0.
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as admin from './admin/main.ts';
 import * as catalog from './catalog/main.ts';
+import { docsRoutes } from './docs/routes.ts';
 import * as inventory from './inventory/main.ts';
 import { ConfigError } from './kit/index.ts';
 import * as funding from './funding/main.ts';
+import * as gateway from './gateway/main.ts';
 import * as identity from './identity/main.ts';
 import * as fundingScoring from './funding/scoring-main.ts';
 import { createLogger } from './kit/index.ts';
+import type { App } from './kit/http.ts';
 import { startRuntime, type Externals, type Registry } from './kit/runtime.ts';
 import * as lending from './lending/main.ts';
 import * as notifications from './notifications/main.ts';
@@ -24,8 +28,14 @@ import { startT24Simulator } from './simulators/t24.ts';
 
 // Each module declares what it needs (kit/modules.ts); the order here is the start order.
 export const registry: Registry = Object.fromEntries(
-  [identity, orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring].map(({ module }) => [module.name, module]),
+  [identity, orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring, gateway].map(({ module }) => [module.name, module]),
 );
+
+/** What every process serves whatever its TARGET: the API description (/asyncapi.json, /docs). */
+export const sharedRoutes = (app: App) => {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  app.route('/', docsRoutes({ version }));
+};
 
 /** In-repo stand-ins for the external systems the chosen targets need (`needed`) whose URL is unset. */
 export const externals: Externals = async ({ env, needed, app, log }) => {
@@ -66,7 +76,7 @@ export const externals: Externals = async ({ env, needed, app, log }) => {
 if (import.meta.main) {
   const log = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
   try {
-    const cluster = await startRuntime({ env: process.env, registry, externals, log });
+    const cluster = await startRuntime({ env: process.env, registry, externals, log, routes: sharedRoutes });
     let signalled = false;
     const shutdown = (signal: string) => {
       if (signalled) return;

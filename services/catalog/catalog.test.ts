@@ -5,8 +5,6 @@ let c: TestCluster;
 beforeAll(async () => { c = await startTestCluster({ TARGET: 'catalog,inventory' }); });
 afterAll(async () => { await c?.close(); });
 
-// Starts with a letter: Postgres's parser reads an all-digit part of 'Q-12345-S1' as the signed
-// integer '-12345', which a search for '12345' does not match (a numeric SKU part: see the note).
 const run = `r${Math.random().toString(36).slice(2, 7)}`;
 const product = (sku: string, over: Record<string, unknown> = {}) => ({ sku, name: `Thing ${sku}`, description: 'plain', priceCents: 1000, currency: 'EUR', stock: 5, ...over });
 
@@ -71,6 +69,14 @@ describe('GET /api/products search and pages', () => {
     expect(skus(await c.get(`/api/products?q=blue%20wid&limit=100`))).toEqual(['S1', 'S4']);
     expect(skus(await c.get(`/api/products?q=porcel&limit=100`))).toEqual(['S5']);
     expect(skus(await c.get(`/api/products?q=${run}&limit=100`))).toEqual(['S1', 'S2', 'S3', 'S4', 'S5']);
+    expect((await c.get(`/api/products?q=nothing-like-this-${run}`)).body).toEqual({ items: [], nextCursor: null });
+  });
+
+  it('finds a SKU by an all-digit part (the parser reads "-12345" as a signed integer)', async () => {
+    const digits = String(Date.now()).slice(-9);
+    expect((await c.post('/api/products', { sku: `NUM-${digits}-7`, name: 'Numbered', description: 'x', priceCents: 1, currency: 'EUR', stock: 1 })).status).toBe(201);
+    expect((await c.get(`/api/products?q=${digits}`)).body.items.map((i: { sku: string }) => i.sku)).toEqual([`NUM-${digits}-7`]);
+    expect((await c.get(`/api/products?q=NUM-${digits}-7`)).body.items.map((i: { sku: string }) => i.sku)).toEqual([`NUM-${digits}-7`]);
     expect((await c.get(`/api/products?q=nothing-like-this-${run}`)).body).toEqual({ items: [], nextCursor: null });
     expect((await c.get(`/api/products?q=${encodeURIComponent("'); drop table catalog.products; --")}`)).status).toBe(200);
   });

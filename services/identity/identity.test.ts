@@ -111,6 +111,8 @@ describe('register and login', () => {
     // The count is in Postgres, not in this process: a second replica sees it.
     const [row] = await c.deps.orm.em.fork().execute<{ failures: number }[]>('select failures from identity.login_attempts where email = ?', [s.email]);
     expect(row!.failures).toBeGreaterThan(3);
+    const metrics = await (await fetch(`${c.url}/metrics`)).text();
+    expect(metrics).toMatch(/^orderflow_rate_limit_rejections_total\{scope="login"\} [1-9]/m);
     // Another account is unaffected.
     expect((await call('POST', '/api/auth/login', { json: ADMIN })).status).toBe(200);
   });

@@ -15,7 +15,7 @@ import { ensureFirstAdmin } from './users.ts';
 
 export { entities, migrations };
 
-export async function start({ app, orm, env, log }: Deps): Promise<Running> {
+export async function start({ app, orm, env, log, metrics }: Deps): Promise<Running> {
   const config = loadIdentityConfig(env);
   if (config.devKek) {
     log.warn('KEY_ENCRYPTION_KEY unset: signing keys are encrypted with the built-in INSECURE development key; set KEY_ENCRYPTION_KEY (openssl rand -base64 32) anywhere that matters');
@@ -32,7 +32,7 @@ export async function start({ app, orm, env, log }: Deps): Promise<Running> {
   const lockout = createLockout({ orm, maxAttempts: config.LOGIN_MAX_ATTEMPTS, windowS: LOGIN_WINDOW_S });
   const dummyHash = await hashPassword(randomBytes(16).toString('base64url'));
 
-  const r = identityRoutes({ orm, config, keys, verifier, lockout, dummyHash });
+  const r = identityRoutes({ orm, config, keys, verifier, lockout, dummyHash, onLimited: () => metrics.rateLimitRejections.inc({ scope: 'login' }) });
   app.formBodies.add('/api/auth/token');
   app.route('/api/auth', r.authRoutes);
   app.route('/api/users', r.usersRoutes);
@@ -59,5 +59,5 @@ export function localVerifier(orm: MikroORM, env: Deps['env']): Verifier {
 /** The `identity` target. Needs nothing but its own schema: no events, no external systems. */
 export const module = defineModule({
   name: 'identity', schema: 'identity', entities, migrations, start,
-  needs: { schemas: [], outboxRelay: false, dlqMover: false, externals: [] },
+  needs: { schemas: [], outboxRelay: false, dlqMover: false, externals: [], secrets: ['KEY_ENCRYPTION_KEY', 'ADMIN_EMAIL', 'ADMIN_PASSWORD'] },
 });

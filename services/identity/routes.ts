@@ -23,6 +23,8 @@ export type IdentityRouteDeps = {
   lockout: ReturnType<typeof createLockout>;
   /** An Argon2id hash of nothing anyone knows: an unknown email is checked against it, so it costs what a wrong password costs. */
   dummyHash: string;
+  /** Counts a login refused by the per-account limit (orderflow_rate_limit_rejections_total{scope="login"}). */
+  onLimited?: () => void;
 };
 
 const email = z.string().trim().toLowerCase().max(254).pipe(z.email());
@@ -45,7 +47,8 @@ const ListUsersQuery = z.object({
 const noStore = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
 
 /** The contract's 429, with Retry-After and the RateLimit-* headers. */
-function rateLimited(c: Context, max: number, retryAfterS: number): never {
+function rateLimited(c: Context, max: number, retryAfterS: number, onLimited?: () => void): never {
+  onLimited?.();
   c.header('Retry-After', String(retryAfterS));
   c.header('RateLimit-Limit', String(max));
   c.header('RateLimit-Remaining', '0');
@@ -78,7 +81,7 @@ export function identityRoutes(d: IdentityRouteDeps) {
     .post('/login', async (c) => {
       const req = await readJson(c, LoginRequest);
       const claim = await d.lockout.claim(req.email);
-      if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS);
+      if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS, d.onLimited);
       const user = await findUserByEmail(orm.em.fork(), req.email);
       // The same work whether or not the account exists: one Argon2id run, then the same answer.
       const ok = await verifyPassword(req.password, user?.password_hash ?? d.dummyHash);
@@ -129,7 +132,7 @@ export function identityRoutes(d: IdentityRouteDeps) {
       if (!user) throw notFound('user');
       // A stolen access token must not become a password oracle: the login limit counts here too.
       const claim = await d.lockout.claim(user.email);
-      if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS);
+      if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS, d.onLimited);
       if (!await verifyPassword(req.currentPassword, user.password_hash)) throw new HttpError(403, 'INVALID_CREDENTIALS', 'currentPassword is wrong');
       await d.lockout.succeeded(user.email);
       const passwordHash = await hashPassword(req.newPassword);

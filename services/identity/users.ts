@@ -1,8 +1,8 @@
 // Accounts: registration, look-ups, profile and roles, and the first admin.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
-import { hashPassword } from './passwords.ts';
+import { hashPassword, verifyPassword } from './passwords.ts';
 
 export const ROLES = ['customer', 'investor', 'reviewer', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -85,6 +85,7 @@ export async function ensureFirstAdmin(orm: MikroORM, log: Logger, o: { email?: 
   let email = o.email;
   let password = o.password;
   let generated = false;
+  if (o.production) await retireDevAdmin(orm, log, o);
   if (!email || !password) {
     if (o.production) { log.warn('ADMIN_EMAIL/ADMIN_PASSWORD unset: no first admin is created'); return; }
     email = DEV_ADMIN_EMAIL;
@@ -100,4 +101,23 @@ export async function ensureFirstAdmin(orm: MikroORM, log: Logger, o: { email?: 
   } else {
     log.info({ email }, 'first admin created from ADMIN_EMAIL');
   }
+}
+
+/**
+ * The development admin never exists in production: a database that served development keeps
+ * the account with its published password, so production takes that password away (a random
+ * one nobody knows) and its roles. Named by ADMIN_EMAIL, it is the first admin: it gets
+ * ADMIN_PASSWORD and keeps its roles.
+ */
+async function retireDevAdmin(orm: MikroORM, log: Logger, o: { email?: string; password?: string }): Promise<void> {
+  const em = orm.em.fork();
+  const dev = await findUserByEmail(em, DEV_ADMIN_EMAIL);
+  if (!dev || !(await verifyPassword(DEV_ADMIN_PASSWORD, dev.password_hash))) return;
+  const named = o.email !== undefined && o.password !== undefined && normalizeEmail(o.email) === DEV_ADMIN_EMAIL;
+  await updateUser(em, dev.id, named
+    ? { passwordHash: await hashPassword(o.password!) }
+    : { passwordHash: await hashPassword(randomBytes(32).toString('base64url')), roles: [] });
+  log.warn({ email: DEV_ADMIN_EMAIL }, named
+    ? 'production: the development admin still had the documented password; it now has ADMIN_PASSWORD'
+    : 'production: the development admin still had the documented password; its password and roles are gone');
 }

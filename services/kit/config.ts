@@ -2,6 +2,7 @@
 // prefixed variables with `readConfig`; every problem is reported in one error.
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { isOrigin, parseOrigins } from './http/cors.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -34,6 +35,8 @@ export const port = (fallback: number) => int(fallback, 0, 65535);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 export const baseSchema = z.object({
+  /** production: no simulator, no /_dev route, no development secret (kit/production.ts). Anything else is refused, so a typo never means development. */
+  ORDERFLOW_ENV: z.enum(['development', 'production']).default('development'),
   NATS_URL: z.string().default('nats://127.0.0.1:4222'),
   DATABASE_URL: url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/orderflow'),
   /** A streaming replica of DATABASE_URL for read paths that tolerate its replay lag (Deps.readOrm); unset, reads go to DATABASE_URL. */
@@ -44,8 +47,26 @@ export const baseSchema = z.object({
   DB_POOL_MAX: int(20, 1, 500),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 1000),
   INSTANCE_ID: z.string().optional(),
+  /** Origins allowed to call from a browser, comma-separated (`https://shop.example.com`); none by default. */
+  CORS_ORIGINS: z.string().default('').refine((v) => parseOrigins(v).every(isOrigin), 'must be comma-separated origins like https://shop.example.com (scheme, host, optional port; no path, no *)')
+    .transform(parseOrigins),
   /** Replicas of every stream at provisioning; 0 keeps streams/ (1). Production: 3. */
   NATS_STREAM_REPLICAS: int(0, 0, 5),
+  /** Pyroscope's base URL: when set, every process pushes a CPU profile every PYROSCOPE_PERIOD_S seconds. */
+  PYROSCOPE_URL: url(['http', 'https']),
+  PYROSCOPE_PERIOD_S: int(10, 1, 300),
+  /** Requests per second per principal (token subject), summed over every replica; 0 turns the limit off. */
+  RATE_LIMIT_RPS: int(100, 0, 1_000_000),
+  /** The most requests a principal may send at once (the bucket's size), summed over every replica. */
+  RATE_LIMIT_BURST: int(200, 1, 10_000_000),
+  /** Requests per second per client address for calls without a token; 0 turns it off. */
+  RATE_LIMIT_ANON_RPS: int(20, 0, 1_000_000),
+  /** The anonymous burst; unset, twice RATE_LIMIT_ANON_RPS. */
+  RATE_LIMIT_ANON_BURST: int(0, 0, 10_000_000),
+  /** Proxies in front whose X-Forwarded-For entries are believed for the client address (1 behind the ingress); 0: the socket's. */
+  RATE_LIMIT_TRUSTED_PROXIES: int(0, 0, 10),
+  /** Heartbeat of the limiter's share of the cluster; the rate-limit-members bucket's TTL (5 s) must be several of these. */
+  RATE_LIMIT_HEARTBEAT_MS: int(1000, 50, 2000),
 });
 
 export type BaseConfig = z.infer<typeof baseSchema>;

@@ -23,7 +23,8 @@ export const ADVISORY_STREAM = 'ADVISORIES';
 export const DLQ_MOVER = 'dlq-mover';
 export const ERRORS_BUCKET = 'dlq-errors';
 
-const D = {
+/** Headers of a DLQ entry: where the original came from and why it failed. */
+export const DlqHeaders = {
   stream: 'Orderflow-Dlq-Stream',
   consumer: 'Orderflow-Dlq-Consumer',
   subject: 'Orderflow-Dlq-Subject',
@@ -33,6 +34,7 @@ const D = {
   error: 'Orderflow-Dlq-Error',
   at: 'Orderflow-Dlq-At',
 } as const;
+const D = DlqHeaders;
 const DLQ_HEADERS = new Set<string>([...Object.values(D), H.msgId].map((h) => h.toLowerCase()));
 
 export type DlqReason = 'max-deliveries' | 'non-retryable' | 'invalid-message';

@@ -22,6 +22,7 @@ export {
 export {
   errorBody, idempotency, IdempotencyKeyTaken, isUnavailable, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
 } from './http.ts';
+export { createRateLimiter, type RateLimitConfig, type RateLimiterDeps, type ShareSource } from './http.ts';
 export {
   createVerifier, InvalidTokenError, remoteJwks, requireAccess, requireAuth, requireRole, requireScope,
   type AuthEnv, type Principal, type Verifier,
@@ -33,7 +34,8 @@ export { createLogger, type Logger } from './log.ts';
 export { countedReads, createMetrics, timedSend, type Metrics } from './metrics.ts';
 export { H, type Nats } from './nats.ts';
 export { sqlMigration, type EntityManager, type MigrationDef, type MikroORM } from './db.ts';
-export { createDlqAdmin, type DlqAdmin, type DlqContracts, type DlqEntry, type DlqFilter, type DlqReason } from './dlq.ts';
+export { readSpecs, STREAMS_DIR, type ConsumerSpec, type StreamSpec } from './provision.ts';
+export { createDlqAdmin, DLQ_STREAM, ADVISORY_STREAM, DlqHeaders, type DlqAdmin, type DlqContracts, type DlqEntry, type DlqFilter, type DlqReason } from './dlq.ts';
 export {
   createGatewayClient, GatewayAmbiguousError, GatewayError, GatewayRateLimitedError, GatewayRejectedError, GatewayTransientError,
   GatewayUnavailableError,
@@ -45,6 +47,7 @@ export {
   type Flag, type Flags, type FlagSeed, type FlagStore, type StoredFlag, type Variant,
 } from './flags.ts';
 export { defineModule, type ServiceModule } from './modules.ts';
+export { createRateShare, type RateShare, type RateShareLog, type RateShareOptions } from './rate-share.ts';
 export { instanceId } from './runtime.ts';
 export { acceptWebSocket, type LiveSocket, type SocketSession } from './websocket.ts';
 export type { Deps, Env, Running } from './service.ts';

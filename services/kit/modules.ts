@@ -11,6 +11,9 @@ import type { Deps, Running } from './service.ts';
 export const EXTERNAL_SYSTEMS = ['smtp', 'sms', 't24', 'gateway'] as const;
 export type ExternalSystem = (typeof EXTERNAL_SYSTEMS)[number];
 
+/** The variable naming each external system's URL (CONTRACTS.md, "Running the cluster"). */
+export const EXTERNAL_URL_VARS: Record<ExternalSystem, string> = { smtp: 'SMTP_URL', sms: 'SMS_URL', t24: 'T24_URL', gateway: 'PAYMENT_GATEWAY_URL' };
+
 export type ModuleNeeds = {
   /** Schemas of other modules it reads or writes; their owners' migrations run in its process too. Its own schema is implied. */
   schemas: string[];
@@ -20,6 +23,8 @@ export type ModuleNeeds = {
   dlqMover: boolean;
   /** External systems it calls; main.ts starts a simulator for each whose URL is unset. */
   externals: ExternalSystem[];
+  /** Secrets it reads from the environment; production refuses to start without each (development has stand-ins). */
+  secrets?: string[];
 };
 
 export type ServiceModule = {
@@ -32,6 +37,8 @@ export type ServiceModule = {
   needs: ModuleNeeds;
   /** Feature flags it owns (one owner per flag, whichever of its targets evaluates them), with their defaults; every process creates those the bucket lacks, whatever its TARGET. */
   flags?: FlagSeed[];
+  /** Left out of TARGET=all: a target that only makes sense in a process of its own (the gateway, in front of the others). */
+  standalone?: boolean;
   start(deps: Deps): Promise<Running>;
 };
 
@@ -58,6 +65,8 @@ export type ModulePlan = {
   outboxRelay: boolean;
   dlqMover: boolean;
   externals: ExternalSystem[];
+  /** Secrets the targets read, sorted (production requires each). */
+  secrets: string[];
 };
 
 /**
@@ -99,5 +108,6 @@ export function planModules(targets: string[], modules: Record<string, ServiceMo
     outboxRelay: chosen.some((m) => m.needs.outboxRelay),
     dlqMover: chosen.some((m) => m.needs.dlqMover),
     externals: EXTERNAL_SYSTEMS.filter((e) => chosen.some((m) => m.needs.externals.includes(e))),
+    secrets: [...new Set(chosen.flatMap((m) => m.needs.secrets ?? []))].sort(),
   };
 }

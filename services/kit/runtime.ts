@@ -3,6 +3,7 @@
 // Of the kit it boots what the chosen targets declare they need (modules.ts): their
 // schemas only, the relay and the mover only where a target wants them.
 // main.ts gives it the registry; tests call it in-process with their own env.
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { serve, type ServerType } from '@hono/node-server';
@@ -13,6 +14,7 @@ import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { FLAGS_BUCKET, startFlags } from './flags.ts';
 import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
+import { createLimitShare, createRateLimiter, RATE_LIMIT_MEMBERS_BUCKET, type LimitShare } from './http/rate-limit.ts';
 import { createLogger, type Logger } from './log.ts';
 import { registerCollectors } from './collectors.ts';
 import { createMetrics } from './metrics.ts';
@@ -20,6 +22,8 @@ import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
 import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
+import { assertProductionReady } from './production.ts';
+import { createProfiler, startContinuousProfiling } from './profiling.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
 import { createWebSockets } from './websocket.ts';
@@ -36,7 +40,7 @@ export type Cluster = { url: string; port: number; app: App; deps: Deps; targets
 /** Resolve TARGET into service names. `resolveTargets('orders,notifications', registry)` */
 export function resolveTargets(target: string, registry: Registry): string[] {
   const names = Object.keys(registry);
-  if (target.trim() === 'all') return names;
+  if (target.trim() === 'all') return names.filter((n) => !registry[n]!.standalone);
   const wanted = target.split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = wanted.filter((t) => !names.includes(t));
   if (unknown.length || !wanted.length) throw new ConfigError(`unknown TARGET ${unknown.join(',') || '(empty)'}; known: all, ${names.join(', ')}`);
@@ -47,23 +51,31 @@ const withTimeout = async <T>(p: Promise<T>, ms: number, what: string): Promise<
   await Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms).unref())]);
 
 /** Boot a process. `const cluster = await startRuntime({ env: process.env, registry })` */
-export async function startRuntime(opts: { env: Env; registry: Registry; externals?: Externals; log?: Logger }): Promise<Cluster> {
+export async function startRuntime(opts: {
+  env: Env; registry: Registry; externals?: Externals; log?: Logger;
+  /** Routes every process serves, whatever its targets (the API description pages); mounted before the services'. */
+  routes?: (app: App) => void;
+}): Promise<Cluster> {
   const config = loadBaseConfig(opts.env);
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   const targets = resolveTargets(config.TARGET, opts.registry);
   const plan = planModules(targets, opts.registry);
+  const production = config.ORDERFLOW_ENV === 'production';
+  if (production) assertProductionReady(opts.env, plan);
   const metrics = createMetrics();
   let nats: Nats | undefined;
   let orm: MikroORM | undefined;
   let provisioned = false;
   let servicesStarted = false;
+  let limitShare: LimitShare | undefined;
 
   const app = createApp({
-    log, metrics,
+    log, metrics, corsOrigins: config.CORS_ORIGINS,
     readiness: async () => {
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');
       else if (!servicesStarted) missing.push('services');
+      else if (limitShare && !(limitShare.fraction() > 0)) missing.push('rate limits');
       await withTimeout(nats?.nc.flush() ?? Promise.reject(new Error()), 1000, 'nats').catch(() => missing.push('nats'));
       await withTimeout(orm?.em.fork().execute('select 1') ?? Promise.reject(new Error()), 1000, 'database').catch(() => missing.push('database'));
       return missing;
@@ -73,7 +85,7 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   // Listen first: /healthz answers and /readyz says what is missing while we boot.
   // Hono freezes its router on the first request, so until every service has mounted
   // its routes, requests go to a small boot app (health, readiness, 503 for the rest).
-  const bootApp = createApp({ log, metrics, readiness: app.readiness });
+  const bootApp = createApp({ log, metrics, readiness: app.readiness, corsOrigins: config.CORS_ORIGINS });
   bootApp.all('*', (c) => c.json(errorBody('UNAVAILABLE', 'starting up'), 503));
   let handler = bootApp.fetch;
   // Upgrades go through the same handler: while booting the boot app refuses them with 503.
@@ -95,6 +107,21 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   // Every module's flags, not only the chosen targets': the admin API lists them in any topology.
   const flags = await startFlags({ kv: await kvm.open(FLAGS_BUCKET), log, seeds: Object.values(opts.registry).flatMap((m) => m.flags ?? []) });
 
+  // This replica's share of the cluster-wide rate limits (kit/http/rate-limit.ts). Started now:
+  // a newcomer's share settles over a couple of heartbeats, while the rest boots.
+  const limitConfig = {
+    rps: config.RATE_LIMIT_RPS, burst: config.RATE_LIMIT_BURST, anonRps: config.RATE_LIMIT_ANON_RPS,
+    anonBurst: config.RATE_LIMIT_ANON_BURST || 2 * config.RATE_LIMIT_ANON_RPS, trustedProxies: config.RATE_LIMIT_TRUSTED_PROXIES,
+  };
+  if (limitConfig.rps > 0 || limitConfig.anonRps > 0) {
+    limitShare = createLimitShare({
+      kv: await kvm.open(RATE_LIMIT_MEMBERS_BUCKET), memberId: memberIdOf(opts.env),
+      heartbeatMs: config.RATE_LIMIT_HEARTBEAT_MS, log: log.child({ component: 'rate-limit' }),
+    });
+    await limitShare.start();
+  }
+  const limit = createRateLimiter({ share: limitShare ?? { fraction: () => 1 }, metrics }, limitConfig);
+
   orm = await openOrm({
     url: config.DATABASE_URL!, poolMax: config.DB_POOL_MAX,
     entities: [...kitEntities, ...plan.entities] as never,
@@ -108,11 +135,13 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   registerCollectors({ metrics, jsm: nats.jsm, orm, streamsDir: STREAMS_DIR, schemas: plan.schemas, log });
   provisioned = true;
 
-  const ext = opts.externals ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
+  // Production never starts a stand-in (and so never mounts a /_dev route): the URLs were checked above.
+  const ext = opts.externals && !production ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
-  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
+  opts.routes?.(app);
+  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox, limit };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {
@@ -120,6 +149,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
     log.info({ service: name }, 'service started');
   }
 
+  // Without a share the limiter can only answer 503: serve once it holds one (seconds at most).
+  if (limitShare && !(await limitShare.ready(15_000))) log.warn('no share of the rate limits yet; limited routes answer 503 until one settles');
   handler = app.fetch;
   servicesStarted = true;
   if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, onPublished: (n) => metrics.outboxPublished.inc(n) });
@@ -131,12 +162,22 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
       .then(([r]) => { metrics.outboxPending.set(Number(r?.n ?? 0)); metrics.outboxLagSeconds.set(r?.lag ?? 0); }).catch(() => {});
   }, 5000);
   gauges.unref();
+  const profiler = createProfiler();
+  const profiling = config.PYROSCOPE_URL
+    ? startContinuousProfiling({
+      profiler, url: config.PYROSCOPE_URL, periodS: config.PYROSCOPE_PERIOD_S, log,
+      appName: `orderflow.${targets.length === Object.keys(opts.registry).length ? 'all' : targets.join('+')}`,
+      labels: { instance: instanceId(opts.env) },
+    })
+    : undefined;
   log.info({ targets }, 'orderflow ready');
 
   let stopping: Promise<void> | undefined;
   const stop = async () => {
     stopping ??= (async () => {
       clearInterval(gauges);
+      await profiling?.stop();
+      await profiler.close();
       // Consumers first: in-flight work finishes (or returns to the queue), nothing new is pulled;
       // what has not finished by the deadline is redelivered after ack_wait. The services share
       // nothing but NATS and Postgres, which close after them, so they stop side by side: one by
@@ -162,6 +203,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
       }
       log.debug('stop: relay stopped');
       await flags.stop().catch((err) => log.warn({ err: String(err) }, 'flags stop'));
+      // Hands this replica's share of the rate limits to the others at once (else it ages out).
+      await limitShare?.stop().catch((err) => log.warn({ err: String(err) }, 'rate limit share stop'));
       await ext.stop();
       // With NATS unreachable a drain never completes: bound it, then close.
       await withTimeout(nats!.nc.drain(), 5000, 'nats drain').catch(() => nats!.nc.close().catch(() => {}));
@@ -179,3 +222,6 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
 
 /** Default instance id for logs and cluster membership. */
 export const instanceId = (env: Env) => env.INSTANCE_ID ?? `${hostname()}-${process.pid}`;
+
+/** A KV-token member id, unique per process even for in-process test clusters that share a pid. */
+const memberIdOf = (env: Env) => `${instanceId(env)}-${randomBytes(3).toString('hex')}`.replace(/[^A-Za-z0-9_-]/g, '_');

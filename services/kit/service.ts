@@ -1,5 +1,6 @@
 // What main.ts hands every service, and what a service hands back.
 import type { KV, Kvm } from '@nats-io/kv';
+import type { MiddlewareHandler } from 'hono';
 import type { BaseConfig } from './config.ts';
 import type { MikroORM } from './db.ts';
 import type { Flags } from './flags.ts';
@@ -33,6 +34,11 @@ export type Deps = {
   wakeOutbox: () => void;
   /** Endpoints of simulators main.ts started for unset external URLs. */
   endpoints: Record<string, string>;
+  /**
+   * The cluster-wide rate limits (kit/http/rate-limit.ts): per principal, or per client address
+   * without one. Goes right after the auth middleware of a route. `app.get('/x', auth, deps.limit, h)`
+   */
+  limit: MiddlewareHandler;
 };
 
 export type Running = { stop(): Promise<void> };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { int, readConfig, url } from '../kit/index.ts';
+import { ConfigError, int, readConfig, url } from '../kit/index.ts';
 import type { Env } from '../kit/index.ts';
 
 const schema = z.object({
@@ -45,6 +45,6 @@ export type LendingConfig = z.infer<typeof schema> & { T24_URL: string };
 /** T24_URL may come from the simulator main.ts started; it is required by then. */
 export function loadLendingConfig(env: Env, fallbackT24Url?: string): LendingConfig {
   const c = readConfig(schema, { ...env, T24_URL: env.T24_URL || fallbackT24Url });
-  if (!c.T24_URL) throw new Error('T24_URL is required for the lending service');
+  if (!c.T24_URL) throw new ConfigError('invalid configuration:\n  T24_URL: required for the lending service (unset, npm start runs the in-repo T24 simulator outside production)');
   return c as LendingConfig;
 }

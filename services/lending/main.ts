@@ -2,7 +2,7 @@
 // invested in Temenos T24 item by item, at T24's rate cap and never above it.
 import { randomBytes } from 'node:crypto';
 import { T24_MEMBERS_BUCKET } from '../../contracts/lending.ts';
-import { instanceId } from '../kit/index.ts';
+import { createRateShare, instanceId } from '../kit/index.ts';
 import { defineModule } from '../kit/index.ts';
 import type { Deps, Running } from '../kit/index.ts';
 import { loadLendingConfig } from './config.ts';
@@ -10,7 +10,6 @@ import { startLendingConsumers, type LendingConsumers } from './consumers.ts';
 import { createHttpFetch } from './http-fetch.ts';
 import { createLendingMetrics } from './metrics.ts';
 import { createPacer } from './pacer.ts';
-import { createRateShare } from './rate-share.ts';
 import { lendingRoutes } from './routes.ts';
 import { createT24Client } from './t24-client.ts';
 import { entities, migrations } from './entities.ts';
@@ -24,7 +23,7 @@ export async function start(deps: Deps): Promise<Running> {
   // Unique per process even for in-process test clusters that share a pid.
   const memberId = `${instanceId(deps.env)}-${randomBytes(3).toString('hex')}`.replace(/[^A-Za-z0-9_-]/g, '_');
   const rateShare = createRateShare({
-    kv, memberId, totalRps: config.T24_MAX_RPS, heartbeatMs: config.T24_HEARTBEAT_MS,
+    kv, memberId, totalRps: config.T24_MAX_RPS, heartbeatMs: config.T24_HEARTBEAT_MS, name: 't24 rate',
     log: log.child({ component: 'rate-share' }),
   });
   await rateShare.start();

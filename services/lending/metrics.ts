@@ -1,6 +1,6 @@
 // Lending's own Prometheus series, on the process registry.
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { RateShare } from './rate-share.ts';
+import type { RateShare } from '../kit/index.ts';
 import type { T24Client } from './t24-client.ts';
 
 export type LendingMetrics = ReturnType<typeof createLendingMetrics>;

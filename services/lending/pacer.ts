@@ -2,7 +2,7 @@
 // scheduling) over `currentShare()` of the rate share.
 //
 // Why a GCRA: spacing each grant from the previous *real* grant time in whole
-// milliseconds (what rate-share.ts once did itself) loses timer lateness and
+// milliseconds (what rate-share.ts, now kit/rate-share.ts, once did itself) loses timer lateness and
 // rounding for good. Measured on the 2-core box: 436 grants/s at a share of 1000,
 // 163/s at 200. Here the schedule advances by the interval whatever the timer
 // did, and a late timer grants every call that is due at once.

@@ -6,10 +6,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startTestNats, type TestNats } from '../testing/index.ts';
 import { startT24Simulator } from '../simulators/t24.ts';
 import type { RunningT24Simulator } from '../simulators/t24.ts';
-import { parseRetryAfter } from '../kit/index.ts';
+import { createRateShare, parseRetryAfter } from '../kit/index.ts';
+import type { RateShare } from '../kit/index.ts';
 import { createPacer, type Pacer } from './pacer.ts';
-import { createRateShare } from './rate-share.ts';
-import type { RateShare } from './rate-share.ts';
 import {
   createT24Client,
   T24AmbiguousError,
@@ -72,6 +71,19 @@ afterAll(async () => {
 });
 
 describe('T24 client', () => {
+  it('a pacer over a lone member\'s share spaces calls 1000/share ms apart', async () => {
+    // Moved from the rate-share test when rate-share went to the kit: the pacer is lending's.
+    const pacer = await rateShare('t24-members-lone', 'a', 5);
+    await eventually(() => pacer.currentShare() === 5, { what: 'share 5' });
+    const grants: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      await pacer.acquire();
+      grants.push(Date.now());
+    }
+    for (let i = 1; i < grants.length; i++) expect(grants[i]! - grants[i - 1]!).toBeGreaterThanOrEqual(200);
+    for (const t of grants) expect(grants.filter((g) => g > t - 1000 && g <= t).length).toBeLessThanOrEqual(5);
+  });
+
   it('two replicas pacing on one bucket stay under the cap together, with no 429', async () => {
     const cap = 10;
     t24.sim.setKnobs({ maxRps: cap, latencyMs: { min: 5, max: 40 } });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { int, readConfig, url } from '../kit/index.ts';
+import { ConfigError, int, readConfig, url } from '../kit/index.ts';
 import type { Env } from '../kit/index.ts';
 
 const schema = z.object({
@@ -18,6 +18,6 @@ export type NotificationsConfig = z.infer<typeof schema> & { SMTP_URL: string };
 /** SMTP_URL and SMS_URL may come from the simulators main.ts started; SMTP_URL is required by then. */
 export function loadNotificationsConfig(env: Env, fallback: { smtp?: string; sms?: string } = {}): NotificationsConfig {
   const c = readConfig(schema, { ...env, SMTP_URL: env.SMTP_URL || fallback.smtp, SMS_URL: env.SMS_URL || fallback.sms });
-  if (!c.SMTP_URL) throw new Error('SMTP_URL is required for the notifications service');
+  if (!c.SMTP_URL) throw new ConfigError('invalid configuration:\n  SMTP_URL: required for the notifications service (unset, npm start runs the in-repo SMTP sink outside production)');
   return c as NotificationsConfig;
 }

@@ -25,5 +25,5 @@ export async function start(deps: Deps): Promise<Running> {
 /** The `orders` target. An order and its `orders.created` event commit together. */
 export const module = defineModule({
   name: 'orders', schema: 'orders', entities, migrations, start,
-  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: [] },
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: [], secrets: ['PAYMENT_TOKEN_KEY'] },
 });

@@ -31,5 +31,5 @@ export async function start(deps: Deps): Promise<Running> {
 /** The `payments` target. Charge and refund outcomes leave through the outbox. */
 export const module = defineModule({
   name: 'payments', schema: 'payments', entities, migrations, start,
-  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: ['gateway'] },
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: ['gateway'], secrets: ['PAYMENT_TOKEN_KEY'] },
 });

@@ -4,7 +4,7 @@ import { createLogger } from '../kit/index.ts';
 import { startRuntime, type Cluster } from '../kit/runtime.ts';
 import type { Env } from '../kit/index.ts';
 import { createTestDatabase, startTestNats, type TestNats } from './servers.ts';
-import { externals, registry } from '../main.ts';
+import { externals, registry, sharedRoutes } from '../main.ts';
 import { startSmtpSink, type SmtpSink } from '../simulators/smtp-sink.ts';
 
 export type TestCluster = Cluster & {
@@ -24,7 +24,7 @@ export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats
     NATS_URL: nats.url, DATABASE_URL: shared?.databaseUrl ?? db!.url, PORT: '0', HOST: '127.0.0.1',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', SMTP_URL: sink.url, DB_POOL_MAX: '10', ...env,
   };
-  const cluster = await startRuntime({ env: fullEnv, registry, externals, log: createLogger({ level: fullEnv.LOG_LEVEL }) });
+  const cluster = await startRuntime({ env: fullEnv, registry, externals, routes: sharedRoutes, log: createLogger({ level: fullEnv.LOG_LEVEL }) });
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(cluster.url + path, {
       method, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },

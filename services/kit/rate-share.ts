@@ -1,5 +1,7 @@
-// Cluster-wide shares of T24's rate: the calls of every replica, summed, never
-// exceed `totalRps` in any sliding second.
+// Cluster-wide shares of a rate: the shares of every replica, summed, never exceed
+// `totalRps`. Two users: lending paces its T24 calls on it (lending/pacer.ts), and the
+// HTTP rate limiter scales every per-principal and per-address limit by this replica's
+// fraction of the cluster (http/rate-limit.ts).
 //
 // Membership. Each replica heartbeats `members.<memberId>` into a KV bucket
 // with a TTL (max_age), advertising the share it may use. A replica that dies
@@ -30,10 +32,20 @@
 //   its own before its key can expire, or others would take its share while
 //   it still calls T24: it fences itself at lastPutSentAt + ttl - heartbeat.
 //   Keys expire at store time + ttl >= sent time + ttl, never earlier.
+// - Rejoin after a lapse. A heartbeat whose put completes after the previous
+//   lease ended (the process stalled between its read and its put, or NATS was
+//   away for longer than the lease) may have let our key expire in between, and
+//   the others may have taken our share back on a view without us, while our
+//   read predates their claims. Resuming `applied` there would count the share
+//   twice (a bug of the first version: held 5 of 10 while the other held 10).
+//   So the member stays at 0 until a read that started after that put (our key
+//   is back, so others' advertised shares bound what they use) has confirmed
+//   what it may hold; increases take the claim path as usual.
 // Assumptions: every replica is configured with the same T; a heartbeat round
 // trip (read + put) is well under half a heartbeat.
 //
-// Spending the share is pacer.ts's work (a GCRA over currentShare()). The share
+// Spending the share is the caller's work: lending/pacer.ts (a GCRA over
+// currentShare()), http/rate-limit.ts (token buckets scaled by share / T). The share
 // is an integer because a fractional one would allow ceil(R) calls per window;
 // members beyond T get 0.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -44,13 +56,15 @@ import type { Logger } from 'pino';
 export type RateShareLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
 export type RateShareOptions = {
-  /** A KV bucket with a TTL, e.g. `await new Kvm(nc).open('t24-members')`. */
+  /** A KV bucket with a TTL, e.g. `await new Kvm(nc).open('t24-members')`; one bucket per total. */
   kv: KV;
   memberId: string;
-  /** The cluster-wide cap (T24_MAX_RPS); every replica must use the same value. */
+  /** The cluster-wide total (e.g. T24_MAX_RPS); every replica must use the same value. */
   totalRps: number;
   heartbeatMs?: number;
   log?: RateShareLog;
+  /** Names the share in log lines ("t24", "rate limit"). */
+  name?: string;
 };
 
 export type RateShare = {
@@ -58,8 +72,18 @@ export type RateShare = {
   start(): Promise<void>;
   /** Stops heartbeating, drops the share to 0 and removes the member key. */
   stop(): Promise<void>;
-  /** Calls per second this member may make now (0 while joining or fenced). */
+  /** Calls per second this member may make now (0 while joining, fenced or rejoining). */
   currentShare(): number;
+  /**
+   * The share as last agreed, ignoring the lease: what a caller that prefers staying up to the
+   * exact sum keeps spending while cut off from NATS (the HTTP limiter does; lending does not).
+   */
+  heldShare(): number;
+  /**
+   * True while the share is not confirmed by a live lease: no heartbeat got through for
+   * ttl - heartbeat, or the first one after that has not yet re-read the members (and at start).
+   */
+  isolated(): boolean;
   /** Live members in the last heartbeat's view, this one included. */
   members(): number;
 };
@@ -68,9 +92,10 @@ type Advert = { share: number; applied: number; at: number };
 
 const keyPrefix = 'members.';
 
-/** This replica's share of the cluster-wide T24 rate, over a KV membership bucket. `const rs = createRateShare({ kv, memberId: hostname(), totalRps: 50 }); await rs.start(); rs.currentShare()` */
+/** This replica's share of a cluster-wide rate, over a KV membership bucket. `const rs = createRateShare({ kv, memberId: hostname(), totalRps: 50 }); await rs.start(); rs.currentShare()` */
 export function createRateShare(options: RateShareOptions): RateShare {
   const { kv, memberId, log } = options;
+  const what = `${options.name ?? 'rate'} share`;
   const totalRps = Math.floor(options.totalRps);
   const heartbeatMs = options.heartbeatMs ?? 1000;
   if (!(totalRps >= 1)) throw new RangeError(`totalRps must be at least 1, got ${options.totalRps}`);
@@ -89,9 +114,11 @@ export function createRateShare(options: RateShareOptions): RateShare {
   let claimStoredAt = 0;
   let memberCount = 1;
   let leaseUntil = 0;
+  // Set when a put completed after the previous lease ended: see "Rejoin after a lapse".
+  let rejoinAfter = 0;
 
   function effectiveShare(now: number): number {
-    return now < leaseUntil ? applied : 0;
+    return now < leaseUntil && rejoinAfter === 0 ? applied : 0;
   }
 
   // The live member keys, as a snapshot of what the stream holds now: keys
@@ -128,8 +155,17 @@ export function createRateShare(options: RateShareOptions): RateShare {
 
   async function putAdvert(): Promise<number> {
     const sentAt = Date.now();
+    const leaseBefore = leaseUntil;
     const advert: Advert = { share: Math.max(applied, claim), applied, at: sentAt };
     await kv.put(myKey, JSON.stringify(advert));
+    // Checked before the lease is extended, in the same synchronous step: see "Rejoin after a lapse".
+    const doneAt = Date.now();
+    if (doneAt >= leaseBefore) {
+      if (applied > 0 && rejoinAfter === 0) log?.warn({ memberId, share: applied, lapsedMs: doneAt - leaseBefore }, `${what}: lease lapsed; holding 0 until the next heartbeat confirms the share`);
+      rejoinAfter = doneAt;
+      claim = 0;
+      claimStoredAt = 0;
+    }
     leaseUntil = sentAt + ttlMs - heartbeatMs;
     return sentAt;
   }
@@ -148,10 +184,12 @@ export function createRateShare(options: RateShareOptions): RateShare {
     for (const a of seen.values()) othersSum += a.share;
     const allowed = Math.max(0, Math.min(target, totalRps - othersSum));
     const before = applied;
-    if (n !== memberCount) log?.info({ memberId, members: n, previous: memberCount }, 't24 rate share: membership changed');
+    if (n !== memberCount) log?.info({ memberId, members: n, previous: memberCount }, `${what}: membership changed`);
     memberCount = n;
 
     let claimAfterPut = false;
+    // A read that started after a lapsed put landed sees every claim made on a view without us.
+    if (readAt >= rejoinAfter) rejoinAfter = 0;
     if (allowed <= applied) {
       // Shrink before telling anyone (or hold steady); drop any pending claim.
       applied = allowed;
@@ -172,20 +210,21 @@ export function createRateShare(options: RateShareOptions): RateShare {
     }
 
     const sentAt = await putAdvert();
+    if (rejoinAfter > 0) return;
     if (claimAfterPut) {
       // The proof in the header needs a claim's read and put close together.
       const roundTrip = Date.now() - readAt;
       claimStoredAt = roundTrip <= heartbeatMs / 2 ? sentAt : 0;
-      if (claimStoredAt === 0) log?.warn({ memberId, roundTrip }, 't24 rate share: slow heartbeat, claim not trusted');
+      if (claimStoredAt === 0) log?.warn({ memberId, roundTrip }, `${what}: slow heartbeat, claim not trusted`);
     }
-    if (applied !== before) log?.info({ memberId, share: applied, previous: before, members: n }, 't24 rate share changed');
+    if (applied !== before) log?.info({ memberId, share: applied, previous: before, members: n }, `${what} changed`);
   }
 
   function loop() {
     if (!running) return;
     ticking = tick()
       .catch((err: unknown) => {
-        log?.warn({ err, memberId, leaseLeftMs: leaseUntil - Date.now() }, 't24 rate share: heartbeat failed');
+        log?.warn({ err, memberId, leaseLeftMs: leaseUntil - Date.now() }, `${what}: heartbeat failed`);
       })
       .finally(() => {
         ticking = undefined;
@@ -200,7 +239,7 @@ export function createRateShare(options: RateShareOptions): RateShare {
       const status = await kv.status();
       ttlMs = status.ttl;
       if (!(ttlMs > 0)) throw new Error(`KV bucket ${status.bucket} has no TTL: dead members would keep their share forever`);
-      if (ttlMs < 2 * heartbeatMs) log?.warn({ ttlMs, heartbeatMs }, 't24 rate share: bucket TTL under two heartbeats, the lease will flap');
+      if (ttlMs < 2 * heartbeatMs) log?.warn({ ttlMs, heartbeatMs }, `${what}: bucket TTL under two heartbeats, the lease will flap`);
       running = true;
       // Announce with share 0 first so the others see us before we claim anything.
       await putAdvert();
@@ -216,14 +255,17 @@ export function createRateShare(options: RateShareOptions): RateShare {
       applied = 0;
       claim = 0;
       leaseUntil = 0;
+      rejoinAfter = 0;
       // Our share is already 0 locally, so others may take it as soon as the key is gone. If
       // NATS cannot take the delete now, the key ages out with the bucket's TTL instead.
-      const answered = kv.delete(myKey).then(() => true, (err: unknown) => { log?.warn({ err, memberId }, 't24 rate share: could not remove member key'); return true; });
+      const answered = kv.delete(myKey).then(() => true, (err: unknown) => { log?.warn({ err, memberId }, `${what}: could not remove member key`); return true; });
       if (!(await Promise.race([answered, sleep(heartbeatMs).then(() => false)]))) {
-        log?.warn({ memberId }, 't24 rate share: member key not removed in time; it ages out with the bucket TTL');
+        log?.warn({ memberId }, `${what}: member key not removed in time; it ages out with the bucket TTL`);
       }
     },
     currentShare: () => effectiveShare(Date.now()),
+    heldShare: () => (running ? applied : 0),
+    isolated: () => running && (Date.now() >= leaseUntil || rejoinAfter > 0),
     members: () => memberCount,
   };
 }

@@ -1,0 +1,190 @@
+// The gateway target in front of two runtimes with different TARGETs: each path goes to the
+// target that owns it, over kept-alive connections (counted on the upstream side by a TCP
+// relay in front of each), with X-Request-Id and traceparent passed on, SSE streamed through,
+// a stopped upstream turned into 503 UNAVAILABLE and a path nobody owns into 404.
+import { createServer, connect, type Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { applicationBody } from '../funding/test-fixtures.ts';
+import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD } from '../identity/users.ts';
+import { startTestCluster, startTestNats, type TestCluster, type TestNats } from '../testing/index.ts';
+import { DEFAULT_ROUTES, resolveRoutes } from './routes.ts';
+import { loadGatewayConfig } from './config.ts';
+import { resolveTargets } from '../kit/runtime.ts';
+import { registry } from '../main.ts';
+
+/** A TCP relay to `port` that counts the connections it accepts and keeps the bytes it was sent. */
+async function relay(port: number): Promise<{ url: string; accepted: () => number; sent: () => string; close(): Promise<void> }> {
+  let accepted = 0;
+  let sent = '';
+  const open = new Set<ReturnType<typeof connect>>();
+  const server: Server = createServer((client) => {
+    accepted++;
+    const upstream = connect(port, '127.0.0.1');
+    open.add(client); open.add(upstream);
+    client.on('data', (d) => { sent = (sent + d.toString('latin1')).slice(-200_000); });
+    client.pipe(upstream).pipe(client);
+    const end = () => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream); };
+    client.on('error', end); upstream.on('error', end); client.on('close', end); upstream.on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    accepted: () => accepted, sent: () => sent,
+    close: () => new Promise<void>((resolve) => { for (const s of open) s.destroy(); server.close(() => resolve()); }),
+  };
+}
+
+describe('the gateway target', () => {
+  let nats: TestNats;
+  let a: TestCluster; // identity, orders
+  let b: TestCluster; // funding
+  let gw: TestCluster;
+  let toA: Awaited<ReturnType<typeof relay>>;
+  let toB: Awaited<ReturnType<typeof relay>>;
+  let auth: Record<string, string>;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    a = await startTestCluster({ TARGET: 'identity,orders' }, { nats });
+    b = await startTestCluster({ TARGET: 'funding' }, { nats, databaseUrl: a.databaseUrl });
+    [toA, toB] = await Promise.all([relay(a.port), relay(b.port)]);
+    gw = await startTestCluster({
+      TARGET: 'gateway', GATEWAY_UPSTREAMS: `identity=${toA.url},orders=${toA.url},funding=${toB.url}`, GATEWAY_TIMEOUT_MS: '5000',
+    }, { nats, databaseUrl: a.databaseUrl });
+    const login = await gw.post('/api/auth/login', { email: DEV_ADMIN_EMAIL, password: DEV_ADMIN_PASSWORD });
+    expect(login.status).toBe(200);
+    auth = { authorization: `Bearer ${login.body.accessToken}` };
+  }, 120_000);
+  afterAll(async () => {
+    await gw?.close();
+    await b?.close();
+    await a?.close();
+    await toA?.close();
+    await toB?.close();
+    await nats?.stop();
+  });
+
+  it('routes POST /api/orders to orders and a funding application to funding, each the one that owns it', async () => {
+    const order = await gw.post('/api/orders', {
+      orderId: `GW-${Date.now()}`, email: 'ana@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }],
+    }, auth);
+    expect(order.status).toBe(202);
+    expect((await gw.get(`/api/orders/${order.body.id}`)).body.id).toBe(order.body.id);
+    const app = await gw.post('/api/funding/applications', applicationBody(), auth);
+    expect(app.status).toBe(202);
+    const read = await fetch(`${gw.url}/api/funding/applications/${app.body.id}`, { headers: auth });
+    expect([read.status, (await read.json()).id]).toEqual([200, app.body.id]);
+    // Each came from its own process: neither serves the other's path.
+    expect((await a.get(`/api/funding/applications/${app.body.id}`)).status).toBe(404);
+    expect((await b.get(`/api/orders/${order.body.id}`)).status).toBe(404);
+    expect(toA.sent()).toContain('POST /api/orders HTTP/1.1');
+    expect(toB.sent()).toContain(`GET /api/funding/applications/${app.body.id} HTTP/1.1`);
+  });
+
+  it('keeps connections alive: 60 requests in turn share a socket; two bursts of 20 at once open at most 20', async () => {
+    const before = toA.accepted();
+    for (let i = 0; i < 60; i++) expect((await fetch(`${gw.url}/.well-known/jwks.json`)).status).toBe(200);
+    const sequential = toA.accepted() - before;
+    // One, or two if the box stalled past the idle timeout (4 s) between two of them; 60 without keep-alive.
+    expect(sequential).toBeLessThanOrEqual(2);
+    const burst = async () => (await Promise.all(Array.from({ length: 20 }, () => fetch(`${gw.url}/.well-known/jwks.json`).then((r) => r.status)))).every((s) => s === 200);
+    const mid = toA.accepted();
+    expect(await burst()).toBe(true);
+    expect(await burst()).toBe(true);
+    const bursts = toA.accepted() - mid;
+    // The second burst reuses the first one's sockets: 40 requests, never more than 20 at once.
+    expect(bursts).toBeLessThanOrEqual(21);
+    console.log(`gateway keep-alive: 60 sequential requests -> ${sequential} upstream connection(s); 2 x 20 concurrent -> ${bursts}`);
+  });
+
+  it('passes X-Request-Id and traceparent to the service, and echoes the id', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const res = await fetch(`${gw.url}/.well-known/jwks.json`, { headers: { 'x-request-id': 'gw-req-42', traceparent } });
+    expect(res.headers.get('x-request-id')).toBe('gw-req-42');
+    expect(toA.sent()).toMatch(/x-request-id: gw-req-42\r\n/i);
+    expect(toA.sent()).toContain(`traceparent: ${traceparent}\r\n`);
+  });
+
+  it('streams Server-Sent Events through as the service writes them', async () => {
+    const app = await gw.post('/api/funding/applications', applicationBody(), auth);
+    const ctl = new AbortController();
+    const res = await fetch(`${gw.url}/api/funding/applications/${app.body.id}/events`, { headers: auth, signal: ctl.signal });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    // No scoring target runs: the status stays non-final and the stream stays open, yet its first event is here.
+    const first = await reader.read();
+    expect(first.done).toBe(false);
+    expect(new TextDecoder().decode(first.value)).toMatch(/event: status\ndata: .*"processing"|event: status/);
+    ctl.abort();
+  });
+
+  it('relays a WebSocket: the status feed arrives through the gateway, and an unknown id is refused with the service\'s 404', async () => {
+    const app = await gw.post('/api/funding/applications', applicationBody(), auth);
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/api/funding/applications/${app.body.id}/ws`, { headers: auth });
+    const first = await new Promise<string>((resolve, reject) => {
+      ws.once('message', (d) => resolve(d.toString()));
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`refused ${res.statusCode}`)));
+    });
+    expect(JSON.parse(first)).toMatchObject({ id: app.body.id, status: expect.any(String) });
+    ws.close(1000);
+    const refused = await new Promise<number>((resolve, reject) => {
+      const other = new WebSocket(`${gw.url.replace('http', 'ws')}/api/funding/applications/00000000-0000-4000-8000-000000000000/ws`, { headers: auth });
+      other.once('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); res.resume(); });
+      other.once('open', () => reject(new Error('opened')));
+      other.once('error', () => {});
+    });
+    expect(refused).toBe(404);
+  });
+
+  it('answers 404 for a path nobody owns, in the contract format, without calling anyone', async () => {
+    const before = [toA.sent().length, toB.sent().length];
+    for (const path of ['/api/nobody', '/apix/orders', '/api/ordersx']) {
+      const res = await gw.get(path);
+      expect([res.status, res.body.error.code], path).toEqual([404, 'NOT_FOUND']);
+    }
+    expect([toA.sent().length, toB.sent().length]).toEqual(before);
+  });
+
+  it('turns a stopped upstream into 503 UNAVAILABLE, and the other keeps answering', async () => {
+    await b.close();
+    await toB.close();
+    const res = await fetch(`${gw.url}/api/funding/applications/00000000-0000-4000-8000-000000000000`, { headers: auth });
+    expect(res.status).toBe(503);
+    expect((await res.json()).error.code).toBe('UNAVAILABLE');
+    const post = await gw.post('/api/funding/applications', applicationBody(), auth);
+    expect([post.status, post.body.error.code]).toEqual([503, 'UNAVAILABLE']);
+    expect((await fetch(`${gw.url}/.well-known/jwks.json`)).status).toBe(200);
+  });
+});
+
+describe('the path table', () => {
+  it('the gateway is a target of its own: TARGET=all (one process, every route local) leaves it out', () => {
+    expect(resolveTargets('all', registry)).not.toContain('gateway');
+    expect(resolveTargets('all', registry)).toContain('orders');
+    expect(resolveTargets('gateway', registry)).toEqual(['gateway']);
+  });
+
+  it('sends each prefix to its owner, the longest prefix first, with Kubernetes Service names by default', () => {
+    const routes = resolveRoutes([], []);
+    const owner = (path: string) => routes.find((r) => path === r.prefix || path.startsWith(`${r.prefix}/`))?.upstream;
+    expect(owner('/api/admin/users/1')).toMatchObject({ target: 'identity' });
+    expect(owner('/api/admin/dlq')).toMatchObject({ target: 'admin' });
+    expect(owner('/api/orders')?.url.href).toBe('http://orderflow-orders/');
+    expect(owner('/api/ordersx')).toBeUndefined();
+    expect(Object.keys(DEFAULT_ROUTES)).toContain('/api/funding');
+  });
+
+  it('takes GATEWAY_UPSTREAMS and GATEWAY_ROUTES, and refuses malformed ones at boot', () => {
+    const c = loadGatewayConfig({ GATEWAY_UPSTREAMS: 'orders=http://10.0.0.5:8080', GATEWAY_ROUTES: '/api/reports=admin' });
+    const routes = resolveRoutes(c.GATEWAY_ROUTES, c.GATEWAY_UPSTREAMS);
+    expect(routes.find((r) => r.prefix === '/api/orders')?.upstream.url.href).toBe('http://10.0.0.5:8080/');
+    expect(routes.find((r) => r.prefix === '/api/reports')?.upstream.target).toBe('admin');
+    for (const bad of [{ GATEWAY_UPSTREAMS: 'orders' }, { GATEWAY_UPSTREAMS: 'orders=ftp://x' }, { GATEWAY_ROUTES: 'api=orders' }]) {
+      expect(() => loadGatewayConfig(bad), JSON.stringify(bad)).toThrow(/GATEWAY_/);
+    }
+  });
+});

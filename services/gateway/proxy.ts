@@ -1,0 +1,150 @@
+// The gateway's reverse proxy: a request goes to the target that owns its path, over a
+// kept-alive connection pool per upstream (node:http Agent), with its body and the answer
+// streamed both ways (an SSE stream flows through as the upstream writes it). An upstream
+// that cannot be reached, or does not answer in time, is the contract's 503 UNAVAILABLE.
+import { Agent, request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import type { Context } from 'hono';
+import { WebSocket } from 'ws';
+import { acceptWebSocket, errorBody, type Logger } from '../kit/index.ts';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the proxy sets itself. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+
+export type Upstream = { target: string; url: URL };
+export type ProxyOptions = {
+  /** Pool size per upstream; requests beyond it queue for a socket. */
+  maxSockets: number;
+  /** Time from sending the request to the upstream's response headers (SSE bodies may then last forever). */
+  responseTimeoutMs: number;
+  /** An idle pooled socket is closed after this; keep it below the upstreams' keep-alive timeout (Node: 5 s) so we never reuse one they are closing. */
+  idleSocketMs: number;
+  log: Logger;
+};
+
+export type Proxy = {
+  forward(c: Context, upstream: Upstream): Promise<Response>;
+  /**
+   * An `Upgrade: websocket` request: the upstream's socket is opened first, so its refusal (404,
+   * 401, 400) is the client's; once it opens, the client's is accepted and the upstream's text
+   * frames and close code are relayed (the live feeds only push; the client only listens).
+   */
+  websocket(c: Context, upstream: Upstream): Promise<Response>;
+  /** Sockets open toward each upstream (in use and idle), for tests and metrics. */
+  sockets(): Record<string, number>;
+  close(): void;
+};
+
+/** `const proxy = createProxy({ maxSockets: 256, responseTimeoutMs: 30_000, idleSocketMs: 4000, log })` */
+export function createProxy(o: ProxyOptions): Proxy {
+  // One agent per upstream, so one slow target cannot take the sockets of another.
+  const agents = new Map<string, Agent>();
+  const agentFor = (u: Upstream) => {
+    let a = agents.get(u.target);
+    if (!a) {
+      a = new Agent({ keepAlive: true, maxSockets: o.maxSockets, maxFreeSockets: o.maxSockets, timeout: o.idleSocketMs, scheduling: 'lifo' });
+      agents.set(u.target, a);
+    }
+    return a;
+  };
+
+  const send = (c: Context, u: Upstream, body: Readable | undefined) => new Promise<IncomingMessage>((resolve, reject) => {
+    const incoming = new URL(c.req.url);
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of c.req.raw.headers) if (!HOP_BY_HOP.has(k)) headers[k] = v;
+    // The id the gateway logged is the one the service logs: one request, one id.
+    headers['x-request-id'] = c.get('requestId') as string;
+    const client = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress;
+    const forwarded = c.req.header('x-forwarded-for');
+    if (client) headers['x-forwarded-for'] = forwarded ? `${forwarded}, ${client}` : client;
+    headers['x-forwarded-host'] ??= incoming.host;
+    headers['x-forwarded-proto'] ??= incoming.protocol.replace(':', '');
+    const req = request({
+      agent: agentFor(u), protocol: u.url.protocol, hostname: u.url.hostname, port: u.url.port || 80,
+      method: c.req.method, path: `${u.url.pathname.replace(/\/$/, '')}${incoming.pathname}${incoming.search}`, headers,
+    });
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer in ${o.responseTimeoutMs} ms`), { code: 'ETIMEDOUT' })), o.responseTimeoutMs);
+    req.once('response', (res) => { clearTimeout(timer); resolve(res); });
+    req.once('error', (err) => { clearTimeout(timer); reject(err); });
+    // The client went away: stop the upstream work (and free the socket) rather than stream into nothing.
+    c.req.raw.signal.addEventListener('abort', () => req.destroy(), { once: true });
+    if (body) body.pipe(req);
+    else req.end();
+  });
+
+  const unavailable = (c: Context, u: Upstream, err: unknown) => {
+    (c.get('log') as Logger | undefined)?.warn({ upstream: u.target, code: (err as NodeJS.ErrnoException).code, err: String(err) }, 'gateway: upstream unavailable');
+    return c.json(errorBody('UNAVAILABLE', `the ${u.target} service is unavailable; try again shortly`), 503, { 'Retry-After': '1' });
+  };
+
+  return {
+    async websocket(c, u) {
+      const incoming = new URL(c.req.url);
+      const target = new URL(`${u.url.pathname.replace(/\/$/, '')}${incoming.pathname}${incoming.search}`, u.url);
+      target.protocol = u.url.protocol === 'https:' ? 'wss:' : 'ws:';
+      const headers: Record<string, string> = { 'x-request-id': c.get('requestId') as string };
+      for (const h of ['authorization', 'traceparent', 'tracestate', 'origin']) { const v = c.req.header(h); if (v) headers[h] = v; }
+      const upstream = new WebSocket(target, { headers, perMessageDeflate: false, handshakeTimeout: o.responseTimeoutMs });
+      const opened = await new Promise<Response | null>((resolve) => {
+        upstream.once('open', () => resolve(null));
+        // The upstream answered the upgrade with a status: pass it on as it is.
+        upstream.once('unexpected-response', (_req, res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 502, headers: { 'content-type': String(res.headers['content-type'] ?? 'application/json') } })));
+          res.on('error', (err) => resolve(unavailable(c, u, err)));
+        });
+        upstream.once('error', (err) => resolve(unavailable(c, u, err)));
+      });
+      if (opened) { upstream.terminate(); return opened; }
+      // The upstream speaks at once (the current status): hold its frames until the client's socket is open.
+      let out: ((text: string) => void) | undefined;
+      let end: ((code: number) => void) | undefined;
+      const held: string[] = [];
+      let closedWith: number | undefined;
+      const closeCode = (code: number) => (code === 1005 || code === 1006 ? 1011 : code);
+      upstream.on('message', (data) => { const text = data.toString(); if (out) out(text); else held.push(text); });
+      upstream.on('close', (code) => { closedWith = closeCode(code); end?.(closedWith); });
+      upstream.on('error', () => { closedWith = 1011; end?.(1011); });
+      return await acceptWebSocket(c, (client) => {
+        for (const text of held.splice(0)) client.send(text);
+        out = (text) => client.send(text);
+        end = (code) => client.close(code);
+        if (closedWith !== undefined) client.close(closedWith);
+        return () => { if (upstream.readyState === upstream.OPEN || upstream.readyState === upstream.CONNECTING) upstream.close(1000); };
+      });
+    },
+
+    async forward(c, u) {
+      const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD' && c.req.raw.body !== null;
+      let res: IncomingMessage;
+      try {
+        try {
+          res = await send(c, u, hasBody ? Readable.fromWeb(c.req.raw.body as never) : undefined);
+        } catch (err) {
+          // A pooled socket the upstream closed as we picked it: a bodiless request is sent again, once.
+          if (hasBody || (err as NodeJS.ErrnoException).code !== 'ECONNRESET') throw err;
+          res = await send(c, u, undefined);
+        }
+      } catch (err) {
+        return unavailable(c, u, err);
+      }
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(res.headers as IncomingHttpHeaders)) {
+        if (v === undefined || HOP_BY_HOP.has(k)) continue;
+        for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
+      }
+      const empty = c.req.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
+      if (empty) res.resume();
+      return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream), { status: res.statusCode ?? 502, headers });
+    },
+    sockets() {
+      const out: Record<string, number> = {};
+      for (const [target, a] of agents) {
+        out[target] = [...Object.values(a.sockets), ...Object.values(a.freeSockets)].reduce((n, list) => n + (list?.length ?? 0), 0);
+      }
+      return out;
+    },
+    close() { for (const a of agents.values()) a.destroy(); },
+  };
+}
