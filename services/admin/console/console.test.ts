@@ -209,6 +209,8 @@ describe('dead letters', () => {
     expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
     expect(res.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
     expect(res.headers.get('x-frame-options')).toBe('DENY');
+    // The app's no-referrer would make browsers post the console's forms with Origin: null.
+    expect(await res.text()).toContain('<meta name="referrer" content="same-origin">');
   });
 
   it('refuses an edited payload that is not JSON or does not fit the schema, keeps the entry, then redrives a fitting one', async () => {

@@ -32,6 +32,9 @@ export function page(o: { title: string; section?: Section; principal?: Principa
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<!-- The app sends Referrer-Policy: no-referrer, under which a browser posts forms with
+     Origin: null, and the console's forms are checked by their Origin (session.ts). -->
+<meta name="referrer" content="same-origin">
 <title>${o.title} · orderflow console</title>
 <link rel="stylesheet" href="/admin/assets/console.css">
 <script src="/admin/assets/console.js" defer></script>

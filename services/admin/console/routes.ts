@@ -62,14 +62,10 @@ export function createConsole(d: ConsoleDeps) {
   const adminOnly = guard(isAdmin);
 
   const routes = new Hono<ConsoleEnv>()
-    // Pages run only the console's own script and cannot be framed (a framed page's buttons
-    // could be clicked through a decoy); signed-in pages are never cached.
+    // The CSP (own script only), no framing and nosniff come from the app's secure headers
+    // (kit/http/secure-headers.ts); the console adds that its pages are never cached.
     .use('*', async (c, next) => {
       await next();
-      c.header('Content-Security-Policy', "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'");
-      c.header('X-Frame-Options', 'DENY');
-      c.header('X-Content-Type-Options', 'nosniff');
-      c.header('Referrer-Policy', 'same-origin');
       if (!c.req.path.startsWith('/admin/assets/')) c.header('Cache-Control', 'no-store');
     })
     .get('/assets/:file', (c) => {
