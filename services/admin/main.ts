@@ -1,9 +1,11 @@
-// Admin: the operator console (the DLQ API), and the process that runs the cluster's
-// housekeeping: the DLQ mover, and an outbox relay that publishes rows whose writers
-// are all gone (a target scaled to zero). In monolithic mode it is one of the targets.
-// It also serves the feature flag API and keeps the audit of flag changes (schema admin).
+// Admin: the operator console (/admin) and the DLQ API, and the process that runs the
+// cluster's housekeeping: the DLQ mover, and an outbox relay that publishes rows whose
+// writers are all gone (a target scaled to zero). In monolithic mode it is one of the
+// targets. It also serves the feature flag API and keeps the audit of flag changes (schema admin).
 import { businessKeys, contractFor } from '../../contracts/messages.ts';
 import { createDlqAdmin, defineModule, type Deps, type DlqContracts, type Running } from '../kit/index.ts';
+import { loadAdminConfig } from './config.ts';
+import { createConsole } from './console/routes.ts';
 import { entities, migrations } from './entities.ts';
 import { flagRoutes } from './flag-routes.ts';
 import { dlqRoutes } from './routes.ts';
@@ -16,10 +18,16 @@ export const dlqContracts: DlqContracts = {
   keysOf: businessKeys,
 };
 
-export async function start({ app, nats, flags, orm }: Deps): Promise<Running> {
-  app.route('/api/admin/dlq', dlqRoutes({ dlq: createDlqAdmin({ ...nats, contracts: dlqContracts }) }));
+export async function start({ app, nats, flags, orm, env, log, metrics }: Deps): Promise<Running> {
+  const config = loadAdminConfig(env);
+  const dlq = createDlqAdmin({ ...nats, contracts: dlqContracts });
+  app.route('/api/admin/dlq', dlqRoutes({ dlq }));
   app.route('/api/admin/flags', flagRoutes({ store: flags.store, orm }));
-  return { async stop() {} };
+  const console = createConsole({ app, orm, dlq, metrics, log, config });
+  // The console's forms post form-encoded bodies, as HTML forms do.
+  app.formBodies.add('/admin/*');
+  app.route('/admin', console.routes);
+  return { async stop() { console.stop(); } };
 }
 
 /** The `admin` target. Advisories wait in the ADVISORIES stream (7 days) while no admin process runs. */

@@ -38,6 +38,8 @@ export const Application = defineEntity({
     version: p.integer().version().default(1),
   },
   indexes: [
+    // The operator console's lists by status (the pending_review queue oldest first, the rest newest first).
+    { name: 'applications_status_created_at', properties: ['status', 'createdAt', 'id'] },
     // The reconciler's scan: only non-final rows, oldest change first.
     { name: 'applications_unsettled', properties: ['updatedAt'], where: "status in ('processing', 'risk_scoring', 'approved', 'disbursing')" },
   ],

@@ -20,7 +20,7 @@ export {
   clip, ConfigError, HttpError, NonRetryableError, notFound, ProvisioningError, RetryLaterError, type ErrorDetail,
 } from './errors.ts';
 export {
-  errorBody, idempotency, IdempotencyKeyTaken, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
+  errorBody, idempotency, IdempotencyKeyTaken, isUnavailable, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
 } from './http.ts';
 export { createRateLimiter, type RateLimitConfig, type RateLimiterDeps, type ShareSource } from './http.ts';
 export {

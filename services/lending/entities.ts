@@ -23,6 +23,8 @@ export const LendingOrder = defineEntity({
     updatedAt: p.datetime().defaultRaw('now()'),
     completedAt: p.datetime().nullable(),
   },
+  // The operator console's list, newest first with keyset paging.
+  indexes: [{ name: 'orders_created_at', properties: ['createdAt', 'id'] }],
   checks: [
     { name: 'orders_status_check', expression: "status in ('IN_PROGRESS', 'SUCCESS', 'PARTIALLY_INVESTED', 'FAILED')" },
     { name: 'orders_phase_check', expression: "phase in ('reserve', 'invest')" },

@@ -26,6 +26,12 @@ export const Order = defineEntity({
     sagaVersion: p.integer().default(0).lazy(),
   },
   indexes: [
+    // The operator console's search (admin/console/orders.ts): newest first with keyset paging,
+    // narrowed by status or email; and its live view, which reads the rows changed since its last read.
+    { name: 'orders_created_at', properties: ['createdAt', 'id'] },
+    { name: 'orders_status_created_at', properties: ['status', 'createdAt', 'id'] },
+    { name: 'orders_email_created_at', properties: ['email', 'createdAt', 'id'] },
+    { name: 'orders_updated_at', properties: ['updatedAt'] },
     // Rows from before intake sealed payment tokens (kit/seal.ts) hold them in clear; this
     // index finds them at once on every start (sealClearTokens), and sealed rows never enter it.
     // Written as Postgres prints it back (!~~ is NOT LIKE), so the schema diff sees no change.

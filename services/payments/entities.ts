@@ -36,6 +36,8 @@ export const PaymentRefund = defineEntity({
     amount: p.integer(),
     createdAt: p.datetime().defaultRaw('now()'),
   },
+  // An order's refunds, for the operator console's order page.
+  indexes: [{ name: 'refunds_order_id', properties: ['orderId'] }],
 });
 
 export const entities = [Payment, PaymentRefund];

@@ -23,3 +23,16 @@ describe('jsonOnly', () => {
     expect((await app.request('/get')).status).toBe(200);
   });
 });
+
+describe('jsonOnly form paths', () => {
+  const forms = new Hono().use('*', jsonOnly(new Set(['/token', '/admin/*']))).post('*', async (c) => c.text(await c.req.text()));
+  const form = (path: string) => forms.request(path, { method: 'POST', body: 'a=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+
+  it('takes a form body on an exact path and under a /* prefix, and nowhere else', async () => {
+    expect((await form('/token')).status).toBe(200);
+    expect((await form('/admin/dlq/7/redrive')).status).toBe(200);
+    expect((await form('/admin')).status).toBe(415);
+    expect((await form('/administrator')).status).toBe(415);
+    expect((await form('/token/x')).status).toBe(415);
+  });
+});
