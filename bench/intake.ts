@@ -18,11 +18,19 @@ type Row = { name: string; rps: number; p50: number; p95?: number; p99: number; 
 let serverPid = 0;
 // Postgres backends name their database in the process title; the WAL and checkpoint
 // processes serve everyone and are counted whole.
-const serverSide = ({ pid, cmd }: { pid: number; cmd: string }) =>
-  pid === serverPid || cmd.includes(db.name) || /^postgres: (walwriter|checkpointer|background writer)/.test(cmd) ||
-  (cmd.startsWith('nats-server') && cmd.includes(` -p ${nats.port} `));
+const sideOf = (pid: () => number, dbName: () => string, natsPort: () => number) => ({ pid: p, cmd }: { pid: number; cmd: string }) =>
+  p === pid() || cmd.includes(dbName()) || /^postgres: (walwriter|checkpointer|background writer)/.test(cmd) ||
+  (cmd.startsWith('nats-server') && cmd.includes(` -p ${natsPort()} `));
+const serverSide = sideOf(() => serverPid, () => db.name, () => nats.port);
 
-async function load(url: string, opts: { rate?: number; duration?: number; connections?: number } = {}): Promise<Omit<Row, 'name'>> {
+// BENCH_COMPARE_TREE=/path/to/another/checkout (with its node_modules) also runs that code's
+// intake (TARGET=orders,admin, its own database and nats-server), alternating ceiling runs
+// with this code's, BENCH_COMPARE_ROUNDS (3) of each: a same-run comparison, e.g. against the
+// commit before a change (git worktree add ../old <commit>).
+const COMPARE_TREE = process.env.BENCH_COMPARE_TREE;
+const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
+
+async function load(url: string, opts: { rate?: number; duration?: number; connections?: number; side?: typeof serverSide } = {}): Promise<Omit<Row, 'name'>> {
   const before = snapshot();
   const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   let n = 0;
@@ -34,7 +42,7 @@ async function load(url: string, opts: { rate?: number; duration?: number; conne
       setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `B-${run}-${n++}`, email: 'bench@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }, { sku: 'SKU-2', quantity: 3 }] }) }),
     }],
   });
-  const cpuUs = (cpuSeconds(before, snapshot(), serverSide) / Math.max(1, result.requests.total)) * 1e6;
+  const cpuUs = (cpuSeconds(before, snapshot(), opts.side ?? serverSide) / Math.max(1, result.requests.total)) * 1e6;
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts, non2xx: result.non2xx, cpuUs };
 }
 
@@ -66,11 +74,11 @@ try {
   // outbox row, the relay publishing to JetStream), then the whole of seed 004 in one
   // process (notifications sending every mail on the same two cores).
   const sink = await startSmtpSink({ port: 0 });
-  const startCluster = async (target: string) => {
+  const startCluster = async (target: string, tree?: { root: string; natsUrl: string; dbUrl: string }) => {
     const port = await freePort();
-    const proc = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
-      env: { ...process.env, NATS_URL: nats.url, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', SMTP_URL: sink.url, LOG_LEVEL: 'error', TARGET: target },
-      stdio: 'inherit',
+    const proc = spawn(process.execPath, [tree ? `${tree.root}/services/main.ts` : new URL('../services/main.ts', import.meta.url).pathname], {
+      env: { ...process.env, NATS_URL: tree?.natsUrl ?? nats.url, DATABASE_URL: tree?.dbUrl ?? db.url, PORT: String(port), HOST: '127.0.0.1', SMTP_URL: sink.url, LOG_LEVEL: 'error', TARGET: target },
+      stdio: 'inherit', ...(tree ? { cwd: tree.root } : {}),
     });
     children.push(proc);
     serverPid = proc.pid!;
@@ -82,6 +90,24 @@ try {
   await load(intake.url, { duration: 3 });
   const intakeCeiling = await load(intake.url);
   const intakeAtTarget = await load(intake.url, { rate: 2000 });
+
+  // This code's ceiling against BENCH_COMPARE_TREE's, alternating (ABBA...), both processes up.
+  const compared: { rounds: Omit<Row, 'name'>[][]; tree: string } | undefined = COMPARE_TREE ? { rounds: [[], []], tree: COMPARE_TREE } : undefined;
+  if (compared) {
+    const [otherNats, otherDb] = [await startTestNats(), await createTestDatabase('orderflow_bench')];
+    const thisPid = intake.proc.pid!;
+    const other = await startCluster('orders,admin', { root: compared.tree, natsUrl: otherNats.url, dbUrl: otherDb.url });
+    const sides = [sideOf(() => thisPid, () => db.name, () => nats.port), sideOf(() => other.proc.pid!, () => otherDb.name, () => otherNats.port)];
+    const urls = [intake.url, other.url];
+    // Both warm, and this one's relay done with the 2,000/s phase's rows, before the first round.
+    for (const u of urls) await load(u, { duration: 3 });
+    for (let r = 0; r < COMPARE_ROUNDS; r++) {
+      for (const i of r % 2 ? [1, 0] : [0, 1]) compared.rounds[i]!.push(await load(urls[i]!, { side: sides[i] }));
+    }
+    await other.stop();
+    await otherNats.stop();
+    await otherDb.drop();
+  }
   await intake.stop();
 
   const full = await startCluster('orders,notifications,admin');
@@ -143,6 +169,22 @@ try {
     `| received mail | ${pct(50)} | ${pct(95)} | ${pct(99)} | ${lat[lat.length - 1]} | ${lat.length} | ${dupes} |`,
   ].join('\n');
   console.log(`\n${table}\n`);
+  if (compared) {
+    // Medians: on a shared machine one run now and then meets a burst of other work.
+    const median = (rows: Omit<Row, 'name'>[], k: 'rps' | 'cpuUs') => { const v = rows.map((r) => r[k]).sort((a, b) => a - b); return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2; };
+    const [mine, theirs] = compared.rounds as [Omit<Row, 'name'>[], Omit<Row, 'name'>[]];
+    const fmt = (rows: Omit<Row, 'name'>[], k: 'rps' | 'cpuUs') => rows.map((r) => r[k].toFixed(0)).join(', ');
+    console.log([
+      `Same run, intake ceiling (TARGET=orders,admin) alternating with BENCH_COMPARE_TREE=${compared.tree}, ${COMPARE_ROUNDS} runs of ${DURATION} s each:`,
+      '',
+      '| code | accepted/s, each run | median | server CPU µs/order (server, Postgres, nats-server), each run | median |',
+      '|---|---|---:|---|---:|',
+      `| this checkout | ${fmt(mine, 'rps')} | ${median(mine, 'rps').toFixed(0)} | ${fmt(mine, 'cpuUs')} | ${median(mine, 'cpuUs').toFixed(0)} |`,
+      `| ${compared.tree} | ${fmt(theirs, 'rps')} | ${median(theirs, 'rps').toFixed(0)} | ${fmt(theirs, 'cpuUs')} | ${median(theirs, 'cpuUs').toFixed(0)} |`,
+      '',
+      `this ÷ compared, medians: accepted/s ${(median(mine, 'rps') / median(theirs, 'rps')).toFixed(2)}, CPU per order **${(median(mine, 'cpuUs') / median(theirs, 'cpuUs')).toFixed(2)}**.`,
+    ].join('\n') + '\n');
+  }
   await sink.close();
 } finally {
   await stopAll();

@@ -126,8 +126,22 @@ export async function migrate(orm: MikroORM, log: Logger): Promise<void> {
   });
 }
 
+const nativePool = async (orm: MikroORM) => await (orm.em.getConnection() as unknown as { getNativeClient(): Promise<pg.Pool> }).getNativeClient();
+
 /** Connections of the process's pool: in use, idle, callers waiting for one, and the cap. `const u = await poolUsage(orm)` */
 export async function poolUsage(orm: MikroORM): Promise<{ active: number; idle: number; waiting: number; max: number }> {
-  const pool = await (orm.em.getConnection() as unknown as { getNativeClient(): Promise<pg.Pool> }).getNativeClient();
+  const pool = await nativePool(orm);
   return { active: pool.totalCount - pool.idleCount, idle: pool.idleCount, waiting: pool.waitingCount, max: pool.options.max ?? 10 };
+}
+
+/**
+ * One statement with bind parameters ($1, $2, ...) on the ORM's pool, for hot paths with large
+ * parameters. MikroORM's `execute` inlines every parameter into the SQL text as an escaped
+ * literal built one character at a time; for intake's batch, its orders as one JSON parameter, that was half of the statement's
+ * node CPU (~110 -> ~55 µs per order, 16 a batch). Unnamed statements only: PgBouncer in
+ * transaction mode (k8s prod) cannot keep named ones. Errors are pg's own (code, constraint).
+ * `const rows = await rawQuery<{ id: string }>(orm, 'select $1::uuid as id', [id])`
+ */
+export async function rawQuery<R>(orm: MikroORM, text: string, values: unknown[]): Promise<R[]> {
+  return (await (await nativePool(orm)).query(text, values)).rows as R[];
 }

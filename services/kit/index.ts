@@ -37,7 +37,7 @@ export { int, port, readConfig, url, type BaseConfig } from './config.ts';
 export { createLogger, type Logger } from './log.ts';
 export { countedReads, createMetrics, timedSend, type Metrics } from './metrics.ts';
 export { H, type Nats } from './nats.ts';
-export { sqlMigration, type EntityManager, type MigrationDef, type MikroORM } from './db.ts';
+export { rawQuery, sqlMigration, type EntityManager, type MigrationDef, type MikroORM } from './db.ts';
 export { readSpecs, STREAMS_DIR, type ConsumerSpec, type StreamSpec } from './provision.ts';
 export { createDlqAdmin, DLQ_STREAM, ADVISORY_STREAM, DlqHeaders, type DlqAdmin, type DlqContracts, type DlqEntry, type DlqFilter, type DlqReason } from './dlq.ts';
 export {

@@ -6,7 +6,7 @@
 // Idempotency-Key and the 202 it answers commit in the same statement.
 import { randomUUID } from 'node:crypto';
 import { OrderSubjects, type CreateOrderRequest, type OrderCreated } from '../../contracts/orders.ts';
-import { createBatcher } from '../kit/index.ts';
+import { createBatcher, rawQuery } from '../kit/index.ts';
 import type { MikroORM } from '../kit/index.ts';
 import type { Sealer } from '../kit/index.ts';
 import { HttpError } from '../kit/index.ts';
@@ -27,7 +27,7 @@ export type AcceptedOrder = { event: OrderCreated; response: string };
 // order without its key; the batch is then retried row by row.
 const INSERT_BATCH = `
   with input as (
-    select * from jsonb_to_recordset(?::jsonb) as t(
+    select * from jsonb_to_recordset($1::jsonb) as t(
       id uuid, order_id text, email text, phone text, payment_token text, items jsonb, history jsonb,
       created_at timestamptz, outbox_id uuid, payload text, headers jsonb,
       idem_scope text, idem_key text, idem_hash text, response text)
@@ -58,9 +58,10 @@ export type OrderWriter = {
 /** `const writer = createOrderWriter(orm, { sealer, maxBatch: 256, maxInFlight: 1 })` */
 export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatch?: number; maxInFlight?: number }): OrderWriter {
   // One statement a batch; a statement that fails (a key stored meanwhile) is retried row
-  // by row, all at once: rows of different orders cannot conflict with each other.
+  // by row, all at once: rows of different orders cannot conflict with each other. The rows
+  // go as a bind parameter (kit/db.ts `rawQuery`), not inlined into the SQL by the ORM.
   const write = createBatcher(async (rows: Record<string, unknown>[]) => {
-    const written = new Set((await orm.em.fork().execute<{ id: string }[]>(INSERT_BATCH, [JSON.stringify(rows)])).map((r) => r.id));
+    const written = new Set((await rawQuery<{ id: string }>(orm, INSERT_BATCH, [JSON.stringify(rows)])).map((r) => r.id));
     return rows.map((r) => written.has(r.id as string));
   }, { maxSize: opts.maxBatch ?? 256, maxConcurrent: opts.maxInFlight ?? 1, isolate: 'parallel' });
 

@@ -1,0 +1,29 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '../testing/index.ts';
+import { openOrm, rawQuery, type MikroORM } from './db.ts';
+
+let db: Awaited<ReturnType<typeof createTestDatabase>>;
+let orm: MikroORM;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  orm = await openOrm({ url: db.url, entities: [], migrations: [], poolMax: 2 });
+  await orm.em.fork().execute('create table rq (k text primary key, body jsonb not null)');
+});
+afterAll(async () => {
+  await orm?.close();
+  await db?.drop();
+});
+
+describe('rawQuery', () => {
+  it('sends a parameter as a bind value: quotes, backslashes and non-ASCII arrive as sent', async () => {
+    const body = { note: `it's a "quote", a \\ backslash, \u00e9 and E'x'`, n: [1, 2] };
+    const rows = await rawQuery<{ k: string; body: typeof body }>(orm, 'insert into rq (k, body) select $1, $2::jsonb returning k, body', ['a', JSON.stringify(body)]);
+    expect(rows).toEqual([{ k: 'a', body }]);
+  });
+
+  it('fails with the driver error: its code and constraint, as callers match them (orders: idempotency_keys_pkey)', async () => {
+    await rawQuery(orm, 'insert into rq (k, body) values ($1, $2::jsonb)', ['dup', '{}']);
+    const err = await rawQuery(orm, 'insert into rq (k, body) values ($1, $2::jsonb)', ['dup', '{}']).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: '23505', constraint: 'rq_pkey', message: expect.stringContaining('rq_pkey') });
+  });
+});
