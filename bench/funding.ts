@@ -120,7 +120,7 @@ try {
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   const load = new Worker(new URL('./funding-load.ts', import.meta.url), {
-    workerData: { url: c.url, bodies: Array.from({ length: N }, (_, i) => body(i, 'b')), postRps: POST_RPS, statusRps: STATUS_RPS },
+    workerData: { url: c.url, token: await c.token(), bodies: Array.from({ length: N }, (_, i) => body(i, 'b')), postRps: POST_RPS, statusRps: STATUS_RPS },
   });
   const messages: any[] = [];
   const got = (phase: string) => eventually(() => messages.find((m) => m.phase === phase), { timeoutMs: 600_000, intervalMs: 50, what: phase });

@@ -122,6 +122,8 @@ export const CreateApplicationRequest = z.object({
   purpose: z.string().trim().max(500).optional(),
   financials: Financials,
   bankAccount: BankAccount,
+  /** `high` is scored ahead of any backlog of normal ones; it needs the reviewer or admin role or the funding:decide scope. */
+  priority: z.enum(['normal', 'high']).optional(),
 });
 export type CreateApplicationRequest = z.infer<typeof CreateApplicationRequest>;
 

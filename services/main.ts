@@ -10,7 +10,7 @@ import * as funding from './funding/main.ts';
 import * as identity from './identity/main.ts';
 import * as fundingScoring from './funding/scoring-main.ts';
 import { createLogger } from './kit/index.ts';
-import { startRuntime, type Externals, type Registry } from './kit/runtime.ts';
+import { startRuntime, type Externals, type Registry, type VerifierFactory } from './kit/runtime.ts';
 import * as lending from './lending/main.ts';
 import * as notifications from './notifications/main.ts';
 import * as orders from './orders/main.ts';
@@ -26,6 +26,9 @@ import { startT24Simulator } from './simulators/t24.ts';
 export const registry: Registry = Object.fromEntries(
   [identity, orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring].map(({ module }) => [module.name, module]),
 );
+
+/** Access tokens are verified locally in every process (identity/main.ts, processVerifier). */
+export const verifier: VerifierFactory = ({ orm, env }) => identity.processVerifier(orm, env);
 
 /** In-repo stand-ins for the external systems the chosen targets need (`needed`) whose URL is unset. */
 export const externals: Externals = async ({ env, needed, app, log }) => {
@@ -66,7 +69,7 @@ export const externals: Externals = async ({ env, needed, app, log }) => {
 if (import.meta.main) {
   const log = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
   try {
-    const cluster = await startRuntime({ env: process.env, registry, externals, log });
+    const cluster = await startRuntime({ env: process.env, registry, externals, verifier, log });
     let signalled = false;
     const shutdown = (signal: string) => {
       if (signalled) return;

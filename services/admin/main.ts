@@ -16,9 +16,9 @@ export const dlqContracts: DlqContracts = {
   keysOf: businessKeys,
 };
 
-export async function start({ app, nats, flags, orm }: Deps): Promise<Running> {
-  app.route('/api/admin/dlq', dlqRoutes({ dlq: createDlqAdmin({ ...nats, contracts: dlqContracts }) }));
-  app.route('/api/admin/flags', flagRoutes({ store: flags.store, orm }));
+export async function start({ routes, nats, flags, orm }: Deps): Promise<Running> {
+  dlqRoutes(routes, { dlq: createDlqAdmin({ ...nats, contracts: dlqContracts }) });
+  flagRoutes(routes, { store: flags.store, orm });
   return { async stop() {} };
 }
 

@@ -81,7 +81,7 @@ describe('DATABASE_READ_URL (a streaming replica)', () => {
       const got = await c.get(`/api/funding/applications/${id}`);
       expect(got.status).toBe(200);
       expect(got.body).toEqual(full);
-      const r = await fetch(`${c.url}/api/funding/applications/${id}/status`);
+      const r = await fetch(`${c.url}/api/funding/applications/${id}/status`, { headers: await c.authHeaders() });
       expect(r.status).toBe(200);
       expect(r.headers.get('x-status-source')).toBe('db');
       expect(await r.json()).toEqual({ id, status: 'rejected', updatedAt: full.updatedAt });

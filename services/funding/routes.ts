@@ -15,12 +15,11 @@
 // read for every fresh application's GETs and polls, the traffic the replica is for.
 // A replica that errors (down, not yet migrated) is skipped for the primary too.
 import type { Context } from 'hono';
-import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { CreateApplicationRequest, isFinalStatus, ReviewDecisionRequest, type ApplicationStatus } from '../../contracts/funding.ts';
-import type { Logger, MikroORM } from '../kit/index.ts';
-import { acceptWebSocket, HttpError, notFound } from '../kit/index.ts';
-import { idempotency, readJson, type AppEnv } from '../kit/index.ts';
+import { ApplicationAccepted, ApplicationStatusView, ApplicationView } from '../../contracts/http.ts';
+import type { ApiEnv, Logger, MikroORM, Routes } from '../kit/index.ts';
+import { acceptWebSocket, hasAccess, HttpError, notFound } from '../kit/index.ts';
 import { createApplicationWriter, disbursementRequest, loadWorkRow, StaleApplicationError, toApplicationView, transition } from './applications.ts';
 import { Application, Payout } from './entities.ts';
 import { StatusCacheUnavailableError, type CachedStatus, type StatusCache } from './status-cache.ts';
@@ -78,7 +77,7 @@ export function createReads(orm: MikroORM, readOrm: MikroORM, log: Logger, opts:
   };
 }
 
-const idParam = (c: Context<AppEnv>) => {
+const idParam = (c: Context<ApiEnv>) => {
   const id = c.req.param('id') ?? '';
   // A malformed id cannot name an application: 404 rather than a uuid cast error.
   if (!UUID.test(id)) throw notFound(`application ${id}`);
@@ -96,25 +95,49 @@ async function view(orm: MikroORM, id: string) {
 /** What SSE and the WebSocket send for a status: the contract's status body. */
 const statusBody = (s: CachedStatus) => JSON.stringify({ id: s.id, status: s.status, updatedAt: s.updatedAt });
 
-/** `app.route('/api/funding/applications', applicationRoutes({ orm, reads, cache, hub, wakeOutbox }))` */
-export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm: MikroORM; reads: Reads; cache: StatusCache; hub: StatusHub; wakeOutbox: () => void }) {
+/** Customers apply and read their own; reviewers decide and, like admins and funding read clients, read all. */
+const WRITE = { roles: ['customer', 'reviewer', 'admin'], scopes: ['funding:write', 'admin'] } as const;
+const READ = { roles: ['customer', 'reviewer', 'admin'], scopes: ['funding:read', 'funding:write', 'funding:decide', 'admin'] } as const;
+const DECIDE = { roles: ['reviewer', 'admin'], scopes: ['funding:decide', 'admin'] } as const;
+
+/** `applicationRoutes(deps.routes, { orm, reads, cache, hub, wakeOutbox })` */
+export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wakeOutbox }: { orm: MikroORM; reads: Reads; cache: StatusCache; hub: StatusHub; wakeOutbox: () => void }) {
   const writer = createApplicationWriter(orm, wakeOutbox);
-  return new Hono<AppEnv>()
-    .post('/', idempotency(orm, 'POST /api/funding/applications'), async (c) => {
-      const req = await readJson(c, CreateApplicationRequest);
+  const tags = ['funding'];
+  const id = { id: { description: 'the application uuid' } };
+
+  routes.add({
+    method: 'POST', path: '/api/funding/applications', tags, summary: 'Apply for funding (answered at once; scoring runs later)', access: WRITE,
+    idempotency: {}, body: CreateApplicationRequest,
+    responses: { 202: { description: 'accepted', schema: ApplicationAccepted } },
+    handler: async (c, { body: req, principal }) => {
+      if (req.priority === 'high' && !hasAccess(principal!, DECIDE)) {
+        throw new HttpError(403, 'FORBIDDEN', 'priority "high" needs the reviewer or admin role or the funding:decide scope');
+      }
       const { id } = await writer.create(req, c.get('requestId'));
       c.get('log').info({ applicationId: id, businessId: req.businessId }, 'funding application accepted');
       return c.json({ id, status: 'processing' }, 202);
-    })
+    },
+  });
 
-    .get('/:id', async (c) => {
+  routes.add({
+    method: 'GET', path: '/api/funding/applications/{id}', tags, summary: 'Read an application', access: READ, params: id,
+    responses: { 200: { description: 'the application with its risk score, decision, model version and disbursement', schema: ApplicationView } },
+    errors: [404],
+    handler: async (c) => {
       const id = idParam(c);
       const v = await reads.view(id);
       if (!v) throw notFound(`application ${id}`);
       return c.json(v);
-    })
+    },
+  });
 
-    .get('/:id/status', async (c) => {
+  routes.add({
+    method: 'GET', path: '/api/funding/applications/{id}/status', tags, summary: "An application's status, from the status cache", access: READ,
+    params: id, tokenInQuery: true,
+    responses: { 200: { description: 'the status', schema: ApplicationStatusView, headers: { 'X-Status-Source': 'kv or db' } } },
+    errors: [404],
+    handler: async (c) => {
       const id = idParam(c);
       let s: CachedStatus | null = null;
       let source = 'kv';
@@ -132,9 +155,15 @@ export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm:
       if (!s) throw notFound(`application ${id}`);
       c.header('X-Status-Source', source);
       return c.json({ id, status: s.status, updatedAt: s.updatedAt });
-    })
+    },
+  });
 
-    .get('/:id/events', async (c) => {
+  routes.add({
+    method: 'GET', path: '/api/funding/applications/{id}/events', tags, summary: 'Follow status changes (Server-Sent Events; ends at a final status)', access: READ,
+    params: id, tokenInQuery: true,
+    responses: { 200: { description: 'text/event-stream of `status` events {id,status,updatedAt}', type: 'event-stream' } },
+    errors: [404],
+    handler: async (c) => {
       const id = idParam(c);
       const first = await reads.status(id);
       if (!first) throw notFound(`application ${id}`);
@@ -166,12 +195,18 @@ export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm:
           stop();
         }
       });
-    })
+    },
+  });
 
-    // The same feed over a WebSocket: the current status at once, each change, and a
-    // close with 1000 after the final one. A malformed id is 400 here (refused before
-    // the upgrade, where a status line is all a browser's WebSocket reports), unknown 404.
-    .get('/:id/ws', async (c) => {
+  // The same feed over a WebSocket: the current status at once, each change, and a
+  // close with 1000 after the final one. A malformed id is 400 here (refused before
+  // the upgrade, where a status line is all a browser's WebSocket reports), unknown 404.
+  routes.add({
+    method: 'GET', path: '/api/funding/applications/{id}/ws', tags, summary: 'Follow status changes over a WebSocket (closed at a final status)', access: READ,
+    params: id, tokenInQuery: true,
+    responses: { 101: { description: 'switching to WebSocket: text frames of {id,status,updatedAt}', type: 'websocket' } },
+    errors: [404, 426],
+    handler: async (c) => {
       const raw = c.req.param('id') ?? '';
       if (!UUID.test(raw)) throw new HttpError(400, 'VALIDATION_FAILED', 'application id must be a UUID', [{ field: 'id', message: 'must be a UUID' }]);
       const id = raw.toLowerCase();
@@ -185,31 +220,37 @@ export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm:
           if (isFinalStatus(s.status)) socket.close(1000, 'final status');
         },
       }));
-    })
+    },
+  });
 
-    .post('/:id/decision',
-      // Scoped per application: one key may not replay another application's decision.
-      async (c, next) => await idempotency(orm, `POST /api/funding/applications/${idParam(c)}/decision`)(c, next),
-      async (c) => {
-        const id = idParam(c);
-        const body = await readJson(c, ReviewDecisionRequest);
-        const app = await loadWorkRow(orm.em.fork(), id);
-        if (!app) throw notFound(`application ${id}`);
-        if (app.status !== 'pending_review') {
-          throw new HttpError(409, 'NOT_PENDING_REVIEW', `application ${id} is ${app.status}; only a pending_review application takes a decision`);
-        }
-        const review = { decision: body.decision, reviewer: body.reviewer, note: body.note ?? null, at: new Date().toISOString() };
-        try {
-          await orm.em.fork().transactional((em) => transition(em, {
-            id, from: 'pending_review', to: body.decision, version: app.version, requestId: c.get('requestId'),
-            set: { review }, reason: `reviewed by ${body.reviewer}`, metadata: { reviewer: body.reviewer },
-            events: body.decision === 'approved' ? [disbursementRequest(app, 'reviewed')] : [],
-          }));
-        } catch (err) {
-          if (err instanceof StaleApplicationError) throw new HttpError(409, 'NOT_PENDING_REVIEW', `application ${id} changed while deciding; read it again`);
-          throw err;
-        }
-        c.get('log').info({ applicationId: id, decision: body.decision, reviewer: body.reviewer }, 'review decision recorded');
-        return c.json(await view(orm, id));
-      });
+  routes.add({
+    method: 'POST', path: '/api/funding/applications/{id}/decision', tags, summary: 'Decide an application in pending_review', access: DECIDE,
+    params: id,
+    // Scoped per application: one key may not replay another application's decision.
+    idempotency: { scope: (c) => `POST /api/funding/applications/${idParam(c)}/decision` },
+    body: ReviewDecisionRequest,
+    responses: { 200: { description: 'the application after the decision', schema: ApplicationView } },
+    errors: [404, 409],
+    handler: async (c, { body }) => {
+      const id = idParam(c);
+      const app = await loadWorkRow(orm.em.fork(), id);
+      if (!app) throw notFound(`application ${id}`);
+      if (app.status !== 'pending_review') {
+        throw new HttpError(409, 'NOT_PENDING_REVIEW', `application ${id} is ${app.status}; only a pending_review application takes a decision`);
+      }
+      const review = { decision: body.decision, reviewer: body.reviewer, note: body.note ?? null, at: new Date().toISOString() };
+      try {
+        await orm.em.fork().transactional((em) => transition(em, {
+          id, from: 'pending_review', to: body.decision, version: app.version, requestId: c.get('requestId'),
+          set: { review }, reason: `reviewed by ${body.reviewer}`, metadata: { reviewer: body.reviewer },
+          events: body.decision === 'approved' ? [disbursementRequest(app, 'reviewed')] : [],
+        }));
+      } catch (err) {
+        if (err instanceof StaleApplicationError) throw new HttpError(409, 'NOT_PENDING_REVIEW', `application ${id} changed while deciding; read it again`);
+        throw err;
+      }
+      c.get('log').info({ applicationId: id, decision: body.decision, reviewer: body.reviewer }, 'review decision recorded');
+      return c.json(await view(orm, id));
+    },
+  });
 }

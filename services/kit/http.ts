@@ -6,3 +6,7 @@ export { idempotency, IdempotencyKeyTaken, type IdempotencyClaim } from './http/
 export { jsonOnly } from './http/json-only.ts';
 export { requestId } from './http/request-id.ts';
 export { readJson, unstorableText, validate } from './http/validate.ts';
+export {
+  allowedMethods, createRouteTable, createRoutes, notFoundOrNotAllowed,
+  type Access, type ApiEnv, type BodySpec, type HttpMethod, type ResponseSpec, type RouteDef, type RouteEntry, type RouteInput, type Routes, type RouteTable,
+} from './http/route.ts';

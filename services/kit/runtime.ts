@@ -12,7 +12,9 @@ import { migrate, openOrm, type MikroORM } from './db.ts';
 import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { FLAGS_BUCKET, startFlags } from './flags.ts';
-import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
+import { answerMalformedRequests, createApp, createRoutes, createRouteTable, errorBody, type App } from './http.ts';
+import type { MiddlewareHandler } from 'hono';
+import type { Verifier } from './auth.ts';
 import { createLogger, type Logger } from './log.ts';
 import { registerCollectors } from './collectors.ts';
 import { createMetrics } from './metrics.ts';
@@ -31,6 +33,9 @@ export type Registry = Record<string, ServiceModule>;
 /** Stand-ins for the external systems the targets need (`needed`, from the module map) whose URL is unset; endpoints go to Deps. */
 export type Externals = (ctx: { env: Env; needed: ExternalSystem[]; app: App; log: Logger }) => Promise<{ endpoints: Record<string, string>; stop(): Promise<void> }>;
 
+/** How the process verifies access tokens (main.ts: identity's keys from the database, or IDENTITY_URL's JWKS). */
+export type VerifierFactory = (ctx: { env: Env; orm: MikroORM; plan: ModulePlan; log: Logger }) => Verifier;
+
 export type Cluster = { url: string; port: number; app: App; deps: Deps; targets: string[]; plan: ModulePlan; stop(): Promise<void> };
 
 /** Resolve TARGET into service names. `resolveTargets('orders,notifications', registry)` */
@@ -47,7 +52,13 @@ const withTimeout = async <T>(p: Promise<T>, ms: number, what: string): Promise<
   await Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms).unref())]);
 
 /** Boot a process. `const cluster = await startRuntime({ env: process.env, registry })` */
-export async function startRuntime(opts: { env: Env; registry: Registry; externals?: Externals; log?: Logger }): Promise<Cluster> {
+export async function startRuntime(opts: {
+  env: Env; registry: Registry; externals?: Externals; log?: Logger;
+  /** Without one, no route that needs a token can be declared (start-up fails naming it). */
+  verifier?: VerifierFactory;
+  /** The rate limiter: run right after authentication on every /api route, public ones included (no principal: limit by client address). */
+  limit?: MiddlewareHandler;
+}): Promise<Cluster> {
   const config = loadBaseConfig(opts.env);
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   const targets = resolveTargets(config.TARGET, opts.registry);
@@ -112,7 +123,8 @@ export async function startRuntime(opts: { env: Env; registry: Registry; externa
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
-  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, endpoints: ext.endpoints, wakeOutbox };
+  const routes = createRoutes({ app, table: createRouteTable(), orm, verifier: opts.verifier?.({ env: opts.env, orm, plan, log }), limit: opts.limit });
+  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, routes, endpoints: ext.endpoints, wakeOutbox };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {

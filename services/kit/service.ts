@@ -3,7 +3,7 @@ import type { KV, Kvm } from '@nats-io/kv';
 import type { BaseConfig } from './config.ts';
 import type { MikroORM } from './db.ts';
 import type { Flags } from './flags.ts';
-import type { App } from './http.ts';
+import type { App, Routes } from './http.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Nats } from './nats.ts';
@@ -29,6 +29,8 @@ export type Deps = {
   log: Logger;
   metrics: Metrics;
   app: App;
+  /** Declare /api routes here (kit/http/route.ts): auth, rate limit and the OpenAPI entry come from the declaration. */
+  routes: Routes;
   /** Call after committing outbox rows outside `em.transactional` (transactions wake relays by themselves). */
   wakeOutbox: () => void;
   /** Endpoints of simulators main.ts started for unset external URLs. */
