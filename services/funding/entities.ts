@@ -34,6 +34,8 @@ export const Application = defineEntity({
     updatedAt: p.datetime(),
     reconciledAt: p.datetime().nullable(),
     version: p.integer().version().default(1),
+    // The principal (token `sub`) that applied: a customer reads only its own. Null for applications from before access control.
+    owner: p.text().nullable(),
   },
   indexes: [
     // The reconciler's scan: only non-final rows, oldest change first.

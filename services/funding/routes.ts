@@ -18,8 +18,8 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { CreateApplicationRequest, isFinalStatus, ReviewDecisionRequest, type ApplicationStatus } from '../../contracts/funding.ts';
 import { ApplicationAccepted, ApplicationStatusView, ApplicationView } from '../../contracts/http.ts';
-import type { ApiEnv, Logger, MikroORM, Routes } from '../kit/index.ts';
-import { acceptWebSocket, hasAccess, HttpError, notFound } from '../kit/index.ts';
+import type { ApiEnv, Logger, MikroORM, Principal, Routes } from '../kit/index.ts';
+import { acceptWebSocket, hasAccess, HttpError, notFound, ownerFilter } from '../kit/index.ts';
 import { createApplicationWriter, disbursementRequest, loadWorkRow, StaleApplicationError, toApplicationView, transition } from './applications.ts';
 import { Application, Payout } from './entities.ts';
 import { StatusCacheUnavailableError, type CachedStatus, type StatusCache } from './status-cache.ts';
@@ -48,8 +48,12 @@ export async function statusesFromDb(orm: MikroORM, ids: string[]): Promise<Cach
 export type Reads = {
   status(id: string): Promise<CachedStatus | null>;
   statuses(ids: string[]): Promise<CachedStatus[]>;
-  view(id: string): Promise<ReturnType<typeof toApplicationView> | null>;
+  view(id: string): Promise<OwnedView | null>;
+  /** Who applied (null for applications from before access control); null when there is no such application. */
+  owner(id: string): Promise<{ owner: string | null } | null>;
 };
+
+type OwnedView = { view: ReturnType<typeof toApplicationView>; owner: string | null };
 
 /** `const reads = createReads(deps.orm, deps.readOrm, log)`; with no replica (`readOrm === orm`) everything reads the primary once. */
 export function createReads(orm: MikroORM, readOrm: MikroORM, log: Logger, opts: { replicaRetryMs?: number } = {}): Reads {
@@ -74,6 +78,10 @@ export function createReads(orm: MikroORM, readOrm: MikroORM, log: Logger, opts:
     // A poll: rows the replica lacks are simply not news yet; only a failing replica sends it to the primary.
     statuses: async (ids) => (await replicaFirst('statuses', (o) => statusesFromDb(o, ids))) ?? [],
     view: (id) => replicaFirst('application', (o) => view(o, id)),
+    owner: (id) => replicaFirst('owner', async (o) => {
+      const [r] = await o.em.fork().execute<{ owner: string | null }[]>('select owner from funding.applications where id = ?', [id]);
+      return r ? { owner: r.owner } : null;
+    }),
   };
 }
 
@@ -84,12 +92,12 @@ const idParam = (c: Context<ApiEnv>) => {
   return id.toLowerCase();
 };
 
-async function view(orm: MikroORM, id: string) {
+async function view(orm: MikroORM, id: string): Promise<OwnedView | null> {
   const em = orm.em.fork();
   const app = await em.findOne(Application, { id });
   if (!app) return null;
   const payout = await em.findOne(Payout, { applicationId: id });
-  return toApplicationView(app, payout);
+  return { view: toApplicationView(app, payout), owner: app.owner ?? null };
 }
 
 /** What SSE and the WebSocket send for a status: the contract's status body. */
@@ -99,11 +107,19 @@ const statusBody = (s: CachedStatus) => JSON.stringify({ id: s.id, status: s.sta
 const WRITE = { roles: ['customer', 'reviewer', 'admin'], scopes: ['funding:write', 'admin'] } as const;
 const READ = { roles: ['customer', 'reviewer', 'admin'], scopes: ['funding:read', 'funding:write', 'funding:decide', 'admin'] } as const;
 const DECIDE = { roles: ['reviewer', 'admin'], scopes: ['funding:decide', 'admin'] } as const;
+/** Who reads every application; anyone else reads those it applied with, and another's is a 404 (CONTRACTS.md). */
+const SEES_ALL = { roles: ['reviewer', 'admin'], scopes: ['funding:read', 'funding:decide', 'admin'] } as const;
 
 /** `applicationRoutes(deps.routes, { orm, reads, cache, hub, wakeOutbox })` */
 export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wakeOutbox }: { orm: MikroORM; reads: Reads; cache: StatusCache; hub: StatusHub; wakeOutbox: () => void }) {
   const writer = createApplicationWriter(orm, wakeOutbox);
   const tags = ['funding'];
+  /** 404 unless the principal may see application `id` (every one, or its own); the cheap check first. */
+  const mustSee = async (principal: Principal | undefined, id: string) => {
+    const owner = ownerFilter(principal!, SEES_ALL);
+    if (owner === undefined) return;
+    if ((await reads.owner(id))?.owner !== owner) throw notFound(`application ${id}`);
+  };
   const id = { id: { description: 'the application uuid' } };
 
   routes.add({
@@ -114,7 +130,7 @@ export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wake
       if (req.priority === 'high' && !hasAccess(principal!, DECIDE)) {
         throw new HttpError(403, 'FORBIDDEN', 'priority "high" needs the reviewer or admin role or the funding:decide scope');
       }
-      const { id } = await writer.create(req, c.get('requestId'));
+      const { id } = await writer.create(req, c.get('requestId'), principal!.sub);
       c.get('log').info({ applicationId: id, businessId: req.businessId }, 'funding application accepted');
       return c.json({ id, status: 'processing' }, 202);
     },
@@ -124,11 +140,12 @@ export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wake
     method: 'GET', path: '/api/funding/applications/{id}', tags, summary: 'Read an application', access: READ, params: id,
     responses: { 200: { description: 'the application with its risk score, decision, model version and disbursement', schema: ApplicationView } },
     errors: [404],
-    handler: async (c) => {
+    handler: async (c, { principal }) => {
       const id = idParam(c);
       const v = await reads.view(id);
-      if (!v) throw notFound(`application ${id}`);
-      return c.json(v);
+      const owner = ownerFilter(principal!, SEES_ALL);
+      if (!v || (owner !== undefined && v.owner !== owner)) throw notFound(`application ${id}`);
+      return c.json(v.view);
     },
   });
 
@@ -137,8 +154,9 @@ export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wake
     params: id, tokenInQuery: true,
     responses: { 200: { description: 'the status', schema: ApplicationStatusView, headers: { 'X-Status-Source': 'kv or db' } } },
     errors: [404],
-    handler: async (c) => {
+    handler: async (c, { principal }) => {
       const id = idParam(c);
+      await mustSee(principal, id);
       let s: CachedStatus | null = null;
       let source = 'kv';
       try {
@@ -163,8 +181,9 @@ export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wake
     params: id, tokenInQuery: true,
     responses: { 200: { description: 'text/event-stream of `status` events {id,status,updatedAt}', type: 'event-stream' } },
     errors: [404],
-    handler: async (c) => {
+    handler: async (c, { principal }) => {
       const id = idParam(c);
+      await mustSee(principal, id);
       const first = await reads.status(id);
       if (!first) throw notFound(`application ${id}`);
       return streamSSE(c, async (stream) => {
@@ -206,10 +225,11 @@ export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wake
     params: id, tokenInQuery: true,
     responses: { 101: { description: 'switching to WebSocket: text frames of {id,status,updatedAt}', type: 'websocket' } },
     errors: [404, 426],
-    handler: async (c) => {
+    handler: async (c, { principal }) => {
       const raw = c.req.param('id') ?? '';
       if (!UUID.test(raw)) throw new HttpError(400, 'VALIDATION_FAILED', 'application id must be a UUID', [{ field: 'id', message: 'must be a UUID' }]);
       const id = raw.toLowerCase();
+      await mustSee(principal, id);
       const first = await reads.status(id);
       if (!first) throw notFound(`application ${id}`);
       // The feed starts only once the socket is open: a handshake that never completes holds nothing.
@@ -250,7 +270,7 @@ export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wake
         throw err;
       }
       c.get('log').info({ applicationId: id, decision: body.decision, reviewer: body.reviewer }, 'review decision recorded');
-      return c.json(await view(orm, id));
+      return c.json((await view(orm, id))!.view);
     },
   });
 }
