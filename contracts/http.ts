@@ -12,15 +12,6 @@ const nullableAt = at.nullable();
 const line = z.looseObject({ sku: z.string(), quantity: z.number().int() });
 const history = z.array(z.looseObject({ status: z.string(), at, reason: z.string().nullable() }));
 
-/** The contract's error body. */
-export const ErrorResponse = z.object({
-  error: z.object({
-    code: z.string(),
-    message: z.string(),
-    details: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
-  }),
-}).meta({ id: 'Error' });
-
 // ---- Orders ----------------------------------------------------------------
 export const OrderAccepted = z.looseObject({ id: z.uuid(), orderId: z.string(), status: z.literal('PENDING'), items: z.array(line), createdAt: at });
 export const OrderView = z.looseObject({

@@ -8,6 +8,7 @@ import * as inventory from './inventory/main.ts';
 import { ConfigError } from './kit/index.ts';
 import * as funding from './funding/main.ts';
 import * as identity from './identity/main.ts';
+import { SCOPES } from './identity/clients.ts';
 import * as fundingScoring from './funding/scoring-main.ts';
 import { createLogger } from './kit/index.ts';
 import { startRuntime, type Externals, type Registry, type VerifierFactory } from './kit/runtime.ts';
@@ -29,6 +30,9 @@ export const registry: Registry = Object.fromEntries(
 
 /** Access tokens are verified locally in every process (identity/main.ts, processVerifier). */
 export const verifier: VerifierFactory = ({ orm, env }) => identity.processVerifier(orm, env);
+
+/** What GET /openapi.json says of itself: the version, and every scope a client may hold. */
+export const openapi = { title: 'orderflow', version: '0.1.0', scopes: SCOPES };
 
 /** In-repo stand-ins for the external systems the chosen targets need (`needed`) whose URL is unset. */
 export const externals: Externals = async ({ env, needed, app, log }) => {
@@ -69,7 +73,7 @@ export const externals: Externals = async ({ env, needed, app, log }) => {
 if (import.meta.main) {
   const log = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
   try {
-    const cluster = await startRuntime({ env: process.env, registry, externals, verifier, log });
+    const cluster = await startRuntime({ env: process.env, registry, externals, verifier, openapi, log });
     let signalled = false;
     const shutdown = (signal: string) => {
       if (signalled) return;

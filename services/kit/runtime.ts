@@ -12,7 +12,10 @@ import { migrate, openOrm, type MikroORM } from './db.ts';
 import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { FLAGS_BUCKET, startFlags } from './flags.ts';
-import { answerMalformedRequests, createApp, createRoutes, createRouteTable, errorBody, type App } from './http.ts';
+import { answerMalformedRequests, createApp, createRoutes, createRouteTable, errorBody, notFoundOrNotAllowed, type App } from './http.ts';
+import { probeHandlers } from './http/app.ts';
+import { openApiDocument, type OpenApiOptions } from './http/openapi.ts';
+import { z } from 'zod';
 import type { MiddlewareHandler } from 'hono';
 import type { Verifier } from './auth.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -58,6 +61,8 @@ export async function startRuntime(opts: {
   verifier?: VerifierFactory;
   /** The rate limiter: run right after authentication on every /api route, public ones included (no principal: limit by client address). */
   limit?: MiddlewareHandler;
+  /** Title, version and the clients' scopes of GET /openapi.json. */
+  openapi?: OpenApiOptions;
 }): Promise<Cluster> {
   const config = loadBaseConfig(opts.env);
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
@@ -69,8 +74,9 @@ export async function startRuntime(opts: {
   let provisioned = false;
   let servicesStarted = false;
 
+  // The probes are declared in the route table below (so /openapi.json lists them); the boot app mounts its own.
   const app = createApp({
-    log, metrics,
+    log, metrics, probes: false,
     readiness: async () => {
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');
@@ -124,6 +130,15 @@ export async function startRuntime(opts: {
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
   const routes = createRoutes({ app, table: createRouteTable(), orm, verifier: opts.verifier?.({ env: opts.env, orm, plan, log }), limit: opts.limit });
+  const probes = probeHandlers(app.readiness, metrics);
+  const tags = ['operations'];
+  routes.add({ method: 'GET', path: '/healthz', tags, summary: 'Liveness: 200 while the process lives', access: 'public', responses: { 200: { description: 'alive', schema: z.object({ status: z.literal('ok') }) } }, handler: probes.healthz });
+  routes.add({
+    method: 'GET', path: '/readyz', tags, summary: 'Readiness: 200 once NATS, the database and provisioning answer', access: 'public',
+    responses: { 200: { description: 'ready', schema: z.object({ status: z.literal('ready') }) }, 503: { description: 'not ready, with what is missing', schema: z.object({ status: z.literal('unavailable'), missing: z.array(z.string()) }) } },
+    handler: probes.readyz,
+  });
+  routes.add({ method: 'GET', path: '/metrics', tags, summary: 'Prometheus metrics (text exposition format)', access: 'public', responses: { 200: { description: 'the metrics', type: 'text' } }, handler: probes.metrics });
   const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, app, routes, endpoints: ext.endpoints, wakeOutbox };
 
   const running: { name: string; svc: Running }[] = [];
@@ -132,6 +147,15 @@ export async function startRuntime(opts: {
     log.info({ service: name }, 'service started');
   }
 
+  // The document of every route this process declared, built once at the first request.
+  let openapi: string | undefined;
+  routes.add({
+    method: 'GET', path: '/openapi.json', tags, summary: 'This OpenAPI 3.1 document', access: 'public',
+    responses: { 200: { description: 'the document of every route of this process, with its security and error bodies', schema: z.object({ openapi: z.string() }).loose() } },
+    handler: (c) => c.body(openapi ??= JSON.stringify(openApiDocument(routes.table, opts.openapi)), 200, { 'content-type': 'application/json' }),
+  });
+  // A known path with a method it does not serve: 405 with Allow (CONTRACTS.md), from the table.
+  app.notFound(notFoundOrNotAllowed(routes.table));
   handler = app.fetch;
   servicesStarted = true;
   if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, onPublished: (n) => metrics.outboxPublished.inc(n) });

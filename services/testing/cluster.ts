@@ -4,8 +4,9 @@ import { createLogger } from '../kit/index.ts';
 import { startRuntime, type Cluster } from '../kit/runtime.ts';
 import type { Env } from '../kit/index.ts';
 import { createTestDatabase, startTestNats, type TestNats } from './servers.ts';
-import { externals, registry, verifier } from '../main.ts';
+import { externals, openapi, registry, verifier } from '../main.ts';
 import { startSmtpSink, type SmtpSink } from '../simulators/smtp-sink.ts';
+import { responseChecker, type ResponseCheck } from './openapi.ts';
 
 export type Answer = { status: number; body: any; headers: Headers };
 
@@ -64,8 +65,8 @@ export function tokenSource(url: string, who: { email: string; password: string 
 
 const hasAuthorization = (h: Record<string, string>) => Object.keys(h).some((k) => k.toLowerCase() === 'authorization');
 
-/** An ApiClient for `url` sending the token `auth()` gives (none when it gives null), each answer passed to `check`. */
-export function apiClient(url: string, auth: () => Promise<string | null>, check?: (method: string, path: string, answer: Answer) => void): ApiClient {
+/** An ApiClient for `url` sending the token `auth()` gives (none when it gives null); `check` sees each answer and throws to fail the call. */
+export function apiClient(url: string, auth: () => Promise<string | null>, check?: (method: string, path: string, answer: Answer, contentType: string | null) => Promise<void>): ApiClient {
   const request = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const token = hasAuthorization(headers) ? null : await auth();
     const res = await fetch(url + path, {
@@ -79,7 +80,7 @@ export function apiClient(url: string, auth: () => Promise<string | null>, check
     const answer = { status: res.status, body: parsed as any } as Answer;
     // Not enumerable: tests compare whole answers (a replay equals its first answer) and headers differ in ids and dates.
     Object.defineProperty(answer, 'headers', { value: res.headers, enumerable: false });
-    check?.(method, path, answer);
+    await check?.(method, path, answer, res.headers.get('content-type'));
     return answer;
   };
   return {
@@ -88,6 +89,19 @@ export function apiClient(url: string, auth: () => Promise<string | null>, check
     get: (path, headers) => request('GET', path, undefined, headers),
     put: (path, body, headers) => request('PUT', path, body, headers),
     delete: (path, headers) => request('DELETE', path, undefined, headers),
+  };
+}
+
+/**
+ * A check of each answer against the cluster's /openapi.json (fetched at the first answer):
+ * throws when the status or the body is not what the document declares.
+ */
+export function specCheck(url: string) {
+  let checker: Promise<ResponseCheck> | undefined;
+  return async (method: string, path: string, answer: Answer, contentType: string | null) => {
+    checker ??= fetch(`${url}/openapi.json`).then(async (r) => responseChecker(await r.json()));
+    const problem = (await checker)(method, path, answer.status, answer.body, contentType);
+    if (problem) throw new Error(`answer does not match /openapi.json: ${problem}`);
   };
 }
 
@@ -108,11 +122,12 @@ export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', SMTP_URL: sink.url, DB_POOL_MAX: '10', ...env,
   };
   if (opts.identity !== false) fullEnv.TARGET = withIdentity(fullEnv.TARGET);
-  const cluster = await startRuntime({ env: fullEnv, registry, externals, verifier, log: createLogger({ level: fullEnv.LOG_LEVEL }) });
+  const cluster = await startRuntime({ env: fullEnv, registry, externals, verifier, openapi, log: createLogger({ level: fullEnv.LOG_LEVEL }) });
   const token = tokenSource(cluster.url);
-  const as = (t: string | null) => apiClient(cluster.url, async () => t);
+  const check = specCheck(cluster.url);
+  const as = (t: string | null) => apiClient(cluster.url, async () => t, check);
   // Without identity nobody can log in: calls then carry no token.
-  const admin = apiClient(cluster.url, opts.identity === false ? async () => null : token);
+  const admin = apiClient(cluster.url, opts.identity === false ? async () => null : token, check);
   let users = 0;
   return {
     ...cluster, nats, sink, databaseUrl: fullEnv.DATABASE_URL!, env: fullEnv,
@@ -120,8 +135,14 @@ export async function startTestCluster(env: Env = {}, shared?: { nats?: TestNats
     token, as,
     async fetch(path, init = {}) {
       const headers = new Headers(init.headers);
-      if (!headers.has('authorization')) headers.set('authorization', `Bearer ${await token()}`);
-      return await cluster.app.request(path, { ...init, headers });
+      if (!headers.has('authorization') && opts.identity !== false) headers.set('authorization', `Bearer ${await token()}`);
+      const res = await cluster.app.request(path, { ...init, headers });
+      const type = res.headers.get('content-type');
+      if (type?.includes('application/json')) {
+        const body = await res.clone().json().catch(() => undefined);
+        await check(init.method ?? 'GET', path, { status: res.status, body } as Answer, type);
+      }
+      return res;
     },
     authHeaders: async () => ({ authorization: `Bearer ${await token()}` }),
     async user(roles, name = 'Test User') {
