@@ -79,7 +79,7 @@ const c = await startTestCluster({
 // Ctrl-C exits through 'exit' handlers, which take the scoring child (its own session) along.
 for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(signal, () => process.exit(code));
 const scoring = SPLIT
-  ? await spawnCluster({ ...scoringEnv, NATS_URL: c.nats.url, DATABASE_URL: c.databaseUrl, TARGET: 'funding-scoring', DB_POOL_MAX: '10' }, { detached: true })
+  ? await spawnCluster({ ...scoringEnv, NATS_URL: c.nats.url, DATABASE_URL: c.databaseUrl, TARGET: 'funding-scoring', DB_POOL_MAX: '10' }, { detached: true, identity: false })
   : null;
 /** A metric of the scoring service: from the child's /metrics, or this process's registry. */
 const scoringMetric = async (name: string, what?: string): Promise<number> => {
