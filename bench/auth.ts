@@ -9,7 +9,7 @@ import { createVerifier } from '../services/kit/auth.ts';
 import { createLogger } from '../services/kit/log.ts';
 import { startRuntime } from '../services/kit/runtime.ts';
 import { createTestDatabase, startTestNats } from '../services/testing/index.ts';
-import { registry } from '../services/main.ts';
+import { registry, verifier as mainVerifier } from '../services/main.ts';
 import { request } from './http-client.ts';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 15);
@@ -44,7 +44,7 @@ const nats = await startTestNats();
 const db = await createTestDatabase('orderflow_bench');
 const cluster = await startRuntime({
   env: { TARGET: 'identity', NATS_URL: nats.url, DATABASE_URL: db.url, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ADMIN_EMAIL: 'bench-admin@example.test', ADMIN_PASSWORD: 'bench admin password' },
-  registry, log: createLogger({ level: 'warn' }),
+  registry, verifier: mainVerifier, log: createLogger({ level: 'warn' }),
 });
 try {
   const emails = Array.from({ length: USERS }, (_, i) => `bench-${i}-${randomBytes(3).toString('hex')}@example.test`);

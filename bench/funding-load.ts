@@ -5,8 +5,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { request } from './http-client.ts';
 
-type Data = { url: string; bodies: unknown[]; postRps: number; statusRps: number };
-const { url, bodies, postRps, statusRps } = workerData as Data;
+type Data = { url: string; token: string; bodies: unknown[]; postRps: number; statusRps: number };
+const { url, token, bodies, postRps, statusRps } = workerData as Data;
 
 let stop = false;
 parentPort!.on('message', (m) => { if (m === 'stop') stop = true; });
@@ -22,7 +22,7 @@ for (let n = 0; n < bodies.length; n++) {
   const due = startedAt + (n * 1000) / postRps;
   const wait = due - performance.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-  posts.push(request(`${url}/api/funding/applications`, { method: 'POST', body: bodies[n] })
+  posts.push(request(`${url}/api/funding/applications`, { method: 'POST', body: bodies[n], token })
     .then((res) => {
       postMs.push(performance.now() - due);
       if (res.status === 202 && res.body?.id) ids.push(res.body.id); else postErrors++;
@@ -44,7 +44,7 @@ let due = performance.now();
 while (!stop && ids.length) {
   const id = ids[(i++ * 7919) % ids.length];
   const t = performance.now();
-  const p = request(`${url}/api/funding/applications/${id}/status`).then((res) => {
+  const p = request(`${url}/api/funding/applications/${id}/status`, { token }).then((res) => {
     const ms = performance.now() - t;
     const source = String(res.headers['x-status-source'] ?? 'none');
     sources[source] = (sources[source] ?? 0) + 1;

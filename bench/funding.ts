@@ -96,7 +96,7 @@ const c = await startTestCluster({
 // Ctrl-C exits through 'exit' handlers, which take the scoring child (its own session) along.
 for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(signal, () => process.exit(code));
 const scoring = SPLIT
-  ? await spawnCluster({ ...scoringEnv, NATS_URL: c.nats.url, DATABASE_URL: c.databaseUrl, TARGET: 'funding-scoring', DB_POOL_MAX: '10' }, { detached: true })
+  ? await spawnCluster({ ...scoringEnv, NATS_URL: c.nats.url, DATABASE_URL: c.databaseUrl, TARGET: 'funding-scoring', DB_POOL_MAX: '10' }, { detached: true, identity: false })
   : null;
 /** A metric of the scoring service: from the child's /metrics, or this process's registry. */
 const scoringMetric = async (name: string, what?: string): Promise<number> => {
@@ -137,7 +137,7 @@ try {
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   const load = new Worker(new URL('./funding-load.ts', import.meta.url), {
-    workerData: { url: c.url, bodies: Array.from({ length: N }, (_, i) => body(i, 'b')), postRps: POST_RPS, statusRps: STATUS_RPS },
+    workerData: { url: c.url, token: await c.token(), bodies: Array.from({ length: N }, (_, i) => body(i, 'b')), postRps: POST_RPS, statusRps: STATUS_RPS },
   });
   const messages: any[] = [];
   const got = (phase: string) => eventually(() => messages.find((m) => m.phase === phase), { timeoutMs: 600_000, intervalMs: 50, what: phase });

@@ -8,10 +8,11 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 export type Reply = { status: number; headers: http.IncomingHttpHeaders; body: any };
 
 /** One request; a JSON body is sent and parsed back. `await request(url + '/api/x', { method: 'POST', body: {...} })` */
-export function request(url: string, opts: { method?: string; body?: unknown } = {}): Promise<Reply> {
+export function request(url: string, opts: { method?: string; body?: unknown; token?: string } = {}): Promise<Reply> {
   const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
     const req = http.request(url, { method: opts.method ?? 'GET', agent, headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');

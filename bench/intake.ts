@@ -5,7 +5,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
-import { createTestDatabase, eventually, freePort, startTestNats } from '../services/testing/index.ts';
+import { createTestDatabase, eventually, freePort, login, startTestNats, withIdentity } from '../services/testing/index.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
 
@@ -30,7 +30,7 @@ const serverSide = sideOf(() => serverPid, () => db.name, () => nats.port);
 const COMPARE_TREE = process.env.BENCH_COMPARE_TREE;
 const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
 
-async function load(url: string, opts: { rate?: number; duration?: number; connections?: number; side?: typeof serverSide } = {}): Promise<Omit<Row, 'name'>> {
+async function load(url: string, opts: { rate?: number; duration?: number; connections?: number; side?: typeof serverSide; token?: string } = {}): Promise<Omit<Row, 'name'>> {
   const before = snapshot();
   const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   let n = 0;
@@ -38,7 +38,7 @@ async function load(url: string, opts: { rate?: number; duration?: number; conne
     url: `${url}/api/orders`, connections: opts.connections ?? CONNECTIONS, duration: opts.duration ?? DURATION,
     ...(opts.rate ? { overallRate: opts.rate } : {}),
     requests: [{
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST', headers: { 'content-type': 'application/json', ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) },
       setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `B-${run}-${n++}`, email: 'bench@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }, { sku: 'SKU-2', quantity: 3 }] }) }),
     }],
   });
@@ -77,19 +77,26 @@ try {
   const startCluster = async (target: string, tree?: { root: string; natsUrl: string; dbUrl: string }) => {
     const port = await freePort();
     const proc = spawn(process.execPath, [tree ? `${tree.root}/services/main.ts` : new URL('../services/main.ts', import.meta.url).pathname], {
-      env: { ...process.env, NATS_URL: tree?.natsUrl ?? nats.url, DATABASE_URL: tree?.dbUrl ?? db.url, PORT: String(port), HOST: '127.0.0.1', SMTP_URL: sink.url, LOG_LEVEL: 'error', TARGET: target },
+      // identity too: every /api route takes a token (the development admin's, logged in once below);
+      // an older tree compared against may have no identity, and then takes no token. The rate
+      // limits would throttle the one bench principal: this bench measures intake, not them.
+      env: {
+        ...process.env, NATS_URL: tree?.natsUrl ?? nats.url, DATABASE_URL: tree?.dbUrl ?? db.url, PORT: String(port), HOST: '127.0.0.1', SMTP_URL: sink.url, LOG_LEVEL: 'error',
+        TARGET: tree ? target : withIdentity(target), RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000',
+      },
       stdio: 'inherit', ...(tree ? { cwd: tree.root } : {}),
     });
     children.push(proc);
     serverPid = proc.pid!;
     const url = `http://127.0.0.1:${port}`;
     await waitReady(url);
-    return { url, proc, stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); } };
+    const token = tree ? undefined : await login(url);
+    return { url, proc, token, stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); } };
   };
   const intake = await startCluster('orders,admin');
-  await load(intake.url, { duration: 3 });
-  const intakeCeiling = await load(intake.url);
-  const intakeAtTarget = await load(intake.url, { rate: 2000 });
+  await load(intake.url, { duration: 3, token: intake.token });
+  const intakeCeiling = await load(intake.url, { token: intake.token });
+  const intakeAtTarget = await load(intake.url, { rate: 2000, token: intake.token });
 
   // This code's ceiling against BENCH_COMPARE_TREE's, alternating (ABBA...), both processes up.
   const compared: { rounds: Omit<Row, 'name'>[][]; tree: string } | undefined = COMPARE_TREE ? { rounds: [[], []], tree: COMPARE_TREE } : undefined;
@@ -99,10 +106,11 @@ try {
     const other = await startCluster('orders,admin', { root: compared.tree, natsUrl: otherNats.url, dbUrl: otherDb.url });
     const sides = [sideOf(() => thisPid, () => db.name, () => nats.port), sideOf(() => other.proc.pid!, () => otherDb.name, () => otherNats.port)];
     const urls = [intake.url, other.url];
+    const tokens = [intake.token, other.token];
     // Both warm, and this one's relay done with the 2,000/s phase's rows, before the first round.
-    for (const u of urls) await load(u, { duration: 3 });
+    for (const [i, u] of urls.entries()) await load(u, { duration: 3, token: tokens[i] });
     for (let r = 0; r < COMPARE_ROUNDS; r++) {
-      for (const i of r % 2 ? [1, 0] : [0, 1]) compared.rounds[i]!.push(await load(urls[i]!, { side: sides[i] }));
+      for (const i of r % 2 ? [1, 0] : [0, 1]) compared.rounds[i]!.push(await load(urls[i]!, { side: sides[i], token: tokens[i] }));
     }
     await other.stop();
     await otherNats.stop();
@@ -112,7 +120,7 @@ try {
 
   const full = await startCluster('orders,notifications,admin');
   const url = full.url;
-  const ceiling = await load(url);
+  const ceiling = await load(url, { token: full.token });
 
   // 3. Order accepted (202) to SMTP accepted, at 200 orders/s, 30% of first attempts 451.
   // Let the mails of the throughput runs drain first, so this phase measures latency, not backlog.
@@ -128,6 +136,8 @@ try {
   await nc.close();
   sink.clear();
   sink.setFaults({ tempFailRate: 0.3, seed: 42 });
+  // A fresh token: the drain above may outlast the first one (10 minutes).
+  const token = await login(url);
   const acceptedAt = new Map<string, number>();
   const RATE = 200;
   const SECONDS = Number(process.env.BENCH_MAIL_SECONDS ?? 15);
@@ -138,7 +148,7 @@ try {
     const wait = due - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     inflight.push((async () => {
-      const res = await fetch(`${url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orderId: `M-${i}-${started}`, email: 'lat@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) });
+      const res = await fetch(`${url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ orderId: `M-${i}-${started}`, email: 'lat@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) });
       if (res.status === 202) acceptedAt.set((await res.json()).id, Date.now());
     })());
   }

@@ -16,7 +16,7 @@
 // T24_UNAVAILABLE and every other one invested, each change applied once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, setPriority, totalmem } from 'node:os';
-import { createTestDatabase, eventually, freePort, startTestNats } from '../services/testing/index.ts';
+import { createTestDatabase, eventually, freePort, startTestNats, tokenSource } from '../services/testing/index.ts';
 
 const HARSH = process.env.BENCH_SCENARIO === 'harsh';
 const ITEMS = Number(process.env.BENCH_ITEMS ?? (HARSH ? 3000 : 10_000));
@@ -103,7 +103,8 @@ async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number
   const cluster = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
     env: {
       ...process.env, NATS_URL: nats, DATABASE_URL: dbUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
-      TARGET: 'lending', T24_URL: simUrl, T24_MAX_RPS: String(rate),
+      // identity too: the bench logs in as the development admin (every /api route takes a token).
+      TARGET: 'identity,lending', T24_URL: simUrl, T24_MAX_RPS: String(rate),
       // e.g. BENCH_CLUSTER_NODE_OPTIONS=--cpu-prof to profile the lending process
       ...(process.env.BENCH_CLUSTER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_CLUSTER_NODE_OPTIONS } : {}),
     },
@@ -115,11 +116,12 @@ async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number
     await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.ok, { timeoutMs: 60_000, what: 'cluster ready' });
     // Start the clock once the replica holds its share, as a long-running cluster would.
     await eventually(async () => /^orderflow_t24_rate_share (\d+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] === String(rate), { timeoutMs: 30_000, what: 'rate share' });
+    const token = tokenSource(url);
     const investorId = `inv-ours-${rate}`;
     const started = performance.now();
     const outage = OUTAGE_MS ? setTimeout(() => void setKnobs(simUrl, { outageForMs: OUTAGE_MS }), OUTAGE_AT_S * 1000) : undefined;
     const res = await fetch(`${url}/api/lending/orders`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${await token()}` },
       body: JSON.stringify({ investorId, items: loanIds.map((loanId) => ({ loanId, amount: 100 })) }),
     });
     if (res.status !== 202) throw new Error(`POST answered ${res.status}: ${JSON.stringify(await json(res))}`);
@@ -131,7 +133,7 @@ async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number
       process.stderr.write(`t=${((performance.now() - started) / 1000).toFixed(0)}s p90=${pick('orderflow_t24_latency_p90_seconds')} conc=${pick('orderflow_t24_recommended_concurrency')} limit=${pick('orderflow_lending_item_limit')} lag=${pick('nodejs_eventloop_lag_p90_seconds')} counts=${last}\n`);
     }, 2000) : undefined;
     const order = await eventually(async () => {
-      const o = await (await fetch(`${url}/api/lending/orders/${id}`)).json();
+      const o = await (await fetch(`${url}/api/lending/orders/${id}`, { headers: { authorization: `Bearer ${await token()}` } })).json();
       const line = JSON.stringify(o.counts);
       if (line !== last) { last = line; }
       return o.status !== 'IN_PROGRESS' ? o : null;

@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
 import { connect } from '@nats-io/transport-node';
-import { createTestDatabase, eventually, freePort, startTestNats, checkBooks } from '../services/testing/index.ts';
+import { createTestDatabase, eventually, freePort, login, startTestNats, checkBooks, withIdentity } from '../services/testing/index.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
 import { startSmsSimulator } from '../services/simulators/sms.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
@@ -43,16 +43,23 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Env = Record<string, string>;
 const children: ChildProcess[] = [];
+// Every /api route takes a token: the process that serves orders runs identity too, and the
+// development admin logs in there; the token is good in every process on the same database.
+let token: string | undefined;
 async function startCluster(env: Env): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
+  const edge = !env.TARGET || env.TARGET.split(',').includes('orders');
   const child = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env, ...(edge ? { TARGET: withIdentity(env.TARGET) ?? 'all' } : {}), PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'inherit', 'inherit'],
   });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.ok, { timeoutMs: 60_000, what: 'cluster ready' });
   // Ready means provisioned; routes answer 503 until every service is mounted.
-  await eventually(async () => (await fetch(`${url}/api/orders/00000000-0000-0000-0000-000000000000`).catch(() => null))?.status === 404, { timeoutMs: 60_000, what: 'routes mounted' });
+  if (edge) {
+    token = await eventually(async () => await login(url).catch(() => undefined), { timeoutMs: 60_000, what: 'development admin logged in' });
+    await eventually(async () => (await fetch(`${url}/api/orders/00000000-0000-0000-0000-000000000000`, { headers: { authorization: `Bearer ${token}` } }).catch(() => null))?.status === 404, { timeoutMs: 60_000, what: 'routes mounted' });
+  }
   return {
     url, pid: child.pid!,
     async stop() {
@@ -63,7 +70,7 @@ async function startCluster(env: Env): Promise<{ url: string; pid: number; stop(
   };
 }
 
-const post = (url: string, path: string, body: unknown) => request(url + path, { method: 'POST', body });
+const post = (url: string, path: string, body: unknown) => request(url + path, { method: 'POST', body, token });
 
 const rows: string[] = [];
 const row = (cells: (string | number)[]) => rows.push(`| ${cells.join(' | ')} |`);
@@ -79,7 +86,7 @@ const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '–');
   const load = (duration: number) => autocannon({
     url: `${c.url}/api/orders`, connections: 32, duration,
     requests: [{
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `I-${run}-${n++}`, email: 'bench@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) }),
     } as any],
   });

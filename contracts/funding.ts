@@ -132,7 +132,7 @@ export const CreateApplicationRequest = z.object({
   purpose: z.string().trim().max(500).optional(),
   financials: Financials,
   bankAccount: BankAccount,
-  /** Default normal; `high` needs the reviewer or admin role or the funding:decide scope (checked by the route). */
+  /** Default normal; `high` is scored ahead of any backlog of normal ones and needs the reviewer or admin role or the funding:decide scope (checked by the route). */
   priority: z.enum(Priorities).optional(),
 });
 export type CreateApplicationRequest = z.infer<typeof CreateApplicationRequest>;

@@ -11,10 +11,11 @@ import { ConfigError } from './kit/index.ts';
 import * as funding from './funding/main.ts';
 import * as gateway from './gateway/main.ts';
 import * as identity from './identity/main.ts';
+import { SCOPES } from './identity/clients.ts';
 import * as fundingScoring from './funding/scoring-main.ts';
 import { createLogger } from './kit/index.ts';
 import type { App } from './kit/http.ts';
-import { startRuntime, type Externals, type Registry } from './kit/runtime.ts';
+import { startRuntime, type Externals, type Registry, type VerifierFactory } from './kit/runtime.ts';
 import * as lending from './lending/main.ts';
 import * as notifications from './notifications/main.ts';
 import * as orders from './orders/main.ts';
@@ -36,6 +37,12 @@ export const sharedRoutes = (app: App) => {
   const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   app.route('/', docsRoutes({ version }));
 };
+
+/** Access tokens are verified locally in every process (identity/main.ts, processVerifier). */
+export const verifier: VerifierFactory = ({ orm, env }) => identity.processVerifier(orm, env);
+
+/** What GET /openapi.json says of itself: the version, and every scope a client may hold. */
+export const openapi = { title: 'orderflow', version: '0.1.0', scopes: SCOPES };
 
 /** In-repo stand-ins for the external systems the chosen targets need (`needed`) whose URL is unset. */
 export const externals: Externals = async ({ env, needed, app, log }) => {
@@ -76,7 +83,7 @@ export const externals: Externals = async ({ env, needed, app, log }) => {
 if (import.meta.main) {
   const log = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
   try {
-    const cluster = await startRuntime({ env: process.env, registry, externals, log, routes: sharedRoutes });
+    const cluster = await startRuntime({ env: process.env, registry, externals, verifier, openapi, log, routes: sharedRoutes });
     let signalled = false;
     const shutdown = (signal: string) => {
       if (signalled) return;

@@ -17,12 +17,15 @@ afterAll(async () => { await b?.close(); await a?.close(); });
 async function call(c: TestCluster, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
   const res = await fetch(c.url + path, {
     method, signal: AbortSignal.timeout(5000),
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { ...await c.authHeaders(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null };
 }
+
+let adminId: string;
+beforeAll(async () => { adminId = (await a.get('/api/users/me')).body.id; });
 
 const def = (rolloutPercent: number, enabled = true, extra: Record<string, unknown> = {}) =>
   ({ enabled, rolloutPercent, variants: { off: 'model-a', on: 'model-b' }, ...extra });
@@ -44,7 +47,7 @@ describe('feature flag admin API', () => {
   it('PUT stores the flag, lists it, and GET returns it with its audit history (who, when, before, after)', async () => {
     const p1 = await call(a, 'PUT', '/api/admin/flags/checkout.newFlow', def(10, true, { description: 'new checkout' }));
     expect(p1.status).toBe(200);
-    expect(p1.body).toMatchObject({ key: 'checkout.newFlow', ...def(10, true, { description: 'new checkout' }), updatedBy: 'anonymous' });
+    expect(p1.body).toMatchObject({ key: 'checkout.newFlow', ...def(10, true, { description: 'new checkout' }), updatedBy: adminId });
     const p2 = await call(a, 'PUT', '/api/admin/flags/checkout.newFlow', def(50));
     expect(p2.status).toBe(200);
     // Read-your-write on the replica that wrote, without waiting for the watch.
@@ -54,8 +57,8 @@ describe('feature flag admin API', () => {
     expect(got.body.description).toBeUndefined();
     expect(got.body.history).toHaveLength(2);
     const [latest, first] = got.body.history;
-    expect(first).toMatchObject({ actor: 'anonymous', before: null, after: { rolloutPercent: 10, description: 'new checkout' }, revision: p1.body.revision });
-    expect(latest).toMatchObject({ actor: 'anonymous', before: { rolloutPercent: 10 }, after: { rolloutPercent: 50 }, revision: p2.body.revision });
+    expect(first).toMatchObject({ actor: adminId, before: null, after: { rolloutPercent: 10, description: 'new checkout' }, revision: p1.body.revision });
+    expect(latest).toMatchObject({ actor: adminId, before: { rolloutPercent: 10 }, after: { rolloutPercent: 50 }, revision: p2.body.revision });
     expect(Date.parse(latest.at)).toBeGreaterThanOrEqual(Date.parse(first.at));
     const rows = await audit('checkout.newFlow');
     expect(rows.map((r) => [r.before?.rolloutPercent ?? null, r.after.rolloutPercent])).toEqual([[null, 10], [10, 50]]);
@@ -141,16 +144,20 @@ describe('funding.riskModel', () => {
 });
 
 describe('who changed a flag', () => {
-  it('the audit names the principal an auth middleware set on the request', async () => {
-    const { Hono } = await import('hono');
-    const { flagRoutes } = await import('./flag-routes.ts');
-    const app = new Hono<any>()
-      .use('*', async (c, next) => { c.set('principal', { sub: 'alice', kind: 'user', roles: ['admin'], scopes: [] }); await next(); })
-      .route('/api/admin/flags', flagRoutes({ store: a.deps.flags.store, orm: a.deps.orm }));
-    const r = await app.request('/api/admin/flags/audited.by', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(def(20)) });
+  it('the audit names the principal of the token; the flags need an admin', async () => {
+    const alice = await a.user(['admin']);
+    const r = await alice.put('/api/admin/flags/audited.by', def(20));
     expect(r.status).toBe(200);
-    expect(await r.json()).toMatchObject({ updatedBy: 'alice' });
-    expect((await audit('audited.by')).map((x) => x.actor)).toEqual(['alice']);
+    expect(r.body).toMatchObject({ updatedBy: alice.id });
+    expect((await audit('audited.by')).map((x) => x.actor)).toEqual([alice.id]);
+    const customer = await a.user(['customer']);
+    for (const [m, path] of [['GET', '/api/admin/flags'], ['GET', '/api/admin/flags/audited.by'], ['PUT', '/api/admin/flags/audited.by']] as const) {
+      expect((await customer.request(m, path, m === 'PUT' ? def(90) : undefined)).status).toBe(403);
+      const anonymous = await a.as(null).request(m, path, m === 'PUT' ? def(90) : undefined);
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toBe('Bearer');
+    }
+    expect((await audit('audited.by')).map((x) => x.actor)).toEqual([alice.id]);
   });
 });
 
@@ -159,6 +166,7 @@ describe('with NATS down', () => {
     expect((await call(a, 'PUT', '/api/admin/flags/outage.flag', def(5))).status).toBe(200);
     await a.nats.kill();
     try {
+      await a.authHeaders(); // a login, if one is due, is not the route's time
       const t = performance.now();
       const r = await call(a, 'PUT', '/api/admin/flags/outage.flag', def(50));
       expect({ status: r.status, code: r.body.error.code, fast: performance.now() - t < 2000 }).toEqual({ status: 503, code: 'UNAVAILABLE', fast: true });

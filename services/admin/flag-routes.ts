@@ -4,18 +4,16 @@
 // of two concurrent PUTs one wins, the other reads the winner's definition as its `before`
 // and writes again: both are audited, and the audit chain has no gap.
 import { randomUUID } from 'node:crypto';
-import { Hono } from 'hono';
 import { z } from 'zod';
-import type { AuthEnv } from '../kit/index.ts';
+import { FlagList, FlagView, FlagWithHistory } from '../../contracts/http.ts';
 import { FlagConflictError, FlagKey, FlagSpec, type Flag, type FlagStore, type StoredFlag } from '../kit/index.ts';
-import { HttpError, notFound, readJson, validate, type AppEnv, type MikroORM } from '../kit/index.ts';
+import { HttpError, notFound, validate, type MikroORM, type Routes } from '../kit/index.ts';
 import { FlagChange } from './entities.ts';
+import { ADMIN } from './routes.ts';
 
 /** How many changes `GET /api/admin/flags/{key}` returns, newest first. */
 export const HISTORY_LIMIT = 20;
 const MAX_ATTEMPTS = 10;
-
-type Env = { Variables: AppEnv['Variables'] & Partial<AuthEnv['Variables']> };
 
 export type FlagChangeView = { at: string; actor: string; revision: number; before: StoredFlag | null; after: StoredFlag };
 
@@ -83,23 +81,37 @@ export async function flagHistory(orm: MikroORM, key: string, limit = HISTORY_LI
   return rows.map((r) => ({ at: r.at.toISOString(), actor: r.actor, revision: r.revision, before: r.before ?? null, after: r.after }));
 }
 
-export function flagRoutes({ store, orm }: { store: FlagStore; orm: MikroORM }) {
+export function flagRoutes(routes: Routes, { store, orm }: { store: FlagStore; orm: MikroORM }) {
   const keyOf = (raw: string) => validate({ key: raw }, FlagKeyParam).key;
-  return new Hono<Env>()
-    .get('/', (c) => c.json({ items: store.list().map(view) }))
-    .get('/:key', async (c) => {
-      const key = keyOf(c.req.param('key'));
+  const tags = ['flags'];
+  routes.add({
+    method: 'GET', path: '/api/admin/flags', tags, summary: 'List feature flags', access: ADMIN,
+    responses: { 200: { description: 'every flag', schema: FlagList } },
+    handler: (c) => c.json({ items: store.list().map(view) }),
+  });
+  routes.add({
+    method: 'GET', path: '/api/admin/flags/{key}', tags, summary: 'Read a flag with its change history', access: ADMIN,
+    params: { key: {} },
+    responses: { 200: { description: 'the flag and its latest changes', schema: FlagWithHistory } },
+    errors: [404],
+    handler: async (c) => {
+      const key = keyOf(c.req.param('key')!);
       const flag = store.get(key);
       if (!flag) throw notFound(`feature flag ${key}`);
       return c.json({ ...view(flag), history: await flagHistory(orm, key) });
-    })
-    .put('/:key', async (c) => {
-      const key = keyOf(c.req.param('key'));
-      const spec = await readJson(c, FlagSpec);
-      const actor = c.get('principal')?.sub ?? 'anonymous';
-      const { flag } = await changeFlag({ store, orm }, key, spec, actor);
+    },
+  });
+  routes.add({
+    method: 'PUT', path: '/api/admin/flags/{key}', tags, summary: 'Define or change a flag', access: ADMIN,
+    params: { key: {} }, body: FlagSpec,
+    responses: { 200: { description: 'the flag as written', schema: FlagView } },
+    errors: [409],
+    handler: async (c, { body: spec, principal }) => {
+      const key = keyOf(c.req.param('key')!);
+      const { flag } = await changeFlag({ store, orm }, key, spec, principal!.sub);
       return c.json(view(flag));
-    });
+    },
+  });
 }
 
 const FlagKeyParam = z.object({ key: FlagKey });

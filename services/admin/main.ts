@@ -18,11 +18,11 @@ export const dlqContracts: DlqContracts = {
   keysOf: businessKeys,
 };
 
-export async function start({ app, nats, flags, orm, env, log, metrics }: Deps): Promise<Running> {
+export async function start({ app, routes, nats, flags, orm, env, log, metrics }: Deps): Promise<Running> {
   const config = loadAdminConfig(env);
   const dlq = createDlqAdmin({ ...nats, contracts: dlqContracts });
-  app.route('/api/admin/dlq', dlqRoutes({ dlq }));
-  app.route('/api/admin/flags', flagRoutes({ store: flags.store, orm }));
+  dlqRoutes(routes, { dlq });
+  flagRoutes(routes, { store: flags.store, orm });
   const console = createConsole({ app, orm, dlq, metrics, log, config });
   // The console's forms post form-encoded bodies, as HTML forms do.
   app.formBodies.add('/admin/*');

@@ -13,10 +13,11 @@ beforeAll(async () => { c = await startTestCluster({ TARGET: 'admin' }); });
 afterAll(async () => { for (const w of workers) await w.stop(1000); await c?.close(); });
 
 // Every request gives up after 2 s: an endpoint that hangs fails the test by aborting.
-async function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+async function call(method: string, path: string, body?: unknown, auth?: Record<string, string>): Promise<{ status: number; body: any }> {
+  const headers = auth ?? await c.authHeaders();
   const res = await fetch(c.url + path, {
     method, signal: AbortSignal.timeout(2000),
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();

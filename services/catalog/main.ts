@@ -6,8 +6,8 @@ import { entities, migrations } from './entities.ts';
 
 export { entities, migrations };
 
-export async function start({ app, orm, nats }: Deps): Promise<Running> {
-  app.route('/api/products', catalogRoutes({ orm, nats }));
+export async function start({ routes, orm, nats }: Deps): Promise<Running> {
+  catalogRoutes(routes, { orm, nats });
   return { async stop() {} };
 }
 

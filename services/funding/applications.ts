@@ -33,12 +33,12 @@ const INSERT_BATCH = `
   with input as (
     select * from jsonb_to_recordset(?::jsonb) as t(
       id uuid, business_id text, business_name text, contact_email text, amount_minor bigint, currency text,
-      term_months int, purpose text, priority text, financials jsonb, bank_account jsonb, history jsonb, created_at timestamptz)
+      term_months int, purpose text, priority text, financials jsonb, bank_account jsonb, history jsonb, created_at timestamptz, owner text)
   ), a as (
     insert into funding.applications (id, business_id, business_name, contact_email, amount_minor, currency, term_months, purpose, priority,
-      financials, bank_account, status, history, created_at, updated_at, version)
+      financials, bank_account, status, history, created_at, updated_at, version, owner)
     select id, business_id, business_name, contact_email, amount_minor, currency, term_months, purpose, priority,
-      financials, bank_account, 'processing', history, created_at, created_at, 1 from input
+      financials, bank_account, 'processing', history, created_at, created_at, 1, owner from input
     returning id
   ), events as (
     select * from jsonb_to_recordset(?::jsonb) as e(id uuid, application_id uuid, subject text, payload text, headers jsonb)
@@ -49,7 +49,8 @@ const INSERT_BATCH = `
 
 type Row = Record<string, unknown>;
 
-export type ApplicationWriter = { create(req: CreateApplicationRequest, requestId: string): Promise<{ id: string; createdAt: string }> };
+/** `owner`: the applying principal's sub (a customer reads only its own applications). */
+export type ApplicationWriter = { create(req: CreateApplicationRequest, requestId: string, owner?: string): Promise<{ id: string; createdAt: string }> };
 
 /**
  * The POST's write, with group commit (kit/batcher.ts): each application row and its two events
@@ -70,7 +71,7 @@ export function createApplicationWriter(orm: MikroORM, wakeOutbox: () => void, o
   }, { maxSize: opts.maxBatch ?? 200, isolate: 'parallel' });
 
   return {
-    async create(req, requestId) {
+    async create(req, requestId, owner) {
       const id = randomUUID();
       const createdAt = new Date().toISOString();
       const created: ApplicationCreated = {
@@ -83,7 +84,7 @@ export function createApplicationWriter(orm: MikroORM, wakeOutbox: () => void, o
         id, business_id: req.businessId, business_name: req.businessName, contact_email: req.contactEmail,
         amount_minor: Math.round(req.amount * 100), currency: req.currency, term_months: req.termMonths, purpose: req.purpose ?? '', priority: req.priority ?? 'normal',
         financials: req.financials, bank_account: { iban: normalizeIban(req.bankAccount.iban), holderName: req.bankAccount.holderName },
-        history: [{ status: 'processing', at: createdAt }], created_at: createdAt,
+        history: [{ status: 'processing', at: createdAt }], created_at: createdAt, owner: owner ?? null,
       };
       const events: Row[] = [
         { id: randomUUID(), application_id: id, subject: FundingSubjects.applicationCreated, payload: JSON.stringify(created), headers },

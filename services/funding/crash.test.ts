@@ -32,6 +32,7 @@ describe('kill -9 during a burst', () => {
     };
     proc = await spawnCluster(env);
     const url = proc.url;
+    const auth = await proc.authHeaders();
 
     const accepted: string[] = [];
     let refused = 0;
@@ -43,7 +44,7 @@ describe('kill -9 during a burst', () => {
         const i = next++;
         const body = i % 4 === 3 ? rejectedBody() : applicationBody();
         try {
-          const res = await fetch(`${url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+          const res = await fetch(`${url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(body) });
           if (res.status === 202) accepted.push((await res.json()).id);
           else refused++;
         } catch {

@@ -36,6 +36,8 @@ export const Application = defineEntity({
     updatedAt: p.datetime(),
     reconciledAt: p.datetime().nullable(),
     version: p.integer().version().default(1),
+    // The principal (token `sub`) that applied: a customer reads only its own. Null for applications from before access control.
+    owner: p.text().nullable(),
   },
   indexes: [
     // The operator console's lists by status (the pending_review queue oldest first, the rest newest first).

@@ -15,13 +15,17 @@ beforeAll(async () => {
   c = await startTestCluster({ TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0', FUNDING_RECONCILE_INTERVAL_MS: '0', DB_POOL_MAX: '20' });
 });
 afterAll(async () => { await c?.close(); await gw?.close(); });
+// The admin's token, sent as a header by these sockets unless a test puts one in the query.
+let token: string;
+beforeAll(async () => { token = await c.token(); });
+const withToken = (path: string) => (path.includes('access_token=') ? {} : { headers: { authorization: `Bearer ${token}` } });
 
 const wsUrl = (path: string) => `${c.url.replace('http', 'ws')}${path}`;
 
 type Opened = { ws: WebSocket; messages: any[]; closed: Promise<{ code: number; reason: string }>; open: Promise<void> };
 /** Connect, keeping every message from the first frame on. */
 function connect(path: string): Opened {
-  const ws = new WebSocket(wsUrl(path));
+  const ws = new WebSocket(wsUrl(path), withToken(path));
   const messages: any[] = [];
   ws.on('message', (d) => messages.push(JSON.parse(String(d))));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
@@ -31,7 +35,7 @@ function connect(path: string): Opened {
 
 /** The status the server refused an upgrade with. */
 async function refusedWith(path: string): Promise<number> {
-  const ws = new WebSocket(wsUrl(path));
+  const ws = new WebSocket(wsUrl(path), withToken(path));
   return await new Promise((resolve, reject) => {
     ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); ws.terminate(); });
     ws.on('open', () => { ws.close(); reject(new Error(`${path} was upgraded`)); });
@@ -45,8 +49,8 @@ const hubStats = async () => ({ upstream: await gauge('orderflow_funding_live_up
 describe('GET .../ws', () => {
   it('sends the current status at once, each change, and closes with 1000 at the final status', async () => {
     const id = (await c.post('/api/funding/applications', applicationBody())).body.id;
-    // The access token of the contract may ride in the query string: it must not disturb the route.
-    const s = connect(`/api/funding/applications/${id}/ws?access_token=abc.def.ghi`);
+    // The access token may ride in the query string (browsers cannot set headers on a WebSocket).
+    const s = connect(`/api/funding/applications/${id}/ws?access_token=${token}`);
     const closed = await s.closed;
     expect(closed.code).toBe(1000);
     const statuses = s.messages.map((m) => m.status);
@@ -69,12 +73,17 @@ describe('GET .../ws', () => {
     expect(s.messages.map((m) => m.status)).toEqual(['rejected']);
   });
 
-  it('takes ?access_token= on SSE as well, without effect on the stream', async () => {
+  it('takes ?access_token= on SSE as well; a bad one, or none, is refused with 401 before any stream or upgrade', async () => {
     const id = (await c.post('/api/funding/applications', rejectedBody())).body.id;
     await waitForStatus(c.get, id, 'rejected');
-    const res = await fetch(`${c.url}/api/funding/applications/${id}/events?access_token=abc.def.ghi`);
+    const res = await fetch(`${c.url}/api/funding/applications/${id}/events?access_token=${token}`);
     expect(res.status).toBe(200);
     expect(await res.text()).toContain('"status":"rejected"');
+    const bad = await fetch(`${c.url}/api/funding/applications/${id}/events?access_token=abc.def.ghi`);
+    expect(bad.status).toBe(401);
+    expect(bad.headers.get('www-authenticate')).toContain('Bearer');
+    expect(await refusedWith(`/api/funding/applications/${id}/ws?access_token=abc.def.ghi`)).toBe(401);
+    expect((await c.as(null).get(`/api/funding/applications/${id}/events`)).status).toBe(401);
   });
 
   it('refuses the upgrade: 404 for an unknown application or path, 400 for a malformed id; a plain GET gets 426', async () => {
@@ -105,7 +114,7 @@ describe('GET .../ws', () => {
     await Promise.all(conns.map((s) => s.open));
     await eventually(() => conns.every((s) => s.messages.length === 1), { what: 'the first status on every connection' });
     // One SSE stream beside them: the same hub.
-    const sse = fetch(`${c.url}/api/funding/applications/${id}/events`).then((r) => r.text());
+    const sse = fetch(`${c.url}/api/funding/applications/${id}/events`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.text());
     await eventually(async () => (await hubStats()).connections === 201, { what: '201 connections in the hub' });
     expect(await hubStats()).toEqual({ upstream: 1, connections: 201 });
 

@@ -45,7 +45,7 @@ export async function start(deps: Deps): Promise<Running> {
     name: 'orderflow_funding_live_upstream_subscriptions', help: 'NATS subscriptions feeding the live status connections (1 while any is open)', registers: [deps.metrics.registry],
     collect() { this.set(hub.stats().upstreamSubscriptions); },
   });
-  deps.app.route('/api/funding/applications', applicationRoutes({ orm: deps.orm, reads, cache, hub, wakeOutbox: deps.wakeOutbox }));
+  applicationRoutes(deps.routes, { orm: deps.orm, reads, cache, hub, wakeOutbox: deps.wakeOutbox });
 
   const consumers = await startFundingConsumers(deps, cache, { routerBatch: config.FUNDING_ROUTER_BATCH, status: config.FUNDING_STATUS_CONCURRENCY });
   const disbursement = await startDisbursementConsumer(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });

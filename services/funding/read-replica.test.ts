@@ -81,12 +81,12 @@ describe('DATABASE_READ_URL (a streaming replica)', () => {
       const got = await c.get(`/api/funding/applications/${id}`);
       expect(got.status).toBe(200);
       expect(got.body).toEqual(full);
-      const r = await fetch(`${c.url}/api/funding/applications/${id}/status`);
+      const r = await fetch(`${c.url}/api/funding/applications/${id}/status`, { headers: await c.authHeaders() });
       expect(r.status).toBe(200);
       expect(r.headers.get('x-status-source')).toBe('db');
       expect(await r.json()).toEqual({ id, status: 'rejected', updatedAt: full.updatedAt });
       // The live feeds read their first status there too.
-      const ws = new WebSocket(`${c.url.replace('http', 'ws')}/api/funding/applications/${id}/ws`);
+      const ws = new WebSocket(`${c.url.replace('http', 'ws')}/api/funding/applications/${id}/ws`, { headers: await c.authHeaders() });
       const messages: unknown[] = [];
       ws.on('message', (d) => messages.push(JSON.parse(String(d))));
       const code = await new Promise<number>((resolve, reject) => { ws.on('close', (cd) => resolve(cd)); ws.on('error', reject); });

@@ -105,7 +105,7 @@ describe('POST /api/funding/applications', () => {
   });
 
   it('answers malformed JSON with 400', async () => {
-    const res = await fetch(`${c.url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":' });
+    const res = await fetch(`${c.url}/api/funding/applications`, { method: 'POST', headers: { 'content-type': 'application/json', ...await c.authHeaders() }, body: '{"amount":' });
     expect(res.status).toBe(400);
   });
 
@@ -151,7 +151,7 @@ describe('GET', () => {
     await waitForStatus(c.get, id, 'rejected');
     const kv = await c.deps.kvm.open(FundingBuckets.status);
     const cached = await eventually(async () => {
-      const r = await fetch(`${c.url}/api/funding/applications/${id}/status`);
+      const r = await fetch(`${c.url}/api/funding/applications/${id}/status`, { headers: await c.authHeaders() });
       const body = await r.json();
       return r.headers.get('x-status-source') === 'kv' && body.status === 'rejected' ? body : undefined;
     }, { what: 'status from KV' });
@@ -162,7 +162,7 @@ describe('GET', () => {
     expect((await kv.get(id))!.json()).toMatchObject({ id, status: 'rejected', version: full.body.version });
 
     await kv.purge(id);
-    const r = await fetch(`${c.url}/api/funding/applications/${id}/status`);
+    const r = await fetch(`${c.url}/api/funding/applications/${id}/status`, { headers: await c.authHeaders() });
     expect(r.headers.get('x-status-source')).toBe('db');
     expect(await r.json()).toEqual({ id, status: 'rejected', updatedAt: full.body.updatedAt });
   });
@@ -222,7 +222,7 @@ describe('GET', () => {
 
 describe('GET .../events (SSE)', () => {
   const readSse = async (id: string) => {
-    const res = await fetch(`${c.url}/api/funding/applications/${id}/events`);
+    const res = await fetch(`${c.url}/api/funding/applications/${id}/events`, { headers: await c.authHeaders() });
     expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
     const text = await res.text(); // resolves only when the server ends the stream
     return text.split('\n\n').filter((b) => b.includes('data:')).map((b) => JSON.parse(b.split('\n').find((l) => l.startsWith('data:'))!.slice(5)));
@@ -293,29 +293,30 @@ describe('with NATS unreachable', () => {
     const nats = await startTestNats();
     const own = await startTestCluster({ TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0', FUNDING_RECONCILE_INTERVAL_MS: '0', FUNDING_SSE_POLL_MS: '200' }, { nats });
     try {
+      const auth = await own.authHeaders();
       const rejected = (await own.post('/api/funding/applications', rejectedBody())).body.id;
       const review = (await own.post('/api/funding/applications', pendingReviewBody())).body.id;
       await waitForStatus(own.get, rejected, 'rejected');
       await waitForStatus(own.get, review, 'pending_review');
-      await eventually(async () => (await fetch(`${own.url}/api/funding/applications/${rejected}/status`)).headers.get('x-status-source') === 'kv', { what: 'status from KV' });
+      await eventually(async () => (await fetch(`${own.url}/api/funding/applications/${rejected}/status`, { headers: auth })).headers.get('x-status-source') === 'kv', { what: 'status from KV' });
 
       await nats.kill();
       // Not a speed assertion: before the fix the KV read waited out the 10 s request timeout.
-      const r = await fetch(`${own.url}/api/funding/applications/${rejected}/status`, { signal: AbortSignal.timeout(1000) });
+      const r = await fetch(`${own.url}/api/funding/applications/${rejected}/status`, { signal: AbortSignal.timeout(1000), headers: auth });
       expect(r.status).toBe(200);
       expect(r.headers.get('x-status-source')).toBe('db');
       expect(await r.json()).toMatchObject({ id: rejected, status: 'rejected' });
       // Right after the outage began as well as once the client has noticed it.
       await new Promise((resolve) => setTimeout(resolve, 300));
-      const again = await fetch(`${own.url}/api/funding/applications/${review}/status`, { signal: AbortSignal.timeout(1000) });
+      const again = await fetch(`${own.url}/api/funding/applications/${review}/status`, { signal: AbortSignal.timeout(1000), headers: auth });
       expect(await again.json()).toMatchObject({ id: review, status: 'pending_review' });
 
-      const full = await fetch(`${own.url}/api/funding/applications/${rejected}`, { signal: AbortSignal.timeout(1000) });
+      const full = await fetch(`${own.url}/api/funding/applications/${rejected}`, { signal: AbortSignal.timeout(1000), headers: auth });
       expect(full.status).toBe(200);
       expect((await full.json()).status).toBe('rejected');
 
       // SSE: the first status at once, and a change made while NATS is down arrives through the Postgres poll.
-      const sse = await fetch(`${own.url}/api/funding/applications/${review}/events`, { signal: AbortSignal.timeout(8000) });
+      const sse = await fetch(`${own.url}/api/funding/applications/${review}/events`, { signal: AbortSignal.timeout(8000), headers: auth });
       expect(sse.status).toBe(200);
       const decided = await own.post(`/api/funding/applications/${review}/decision`, { decision: 'rejected', reviewer: 'ana' });
       expect(decided.status).toBe(200);

@@ -15,12 +15,11 @@
 // read for every fresh application's GETs and polls, the traffic the replica is for.
 // A replica that errors (down, not yet migrated) is skipped for the primary too.
 import type { Context } from 'hono';
-import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { CreateApplicationRequest, isFinalStatus, ReviewDecisionRequest, type ApplicationStatus } from '../../contracts/funding.ts';
-import type { Logger, MikroORM } from '../kit/index.ts';
-import { acceptWebSocket, HttpError, notFound } from '../kit/index.ts';
-import { idempotency, readJson, type AppEnv } from '../kit/index.ts';
+import { ApplicationAccepted, ApplicationStatusView, ApplicationView } from '../../contracts/http.ts';
+import type { ApiEnv, Logger, MikroORM, Principal, Routes } from '../kit/index.ts';
+import { acceptWebSocket, hasAccess, HttpError, notFound, ownerFilter } from '../kit/index.ts';
 import { createApplicationWriter, disbursementRequest, loadWorkRow, StaleApplicationError, toApplicationView, transition } from './applications.ts';
 import { Application, Payout } from './entities.ts';
 import { StatusCacheUnavailableError, type CachedStatus, type StatusCache } from './status-cache.ts';
@@ -49,8 +48,12 @@ export async function statusesFromDb(orm: MikroORM, ids: string[]): Promise<Cach
 export type Reads = {
   status(id: string): Promise<CachedStatus | null>;
   statuses(ids: string[]): Promise<CachedStatus[]>;
-  view(id: string): Promise<ReturnType<typeof toApplicationView> | null>;
+  view(id: string): Promise<OwnedView | null>;
+  /** Who applied (null for applications from before access control); null when there is no such application. */
+  owner(id: string): Promise<{ owner: string | null } | null>;
 };
+
+type OwnedView = { view: ReturnType<typeof toApplicationView>; owner: string | null };
 
 /** `const reads = createReads(deps.orm, deps.readOrm, log)`; with no replica (`readOrm === orm`) everything reads the primary once. */
 export function createReads(orm: MikroORM, readOrm: MikroORM, log: Logger, opts: { replicaRetryMs?: number } = {}): Reads {
@@ -75,47 +78,85 @@ export function createReads(orm: MikroORM, readOrm: MikroORM, log: Logger, opts:
     // A poll: rows the replica lacks are simply not news yet; only a failing replica sends it to the primary.
     statuses: async (ids) => (await replicaFirst('statuses', (o) => statusesFromDb(o, ids))) ?? [],
     view: (id) => replicaFirst('application', (o) => view(o, id)),
+    owner: (id) => replicaFirst('owner', async (o) => {
+      const [r] = await o.em.fork().execute<{ owner: string | null }[]>('select owner from funding.applications where id = ?', [id]);
+      return r ? { owner: r.owner } : null;
+    }),
   };
 }
 
-const idParam = (c: Context<AppEnv>) => {
+const idParam = (c: Context<ApiEnv>) => {
   const id = c.req.param('id') ?? '';
   // A malformed id cannot name an application: 404 rather than a uuid cast error.
   if (!UUID.test(id)) throw notFound(`application ${id}`);
   return id.toLowerCase();
 };
 
-async function view(orm: MikroORM, id: string) {
+async function view(orm: MikroORM, id: string): Promise<OwnedView | null> {
   const em = orm.em.fork();
   const app = await em.findOne(Application, { id });
   if (!app) return null;
   const payout = await em.findOne(Payout, { applicationId: id });
-  return toApplicationView(app, payout);
+  return { view: toApplicationView(app, payout), owner: app.owner ?? null };
 }
 
 /** What SSE and the WebSocket send for a status: the contract's status body. */
 const statusBody = (s: CachedStatus) => JSON.stringify({ id: s.id, status: s.status, updatedAt: s.updatedAt });
 
-/** `app.route('/api/funding/applications', applicationRoutes({ orm, reads, cache, hub, wakeOutbox }))` */
-export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm: MikroORM; reads: Reads; cache: StatusCache; hub: StatusHub; wakeOutbox: () => void }) {
+/** Customers apply and read their own; reviewers decide and, like admins and funding read clients, read all. */
+const WRITE = { roles: ['customer', 'reviewer', 'admin'], scopes: ['funding:write', 'admin'] } as const;
+const READ = { roles: ['customer', 'reviewer', 'admin'], scopes: ['funding:read', 'funding:write', 'funding:decide', 'admin'] } as const;
+const DECIDE = { roles: ['reviewer', 'admin'], scopes: ['funding:decide', 'admin'] } as const;
+/** Who reads every application; anyone else reads those it applied with, and another's is a 404 (CONTRACTS.md). */
+const SEES_ALL = { roles: ['reviewer', 'admin'], scopes: ['funding:read', 'funding:decide', 'admin'] } as const;
+
+/** `applicationRoutes(deps.routes, { orm, reads, cache, hub, wakeOutbox })` */
+export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wakeOutbox }: { orm: MikroORM; reads: Reads; cache: StatusCache; hub: StatusHub; wakeOutbox: () => void }) {
   const writer = createApplicationWriter(orm, wakeOutbox);
-  return new Hono<AppEnv>()
-    .post('/', idempotency(orm, 'POST /api/funding/applications'), async (c) => {
-      const req = await readJson(c, CreateApplicationRequest);
-      const { id } = await writer.create(req, c.get('requestId'));
+  const tags = ['funding'];
+  /** 404 unless the principal may see application `id` (every one, or its own); the cheap check first. */
+  const mustSee = async (principal: Principal | undefined, id: string) => {
+    const owner = ownerFilter(principal!, SEES_ALL);
+    if (owner === undefined) return;
+    if ((await reads.owner(id))?.owner !== owner) throw notFound(`application ${id}`);
+  };
+  const id = { id: { description: 'the application uuid' } };
+
+  routes.add({
+    method: 'POST', path: '/api/funding/applications', tags, summary: 'Apply for funding (answered at once; scoring runs later)', access: WRITE,
+    idempotency: {}, body: CreateApplicationRequest,
+    responses: { 202: { description: 'accepted', schema: ApplicationAccepted } },
+    handler: async (c, { body: req, principal }) => {
+      if (req.priority === 'high' && !hasAccess(principal!, DECIDE)) {
+        throw new HttpError(403, 'FORBIDDEN', 'priority "high" needs the reviewer or admin role or the funding:decide scope');
+      }
+      const { id } = await writer.create(req, c.get('requestId'), principal!.sub);
       c.get('log').info({ applicationId: id, businessId: req.businessId }, 'funding application accepted');
       return c.json({ id, status: 'processing' }, 202);
-    })
+    },
+  });
 
-    .get('/:id', async (c) => {
+  routes.add({
+    method: 'GET', path: '/api/funding/applications/{id}', tags, summary: 'Read an application', access: READ, params: id,
+    responses: { 200: { description: 'the application with its risk score, decision, model version and disbursement', schema: ApplicationView } },
+    errors: [404],
+    handler: async (c, { principal }) => {
       const id = idParam(c);
       const v = await reads.view(id);
-      if (!v) throw notFound(`application ${id}`);
-      return c.json(v);
-    })
+      const owner = ownerFilter(principal!, SEES_ALL);
+      if (!v || (owner !== undefined && v.owner !== owner)) throw notFound(`application ${id}`);
+      return c.json(v.view);
+    },
+  });
 
-    .get('/:id/status', async (c) => {
+  routes.add({
+    method: 'GET', path: '/api/funding/applications/{id}/status', tags, summary: "An application's status, from the status cache", access: READ,
+    params: id, tokenInQuery: true,
+    responses: { 200: { description: 'the status', schema: ApplicationStatusView, headers: { 'X-Status-Source': 'kv or db' } } },
+    errors: [404],
+    handler: async (c, { principal }) => {
       const id = idParam(c);
+      await mustSee(principal, id);
       let s: CachedStatus | null = null;
       let source = 'kv';
       try {
@@ -132,10 +173,17 @@ export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm:
       if (!s) throw notFound(`application ${id}`);
       c.header('X-Status-Source', source);
       return c.json({ id, status: s.status, updatedAt: s.updatedAt });
-    })
+    },
+  });
 
-    .get('/:id/events', async (c) => {
+  routes.add({
+    method: 'GET', path: '/api/funding/applications/{id}/events', tags, summary: 'Follow status changes (Server-Sent Events; ends at a final status)', access: READ,
+    params: id, tokenInQuery: true,
+    responses: { 200: { description: 'text/event-stream of `status` events {id,status,updatedAt}', type: 'event-stream' } },
+    errors: [404],
+    handler: async (c, { principal }) => {
       const id = idParam(c);
+      await mustSee(principal, id);
       const first = await reads.status(id);
       if (!first) throw notFound(`application ${id}`);
       return streamSSE(c, async (stream) => {
@@ -166,15 +214,22 @@ export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm:
           stop();
         }
       });
-    })
+    },
+  });
 
-    // The same feed over a WebSocket: the current status at once, each change, and a
-    // close with 1000 after the final one. A malformed id is 400 here (refused before
-    // the upgrade, where a status line is all a browser's WebSocket reports), unknown 404.
-    .get('/:id/ws', async (c) => {
+  // The same feed over a WebSocket: the current status at once, each change, and a
+  // close with 1000 after the final one. A malformed id is 400 here (refused before
+  // the upgrade, where a status line is all a browser's WebSocket reports), unknown 404.
+  routes.add({
+    method: 'GET', path: '/api/funding/applications/{id}/ws', tags, summary: 'Follow status changes over a WebSocket (closed at a final status)', access: READ,
+    params: id, tokenInQuery: true,
+    responses: { 101: { description: 'switching to WebSocket: text frames of {id,status,updatedAt}', type: 'websocket' } },
+    errors: [404, 426],
+    handler: async (c, { principal }) => {
       const raw = c.req.param('id') ?? '';
       if (!UUID.test(raw)) throw new HttpError(400, 'VALIDATION_FAILED', 'application id must be a UUID', [{ field: 'id', message: 'must be a UUID' }]);
       const id = raw.toLowerCase();
+      await mustSee(principal, id);
       const first = await reads.status(id);
       if (!first) throw notFound(`application ${id}`);
       // The feed starts only once the socket is open: a handshake that never completes holds nothing.
@@ -185,31 +240,37 @@ export function applicationRoutes({ orm, reads, cache, hub, wakeOutbox }: { orm:
           if (isFinalStatus(s.status)) socket.close(1000, 'final status');
         },
       }));
-    })
+    },
+  });
 
-    .post('/:id/decision',
-      // Scoped per application: one key may not replay another application's decision.
-      async (c, next) => await idempotency(orm, `POST /api/funding/applications/${idParam(c)}/decision`)(c, next),
-      async (c) => {
-        const id = idParam(c);
-        const body = await readJson(c, ReviewDecisionRequest);
-        const app = await loadWorkRow(orm.em.fork(), id);
-        if (!app) throw notFound(`application ${id}`);
-        if (app.status !== 'pending_review') {
-          throw new HttpError(409, 'NOT_PENDING_REVIEW', `application ${id} is ${app.status}; only a pending_review application takes a decision`);
-        }
-        const review = { decision: body.decision, reviewer: body.reviewer, note: body.note ?? null, at: new Date().toISOString() };
-        try {
-          await orm.em.fork().transactional((em) => transition(em, {
-            id, from: 'pending_review', to: body.decision, version: app.version, requestId: c.get('requestId'),
-            set: { review }, reason: `reviewed by ${body.reviewer}`, metadata: { reviewer: body.reviewer },
-            events: body.decision === 'approved' ? [disbursementRequest(app, 'reviewed')] : [],
-          }));
-        } catch (err) {
-          if (err instanceof StaleApplicationError) throw new HttpError(409, 'NOT_PENDING_REVIEW', `application ${id} changed while deciding; read it again`);
-          throw err;
-        }
-        c.get('log').info({ applicationId: id, decision: body.decision, reviewer: body.reviewer }, 'review decision recorded');
-        return c.json(await view(orm, id));
-      });
+  routes.add({
+    method: 'POST', path: '/api/funding/applications/{id}/decision', tags, summary: 'Decide an application in pending_review', access: DECIDE,
+    params: id,
+    // Scoped per application: one key may not replay another application's decision.
+    idempotency: { scope: (c) => `POST /api/funding/applications/${idParam(c)}/decision` },
+    body: ReviewDecisionRequest,
+    responses: { 200: { description: 'the application after the decision', schema: ApplicationView } },
+    errors: [404, 409],
+    handler: async (c, { body }) => {
+      const id = idParam(c);
+      const app = await loadWorkRow(orm.em.fork(), id);
+      if (!app) throw notFound(`application ${id}`);
+      if (app.status !== 'pending_review') {
+        throw new HttpError(409, 'NOT_PENDING_REVIEW', `application ${id} is ${app.status}; only a pending_review application takes a decision`);
+      }
+      const review = { decision: body.decision, reviewer: body.reviewer, note: body.note ?? null, at: new Date().toISOString() };
+      try {
+        await orm.em.fork().transactional((em) => transition(em, {
+          id, from: 'pending_review', to: body.decision, version: app.version, requestId: c.get('requestId'),
+          set: { review }, reason: `reviewed by ${body.reviewer}`, metadata: { reviewer: body.reviewer },
+          events: body.decision === 'approved' ? [disbursementRequest(app, 'reviewed')] : [],
+        }));
+      } catch (err) {
+        if (err instanceof StaleApplicationError) throw new HttpError(409, 'NOT_PENDING_REVIEW', `application ${id} changed while deciding; read it again`);
+        throw err;
+      }
+      c.get('log').info({ applicationId: id, decision: body.decision, reviewer: body.reviewer }, 'review decision recorded');
+      return c.json((await view(orm, id))!.view);
+    },
+  });
 }

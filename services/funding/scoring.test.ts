@@ -114,8 +114,9 @@ describe('risk scoring worker', () => {
     const env = { NATS_URL: c.nats.url, DATABASE_URL: c.databaseUrl, TARGET: 'funding-scoring', FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '7' };
     // Read before the member starts: a member that lowered the shared group would change this too.
     const ours = readFileSync('/proc/self/autogroup', 'utf8');
-    const leader = await spawnCluster(env, { detached: true });
-    const member = await spawnCluster(env);
+    // Scoring-only processes (no identity beside them): only those lower their group.
+    const leader = await spawnCluster(env, { detached: true, identity: false });
+    const member = await spawnCluster(env, { identity: false });
     try {
       expect(readFileSync(`/proc/${leader.pid}/autogroup`, 'utf8')).toMatch(/ nice 7\n?$/);
       // The member stays in this session's group, whatever it is: init's default group

@@ -26,6 +26,10 @@ const schema = z.object({
   LOGIN_MAX_ATTEMPTS: int(10, 1, 10_000),
 });
 
+/** What a verifier in any process needs of identity's settings (no secret: a process without identity reads these only). */
+export const loadVerifierConfig = (env: Env) =>
+  readConfig(schema.pick({ IDENTITY_ISSUER: true, IDENTITY_AUDIENCE: true, IDENTITY_ACCESS_TOKEN_TTL_S: true, IDENTITY_KEY_CHECK_MS: true }), env);
+
 export type IdentityConfig = Omit<z.infer<typeof schema>, 'KEY_ENCRYPTION_KEY'> & {
   /** 32 bytes for AES-256-GCM (the first 32 of KEY_ENCRYPTION_KEY, or the development key). */
   kek: Buffer;

@@ -4,7 +4,7 @@ import { createVerifier, InvalidTokenError, remoteJwks } from '../kit/index.ts';
 import { createLogger } from '../kit/index.ts';
 import { startRuntime, type Cluster } from '../kit/runtime.ts';
 import { createTestDatabase, eventually, startTestNats, type TestNats } from '../testing/index.ts';
-import { registry } from '../main.ts';
+import { registry, verifier } from '../main.ts';
 import { createKeyRing } from './keys.ts';
 
 const ADMIN = { email: 'root@example.test', password: 'first-admin-password' };
@@ -22,7 +22,7 @@ beforeAll(async () => {
   nats = await startTestNats();
   db = await createTestDatabase();
   const capture = new Writable({ write(chunk, _enc, done) { logs += chunk; done(); } });
-  c = await startRuntime({ env: { ...env, NATS_URL: nats.url, DATABASE_URL: db.url }, registry, log: createLogger({ level: 'debug', destination: capture }) });
+  c = await startRuntime({ env: { ...env, NATS_URL: nats.url, DATABASE_URL: db.url }, registry, verifier, log: createLogger({ level: 'debug', destination: capture }) });
 });
 afterAll(async () => {
   await c?.stop();

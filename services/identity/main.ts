@@ -1,11 +1,11 @@
 // Identity: accounts, logins and refresh-token families, machine clients (OAuth 2.0
 // client credentials), and the signing keys behind every access token (JWKS).
 import { randomBytes } from 'node:crypto';
-import { createVerifier, type Verifier } from '../kit/index.ts';
+import { createVerifier, remoteJwks, type Verifier } from '../kit/index.ts';
 import type { MikroORM } from '../kit/index.ts';
 import { defineModule } from '../kit/index.ts';
 import type { Deps, Running } from '../kit/index.ts';
-import { LOGIN_WINDOW_S, loadIdentityConfig } from './config.ts';
+import { LOGIN_WINDOW_S, loadIdentityConfig, loadVerifierConfig } from './config.ts';
 import { entities, migrations } from './entities.ts';
 import { createKeyRing, publicationWindowS, publishedJwks } from './keys.ts';
 import { createLockout } from './lockout.ts';
@@ -15,7 +15,7 @@ import { ensureFirstAdmin } from './users.ts';
 
 export { entities, migrations };
 
-export async function start({ app, orm, env, log, metrics }: Deps): Promise<Running> {
+export async function start({ app, routes, orm, env, log, metrics }: Deps): Promise<Running> {
   const config = loadIdentityConfig(env);
   if (config.devKek) {
     log.warn('KEY_ENCRYPTION_KEY unset: signing keys are encrypted with the built-in INSECURE development key; set KEY_ENCRYPTION_KEY (openssl rand -base64 32) anywhere that matters');
@@ -27,18 +27,11 @@ export async function start({ app, orm, env, log, metrics }: Deps): Promise<Runn
   });
   await keys.start();
   await ensureFirstAdmin(orm, log, { email: config.ADMIN_EMAIL, password: config.ADMIN_PASSWORD, production: config.production });
-  // Identity reads its own keys; the set is one small query, so unknown kids may refetch often.
-  const verifier = createVerifier({ issuer: config.IDENTITY_ISSUER, audience: config.IDENTITY_AUDIENCE, jwks: keys.jwks, cooldownMs: 1000 });
   const lockout = createLockout({ orm, maxAttempts: config.LOGIN_MAX_ATTEMPTS, windowS: LOGIN_WINDOW_S });
   const dummyHash = await hashPassword(randomBytes(16).toString('base64url'));
 
-  const r = identityRoutes({ orm, config, keys, verifier, lockout, dummyHash, onLimited: () => metrics.rateLimitRejections.inc({ scope: 'login' }) });
   app.formBodies.add('/api/auth/token');
-  app.route('/api/auth', r.authRoutes);
-  app.route('/api/users', r.usersRoutes);
-  app.route('/api/admin/users', r.adminUsers);
-  app.route('/api/admin/clients', r.adminClients);
-  app.route('/.well-known', r.wellKnown);
+  identityRoutes(routes, { orm, config, keys, lockout, dummyHash, onLimited: () => metrics.rateLimitRejections.inc({ scope: 'login' }) });
   return { async stop() { keys.stop(); } };
 }
 
@@ -49,11 +42,23 @@ export async function start({ app, orm, env, log, metrics }: Deps): Promise<Runn
  * `const verifier = localVerifier(deps.orm, deps.env)`
  */
 export function localVerifier(orm: MikroORM, env: Deps['env']): Verifier {
-  const config = loadIdentityConfig(env);
+  const config = loadVerifierConfig(env);
   return createVerifier({
     issuer: config.IDENTITY_ISSUER, audience: config.IDENTITY_AUDIENCE, cooldownMs: 1000,
     jwks: () => publishedJwks(orm, publicationWindowS(config)),
   });
+}
+
+/**
+ * The verifier of a process (main.ts hands it to the runtime): identity's JWKS over HTTP when
+ * IDENTITY_URL is set (targets apart from identity, in their own database), else identity's
+ * published keys read from the shared database (one process, or targets sharing DATABASE_URL).
+ * Either way the set is cached and verification is local. `processVerifier(deps.orm, deps.env)`
+ */
+export function processVerifier(orm: MikroORM, env: Deps['env']): Verifier {
+  if (!env.IDENTITY_URL) return localVerifier(orm, env);
+  const config = loadVerifierConfig(env);
+  return createVerifier({ issuer: config.IDENTITY_ISSUER, audience: config.IDENTITY_AUDIENCE, jwks: remoteJwks(env.IDENTITY_URL) });
 }
 
 /** The `identity` target. Needs nothing but its own schema: no events, no external systems. */

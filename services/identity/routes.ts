@@ -1,12 +1,10 @@
 // Identity's HTTP routes: /api/auth/*, /.well-known/jwks.json, /api/users/me*, and the
 // admin routes for users and machine clients.
 import type { Context } from 'hono';
-import { Hono } from 'hono';
 import { z } from 'zod';
-import { requireAccess, requireAuth, type AuthEnv, type Verifier } from '../kit/index.ts';
-import type { MikroORM } from '../kit/index.ts';
+import { ClientCreated, ClientTokenAnswer, Jwks, OAuthError, TokenPair, UserPage, UserView } from '../../contracts/http.ts';
+import type { MikroORM, Routes } from '../kit/index.ts';
 import { HttpError, notFound } from '../kit/index.ts';
-import { readJson, validate, type AppEnv } from '../kit/index.ts';
 import { authenticateClient, createClient, SCOPES } from './clients.ts';
 import type { IdentityConfig } from './config.ts';
 import type { KeyRing } from './keys.ts';
@@ -19,7 +17,6 @@ export type IdentityRouteDeps = {
   orm: MikroORM;
   config: IdentityConfig;
   keys: KeyRing;
-  verifier: Verifier;
   lockout: ReturnType<typeof createLockout>;
   /** An Argon2id hash of nothing anyone knows: an unknown email is checked against it, so it costs what a wrong password costs. */
   dummyHash: string;
@@ -38,6 +35,7 @@ const PatchMeRequest = z.object({ name });
 const PasswordRequest = z.object({ currentPassword: z.string().min(1).max(128), newPassword: password });
 const RolesRequest = z.object({ roles: z.array(z.enum(ROLES)).max(ROLES.length) });
 const ClientRequest = z.object({ name, scopes: z.array(z.enum(SCOPES)).min(1).max(SCOPES.length) });
+const TokenForm = z.object({ grant_type: z.literal('client_credentials'), scope: z.string().optional().describe('space-separated scopes; default: all the client has') });
 const ListUsersQuery = z.object({
   email: z.string().max(254).optional(),
   limit: z.coerce.number().int().min(1).max(100).default(50),
@@ -59,27 +57,35 @@ function rateLimited(c: Context, max: number, retryAfterS: number, onLimited?: (
 const invalidCredentials = () => new HttpError(401, 'INVALID_CREDENTIALS', 'the email or the password is wrong');
 const invalidRefresh = () => new HttpError(401, 'INVALID_REFRESH_TOKEN', 'the refresh token is invalid, expired, used or revoked');
 
-export function identityRoutes(d: IdentityRouteDeps) {
+export function identityRoutes(routes: Routes, d: IdentityRouteDeps) {
   const { orm, config, keys } = d;
-  const auth = requireAuth(d.verifier);
-  const userOnly = requireAccess({ roles: [...ROLES] });
-  const adminOnly = requireAccess({ roles: ['admin'], scopes: ['admin'] });
+  const userOnly = { roles: [...ROLES] };
+  const adminOnly = { roles: ['admin'], scopes: ['admin'] };
 
   const tokenPair = async (userId: string, roles: string[], refreshToken: string) => {
     const { token, expiresIn } = await keys.sign({ roles }, userId);
     return { accessToken: token, refreshToken, tokenType: 'Bearer' as const, expiresIn };
   };
 
-  const authRoutes = new Hono<AppEnv>()
-    .post('/register', async (c) => {
-      const req = await readJson(c, RegisterRequest);
+  let tags = ['auth'];
+  routes.add({
+    method: 'POST', path: '/api/auth/register', tags, summary: 'Create an account (role customer)', access: 'public',
+    body: RegisterRequest,
+    responses: { 201: { description: 'the account', schema: UserView } },
+    errors: [409],
+    handler: async (c, { body: req }) => {
       const created = await createUser(orm.em.fork(), { email: req.email, name: req.name, passwordHash: await hashPassword(req.password), roles: ['customer'] });
       if (!created) throw new HttpError(409, 'EMAIL_TAKEN', 'an account with this email exists');
       c.get('log').info({ userId: created.id }, 'user registered');
       return c.json({ id: created.id, email: created.email, name: created.name, roles: created.roles }, 201);
-    })
-    .post('/login', async (c) => {
-      const req = await readJson(c, LoginRequest);
+    },
+  });
+  routes.add({
+    method: 'POST', path: '/api/auth/login', tags, summary: 'Log in: an access token and a refresh token', access: 'public',
+    body: LoginRequest,
+    responses: { 200: { description: 'the token pair', schema: TokenPair } },
+    errors: [401],
+    handler: async (c, { body: req }) => {
       const claim = await d.lockout.claim(req.email);
       if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS, d.onLimited);
       const user = await findUserByEmail(orm.em.fork(), req.email);
@@ -91,9 +97,14 @@ export function identityRoutes(d: IdentityRouteDeps) {
       const refreshToken = await startFamily(orm.em.fork(), user.id, config.IDENTITY_REFRESH_TOKEN_TTL_S);
       c.get('log').info({ userId: user.id }, 'login');
       return c.json(await tokenPair(user.id, view.roles, refreshToken), 200, noStore);
-    })
-    .post('/refresh', async (c) => {
-      const req = await readJson(c, RefreshRequest);
+    },
+  });
+  routes.add({
+    method: 'POST', path: '/api/auth/refresh', tags, summary: 'Trade a refresh token for a new pair (a reused one revokes its family)', access: 'public',
+    body: RefreshRequest,
+    responses: { 200: { description: 'the new token pair', schema: TokenPair } },
+    errors: [401],
+    handler: async (c, { body: req }) => {
       const r = await rotateRefreshToken(orm, req.refreshToken, config.IDENTITY_REFRESH_TOKEN_TTL_S);
       if (!r.ok) {
         if (r.reason === 'reused') c.get('log').warn('refresh token presented twice: its family is revoked');
@@ -103,32 +114,60 @@ export function identityRoutes(d: IdentityRouteDeps) {
       if (!user) throw invalidRefresh();
       // Roles as they are now: a role taken away is gone from the next access token.
       return c.json(await tokenPair(user.id, userView(user).roles, r.refreshToken), 200, noStore);
-    })
-    .post('/logout', async (c) => {
-      const req = await readJson(c, RefreshRequest);
+    },
+  });
+  routes.add({
+    method: 'POST', path: '/api/auth/logout', tags, summary: "Log out: revoke the refresh token's family", access: 'public',
+    body: RefreshRequest,
+    responses: { 204: { description: 'logged out', type: 'empty' } },
+    handler: async (c, { body: req }) => {
       // Unknown or already revoked is still a 204 (as RFC 7009 answers): the client is logged out either way.
       await revokeFamilyOf(orm.em.fork(), req.refreshToken, 'logout');
       return c.body(null, 204);
-    })
-    .post('/token', async (c) => tokenEndpoint(c, d));
+    },
+  });
+  routes.add({
+    method: 'POST', path: '/api/auth/token', tags, summary: 'OAuth 2.0 client credentials (RFC 6749 §4.4): client id and secret by HTTP Basic', access: 'public',
+    description: 'Errors in RFC 6749 §5.2 form: {"error","error_description"}, 400 or 401.',
+    body: { schema: TokenForm, form: true },
+    responses: {
+      200: { description: 'an access token', schema: ClientTokenAnswer },
+      400: { description: 'invalid_request, unsupported_grant_type, invalid_scope', schema: OAuthError },
+      401: { description: 'invalid_client', schema: OAuthError },
+    },
+    handler: async (c) => tokenEndpoint(c, d),
+  });
 
-  const usersRoutes = new Hono<AppEnv & AuthEnv>()
-    .use('*', auth, userOnly)
-    .get('/me', async (c) => {
-      const user = await findUserById(orm.em.fork(), c.get('principal').sub);
+  tags = ['users'];
+  routes.add({
+    method: 'GET', path: '/api/users/me', tags, summary: 'Your account', access: userOnly,
+    responses: { 200: { description: 'the account', schema: UserView } },
+    errors: [404],
+    handler: async (c, { principal }) => {
+      const user = await findUserById(orm.em.fork(), principal!.sub);
       if (!user) throw notFound('user');
       return c.json(userView(user));
-    })
-    .patch('/me', async (c) => {
-      const req = await readJson(c, PatchMeRequest);
-      const user = await updateUser(orm.em.fork(), c.get('principal').sub, { name: req.name });
+    },
+  });
+  routes.add({
+    method: 'PATCH', path: '/api/users/me', tags, summary: 'Change your name', access: userOnly,
+    body: PatchMeRequest,
+    responses: { 200: { description: 'the account', schema: UserView } },
+    errors: [404],
+    handler: async (c, { body: req, principal }) => {
+      const user = await updateUser(orm.em.fork(), principal!.sub, { name: req.name });
       if (!user) throw notFound('user');
       return c.json(user);
-    })
-    .post('/me/password', async (c) => {
-      const req = await readJson(c, PasswordRequest);
+    },
+  });
+  routes.add({
+    method: 'POST', path: '/api/users/me/password', tags, summary: 'Change your password (revokes every refresh family)', access: userOnly,
+    body: PasswordRequest,
+    responses: { 204: { description: 'changed', type: 'empty' } },
+    errors: [404],
+    handler: async (c, { body: req, principal }) => {
       const em = orm.em.fork();
-      const user = await findUserById(em, c.get('principal').sub);
+      const user = await findUserById(em, principal!.sub);
       if (!user) throw notFound('user');
       // A stolen access token must not become a password oracle: the login limit counts here too.
       const claim = await d.lockout.claim(user.email);
@@ -142,39 +181,50 @@ export function identityRoutes(d: IdentityRouteDeps) {
       });
       c.get('log').info({ userId: user.id, familiesRevoked: revoked }, 'password changed');
       return c.body(null, 204);
-    });
+    },
+  });
 
-  const adminUsers = new Hono<AppEnv & AuthEnv>()
-    .use('*', auth, adminOnly)
-    .get('/', async (c) => {
-      const q = validate(c.req.query(), ListUsersQuery);
+  tags = ['admin'];
+  routes.add({
+    method: 'GET', path: '/api/admin/users', tags, summary: 'List or find accounts', access: adminOnly,
+    query: ListUsersQuery,
+    responses: { 200: { description: 'a page of accounts', schema: UserPage } },
+    handler: async (c, { query: q }) => {
       const after = q.cursor === undefined ? undefined : decodeUserCursor(q.cursor);
       if (after === null) throw new HttpError(400, 'VALIDATION_FAILED', 'invalid cursor', [{ field: 'cursor', message: 'not a cursor this API returned' }]);
       return c.json(await listUsers(orm.em.fork(), { email: q.email, limit: q.limit, after }));
-    })
-    .put('/:id/roles', async (c) => {
-      const req = await readJson(c, RolesRequest);
-      const user = await updateUser(orm.em.fork(), c.req.param('id'), { roles: [...new Set(req.roles)] }).catch(() => null);
+    },
+  });
+  routes.add({
+    method: 'PUT', path: '/api/admin/users/{id}/roles', tags, summary: "Set an account's roles", access: adminOnly,
+    params: { id: { description: 'the account id' } }, body: RolesRequest,
+    responses: { 200: { description: 'the account', schema: UserView } },
+    errors: [404],
+    handler: async (c, { body: req, principal }) => {
+      const user = await updateUser(orm.em.fork(), c.req.param('id')!, { roles: [...new Set(req.roles)] }).catch(() => null);
       if (!user) throw notFound(`user ${c.req.param('id')}`);
-      c.get('log').info({ userId: user.id, roles: user.roles, by: c.get('principal').sub }, 'roles changed');
+      c.get('log').info({ userId: user.id, roles: user.roles, by: principal!.sub }, 'roles changed');
       return c.json(user);
-    });
-
-  const adminClients = new Hono<AppEnv & AuthEnv>()
-    .use('*', auth, adminOnly)
+    },
+  });
+  routes.add({
+    method: 'POST', path: '/api/admin/clients', tags, summary: 'Create a machine client (its secret is shown once)', access: adminOnly,
+    body: ClientRequest,
+    responses: { 201: { description: 'the client with its secret', schema: ClientCreated } },
     // No Idempotency-Key replay here: replaying would mean storing the secret, which is shown once.
-    .post('/', async (c) => {
-      const req = await readJson(c, ClientRequest);
+    handler: async (c, { body: req, principal }) => {
       const client = await createClient(orm.em.fork(), req.name, [...new Set(req.scopes)]);
-      c.get('log').info({ clientId: client.clientId, scopes: client.scopes, by: c.get('principal').sub }, 'client created');
+      c.get('log').info({ clientId: client.clientId, scopes: client.scopes, by: principal!.sub }, 'client created');
       return c.json(client, 201, noStore);
-    });
+    },
+  });
 
-  const wellKnown = new Hono<AppEnv>()
+  routes.add({
+    method: 'GET', path: '/.well-known/jwks.json', tags: ['auth'], summary: 'The public keys that verify access tokens', access: 'public',
+    responses: { 200: { description: 'a JWK set', schema: Jwks } },
     // Short caching: verifiers refetch on an unknown kid anyway, and a new key is published before it signs.
-    .get('/jwks.json', async (c) => c.json(await keys.jwks(), 200, { 'Cache-Control': 'public, max-age=60' }));
-
-  return { authRoutes, usersRoutes, adminUsers, adminClients, wellKnown };
+    handler: async (c) => c.json(await keys.jwks(), 200, { 'Cache-Control': 'public, max-age=60' }),
+  });
 }
 
 // RFC 6749 §5.2 errors: {"error", "error_description"}, 400 or (client authentication) 401.

@@ -11,7 +11,7 @@ export { entities, migrations };
 
 export async function start(deps: Deps): Promise<Running> {
   const config = loadInventoryConfig(deps.env);
-  deps.app.route('/api/inventory', inventoryRoutes({ orm: deps.orm }));
+  inventoryRoutes(deps.routes, { orm: deps.orm });
   const init = serveInitRequests(deps);
   const worker = await startInventoryWorker(deps, { batch: config.INVENTORY_BATCH, retryBaseMs: config.INVENTORY_RETRY_BASE_MS });
   return {

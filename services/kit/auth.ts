@@ -127,9 +127,14 @@ const unauthenticated = (message: string) => new HttpError(401, 'UNAUTHENTICATED
  * bearer token; the principal is then `c.get('principal')`.
  * `app.get('/api/users/me', requireAuth(verifier), (c) => c.json(c.get('principal')))`
  */
-export function requireAuth(verifier: Verifier): MiddlewareHandler<AuthEnv> {
+export function requireAuth(verifier: Verifier, opts: { queryToken?: boolean } = {}): MiddlewareHandler<AuthEnv> {
   return async (c, next) => {
-    const header = c.req.header('authorization') ?? '';
+    let header = c.req.header('authorization') ?? '';
+    // Browsers cannot set headers on EventSource or WebSocket: those routes take ?access_token= (RFC 6750 §2.3) when no header is sent.
+    if (!header && opts.queryToken) {
+      const q = c.req.query('access_token');
+      if (q !== undefined) header = `Bearer ${q}`;
+    }
     const m = /^Bearer[ ]+([\w-]+\.[\w-]+\.[\w-]*)\s*$/i.exec(header);
     if (!m) {
       c.header('WWW-Authenticate', header ? 'Bearer error="invalid_token"' : 'Bearer');
@@ -154,15 +159,26 @@ export function requireAuth(verifier: Verifier): MiddlewareHandler<AuthEnv> {
  * 403 FORBIDDEN unless the principal has one of `roles` (a user) or one of `scopes` (a client).
  * Put it after requireAuth. `requireAccess({ roles: ['admin'], scopes: ['admin'] })`
  */
-export function requireAccess(need: { roles?: string[]; scopes?: string[] }): MiddlewareHandler<AuthEnv> {
+export function requireAccess(need: { roles?: readonly string[]; scopes?: readonly string[] }): MiddlewareHandler<AuthEnv> {
   return async (c, next) => {
     const p = c.get('principal');
     if (!p) { c.header('WWW-Authenticate', 'Bearer'); throw unauthenticated('this route needs Authorization: Bearer <access token>'); }
-    const ok = (need.roles ?? []).some((r) => p.roles.includes(r)) || (need.scopes ?? []).some((s) => p.scopes.includes(s));
-    if (!ok) throw new HttpError(403, 'FORBIDDEN', 'the access token lacks the role or scope this route needs');
+    if (!hasAccess(p, need)) throw new HttpError(403, 'FORBIDDEN', 'the access token lacks the role or scope this route needs');
     await next();
   };
 }
+
+/** Whether the principal has one of `roles` (a user) or one of `scopes` (a client). `hasAccess(p, { roles: ['admin'], scopes: ['orders:read'] })` */
+export const hasAccess = (p: Principal, need: { roles?: readonly string[]; scopes?: readonly string[] }) =>
+  (need.roles ?? []).some((r) => p.roles.includes(r)) || (need.scopes ?? []).some((s) => p.scopes.includes(s));
+
+/**
+ * Whose resources a principal may see: `undefined` for every one (it has one of the roles or
+ * scopes in `seesAll`), else only its own (its `sub`). Another principal's resource is then a
+ * 404, exactly as one that does not exist. `const owner = ownerFilter(p, { roles: ['admin'], scopes: ['orders:read'] })`
+ */
+export const ownerFilter = (p: Principal, seesAll: { roles?: readonly string[]; scopes?: readonly string[] }): string | undefined =>
+  (hasAccess(p, seesAll) ? undefined : p.sub);
 
 /** `requireRole('admin')`: a user with one of these roles. */
 export const requireRole = (...roles: string[]) => requireAccess({ roles });

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { externals, registry } from '../main.ts';
+import { externals, registry, verifier } from '../main.ts';
 import { createDlqAdmin, redactSecrets } from './dlq.ts';
 import { NonRetryableError } from './errors.ts';
 import { createLogger } from './log.ts';
@@ -22,7 +22,7 @@ const workers: Worker[] = [];
 beforeAll(async () => {
   nats = await startTestNats();
   db = await createTestDatabase();
-  c = await startRuntime({ env: { NATS_URL: nats.url, DATABASE_URL: db.url, PORT: '0', HOST: '127.0.0.1', TARGET: 'admin', LOG_LEVEL: 'debug' }, registry, externals, log });
+  c = await startRuntime({ env: { NATS_URL: nats.url, DATABASE_URL: db.url, PORT: '0', HOST: '127.0.0.1', TARGET: 'admin', LOG_LEVEL: 'debug' }, registry, externals, verifier, log });
 });
 afterAll(async () => {
   for (const w of workers) await w.stop(1000);

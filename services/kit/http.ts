@@ -12,3 +12,7 @@ export {
   addressKey, clientAddress, createLimitShare, createRateLimiter, RATE_LIMIT_MEMBERS_BUCKET, SHARE_UNITS,
   type LimitShare, type RateLimitConfig, type RateLimiterDeps, type ShareSource,
 } from './http/rate-limit.ts';
+export {
+  allowedMethods, createRouteTable, createRoutes, notFoundOrNotAllowed,
+  type Access, type ApiEnv, type BodySpec, type HttpMethod, type ResponseSpec, type RouteDef, type RouteEntry, type RouteInput, type Routes, type RouteTable,
+} from './http/route.ts';

@@ -21,10 +21,11 @@ export {
 } from './errors.ts';
 export {
   errorBody, idempotency, IdempotencyKeyTaken, isUnavailable, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
+  type Access, type ApiEnv, type BodySpec, type HttpMethod, type ResponseSpec, type RouteDef, type RouteEntry, type RouteInput, type Routes, type RouteTable,
 } from './http.ts';
 export { createRateLimiter, type RateLimitConfig, type RateLimiterDeps, type ShareSource } from './http.ts';
 export {
-  createVerifier, InvalidTokenError, remoteJwks, requireAccess, requireAuth, requireRole, requireScope,
+  createVerifier, hasAccess, InvalidTokenError, ownerFilter, remoteJwks, requireAccess, requireAuth, requireRole, requireScope,
   type AuthEnv, type Principal, type Verifier,
 } from './auth.ts';
 export { createSealer, looksSealed, paymentTokenSealer, type Sealer } from './seal.ts';

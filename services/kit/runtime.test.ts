@@ -25,7 +25,7 @@ const moverPulls = async (c: TestCluster) => (await c.deps.nats.jsm.consumers.in
 
 describe('TARGET=notifications boots only what notifications needs', () => {
   let c: TestCluster;
-  beforeAll(async () => { c = await startTestCluster({ TARGET: 'notifications' }); });
+  beforeAll(async () => { c = await startTestCluster({ TARGET: 'notifications' }, undefined, { identity: false }); });
   afterAll(async () => { await c?.close(); });
 
   it('migrates its schema and the kit tables, nothing else', async () => {
@@ -53,7 +53,7 @@ describe('TARGET=notifications boots only what notifications needs', () => {
 
 describe('TARGET=funding-scoring', () => {
   let c: TestCluster;
-  beforeAll(async () => { c = await startTestCluster({ TARGET: 'funding-scoring', FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0' }); });
+  beforeAll(async () => { c = await startTestCluster({ TARGET: 'funding-scoring', FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0' }, undefined, { identity: false }); });
   afterAll(async () => { await c?.close(); });
 
   it('migrates the funding schema it works on (owned by the funding target) and the kit tables, nothing else', async () => {
@@ -74,7 +74,7 @@ describe('TARGET=funding-scoring', () => {
 
 describe('TARGET=admin', () => {
   let c: TestCluster;
-  beforeAll(async () => { c = await startTestCluster({ TARGET: 'admin' }); });
+  beforeAll(async () => { c = await startTestCluster({ TARGET: 'admin' }, undefined, { identity: false }); });
   afterAll(async () => { await c?.close(); });
 
   it('migrates only the kit tables and its own (the flag audit), runs the DLQ mover and the backstop relay', async () => {

@@ -13,8 +13,13 @@ import { migrate, openOrm, type MikroORM } from './db.ts';
 import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { FLAGS_BUCKET, startFlags } from './flags.ts';
-import { answerMalformedRequests, createApp, errorBody, type App } from './http.ts';
+import { answerMalformedRequests, createApp, createRoutes, createRouteTable, errorBody, notFoundOrNotAllowed, type App } from './http.ts';
 import { createLimitShare, createRateLimiter, RATE_LIMIT_MEMBERS_BUCKET, type LimitShare } from './http/rate-limit.ts';
+import { probeHandlers } from './http/app.ts';
+import { openApiDocument, type OpenApiOptions } from './http/openapi.ts';
+import { z } from 'zod';
+import type { MiddlewareHandler } from 'hono';
+import type { Verifier } from './auth.ts';
 import { createLogger, type Logger } from './log.ts';
 import { registerCollectors } from './collectors.ts';
 import { createMetrics } from './metrics.ts';
@@ -36,6 +41,9 @@ export type Registry = Record<string, ServiceModule>;
 
 /** Stand-ins for the external systems the targets need (`needed`, from the module map) whose URL is unset; endpoints go to Deps. */
 export type Externals = (ctx: { env: Env; needed: ExternalSystem[]; app: App; log: Logger }) => Promise<{ endpoints: Record<string, string>; stop(): Promise<void> }>;
+
+/** How the process verifies access tokens (main.ts: identity's keys from the database, or IDENTITY_URL's JWKS). */
+export type VerifierFactory = (ctx: { env: Env; orm: MikroORM; plan: ModulePlan; log: Logger }) => Verifier;
 
 export type Cluster = { url: string; port: number; app: App; deps: Deps; targets: string[]; plan: ModulePlan; stop(): Promise<void> };
 
@@ -59,6 +67,10 @@ export async function startRuntime(opts: {
   routes?: (app: App) => void;
   /** Turns tracing on with this exporter (tests: an InMemorySpanExporter). */
   spanExporter?: SpanExporter;
+  /** Without one, no route that needs a token can be declared (start-up fails naming it). */
+  verifier?: VerifierFactory;
+  /** Title, version and the clients' scopes of GET /openapi.json. */
+  openapi?: OpenApiOptions;
 }): Promise<Cluster> {
   const config = loadBaseConfig(opts.env);
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
@@ -78,8 +90,9 @@ export async function startRuntime(opts: {
   let servicesStarted = false;
   let limitShare: LimitShare | undefined;
 
+  // The probes are declared in the route table below (so /openapi.json lists them); the boot app mounts its own.
   const app = createApp({
-    log, metrics, corsOrigins: config.CORS_ORIGINS, tracing,
+    log, metrics, corsOrigins: config.CORS_ORIGINS, tracing, probes: false,
     readiness: async () => {
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');
@@ -150,7 +163,17 @@ export async function startRuntime(opts: {
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
   opts.routes?.(app);
-  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, tracing, app, endpoints: ext.endpoints, wakeOutbox, limit };
+  const routes = createRoutes({ app, table: createRouteTable(), orm, verifier: opts.verifier?.({ env: opts.env, orm, plan, log }), limit });
+  const probes = probeHandlers(app.readiness, metrics);
+  const tags = ['operations'];
+  routes.add({ method: 'GET', path: '/healthz', tags, summary: 'Liveness: 200 while the process lives', access: 'public', responses: { 200: { description: 'alive', schema: z.object({ status: z.literal('ok') }) } }, handler: probes.healthz });
+  routes.add({
+    method: 'GET', path: '/readyz', tags, summary: 'Readiness: 200 once NATS, the database and provisioning answer', access: 'public',
+    responses: { 200: { description: 'ready', schema: z.object({ status: z.literal('ready') }) }, 503: { description: 'not ready, with what is missing', schema: z.object({ status: z.literal('unavailable'), missing: z.array(z.string()) }) } },
+    handler: probes.readyz,
+  });
+  routes.add({ method: 'GET', path: '/metrics', tags, summary: 'Prometheus metrics (text exposition format)', access: 'public', responses: { 200: { description: 'the metrics', type: 'text' } }, handler: probes.metrics });
+  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, tracing, app, routes, endpoints: ext.endpoints, wakeOutbox, limit };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {
@@ -160,6 +183,15 @@ export async function startRuntime(opts: {
 
   // Without a share the limiter can only answer 503: serve once it holds one (seconds at most).
   if (limitShare && !(await limitShare.ready(15_000))) log.warn('no share of the rate limits yet; limited routes answer 503 until one settles');
+  // The document of every route this process declared, built once at the first request.
+  let openapi: string | undefined;
+  routes.add({
+    method: 'GET', path: '/openapi.json', tags, summary: 'This OpenAPI 3.1 document', access: 'public',
+    responses: { 200: { description: 'the document of every route of this process, with its security and error bodies', schema: z.object({ openapi: z.string() }).loose() } },
+    handler: (c) => c.body(openapi ??= JSON.stringify(openApiDocument(routes.table, opts.openapi)), 200, { 'content-type': 'application/json' }),
+  });
+  // A known path with a method it does not serve: 405 with Allow (CONTRACTS.md), from the table.
+  app.notFound(notFoundOrNotAllowed(routes.table));
   handler = app.fetch;
   servicesStarted = true;
   if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, tracing, onPublished: (n) => metrics.outboxPublished.inc(n) });

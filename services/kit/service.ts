@@ -4,7 +4,7 @@ import type { MiddlewareHandler } from 'hono';
 import type { BaseConfig } from './config.ts';
 import type { MikroORM } from './db.ts';
 import type { Flags } from './flags.ts';
-import type { App } from './http.ts';
+import type { App, Routes } from './http.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Nats } from './nats.ts';
@@ -33,6 +33,8 @@ export type Deps = {
   /** Spans and trace propagation (tracing.ts): hand it to clients and consumers; `tracing.on` is false unless an OTLP endpoint is set. */
   tracing: Tracing;
   app: App;
+  /** Declare /api routes here (kit/http/route.ts): auth, rate limit and the OpenAPI entry come from the declaration. */
+  routes: Routes;
   /** Call after committing outbox rows outside `em.transactional` (transactions wake relays by themselves). */
   wakeOutbox: () => void;
   /** Endpoints of simulators main.ts started for unset external URLs. */

@@ -27,7 +27,7 @@ async function spawn(env: Record<string, string>): Promise<SpawnedCluster> {
 
 const postOrder = async (p: SpawnedCluster, ids: string[], investorId: string) => {
   const res = await fetch(`${p.url}/api/lending/orders`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST', headers: { 'content-type': 'application/json', ...await p.authHeaders() },
     body: JSON.stringify({ investorId, items: ids.map((loanId) => ({ loanId, amount: 10 })) }),
   });
   expect(res.status).toBe(202);
@@ -36,7 +36,7 @@ const postOrder = async (p: SpawnedCluster, ids: string[], investorId: string) =
 const FINAL = ['SUCCESS', 'PARTIALLY_INVESTED', 'FAILED'];
 // Null until the process answers with the order (a restarted one says 503 while it boots).
 const finalOrder = async (p: SpawnedCluster, id: string) => {
-  const res = await fetch(`${p.url}/api/lending/orders/${id}`);
+  const res = await fetch(`${p.url}/api/lending/orders/${id}`, { headers: await p.authHeaders() });
   const o = res.ok ? await res.json() : null;
   return o && FINAL.includes(o.status) ? o : null;
 };

@@ -69,7 +69,7 @@ describe('an order', () => {
   it('streams its counts as Server-Sent Events until a final status', async () => {
     const res = await c.post('/api/lending/orders', order(loans(120), 'inv-sse'));
     const events: { status: string; counts: Record<string, number> }[] = [];
-    const stream = await fetch(`${c.url}/api/lending/orders/${res.body.id}/events`);
+    const stream = await fetch(`${c.url}/api/lending/orders/${res.body.id}/events`, { headers: await c.authHeaders() });
     expect(stream.headers.get('content-type')).toContain('text/event-stream');
     const text = await stream.text(); // ends when the order does
     for (const block of text.split('\n\n')) {

@@ -46,7 +46,7 @@ export async function start(deps: Deps): Promise<Running> {
   const metrics = createLendingMetrics(deps.metrics.registry, () => ({ t24, rateShare, itemLimit: consumers?.itemLimit }));
   // 50,000 items with 64-character loan ids come to ~5 MB; the default limit is 1 MB.
   deps.app.bodyLimits.set('/api/lending/orders', 8 * 1024 * 1024);
-  deps.app.route('/api/lending/orders', lendingRoutes({ orm: deps.orm, batchSize: config.LENDING_BATCH_SIZE }));
+  lendingRoutes(deps.routes, { orm: deps.orm, batchSize: config.LENDING_BATCH_SIZE });
   consumers = await startLendingConsumers(deps, { t24, config, metrics });
   log.info({ t24: config.T24_URL, maxRps: config.T24_MAX_RPS, memberId, batchSize: config.LENDING_BATCH_SIZE }, 'lending started');
   return {

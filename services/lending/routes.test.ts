@@ -44,7 +44,7 @@ describe('POST /api/lending/orders validation', () => {
   }
 
   it('answers malformed JSON with 400', async () => {
-    const res = await fetch(`${c.url}/api/lending/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"investorId": ' });
+    const res = await fetch(`${c.url}/api/lending/orders`, { method: 'POST', headers: { 'content-type': 'application/json', ...await c.authHeaders() }, body: '{"investorId": ' });
     expect(res.status).toBe(400);
   });
 

@@ -28,7 +28,7 @@ describe('notifications crash', () => {
     for (const to of [slowTo, ...Array.from({ length: 7 }, (_, i) => `fast${i}@example.com`)]) {
       const orderId = `C-${Math.random().toString(36).slice(2, 10)}`;
       const r = await eventually(async () => {
-        const res = await fetch(`${cluster!.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orderId, email: to, paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) });
+        const res = await fetch(`${cluster!.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json', ...await cluster!.authHeaders() }, body: JSON.stringify({ orderId, email: to, paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) });
         if (res.status !== 202) throw new Error(`POST /api/orders answered ${res.status}`);
         return await res.json() as { id: string };
       }, { what: `order for ${to}` });
@@ -39,7 +39,7 @@ describe('notifications crash', () => {
     await eventually(async () => (await pending()).waiting === 8, { what: 'the 8 events in the stream' });
     await cluster.kill9();
 
-    cluster = await spawnCluster({ ...env, TARGET: 'notifications' });
+    cluster = await spawnCluster({ ...env, TARGET: 'notifications' }, { identity: false });
     const fast = orders.slice(1);
     await eventually(() => fast.every((o) => sink.messages().some((m) => m.to.includes(o.to))), { what: 'the 7 quick mails accepted', timeoutMs: 20_000 });
     // Time for claims to commit once their 250 arrived (milliseconds); the batch itself
@@ -49,7 +49,7 @@ describe('notifications crash', () => {
     await cluster.kill9();
 
     sink.setFaults({ stallTo: [] });
-    cluster = await spawnCluster({ ...env, TARGET: 'notifications' });
+    cluster = await spawnCluster({ ...env, TARGET: 'notifications' }, { identity: false });
     // The killed process's deliveries come back after ack_wait (30 s).
     await eventually(async () => { const p = await pending(); return p.waiting === 0 && p.unacked === 0; }, { what: 'every event handled after the restart', timeoutMs: 60_000, intervalMs: 500 });
 

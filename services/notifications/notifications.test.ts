@@ -90,7 +90,7 @@ describe('order received mail', () => {
     await eventually(async () => (await c.get('/api/admin/dlq?consumer=notifications')).body.items.filter((e: any) => [a.id, b.id].includes(e.data.id)).length === 2, { what: 'two DLQ entries' });
     const third = await newOrder('x3@example.com');
     const e3 = await eventually(async () => (await c.get('/api/admin/dlq')).body.items.find((e: any) => e.data.id === third.id), { what: 'third entry' });
-    expect((await c.app.request(`/api/admin/dlq/${e3.id}`, { method: 'DELETE' })).status).toBe(204);
+    expect((await c.fetch(`/api/admin/dlq/${e3.id}`, { method: 'DELETE' })).status).toBe(204);
     c.sink.setFaults({ permFailAll: false });
     const res = await c.post('/api/admin/dlq/redrive', { stream: 'ORDERS', consumer: 'notifications' });
     expect(res.status).toBe(200);

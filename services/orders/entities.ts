@@ -22,6 +22,8 @@ export const Order = defineEntity({
     createdAt: p.datetime(),
     updatedAt: p.datetime(),
     version: p.integer().version().default(1),
+    // The principal (token `sub`) that placed the order: a customer reads only its own. Null for orders from before access control.
+    owner: p.text().nullable(),
     // The saga's version of the status last applied (see status.ts); written by raw SQL only.
     sagaVersion: p.integer().default(0).lazy(),
   },

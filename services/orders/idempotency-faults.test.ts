@@ -11,7 +11,7 @@ afterAll(async () => { await nats?.stop(); });
 type Sent = { key: string; body: string; orderId: string; status?: number; id?: string };
 
 /** Clients that post keyed orders until `stop()`; a dropped connection ends a client. */
-function keyedLoad(url: () => string, tag: string, clients = 16) {
+function keyedLoad(url: () => string, auth: Record<string, string>, tag: string, clients = 16) {
   const sent: Sent[] = [];
   let stopped = false;
   const client = async (n: number) => {
@@ -20,7 +20,7 @@ function keyedLoad(url: () => string, tag: string, clients = 16) {
       const s: Sent = { key: `key-${orderId}`, orderId, body: JSON.stringify({ orderId, email: 'key@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) };
       sent.push(s);
       try {
-        const res = await fetch(`${url()}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': s.key }, body: s.body });
+        const res = await fetch(`${url()}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': s.key, ...auth }, body: s.body });
         s.status = res.status;
         if (res.status === 202) s.id = (await res.json()).id;
         else await res.text();
@@ -32,14 +32,14 @@ function keyedLoad(url: () => string, tag: string, clients = 16) {
 }
 
 /** Retry every key with its body: each must be a 202, with the first id if there was one, and the stored order's id. */
-async function expectRetriesAnswered(url: string, sent: Sent[]) {
+async function expectRetriesAnswered(url: string, auth: Record<string, string>, sent: Sent[]) {
   const wrong: string[] = [];
   for (const s of sent) {
-    const res = await fetch(`${url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': s.key }, body: s.body });
+    const res = await fetch(`${url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': s.key, ...auth }, body: s.body });
     const body = await res.json();
     if (res.status !== 202) { wrong.push(`${s.key}: first ${s.status ?? 'no answer'}, retry ${res.status} ${body.error?.code}`); continue; }
     if (s.id && body.id !== s.id) wrong.push(`${s.key}: first id ${s.id}, retry id ${body.id}`);
-    const stored = await (await fetch(`${url}/api/orders?orderId=${s.orderId}`)).json();
+    const stored = await (await fetch(`${url}/api/orders?orderId=${s.orderId}`, { headers: auth })).json();
     if (stored.id !== body.id) wrong.push(`${s.key}: retry id ${body.id}, stored id ${stored.id}`);
   }
   expect(wrong.slice(0, 10), `${wrong.length} of ${sent.length} retries wrong`).toEqual([]);
@@ -51,7 +51,8 @@ describe('Idempotency-Key across a crash', () => {
     const env = { NATS_URL: nats.url, DATABASE_URL: db.url, TARGET: 'orders' };
     try {
       const first = await spawnCluster(env);
-      const load = keyedLoad(() => first.url, 'KILL');
+      const auth = await first.authHeaders();
+      const load = keyedLoad(() => first.url, auth, 'KILL');
       await eventually(() => load.accepted() >= 200, { what: '200 accepted orders' });
       await first.kill9();
       await load.stop();
@@ -59,7 +60,7 @@ describe('Idempotency-Key across a crash', () => {
       expect(unanswered.length).toBeGreaterThan(0);
       const second = await spawnCluster(env);
       try {
-        await expectRetriesAnswered(second.url, load.sent);
+        await expectRetriesAnswered(second.url, auth, load.sent);
       } finally {
         expect(await second.sigterm()).toBe(0);
       }
@@ -72,7 +73,8 @@ describe('Idempotency-Key across a crash', () => {
     const pgsrv = await startTestPostgres();
     const c = await startTestCluster({ TARGET: 'orders', DATABASE_URL: pgsrv.url }, { nats });
     try {
-      const load = keyedLoad(() => c.url, 'PG');
+      const auth = await c.authHeaders();
+      const load = keyedLoad(() => c.url, auth, 'PG');
       await eventually(() => load.accepted() >= 200, { what: '200 accepted orders' });
       await pgsrv.kill();
       // Let the requests in flight fail (503) before the load stops.
@@ -82,7 +84,7 @@ describe('Idempotency-Key across a crash', () => {
       expect(failed.length).toBeGreaterThan(0);
       await pgsrv.restart();
       await eventually(async () => (await c.get('/readyz')).status === 200, { what: '/readyz 200 after restart' });
-      await expectRetriesAnswered(c.url, load.sent);
+      await expectRetriesAnswered(c.url, auth, load.sent);
     } finally {
       await c.close().catch(() => {});
       await pgsrv.stop();

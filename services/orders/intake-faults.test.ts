@@ -20,13 +20,14 @@ describe('order intake under faults', () => {
   it('kill -9 during a burst: every order that got a 202 is stored and mailed, none twice', async () => {
     const env = { NATS_URL: nats.url, DATABASE_URL: db.url, SMTP_URL: sink.url, TARGET: 'orders,notifications,admin' };
     const first = await spawnCluster(env);
+    const auth = await first.authHeaders();
     const accepted = new Map<string, string>();
     let stop = false;
     const client = async (n: number) => {
       for (let i = 0; !stop; i++) {
         const orderId = `K-${n}-${i}`;
         try {
-          const res = await fetch(`${first.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(orderId) });
+          const res = await fetch(`${first.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: body(orderId) });
           if (res.status === 202) accepted.set(orderId, (await res.json()).id);
         } catch { return; } // the process died under us
       }
@@ -39,7 +40,7 @@ describe('order intake under faults', () => {
     const second = await spawnCluster(env);
     try {
       for (const [orderId, id] of accepted) {
-        const res = await fetch(`${second.url}/api/orders/${id}`);
+        const res = await fetch(`${second.url}/api/orders/${id}`, { headers: auth });
         expect(res.status, orderId).toBe(200);
       }
       const want = new Set([...accepted.values()].map((id) => `<${id}.received@orderflow>`));
@@ -89,7 +90,7 @@ describe('order intake under faults', () => {
   it('SIGTERM drains and exits 0', async () => {
     const env = { NATS_URL: nats.url, DATABASE_URL: db.url, SMTP_URL: sink.url };
     const p = await spawnCluster(env);
-    const res = await fetch(`${p.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(`T-${Date.now()}`) });
+    const res = await fetch(`${p.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json', ...await p.authHeaders() }, body: body(`T-${Date.now()}`) });
     expect(res.status).toBe(202);
     expect(await p.sigterm()).toBe(0);
   });

@@ -17,7 +17,7 @@ export async function start(deps: Deps): Promise<Running> {
   const sealed = await sealClearTokens(deps.orm, config.sealer)
     .catch((err) => { deps.log.warn({ err: String(err) }, 'sealing payment tokens stored in clear failed; will try at the next start'); return 0; });
   if (sealed) deps.log.info({ sealed }, 'sealed payment tokens stored in clear before this release');
-  deps.app.route('/api/orders', orderRoutes({ orm: deps.orm, wakeOutbox: deps.wakeOutbox, config }));
+  orderRoutes(deps.routes, { orm: deps.orm, wakeOutbox: deps.wakeOutbox, config });
   const projection = await startStatusProjection(deps);
   return { async stop() { await projection.stop(); } };
 }

@@ -30,10 +30,10 @@ const INSERT_BATCH = `
     select * from jsonb_to_recordset($1::jsonb) as t(
       id uuid, order_id text, email text, phone text, payment_token text, items jsonb, history jsonb,
       created_at timestamptz, outbox_id uuid, payload text, headers jsonb,
-      idem_scope text, idem_key text, idem_hash text, response text)
+      idem_scope text, idem_key text, idem_hash text, response text, owner text)
   ), o as (
-    insert into orders.orders (id, order_id, email, phone, payment_token, items, status, history, created_at, updated_at)
-    select id, order_id, email, phone, payment_token, items, 'PENDING', history, created_at, created_at from input i
+    insert into orders.orders (id, order_id, email, phone, payment_token, items, status, history, created_at, updated_at, owner)
+    select id, order_id, email, phone, payment_token, items, 'PENDING', history, created_at, created_at, owner from input i
     where i.idem_key is null
        or not exists (select 1 from kit.idempotency_keys k where k.scope = i.idem_scope and k.key = i.idem_key)
     on conflict (order_id) do nothing
@@ -51,8 +51,8 @@ const INSERT_BATCH = `
 const keyTaken = (err: unknown) => /idempotency_keys_pkey/.test(String((err as Error)?.message));
 
 export type OrderWriter = {
-  /** Resolves once the order (and the key's row, with a claim) committed; marks the claim committed. */
-  create(req: CreateOrderRequest, requestId: string, claim?: IdempotencyClaim): Promise<AcceptedOrder>;
+  /** Resolves once the order (and the key's row, with a claim) committed; marks the claim committed. `owner`: the placing principal's sub. */
+  create(req: CreateOrderRequest, requestId: string, claim?: IdempotencyClaim, owner?: string): Promise<AcceptedOrder>;
 };
 
 /** `const writer = createOrderWriter(orm, { sealer, maxBatch: 256, maxInFlight: 1 })` */
@@ -66,7 +66,7 @@ export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatc
   }, { maxSize: opts.maxBatch ?? 256, maxConcurrent: opts.maxInFlight ?? 1, isolate: 'parallel' });
 
   return {
-    async create(req, requestId, claim) {
+    async create(req, requestId, claim, owner) {
       const id = randomUUID();
       const createdAt = new Date().toISOString();
       // Sealed before anything is written: the row, the outbox payload, the event in the
@@ -80,7 +80,7 @@ export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatc
       const row = {
         id, order_id: req.orderId, email: req.email, phone: event.phone, payment_token: sealed,
         items: req.items, history: [{ status: 'PENDING', at: createdAt, reason: null }], created_at: createdAt,
-        outbox_id: randomUUID(), payload: JSON.stringify(event), headers: carryHeaders(requestId) ?? {},
+        outbox_id: randomUUID(), payload: JSON.stringify(event), headers: carryHeaders(requestId) ?? {}, owner: owner ?? null,
         ...(claim ? { idem_scope: claim.scope, idem_key: claim.key, idem_hash: claim.requestHash, response } : {}),
       };
       let inserted: boolean;

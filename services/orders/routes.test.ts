@@ -10,7 +10,7 @@ const order = (over: Record<string, unknown> = {}) => ({
   paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 2 }], ...over,
 });
 const post = (body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
-  c.app.request('/api/orders', { method: 'POST', body, headers });
+  c.fetch('/api/orders', { method: 'POST', body, headers });
 
 describe('POST /api/orders', () => {
   it('400s text Postgres cannot store (NUL, a lone surrogate) in the body or the query, naming the field', async () => {
@@ -22,7 +22,7 @@ describe('POST /api/orders', () => {
     // Sent as JSON escapes, as a client's serializer would.
     const escaped = await post(JSON.stringify(order()).replace('"tok_visa"', '"tok\\ud800"'));
     expect(escaped.status).toBe(400);
-    const query = await c.app.request('/api/orders?orderId=A-1%00');
+    const query = await c.fetch('/api/orders?orderId=A-1%00');
     expect(query.status).toBe(400);
     expect((await query.json()).error.details[0].field).toBe('orderId');
   });
@@ -43,11 +43,11 @@ describe('POST /api/orders', () => {
     expect(body.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(new Date(body.createdAt).toString()).not.toBe('Invalid Date');
 
-    const got = await (await c.app.request(`/api/orders/${body.id}`)).json();
+    const got = await (await c.fetch(`/api/orders/${body.id}`)).json();
     expect(got).toMatchObject({ id: body.id, orderId: o.orderId, email: o.email, status: 'PENDING', items: o.items, totalCents: null, trackingNumber: null, failureReason: null });
     expect(got.history).toEqual([{ status: 'PENDING', at: body.createdAt, reason: null }]);
     expect(got).toHaveProperty('updatedAt');
-    const byBusiness = await (await c.app.request(`/api/orders?orderId=${o.orderId}`)).json();
+    const byBusiness = await (await c.fetch(`/api/orders?orderId=${o.orderId}`)).json();
     expect(byBusiness.id).toBe(body.id);
   });
 
@@ -118,7 +118,7 @@ describe('POST /api/orders', () => {
     const ok = order({ email: "o'brien@example.com" });
     const res = await post(JSON.stringify(ok));
     expect(res.status).toBe(202);
-    const got = await (await c.app.request(`/api/orders/${(await res.json()).id}`)).json();
+    const got = await (await c.fetch(`/api/orders/${(await res.json()).id}`)).json();
     expect(got.email).toBe("o'brien@example.com");
   });
 
@@ -216,18 +216,18 @@ describe('Idempotency-Key', () => {
 describe('GET', () => {
   it('404s unknown and malformed ids', async () => {
     for (const id of ['00000000-0000-0000-0000-000000000000', 'nope', "1' or '1'='1"]) {
-      const res = await c.app.request(`/api/orders/${encodeURIComponent(id)}`);
+      const res = await c.fetch(`/api/orders/${encodeURIComponent(id)}`);
       expect(res.status).toBe(404);
       expect((await res.json()).error.code).toBe('NOT_FOUND');
     }
   });
   it('400s a lookup without orderId', async () => {
-    expect((await c.app.request('/api/orders')).status).toBe(400);
+    expect((await c.fetch('/api/orders')).status).toBe(400);
   });
   it('serves health, readiness and metrics', async () => {
-    expect((await c.app.request('/healthz')).status).toBe(200);
-    expect(await (await c.app.request('/readyz')).json()).toEqual({ status: 'ready' });
-    const m = await (await c.app.request('/metrics')).text();
+    expect((await c.fetch('/healthz')).status).toBe(200);
+    expect(await (await c.fetch('/readyz')).json()).toEqual({ status: 'ready' });
+    const m = await (await c.fetch('/metrics')).text();
     expect(m).toContain('orderflow_http_request_duration_seconds');
     expect(m).toContain('orderflow_outbox_lag_seconds');
   });

@@ -15,8 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../kit/index.ts';
 import { startRuntime, type Cluster } from '../kit/runtime.ts';
 import type { Env } from '../kit/index.ts';
-import { createTestDatabase, eventually, startTestNats, type TestNats, FAST_ENV, uid } from '../testing/index.ts';
-import { externals, registry } from '../main.ts';
+import { createTestDatabase, eventually, startTestNats, tokenSource, type TestNats, FAST_ENV, uid } from '../testing/index.ts';
+import { externals, registry, verifier } from '../main.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
 import { startSmtpSink, type SmtpSink } from '../simulators/smtp-sink.ts';
@@ -54,14 +54,16 @@ async function runtime(env: Env): Promise<Cluster> {
       NATS_URL: nats.url, DATABASE_URL: db.url, PORT: '0', HOST: '127.0.0.1', DB_POOL_MAX: '5',
       SMTP_URL: sink.url, SMS_URL: sms.url, PAYMENT_GATEWAY_URL: gw.url, ...FAST_ENV, ...env,
     },
-    registry, externals, log: logger(),
+    registry, externals, verifier, log: logger(),
   });
   runtimes.push(r);
   return r;
 }
 
+let token: () => Promise<string>;
 async function call(r: Cluster, method: string, path: string, body?: unknown) {
-  const res = await fetch(r.url + path, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+  const auth = { authorization: `Bearer ${await token()}` };
+  const res = await fetch(r.url + path, { method, headers: body ? { 'content-type': 'application/json', ...auth } : auth, body: body ? JSON.stringify(body) : undefined });
   return { status: res.status, body: await res.json() as any };
 }
 
@@ -81,7 +83,8 @@ beforeAll(async () => {
     },
   });
   await tap.flush();
-  front = await runtime({ TARGET: 'orders,notifications,catalog,inventory,shipping,saga,admin', PAYMENT_TOKEN_KEY: keyA });
+  front = await runtime({ TARGET: 'identity,orders,notifications,catalog,inventory,shipping,saga,admin', PAYMENT_TOKEN_KEY: keyA });
+  token = tokenSource(front.url);
 }, 60_000);
 
 afterAll(async () => {

@@ -47,10 +47,11 @@ describe('service crash', () => {
     for (const [i, sku] of skus.entries()) {
       const n = i === 0 ? 400 : 60;
       // Ready means provisioned; the services may still be mounting (503 until then).
-      await eventually(async () => (await fetch(`${cluster.url}/api/products`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sku, name: sku, priceCents: 321, currency: 'USD', stock: n }) })).status === 201, { what: `product ${sku}` });
+      await eventually(async () => (await fetch(`${cluster.url}/api/products`, { method: 'POST', headers: { 'content-type': 'application/json', ...await cluster.authHeaders() }, body: JSON.stringify({ sku, name: sku, priceCents: 321, currency: 'USD', stock: n }) })).status === 201, { what: `product ${sku}` });
       stock[sku] = { start: n };
     }
 
+    const auth = await cluster.authHeaders();
     const attempted: string[] = [];
     const accepted = new Set<string>();
     let killed = false;
@@ -59,7 +60,7 @@ describe('service crash', () => {
       attempted.push(orderId);
       try {
         const r = await fetch(`${cluster.url}/api/orders`, {
-          method: 'POST', headers: { 'content-type': 'application/json' },
+          method: 'POST', headers: { 'content-type': 'application/json', ...auth },
           body: JSON.stringify({ orderId, email: 'k@example.com', phone: '+15550001111', paymentToken: i % 7 === 0 ? 'tok_declined' : 'tok_visa', items: [{ sku: skus[i % 2], quantity: 1 + (i % 2) }] }),
         });
         if (r.status === 202) accepted.add((await r.json()).id);
@@ -80,16 +81,16 @@ describe('service crash', () => {
     cluster = await spawnCluster(env);
     // An order may have committed while its 202 was lost in the kill: it counts too.
     for (const orderId of attempted) {
-      const r = await fetch(`${cluster.url}/api/orders?orderId=${orderId}`);
+      const r = await fetch(`${cluster.url}/api/orders?orderId=${orderId}`, { headers: auth });
       if (r.status === 200) accepted.add((await r.json()).id);
     }
     const ids = [...accepted];
     await eventually(async () => {
-      const statuses = await Promise.all(ids.map(async (id) => (await (await fetch(`${cluster.url}/api/orders/${id}`)).json()).status));
+      const statuses = await Promise.all(ids.map(async (id) => (await (await fetch(`${cluster.url}/api/orders/${id}`, { headers: auth })).json()).status));
       return statuses.every((s) => s === 'SHIPPED' || s === 'FAILED');
     }, { timeoutMs: 90_000, intervalMs: 500, what: 'every accepted order SHIPPED or FAILED' });
     const input = {
-      baseUrl: cluster.url, orders: ids, stock, netCharged: (ref: string) => gw.sim.netCharged(ref),
+      baseUrl: cluster.url, orders: ids, stock, netCharged: (ref: string) => gw.sim.netCharged(ref), token: async () => auth.authorization!.slice(7),
       mailIds: () => sink.messages().map((m) => m.messageId), smsBodies: () => sms.sim.messages().map((m) => m.body),
       // The mails in flight at the kill may go out twice with one Message-ID (books.ts says why).
       allowSameMessageIdResends: true,

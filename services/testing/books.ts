@@ -6,6 +6,7 @@
 //  - per order: net charge = totalCents if SHIPPED, 0 if FAILED;
 //  - per (order, kind): at most one email and at most one SMS.
 
+import { login } from './cluster.ts';
 export type BooksInput = {
   /** The cluster's HTTP base URL. */
   baseUrl: string;
@@ -30,6 +31,8 @@ export type BooksInput = {
    */
   allowSameMessageIdResends?: boolean;
   concurrency?: number;
+  /** An admin's access token for the reads; default: the development admin logs in at baseUrl. */
+  token?: () => Promise<string>;
 };
 
 export type BooksReport = {
@@ -40,8 +43,8 @@ export type BooksReport = {
 
 type OrderView = { id: string; orderId: string; status: string; items: { sku: string; quantity: number }[]; totalCents: number | null; failureReason: string | null };
 
-async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+async function getJson<T>(url: string, headers: Record<string, string>): Promise<T> {
+  const res = await fetch(url, { headers });
   if (res.status !== 200) throw new Error(`GET ${url}: ${res.status}`);
   return await res.json() as T;
 }
@@ -58,7 +61,9 @@ async function mapLimit<T, R>(xs: T[], n: number, fn: (x: T) => Promise<R>): Pro
 /** Check the books; `ok` with an empty `problems` list when they balance. `const r = await checkBooks({ baseUrl, orders, stock, netCharged: gw.sim.netCharged })` */
 export async function checkBooks(i: BooksInput): Promise<BooksReport> {
   const problems: string[] = [];
-  const orders = await mapLimit(i.orders, i.concurrency ?? 16, (id) => getJson<OrderView>(`${i.baseUrl}/api/orders/${id}`));
+  // The reads need a token: the caller's, or the development admin's at baseUrl.
+  const headers = { authorization: `Bearer ${i.token ? await i.token() : await login(i.baseUrl)}` };
+  const orders = await mapLimit(i.orders, i.concurrency ?? 16, (id) => getJson<OrderView>(`${i.baseUrl}/api/orders/${id}`, headers));
   const shippedUnits = new Map<string, number>();
   const counts = { orders: orders.length, shipped: 0, failed: 0, unfinished: 0, mailResends: 0, byReason: {} as Record<string, number> };
 
@@ -79,7 +84,7 @@ export async function checkBooks(i: BooksInput): Promise<BooksReport> {
   }
 
   for (const [sku, s] of Object.entries(i.stock)) {
-    const inv = await getJson<{ onHand: number; reserved: number }>(`${i.inventoryUrl ?? i.baseUrl}/api/inventory/${encodeURIComponent(sku)}`);
+    const inv = await getJson<{ onHand: number; reserved: number }>(`${i.inventoryUrl ?? i.baseUrl}/api/inventory/${encodeURIComponent(sku)}`, headers);
     const shipped = shippedUnits.get(sku) ?? 0;
     const expected = s.start + (s.restocked ?? 0);
     if (inv.onHand + shipped !== expected) problems.push(`SKU ${sku}: on-hand ${inv.onHand} + shipped ${shipped} = ${inv.onHand + shipped}, expected start ${s.start} + restocked ${s.restocked ?? 0} = ${expected}`);

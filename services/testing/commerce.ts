@@ -59,7 +59,7 @@ export async function startCommerce(env: Env = {}, shared?: { nats?: TestNats; d
     },
     async books() {
       return await checkBooks({
-        baseUrl: c.url, orders: accepted, stock, netCharged: (ref) => gw.sim.netCharged(ref),
+        baseUrl: c.url, orders: accepted, stock, netCharged: (ref) => gw.sim.netCharged(ref), token: c.token,
         mailIds: () => c.sink.messages().map((m) => m.messageId), smsBodies: () => sms.sim.messages().map((m) => m.body),
       });
     },

@@ -2,5 +2,6 @@
 import m0 from './funding-0001-baseline.ts';
 import m1 from './funding-20261201214120-console-indexes.ts';
 import m2 from './funding-20261201214326-priority.ts';
+import m3 from './funding-20261201220236-owner.ts';
 
-export const migrations = [m0, m1, m2];
+export const migrations = [m0, m1, m2, m3];

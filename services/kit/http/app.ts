@@ -1,7 +1,7 @@
 // The Hono app factory every service mounts its routes on: a span per request (tracing
 // on), request ids, the one error mapper of CONTRACTS.md, security headers, CORS, body
 // limit, JSON-only bodies, health, readiness, metrics.
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { bodyLimit, MAX_BODY_BYTES } from './body-limit.ts';
@@ -24,8 +24,20 @@ export type App = Hono<AppEnv> & {
   formBodies: Set<string>;
 };
 
-/** The process's HTTP app. `const app = createApp({ log, metrics, readiness })` */
-export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number; corsOrigins?: readonly string[]; tracing?: Tracing }): App {
+/** The probes' handlers: the runtime declares them in its route table (so /openapi.json lists them); createApp mounts them otherwise. */
+export function probeHandlers(readiness: Readiness, metrics: Metrics) {
+  return {
+    healthz: (c: Context) => c.json({ status: 'ok' }),
+    readyz: async (c: Context) => {
+      const missing = await readiness();
+      return missing.length ? c.json({ status: 'unavailable', missing }, 503) : c.json({ status: 'ready' });
+    },
+    metrics: async (c: Context) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
+  };
+}
+
+/** The process's HTTP app. `const app = createApp({ log, metrics, readiness })`; `probes: false` leaves /healthz, /readyz and /metrics to the caller. */
+export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number; probes?: boolean; corsOrigins?: readonly string[]; tracing?: Tracing }): App {
   const app = new Hono<AppEnv>();
   const bodyLimits = new Map<string, number>();
   const formBodies = new Set<string>();
@@ -39,11 +51,11 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
   app.onError(onError(opts.log));
   app.notFound(notFoundHandler);
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  app.get('/readyz', async (c) => {
-    const missing = await opts.readiness();
-    return missing.length ? c.json({ status: 'unavailable', missing }, 503) : c.json({ status: 'ready' });
-  });
-  app.get('/metrics', async (c) => c.text(await opts.metrics.registry.metrics(), 200, { 'content-type': opts.metrics.registry.contentType }));
+  if (opts.probes !== false) {
+    const probes = probeHandlers(opts.readiness, opts.metrics);
+    app.get('/healthz', probes.healthz);
+    app.get('/readyz', probes.readyz);
+    app.get('/metrics', probes.metrics);
+  }
   return Object.assign(app, { readiness: opts.readiness, bodyLimits, formBodies });
 }

@@ -2,5 +2,6 @@
 import m0 from './orders-0001-baseline.ts';
 import m1 from './orders-20261201190345-clear-payment-tokens.ts';
 import m2 from './orders-20261201214103-console-indexes.ts';
+import m3 from './orders-20261201220143-owner.ts';
 
-export const migrations = [m0, m1, m2];
+export const migrations = [m0, m1, m2, m3];
