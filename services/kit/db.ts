@@ -143,5 +143,12 @@ export async function poolUsage(orm: MikroORM): Promise<{ active: number; idle: 
  * `const rows = await rawQuery<{ id: string }>(orm, 'select $1::uuid as id', [id])`
  */
 export async function rawQuery<R>(orm: MikroORM, text: string, values: unknown[]): Promise<R[]> {
-  return (await (await nativePool(orm)).query(text, values)).rows as R[];
+  // Checked out and released by hand rather than pool.query: that passes the client a callback,
+  // and the tracing wrapper (tracePgPool) only sees promise-style calls.
+  const client = await (await nativePool(orm)).connect();
+  try {
+    return (await client.query(text, values)).rows as R[];
+  } finally {
+    client.release();
+  }
 }

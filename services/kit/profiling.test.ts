@@ -5,7 +5,7 @@ import { Profile } from 'pprof-format';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from './log.ts';
 import { createProfiler, startContinuousProfiling } from './profiling.ts';
-import { eventually } from '../testing/index.ts';
+import { eventually, startTestCluster } from '../testing/index.ts';
 
 const profiler = createProfiler({ samplingIntervalUs: 200 });
 afterAll(async () => { await profiler.close(); });
@@ -87,5 +87,26 @@ describe('profiling', () => {
     const end = got[0]!.body.indexOf(Buffer.from(`\r\n--${boundary}`), start);
     expect(got[0]!.body.subarray(0, start).toString()).toMatch(/name="profile"/);
     expect(sampleTypes(decode(got[0]!.body.subarray(start, end)))).toEqual(['samples/count', 'cpu/nanoseconds']);
+  });
+});
+
+describe('GET /debug/pprof/* on a running process', () => {
+  it('is for admins only, and answers a pprof the decoder reads', async () => {
+    const c = await startTestCluster({ TARGET: 'admin' });
+    try {
+      expect((await c.as(null).get('/debug/pprof/heap')).status).toBe(401);
+      const customer = await c.user(['customer']);
+      expect((await customer.get('/debug/pprof/heap')).status).toBe(403);
+      expect((await c.get('/debug/pprof/profile?seconds=0')).status).toBe(400);
+      const heap = await fetch(`${c.url}/debug/pprof/heap`, { headers: await c.authHeaders() });
+      expect(heap.status).toBe(200);
+      expect(heap.headers.get('content-type')).toBe('application/octet-stream');
+      expect(sampleTypes(decode(new Uint8Array(await heap.arrayBuffer())))).toEqual(['inuse_objects/count', 'inuse_space/bytes']);
+      const cpu = await fetch(`${c.url}/debug/pprof/profile?seconds=1`, { headers: await c.authHeaders() });
+      expect(cpu.status).toBe(200);
+      expect(sampleTypes(decode(new Uint8Array(await cpu.arrayBuffer())))).toEqual(['samples/count', 'cpu/nanoseconds']);
+    } finally {
+      await c.close();
+    }
   });
 });

@@ -9,10 +9,7 @@ import { Session } from 'node:inspector/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { Function as PFunction, Line, Location, Profile, Sample, StringTable, ValueType } from 'pprof-format';
-import { Hono } from 'hono';
-import { z } from 'zod';
 import { HttpError } from './http/errors.ts';
-import { validate } from './http/validate.ts';
 import type { Logger } from './log.ts';
 
 type CallFrame = { functionName: string; url: string; lineNumber: number; columnNumber: number };
@@ -210,24 +207,24 @@ export function startContinuousProfiling(o: {
 }
 
 /**
- * `GET /profile?seconds=10` (1-60) and `GET /heap`, each a gzipped pprof download, Go's
- * /debug/pprof names so `go tool pprof http://host/debug/pprof/profile` works. The caller
- * mounts it behind an admin-only guard: a profile shows code paths and heap contents.
- * `app.route('/debug/pprof', profilingRoutes(profiler))`
+ * The answers of `GET /debug/pprof/profile?seconds=10` and `GET /debug/pprof/heap` (Go's names, so
+ * `go tool pprof http://host/debug/pprof/profile` works): gzipped pprof downloads. The runtime
+ * declares the routes admin-only: a profile shows code paths and heap contents.
+ * `const answer = await profileAnswers(profiler).cpu(10, c.req.raw.signal)`
  */
-export function profilingRoutes(profiler: Profiler) {
+export function profileAnswers(profiler: Profiler) {
   const pprof = (body: Buffer, name: string) => new Response(new Uint8Array(body), {
     headers: { 'content-type': 'application/octet-stream', 'content-disposition': `attachment; filename="${name}.pb.gz"`, 'cache-control': 'no-store' },
   });
-  return new Hono()
-    .get('/profile', async (c) => {
-      const { seconds } = validate(c.req.query(), z.object({ seconds: z.coerce.number().int().min(1).max(60).default(10) }));
+  return {
+    async cpu(seconds: number, signal?: AbortSignal) {
       try {
-        return pprof(await profiler.cpu(seconds, c.req.raw.signal), 'cpu');
+        return pprof(await profiler.cpu(seconds, signal), 'cpu');
       } catch (err) {
         if (err instanceof ProfilerBusyError) throw new HttpError(409, 'PROFILER_BUSY', err.message);
         throw err;
       }
-    })
-    .get('/heap', async () => pprof(await profiler.heap(), 'heap'));
+    },
+    heap: async () => pprof(await profiler.heap(), 'heap'),
+  };
 }

@@ -28,7 +28,7 @@ import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule }
 import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
 import { assertProductionReady } from './production.ts';
-import { createProfiler, startContinuousProfiling } from './profiling.ts';
+import { createProfiler, profileAnswers, startContinuousProfiling } from './profiling.ts';
 import { provision, STREAMS_DIR } from './provision.ts';
 import type { Deps, Env, Running } from './service.ts';
 import { createTracing } from './tracing.ts';
@@ -173,6 +173,19 @@ export async function startRuntime(opts: {
     handler: probes.readyz,
   });
   routes.add({ method: 'GET', path: '/metrics', tags, summary: 'Prometheus metrics (text exposition format)', access: 'public', responses: { 200: { description: 'the metrics', type: 'text' } }, handler: probes.metrics });
+  // This process's CPU and heap profiles (kit/profiling.ts), Go's /debug/pprof names: admins only,
+  // since a profile shows code paths and heap contents. One profiler per process, shared with
+  // continuous profiling below.
+  const profiler = createProfiler();
+  const pprof = profileAnswers(profiler);
+  const admins = { roles: ['admin'], scopes: ['admin'] };
+  const pprofAnswer = { 200: { description: 'a gzipped pprof profile (go tool pprof, Pyroscope, Grafana read it)', type: 'binary' as const } };
+  routes.add({
+    method: 'GET', path: '/debug/pprof/profile', tags, summary: "This process's CPU profile over `seconds` (1-60, default 10), in pprof format", access: admins,
+    query: z.object({ seconds: z.coerce.number().int().min(1).max(60).default(10) }), responses: pprofAnswer, errors: [409],
+    handler: (c, { query }) => pprof.cpu(query.seconds, c.req.raw.signal),
+  });
+  routes.add({ method: 'GET', path: '/debug/pprof/heap', tags, summary: "This process's sampled heap, in pprof format", access: admins, responses: pprofAnswer, handler: () => pprof.heap() });
   const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, tracing, app, routes, endpoints: ext.endpoints, wakeOutbox, limit };
 
   const running: { name: string; svc: Running }[] = [];
@@ -203,7 +216,6 @@ export async function startRuntime(opts: {
       .then(([r]) => { metrics.outboxPending.set(Number(r?.n ?? 0)); metrics.outboxLagSeconds.set(r?.lag ?? 0); }).catch(() => {});
   }, 5000);
   gauges.unref();
-  const profiler = createProfiler();
   const profiling = config.PYROSCOPE_URL
     ? startContinuousProfiling({
       profiler, url: config.PYROSCOPE_URL, periodS: config.PYROSCOPE_PERIOD_S, log,

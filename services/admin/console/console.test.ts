@@ -341,8 +341,8 @@ describe('orders search over 100,000 orders', () => {
 
 describe('an admin process of its own', () => {
   it('signs in and decides through IDENTITY_URL and FUNDING_URL, and without them says sign-in is unavailable', async () => {
-    const apart = await startTestCluster({ TARGET: 'admin', IDENTITY_URL: c.url, FUNDING_URL: c.url, ADMIN_CONSOLE_LIVE_MS: '200' }, { nats: c.nats, databaseUrl: c.databaseUrl, sink: c.sink });
-    const alone = await startTestCluster({ TARGET: 'admin' }, { nats: c.nats, databaseUrl: c.databaseUrl, sink: c.sink });
+    const apart = await startTestCluster({ TARGET: 'admin', IDENTITY_URL: c.url, FUNDING_URL: c.url, ADMIN_CONSOLE_LIVE_MS: '200' }, { nats: c.nats, databaseUrl: c.databaseUrl, sink: c.sink }, { identity: false });
+    const alone = await startTestCluster({ TARGET: 'admin' }, { nats: c.nats, databaseUrl: c.databaseUrl, sink: c.sink }, { identity: false });
     try {
       const b = await signedIn(apart, { email: reviewerEmail, password: PASSWORD });
       const created = await c.post('/api/funding/applications', pendingReviewBody());

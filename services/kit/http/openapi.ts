@@ -107,6 +107,7 @@ function operation(r: RouteEntry, convert: (s: ZodType, io: 'input' | 'output') 
     if (spec.headers) res.headers = Object.fromEntries(Object.entries(spec.headers).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }]));
     if (spec.type === 'event-stream') res.content = { 'text/event-stream': { schema: { type: 'string' } } };
     else if (spec.type === 'text') res.content = { 'text/plain': { schema: { type: 'string' } } };
+    else if (spec.type === 'binary') res.content = { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } };
     else if (spec.type !== 'empty' && spec.type !== 'websocket') res.content = { 'application/json': { schema: spec.schema ? convert(spec.schema, 'output') : {} } };
     responses[status] = res;
   }

@@ -26,7 +26,7 @@ export type Access = 'public' | 'signed-in' | { roles?: readonly string[]; scope
 export type ApiEnv = { Variables: AppEnv['Variables'] & Partial<AuthEnv['Variables']> };
 
 /** One success answer. `type` says how it is sent: JSON (the default, `schema` its body), SSE, a WebSocket upgrade, or no body. */
-export type ResponseSpec = { description: string; schema?: ZodType; type?: 'json' | 'event-stream' | 'websocket' | 'text' | 'empty'; headers?: Record<string, string> };
+export type ResponseSpec = { description: string; schema?: ZodType; type?: 'json' | 'event-stream' | 'websocket' | 'text' | 'binary' | 'empty'; headers?: Record<string, string> };
 
 /** A request body: its schema (documented, and what the body is parsed with), or a custom parse, optional, or a form the handler reads itself. */
 export type BodySpec<B> = {
