@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from './kit/index.ts';
 import { startRuntime } from './kit/runtime.ts';
 import { createLogger } from './kit/index.ts';
-import { externals, registry } from './main.ts';
+import { externals, registry, verifier } from './main.ts';
 import { loadLendingConfig } from './lending/config.ts';
 import { loadNotificationsConfig } from './notifications/config.ts';
 import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD } from './identity/users.ts';
@@ -105,7 +105,7 @@ describe('ORDERFLOW_ENV=production with everything set', () => {
   it('never calls the stand-ins at all (main.ts mounts the /_dev pages there)', async () => {
     let called = 0;
     const spy: typeof externals = async () => { called++; return { endpoints: {}, stop: async () => {} }; };
-    const other = await startRuntime({ env: { ...c.env, PORT: '0', TARGET: 'catalog' }, registry, externals: spy, log: createLogger({ level: 'silent' }) });
+    const other = await startRuntime({ env: { ...c.env, PORT: '0', TARGET: 'catalog' }, registry, verifier, externals: spy, log: createLogger({ level: 'silent' }) });
     await other.stop();
     expect(called).toBe(0);
   });
