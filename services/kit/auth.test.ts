@@ -39,6 +39,8 @@ describe('createVerifier', () => {
     const v = verifierOver(async () => ({ keys: [publicJwk] }));
     const good = await sign({ roles: ['customer'] });
     const [h, p, s] = good.split('.') as [string, string, string];
+    // Verified first, so it sits in the verifier's cache: no altered copy of it may ride on that.
+    expect((await v.verify(good)).roles).toEqual(['customer']);
     await rejects(v, 'garbage');
     await rejects(v, 'a.b.c');
     await rejects(v, await sign({ roles: ['customer'] }, { exp: Math.floor(Date.now() / 1000) - 3600 }));
@@ -60,6 +62,20 @@ describe('createVerifier', () => {
     await rejects(v, await sign({}));
     // The good one still passes: the rejections above are about the token, not the verifier.
     expect((await v.verify(good)).roles).toEqual(['customer']);
+  });
+
+  it('answers a token it verified from memory until the token expires, then refuses it', async () => {
+    let fetches = 0;
+    let t = Date.now();
+    const v = verifierOver(async () => { fetches++; return { keys: [publicJwk] }; }, { now: () => t, clockToleranceS: 0 });
+    const token = await sign({ roles: ['customer'] }, { exp: Math.floor(t / 1000) + 60 });
+    for (let i = 0; i < 5; i++) expect((await v.verify(token)).roles).toEqual(['customer']);
+    expect(fetches).toBe(1);
+    t += 61_000;
+    await rejects(v, token);
+    // And with the cache off, every call verifies.
+    const plain = verifierOver(async () => ({ keys: [publicJwk] }), { maxCachedTokens: 0, now: () => t, clockToleranceS: 0 });
+    await rejects(plain, token);
   });
 
   it('refetches the set for an unknown kid, at most once per cooldown', async () => {
@@ -98,7 +114,8 @@ describe('createVerifier', () => {
     up = false;
     // Past maxAge with identity down: one failed attempt, then the cached set still verifies.
     t += 120_000;
-    expect((await v.verify(token)).sub).toBe('u-1');
+    // A token not seen before (a seen one is answered from memory without the set).
+    expect((await v.verify(await sign({ roles: ['reviewer'] }, { exp: Math.floor(t / 1000) + 3600 }))).sub).toBe('u-1');
     const after = fetches;
     for (let i = 0; i < 5; i++) await rejects(v, await sign({ roles: ['customer'] }, { kid: `unknown-${i}`, key: foreign.privateKey, exp: Math.floor(t / 1000) + 3600 }));
     expect(fetches).toBe(after);

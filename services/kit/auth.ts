@@ -42,6 +42,8 @@ export type VerifierOptions = {
   /** Tolerated clock difference for exp/iat (default 30 s). */
   clockToleranceS?: number;
   now?: () => number;
+  /** Verified tokens kept in memory until they expire (default 10,000; 0 verifies every time). */
+  maxCachedTokens?: number;
 };
 
 /** A JWKS source over HTTP. `createVerifier({ issuer, audience, jwks: remoteJwks(env.IDENTITY_URL) })` */
@@ -66,6 +68,8 @@ export function createVerifier(o: VerifierOptions): Verifier {
   // Failed fetches count too: with identity down, unknown kids must not turn into a fetch each.
   let triedAt = -Infinity;
   let loading: Promise<void> | undefined;
+  const verified = new Map<string, { principal: Principal; expMs: number }>();
+  const maxCached = o.maxCachedTokens ?? 10_000;
 
   const load = () => {
     triedAt = now();
@@ -88,6 +92,16 @@ export function createVerifier(o: VerifierOptions): Verifier {
 
   return {
     async verify(token) {
+      // A client sends the same token for minutes: once its signature and claims passed, later
+      // requests with the very same string are answered from memory until it expires (an
+      // Ed25519 verification per request was a large share of intake's CPU). Only successes
+      // are kept, and never past `exp`, so nothing is accepted that verifying again would refuse
+      // except a token whose signing key was withdrawn early, which rotation never does.
+      const hit = verified.get(token);
+      if (hit) {
+        if (hit.expMs > now()) return hit.principal;
+        verified.delete(token);
+      }
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, getKey, {
@@ -99,7 +113,13 @@ export function createVerifier(o: VerifierOptions): Verifier {
         if (err instanceof errors.JOSEError) throw new InvalidTokenError(`invalid token: ${err.code}`, { cause: err });
         throw new KeysUnavailableError('the token signing keys could not be fetched', { cause: err });
       }
-      return principalOf(payload);
+      const principal = principalOf(payload);
+      // Bounded: the oldest entry leaves first (Map keeps insertion order).
+      if (maxCached > 0) {
+        if (verified.size >= maxCached) verified.delete(verified.keys().next().value!);
+        verified.set(token, { principal, expMs: payload.exp! * 1000 });
+      }
+      return principal;
     },
   };
 }
