@@ -309,7 +309,7 @@ async function benchDefaultMode(): Promise<void> {
   const db = await createTestDatabase();
   const gw = await startGatewaySimulator({ port: 0, seed: 1 });
   const env: Record<string, string> = {
-    TARGET: 'all', NATS_URL: nats.url, DATABASE_URL: db.url, PAYMENT_GATEWAY_URL: gw.url, FUNDING_RECONCILE_INTERVAL_MS: '0', LOG_LEVEL: 'warn',
+    TARGET: 'all', NATS_URL: nats.url, DATABASE_URL: db.url, PAYMENT_GATEWAY_URL: gw.url, FUNDING_RECONCILE_INTERVAL_MS: '0', LOG_LEVEL: 'warn', RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000', RATE_LIMIT_ANON_RPS: '1000000',
     FUNDING_RISK_THREADS: String(THREADS), FUNDING_RISK_NICE: NICE,
   };
   if (process.env.FUNDING_SCORING_PROCESS) env.FUNDING_SCORING_PROCESS = process.env.FUNDING_SCORING_PROCESS;

@@ -102,7 +102,7 @@ async function runOurs(simUrl: string, nats: string, dbUrl: string, rate: number
   const port = await freePort();
   const cluster = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
     env: {
-      ...process.env, NATS_URL: nats, DATABASE_URL: dbUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
+      ...process.env, NATS_URL: nats, DATABASE_URL: dbUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000', RATE_LIMIT_ANON_RPS: '1000000',
       // identity too: the bench logs in as the development admin (every /api route takes a token).
       TARGET: 'identity,lending', T24_URL: simUrl, T24_MAX_RPS: String(rate),
       // e.g. BENCH_CLUSTER_NODE_OPTIONS=--cpu-prof to profile the lending process
