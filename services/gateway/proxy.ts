@@ -85,6 +85,17 @@ export function createProxy(o: ProxyOptions): Proxy {
       const headers: Record<string, string> = { 'x-request-id': c.get('requestId') as string };
       for (const h of ['authorization', 'traceparent', 'tracestate', 'origin']) { const v = c.req.header(h); if (v) headers[h] = v; }
       const upstream = new WebSocket(target, { headers, perMessageDeflate: false, handshakeTimeout: o.responseTimeoutMs });
+      // The upstream speaks at once (the current status), often in the same packet as its 101:
+      // ws emits that frame right after 'open', before an await on 'open' resumes, so the frames
+      // are caught from the start and held until the client's socket is open.
+      let out: ((text: string) => void) | undefined;
+      let end: ((code: number) => void) | undefined;
+      const held: string[] = [];
+      let closedWith: number | undefined;
+      const closeCode = (code: number) => (code === 1005 || code === 1006 ? 1011 : code);
+      upstream.on('message', (data) => { const text = data.toString(); if (out) out(text); else held.push(text); });
+      upstream.on('close', (code) => { closedWith = closeCode(code); end?.(closedWith); });
+      upstream.on('error', () => { closedWith = 1011; end?.(1011); });
       const opened = await new Promise<Response | null>((resolve) => {
         upstream.once('open', () => resolve(null));
         // The upstream answered the upgrade with a status: pass it on as it is.
@@ -97,15 +108,6 @@ export function createProxy(o: ProxyOptions): Proxy {
         upstream.once('error', (err) => resolve(unavailable(c, u, err)));
       });
       if (opened) { upstream.terminate(); return opened; }
-      // The upstream speaks at once (the current status): hold its frames until the client's socket is open.
-      let out: ((text: string) => void) | undefined;
-      let end: ((code: number) => void) | undefined;
-      const held: string[] = [];
-      let closedWith: number | undefined;
-      const closeCode = (code: number) => (code === 1005 || code === 1006 ? 1011 : code);
-      upstream.on('message', (data) => { const text = data.toString(); if (out) out(text); else held.push(text); });
-      upstream.on('close', (code) => { closedWith = closeCode(code); end?.(closedWith); });
-      upstream.on('error', () => { closedWith = 1011; end?.(1011); });
       return await acceptWebSocket(c, (client) => {
         for (const text of held.splice(0)) client.send(text);
         out = (text) => client.send(text);
