@@ -20,6 +20,7 @@ import { startSmsSimulator } from '../services/simulators/sms.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
 import { request } from './http-client.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
+import { startOtlpReceiver } from './otlp-receiver.ts';
 
 const RATE = Number(process.env.BENCH_SAGA_RATE ?? 300);
 const SUSTAINED = Number(process.env.BENCH_SAGA_SUSTAINED ?? 60);
@@ -105,9 +106,17 @@ const db = await createTestDatabase('orderflow_bench');
 const sink = await startSmtpSink({ port: 0 });
 const gw = await startGatewaySimulator({ port: 0, seed: 11 });
 const sms = await startSmsSimulator({ port: 0, seed: 11 });
+// BENCH_TRACING=ratio: the cluster traces that share of the orders (parentbased_traceidratio)
+// and exports them by OTLP (BENCH_TRACING_PROTOCOL, default http/protobuf) to a receiver in
+// this process; BENCH_TRACE_DUMP=file (with http/json) writes the spans there for a look.
+const receiver = process.env.BENCH_TRACING ? await startOtlpReceiver({ keep: Boolean(process.env.BENCH_TRACE_DUMP) }) : null;
 const clusterEnv = {
   NATS_URL: nats.url, DATABASE_URL: db.url, SMTP_URL: sink.url, PAYMENT_GATEWAY_URL: gw.url, SMS_URL: sms.url,
   DB_POOL_MAX: process.env.DB_POOL_MAX ?? '40',
+  ...(receiver ? {
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: process.env.BENCH_TRACING_PROTOCOL ?? 'http/protobuf',
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: process.env.BENCH_TRACING,
+  } : {}),
   // BENCH_PROFILE=dir writes a V8 CPU profile of the cluster process(es) there.
   ...(process.env.BENCH_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` } : {}),
 };
@@ -261,6 +270,12 @@ console.log(`\nBooks over ${books.counts.orders} orders: ${books.ok ? 'balanced'
 if (!books.ok) console.log(books.problems.slice(0, 20).map((p) => `- ${p}`).join('\n'));
 console.log(`Gateway: ${gw.sim.stats().applied.charges} charges, ${gw.sim.stats().applied.refunds} refunds; mails ${sink.messages().length}; SMS ${sms.sim.messages().length}.`);
 
+if (receiver) {
+  const st = receiver.stats();
+  console.log(`Tracing: ${process.env.BENCH_TRACING} of the orders sampled; the receiver got ${st.spans || '?'} spans in ${st.requests} exports (${(st.bytes / 1e6).toFixed(1)} MB).`);
+  if (process.env.BENCH_TRACE_DUMP) (await import('node:fs')).writeFileSync(process.env.BENCH_TRACE_DUMP, JSON.stringify(receiver.spans()));
+  await receiver.close();
+}
 sub.unsubscribe();
 await nc.close();
 await c.stop();
