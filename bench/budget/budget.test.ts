@@ -20,6 +20,7 @@ describe('performance budgets', () => {
       intakeEnv: { ORDERS_WRITE_BATCH: '1' },
       sagaEnv: { PAYMENTS_CONCURRENCY: '1' },
       gateway: { latencyMs: 200 },
+      log: (line) => console.error(line),
     });
     const [intake, saga] = judge(figures);
     expect(intake).toMatchObject({ pass: false, problems: [expect.stringMatching(/^intake at [\d.]+% of the reference, below 60%$/)] });
