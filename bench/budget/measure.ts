@@ -5,7 +5,8 @@
 //    intake, intake, reference, ...): a neighbour's burst or a slow minute of the host
 //    then weighs on both sides alike.
 // 2. The saga at a rate far below its ceiling (bench:saga's first phase), the cluster in
-//    its deployed shape: two processes, the HTTP edge and the saga's actors.
+//    its deployed shape: two processes, the HTTP edge and the saga's actors; before it,
+//    sagas one at a time, for the latency floor of the machine as it is in this run.
 import type { ChildProcess } from 'node:child_process';
 import { connect } from '@nats-io/transport-node';
 import { createTestDatabase, eventually, startTestNats } from '../../services/testing/index.ts';
@@ -25,6 +26,8 @@ export type BudgetOptions = {
   sagaRate?: number; sagaSeconds: number;
   /** How long accepted sagas may take to finish after the last send before they count as unfinished. */
   sagaFinishWithinMs: number;
+  /** Sagas sent one at a time before the measured run, for the machine's latency floor. */
+  sagaAlone: number;
   /** Extra environment of the orders process in the intake rounds, and of both saga processes. */
   intakeEnv?: Env; sagaEnv?: Env;
   /** The payment gateway simulator's knobs. */
@@ -34,7 +37,7 @@ export type BudgetOptions = {
 
 export const DEFAULTS: BudgetOptions = {
   intakeRounds: 4, intakeSeconds: 4, warmSeconds: 2,
-  sagaSeconds: 15, sagaFinishWithinMs: 60_000,
+  sagaSeconds: 15, sagaFinishWithinMs: 60_000, sagaAlone: 12,
   // A gateway that answers in 20-40 ms, as a real one does at best; bench:saga's answers at once.
   gateway: { latencyMs: { min: 20, max: 40 } },
 };
@@ -55,15 +58,16 @@ async function measureIntake(o: BudgetOptions, children: ChildProcess[]): Promis
   const log = o.log ?? (() => {});
   const nats = await startTestNats();
   const db = await createTestDatabase('orderflow_budget');
+  let bare: Awaited<ReturnType<typeof startBareInsert>> | undefined;
   try {
-    const bare = await startBareInsert(db.url);
+    bare = await startBareInsert(db.url);
     const orders = await startBenchCluster({ NATS_URL: nats.url, DATABASE_URL: db.url, TARGET: 'orders', LOG_LEVEL: 'error', ...o.intakeEnv }, children);
     // Each round starts with the relay done: the rows intake left for JetStream would otherwise
     // be published on the CPU of the reference's round.
     const relayDone = () => eventually(async () => /orderflow_outbox_pending 0\b/.test(await (await fetch(`${orders.url}/metrics`)).text()),
       { timeoutMs: 60_000, intervalMs: 200, what: 'outbox drained' });
     const sides = [
-      { name: 'reference', run: (duration: number) => loadOrders(bare.url, { duration }), rows: [] as LoadRow[] },
+      { name: 'reference', run: (duration: number) => loadOrders(bare!.url, { duration }), rows: [] as LoadRow[] },
       { name: 'intake', run: (duration: number) => loadOrders(orders.url, { duration, token: orders.token }), rows: [] as LoadRow[] },
     ];
     for (const s of sides) { await s.run(o.warmSeconds); await relayDone(); }
@@ -76,9 +80,10 @@ async function measureIntake(o: BudgetOptions, children: ChildProcess[]): Promis
       }
     }
     await orders.stop();
-    await bare.stop();
     return { bare: sides[0]!.rows, orders: sides[1]!.rows };
   } finally {
+    // On a throw the clusters are still up: measureBudgets kills them; the database goes WITH (FORCE).
+    await bare?.stop();
     await nats.stop();
     await db.drop();
   }
@@ -105,14 +110,17 @@ async function measureSaga(o: BudgetOptions & { sagaRate: number }, children: Ch
     }
     const items = (i: number) => [{ sku: skus[i % skus.length]!, quantity: 1 + (i % 3) }, ...(i % 4 === 0 ? [{ sku: skus[(i * 7) % skus.length]!, quantity: 1 }] : [])];
     await driver.drive({ rate: o.sagaRate, seconds: o.warmSeconds, items, finishWithinMs: o.sagaFinishWithinMs });
+    // The floor: sagas one at a time, each sent when the last is done.
+    const alone: number[] = [];
+    for (let i = 0; i < o.sagaAlone; i++) alone.push(...(await driver.drive({ rate: 1, count: 1, items: (j) => items(i + j), finishWithinMs: o.sagaFinishWithinMs })).lat);
     const run = await driver.drive({ rate: o.sagaRate, seconds: o.sagaSeconds, items, finishWithinMs: o.sagaFinishWithinMs });
     driver.close();
     const figures = {
       rate: o.sagaRate, seconds: o.sagaSeconds, sentPerSecond: run.sentPerSecond,
       offered: Math.round(o.sagaRate * o.sagaSeconds), accepted: run.acceptedAt.size, finished: run.finished.length, errors: run.errors,
-      p50Ms: pct(run.lat, 50), p95Ms: pct(run.lat, 95), p99Ms: pct(run.lat, 99),
+      p50Ms: pct(run.lat, 50), p95Ms: pct(run.lat, 95), p99Ms: pct(run.lat, 99), aloneP95Ms: pct(alone, 95),
     };
-    log(`budget: saga ${figures.finished}/${figures.offered} done, p50 ${figures.p50Ms.toFixed(0)} ms, p95 ${figures.p95Ms.toFixed(0)} ms, sent at ${figures.sentPerSecond.toFixed(1)}/s`);
+    log(`budget: saga ${figures.finished}/${figures.offered} done, p50 ${figures.p50Ms.toFixed(0)} ms, p95 ${figures.p95Ms.toFixed(0)} ms, sent at ${figures.sentPerSecond.toFixed(1)}/s; alone p95 ${figures.aloneP95Ms.toFixed(0)} ms`);
     await edge.stop();
     await actors.stop();
     return figures;

@@ -1,11 +1,11 @@
 // The budgets' rules, figures in, verdicts out: no measurement here.
 import { describe, expect, it } from 'vitest';
 import type { LoadRow } from '../orders-load.ts';
-import { intakeRatio, judge, sagaRateFor, table, THRESHOLDS, type Figures } from './verdict.ts';
+import { intakeRatio, judge, sagaP95Limit, sagaRateFor, table, THRESHOLDS, type Figures } from './verdict.ts';
 
 const row = (rps: number, more: Partial<LoadRow> = {}): LoadRow => ({ rps, p50: 5, p99: 20, errors: 0, non2xx: 0, cpuUs: NaN, ...more });
 const saga = (more: Partial<Figures['saga']> = {}): Figures['saga'] => ({
-  rate: 60, seconds: 15, sentPerSecond: 59.9, offered: 900, accepted: 900, finished: 900, errors: 0, p50Ms: 300, p95Ms: 900, p99Ms: 1200, ...more,
+  rate: 60, seconds: 15, sentPerSecond: 59.9, offered: 900, accepted: 900, finished: 900, errors: 0, p50Ms: 300, p95Ms: 900, p99Ms: 1200, aloneP95Ms: 150, ...more,
 });
 const figures = (bare: number[], orders: number[], s: Partial<Figures['saga']> = {}): Figures => ({ intake: { bare: bare.map((r) => row(r)), orders: orders.map((r) => row(r)) }, saga: saga(s) });
 const byName = (f: Figures) => { const [intake, sagaV] = judge(f); return { intake: intake!, saga: sagaV! }; };
@@ -50,6 +50,16 @@ describe('budget verdicts', () => {
     expect(byName(figures([1], [1], { accepted: 0, finished: 0, errors: 900, p95Ms: NaN })).saga.pass).toBe(false);
   });
 
+  it('saga: on a machine so slow that sagas alone take over 500 ms, the limit is 4 × their p95 in the same run', () => {
+    expect(sagaP95Limit({ aloneP95Ms: 150 })).toBe(2000);
+    expect(sagaP95Limit({ aloneP95Ms: 2100 })).toBe(8400);
+    expect(sagaP95Limit({ aloneP95Ms: NaN })).toBe(2000);
+    expect(byName(figures([1], [1], { aloneP95Ms: 2100, p95Ms: 3468 })).saga.pass).toBe(true);
+    expect(byName(figures([1], [1], { aloneP95Ms: 2100, p95Ms: 8400 })).saga.problems).toEqual(['p95 8400 ms, not under 8400 ms']);
+    // The floor raises the limit, never lowers it below 2 s.
+    expect(byName(figures([1], [1], { aloneP95Ms: 10, p95Ms: 1999 })).saga.pass).toBe(true);
+  });
+
   it('saga: a generator that lagged behind the offered rate fails the run (it measured a lighter load)', () => {
     expect(byName(figures([1], [1], { sentPerSecond: 53 })).saga.problems).toEqual(['the generator sent 53.0/s of the 60/s offered']);
     expect(byName(figures([1], [1], { sentPerSecond: 54 })).saga.pass).toBe(true);
@@ -71,5 +81,6 @@ describe('budget verdicts', () => {
     expect(t).toContain('2500 ms');
     expect(t.match(/FAIL/g)).toHaveLength(2);
     expect(t).toContain('  - p95 2500 ms, not under 2000 ms');
+    expect(t).toContain('< 2000 ms = max(2000, 4 × alone)');
   });
 });
