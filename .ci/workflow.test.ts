@@ -36,6 +36,20 @@ describe('.github/workflows/ci.yml', () => {
     expect(runs).toMatch(/docker run .*-p 4222:4222 nats:2\.9\.10 -js/);
   });
 
+  it('runs the performance budgets after the tests, counted in the final line, their figures kept with the results', () => {
+    const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.budget).toBe('node bench/budget/main.ts');
+    const lines = ciRun.split('\n');
+    const tests = lines.findIndex((l) => l.trim() === './dev test');
+    const budget = lines.findIndex((l) => l.includes('npm run budget -- --results .test-results/budget.json'));
+    expect(tests).toBeGreaterThan(-1);
+    expect(budget).toBeGreaterThan(tests);
+    // A failed budget fails the build, and the count reads the file the budget wrote.
+    expect(lines[budget]).toMatch(/\|\| status=1$/);
+    expect(ciRun.slice(ciRun.indexOf(lines[budget]!))).toContain('.test-results/budget.json", "utf8")');
+    expect(test.steps.find((s) => s.uses?.startsWith('actions/upload-artifact'))?.with).toMatchObject({ path: '.test-results/' });
+  });
+
   it('builds and pushes the image only on a version tag, after the tests pass', () => {
     const image = workflow.jobs.image!;
     expect(image.needs).toBe('test');

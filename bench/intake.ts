@@ -2,12 +2,11 @@
 // compared in the same run with a bare Hono route doing one INSERT through the same pool;
 // then order-accepted to SMTP-accepted latency at 200 orders/s with 30% of first attempts
 // answered 451.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism, cpus, totalmem } from 'node:os';
-import autocannon from 'autocannon';
 import { createTestDatabase, eventually, freePort, login, startTestNats, withIdentity } from '../services/testing/index.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
-import { cpuSeconds, snapshot } from './proc-cpu.ts';
+import { loadOrders, startBareInsert } from './orders-load.ts';
 import { startOtlpReceiver } from './otlp-receiver.ts';
 
 const DURATION = Number(process.env.BENCH_DURATION_S ?? 20);
@@ -35,21 +34,8 @@ const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
 // process (otlp-receiver.ts), the same alternation: what tracing costs intake.
 const COMPARE_TRACING = process.env.BENCH_COMPARE_TRACING;
 
-async function load(url: string, opts: { rate?: number; duration?: number; connections?: number; side?: typeof serverSide; token?: string } = {}): Promise<Omit<Row, 'name'>> {
-  const before = snapshot();
-  const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-  let n = 0;
-  const result = await autocannon({
-    url: `${url}/api/orders`, connections: opts.connections ?? CONNECTIONS, duration: opts.duration ?? DURATION,
-    ...(opts.rate ? { overallRate: opts.rate } : {}),
-    requests: [{
-      method: 'POST', headers: { 'content-type': 'application/json', ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) },
-      setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `B-${run}-${n++}`, email: 'bench@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }, { sku: 'SKU-2', quantity: 3 }] }) }),
-    }],
-  });
-  const cpuUs = (cpuSeconds(before, snapshot(), opts.side ?? serverSide) / Math.max(1, result.requests.total)) * 1e6;
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts, non2xx: result.non2xx, cpuUs };
-}
+const load = (url: string, opts: { rate?: number; duration?: number; connections?: number; side?: typeof serverSide; token?: string } = {}): Promise<Omit<Row, 'name'>> =>
+  loadOrders(url, { ...opts, connections: opts.connections ?? CONNECTIONS, duration: opts.duration ?? DURATION, side: opts.side ?? serverSide });
 
 async function waitReady(url: string, path = '/readyz') {
   await eventually(async () => (await fetch(url + path).catch(() => null))?.ok, { timeoutMs: 60_000, what: url });
@@ -66,14 +52,11 @@ const stopAll = async () => {
 
 try {
   // 1. The reference ceiling: bare Hono + one INSERT.
-  const barePort = await freePort();
-  const bare = fork(new URL('./bare-insert.ts', import.meta.url).pathname, { env: { ...process.env, DATABASE_URL: db.url, PORT: String(barePort) }, stdio: 'inherit' });
-  children.push(bare);
-  serverPid = bare.pid!;
-  await new Promise((r) => bare.once('message', r));
-  await load(`http://127.0.0.1:${barePort}`, { duration: 3 }); // warm-up
-  const bareRow = await load(`http://127.0.0.1:${barePort}`);
-  bare.kill('SIGTERM');
+  const bare = await startBareInsert(db.url);
+  serverPid = bare.pid;
+  await load(bare.url, { duration: 3 }); // warm-up
+  const bareRow = await load(bare.url);
+  await bare.stop();
 
   // 2. orderflow. First intake alone (TARGET=orders,admin: validation, the order and its
   // outbox row, the relay publishing to JetStream), then the whole of seed 004 in one

@@ -10,15 +10,15 @@
 // target, default 330; 0 skips it), BENCH_SAGA_SECONDS (default 20),
 // BENCH_INTAKE_SECONDS (default 10), BENCH_SCARCE_ORDERS (default 600), BENCH_SPLIT=0 (all
 // commerce targets in one process instead of two).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
 import { connect } from '@nats-io/transport-node';
-import { createTestDatabase, eventually, freePort, login, startTestNats, checkBooks, withIdentity } from '../services/testing/index.ts';
+import { createTestDatabase, startTestNats, checkBooks } from '../services/testing/index.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
 import { startSmsSimulator } from '../services/simulators/sms.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
-import { request } from './http-client.ts';
+import { pct, sagaDriver, sleep, startBenchCluster, type Env } from './saga-rig.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
 import { startOtlpReceiver } from './otlp-receiver.ts';
 import pg from 'pg';
@@ -36,44 +36,8 @@ process.on('exit', () => { for (const ch of children) if (ch.exitCode === null) 
 process.on('uncaughtException', (err) => { console.error(err); process.exit(2); });
 process.on('unhandledRejection', (err) => { console.error(err); process.exit(2); });
 
-const pct = (xs: number[], p: number) => {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-type Env = Record<string, string>;
 const children: ChildProcess[] = [];
-// Every /api route takes a token: the process that serves orders runs identity too, and the
-// development admin logs in there; the token is good in every process on the same database.
-let token: string | undefined;
-async function startCluster(env: Env): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
-  const port = await freePort();
-  const edge = !env.TARGET || env.TARGET.split(',').includes('orders');
-  const child = spawn(process.execPath, [new URL('../services/main.ts', import.meta.url).pathname], {
-    // The limiter runs, out of the way: one bench principal and one address send everything.
-    env: { ...process.env, LOG_LEVEL: 'warn', RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000', RATE_LIMIT_ANON_RPS: '1000000', ...env, ...(edge ? { TARGET: withIdentity(env.TARGET) ?? 'all' } : {}), PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  children.push(child);
-  const url = `http://127.0.0.1:${port}`;
-  await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.ok, { timeoutMs: 60_000, what: 'cluster ready' });
-  // Ready means provisioned; routes answer 503 until every service is mounted.
-  if (edge) {
-    token = await eventually(async () => await login(url).catch(() => undefined), { timeoutMs: 60_000, what: 'development admin logged in' });
-    await eventually(async () => (await fetch(`${url}/api/orders/00000000-0000-0000-0000-000000000000`, { headers: { authorization: `Bearer ${token}` } }).catch(() => null))?.status === 404, { timeoutMs: 60_000, what: 'routes mounted' });
-  }
-  return {
-    url, pid: child.pid!,
-    async stop() {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(30_000)]);
-    },
-  };
-}
-
-const post = (url: string, path: string, body: unknown) => request(url + path, { method: 'POST', body, token });
+const startCluster = (env: Env) => startBenchCluster(env, children);
 
 const rows: string[] = [];
 const row = (cells: (string | number)[]) => rows.push(`| ${cells.join(' | ')} |`);
@@ -89,7 +53,7 @@ const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '–');
   const load = (duration: number) => autocannon({
     url: `${c.url}/api/orders`, connections: 32, duration,
     requests: [{
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${c.token}` },
       setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ orderId: `I-${run}-${n++}`, email: 'bench@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 1 }] }) }),
     } as any],
   });
@@ -143,13 +107,9 @@ if (process.env.BENCH_DEBUG) {
     console.error(`[${new Date().toISOString().slice(11, 19)}] ${parts.join('  ')}`);
   }, 2000).unref();
 }
-const doneAt = new Map<string, { at: number; status: string }>();
-const sub = nc.subscribe('saga.done.>', {
-  callback: (_err, m) => {
-    const e = m.json<{ id: string; status: string }>();
-    if (!doneAt.has(e.id)) doneAt.set(e.id, { at: performance.now(), status: e.status });
-  },
-});
+const driver = sagaDriver({ url: c.url, token: c.token, nc });
+const { drive, doneAt } = driver;
+const post = (_url: string, path: string, body: unknown) => driver.post(path, body);
 
 const stock: Record<string, { start: number }> = {};
 const SKUS = Array.from({ length: 20 }, (_, i) => `BENCH-${i}`);
@@ -157,54 +117,6 @@ for (const [i, sku] of SKUS.entries()) {
   const r = await post(c.url, '/api/products', { sku, name: `Bench item ${i}`, description: 'benchmark stock', priceCents: 100 + i * 37, currency: 'USD', stock: 1_000_000 });
   if (r.status !== 201) throw new Error(`product: ${r.status} ${JSON.stringify(r.body)}`);
   stock[sku] = { start: 1_000_000 };
-}
-
-async function drive(opts: { rate: number; seconds?: number; count?: number; items: (i: number) => { sku: string; quantity: number }[]; token?: (i: number) => string }) {
-  const acceptedAt = new Map<string, number>();
-  const total = opts.count ?? Math.round(opts.rate * (opts.seconds ?? 0));
-  const started = performance.now();
-  const inflight = new Set<Promise<void>>();
-  let errors = 0;
-  const run = Math.random().toString(36).slice(2, 8);
-  let lastSentAt = started;
-  for (let i = 0; i < total; i++) {
-    const due = started + (i * 1000) / opts.rate;
-    const wait = due - performance.now();
-    if (wait > 1) await sleep(wait);
-    const sentAt = performance.now();
-    lastSentAt = sentAt;
-    const p = (async () => {
-      try {
-        const r = await post(c.url, '/api/orders', { orderId: `S-${run}-${i}`, email: 'bench@example.com', phone: i % 2 ? '+15550002222' : undefined, paymentToken: opts.token?.(i) ?? 'tok_visa', items: opts.items(i) });
-        if (r.status === 202) acceptedAt.set(r.body.id, sentAt); else errors++;
-      } catch { errors++; }
-    })();
-    inflight.add(p);
-    void p.finally(() => inflight.delete(p));
-  }
-  await Promise.all(inflight);
-  const offeredSeconds = (performance.now() - started) / 1000;
-  // What the generator managed: the rate of its sends (timers on a busy box can lag).
-  const sentPerSecond = total > 1 ? (total - 1) / ((lastSentAt - started) / 1000) : NaN;
-  await eventually(() => [...acceptedAt.keys()].every((id) => doneAt.has(id)), { timeoutMs: 300_000, intervalMs: 250, what: 'every saga finished' })
-    .catch(() => console.error('not every saga finished within 300 s'));
-  const lat = [...acceptedAt].filter(([id]) => doneAt.has(id)).map(([id, at]) => doneAt.get(id)!.at - at);
-  const lastDone = Math.max(...[...acceptedAt.keys()].map((id) => doneAt.get(id)?.at ?? 0));
-  const finished = [...acceptedAt.keys()].filter((id) => doneAt.has(id));
-  // Completions per second in the steady state: over the middle 90% of completions, so
-  // neither the ramp-up (the first sagas are still in flight) nor the tail after the last
-  // send counts. First send to last completion is kept beside it: a run that kept up
-  // shows offered × seconds ÷ (seconds + the last saga's latency) there.
-  const doneTimes = finished.map((id) => doneAt.get(id)!.at).sort((a, b) => a - b);
-  const lo = Math.floor(doneTimes.length * 0.05);
-  const hi = Math.max(lo + 1, Math.ceil(doneTimes.length * 0.95) - 1);
-  const steadyPerSecond = doneTimes.length >= 20 ? (hi - lo) / ((doneTimes[hi]! - doneTimes[lo]!) / 1000) : NaN;
-  return {
-    acceptedAt, errors, offeredSeconds, sentPerSecond, lat, finished,
-    shipped: finished.filter((id) => doneAt.get(id)!.status === 'SHIPPED').length,
-    steadyPerSecond,
-    completedPerSecond: finished.length / ((lastDone - started) / 1000),
-  };
 }
 
 // Warm-up: JIT, pools, consumers.
@@ -310,7 +222,7 @@ if (receiver) {
   if (process.env.BENCH_TRACE_DUMP) (await import('node:fs')).writeFileSync(process.env.BENCH_TRACE_DUMP, JSON.stringify(receiver.spans()));
   await receiver.close();
 }
-sub.unsubscribe();
+driver.close();
 await nc.close();
 await c.stop();
 await second?.stop();
