@@ -18,7 +18,8 @@ export type PhaseSummary = { name: string; offered: number; seconds: number; sen
 export type FromGenerator =
   | { type: 'ready' }
   | { type: 'phase'; index: number; at: number }
-  | { type: 'accepted'; orders: [string, number, number][]; lending: [string, number][]; funding: [string, number][] }
+  // uncertain: business ids of order creates that got no answer or a 5xx: the order may exist all the same.
+  | { type: 'accepted'; orders: [string, number, number][]; lending: [string, number][]; funding: [string, number][]; uncertain: string[] }
   | { type: 'sent' }
   | { type: 'summaries'; phases: PhaseSummary[] };
 
@@ -38,7 +39,7 @@ function request(method: string, path: string, body?: unknown, token?: string): 
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
     if (token) headers.authorization = `Bearer ${token}`;
-    const req = http.request({ host: base.hostname, port: base.port, path, method, agent, headers, timeout: config.timeoutMs }, (res) => {
+    const req = http.request({ host: base.hostname, port: base.port, path, method, agent, headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => { text += d; });
@@ -49,7 +50,10 @@ function request(method: string, path: string, body?: unknown, token?: string): 
       });
       res.on('error', reject);
     });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
+    // A deadline on the whole exchange, the wait for a pooled socket included (a socket
+    // timeout would only cover silence on the wire), as a user gives up on a page.
+    const timer = setTimeout(() => req.destroy(new Error('timeout')), config.timeoutMs);
+    req.on('close', () => clearTimeout(timer));
     req.on('error', reject);
     req.end(payload);
   });
@@ -86,13 +90,13 @@ const RECENT = 2000;
 const recent = { orders: [] as [string, Principal][], funding: [] as [string, Principal][], lending: [] as [string, Principal][] };
 const remember = (list: [string, Principal][], id: string, p: Principal) => { list.push([id, p]); if (list.length > RECENT) list.splice(0, list.length - RECENT); };
 let seq = 0;
-let accepted: Extract<FromGenerator, { type: 'accepted' }> = { type: 'accepted', orders: [], lending: [], funding: [] };
+let accepted: Extract<FromGenerator, { type: 'accepted' }> = { type: 'accepted', orders: [], lending: [], funding: [], uncertain: [] };
 const flush = setInterval(() => {
-  if (accepted.orders.length || accepted.lending.length || accepted.funding.length) { send(accepted); accepted = { type: 'accepted', orders: [], lending: [], funding: [] }; }
+  if (accepted.orders.length || accepted.lending.length || accepted.funding.length || accepted.uncertain.length) { send(accepted); accepted = { type: 'accepted', orders: [], lending: [], funding: [], uncertain: [] }; }
 }, 500);
 
 /** The request of one kind (a status poll with nothing to poll yet browses the catalog instead). */
-function build(kind: Kind, phase: number): { kind: Kind; run: () => Promise<Reply>; onOk?: (r: Reply) => void } {
+function build(kind: Kind, phase: number): { kind: Kind; run: () => Promise<Reply>; onOk?: (r: Reply) => void; onLost?: () => void } {
   const n = ++seq;
   switch (kind) {
     case 'catalog list': return { kind, run: () => request('GET', `/api/products?limit=20${random() < 0.3 ? `&q=${encodeURIComponent('item ' + Math.floor(random() * 10))}` : ''}`) };
@@ -107,7 +111,14 @@ function build(kind: Kind, phase: number): { kind: Kind; run: () => Promise<Repl
         paymentToken: random() < 0.02 ? 'tok_declined' : 'tok_visa',
         items: [...skus].map((sku) => ({ sku, quantity: 1 + Math.floor(random() * 3) })),
       };
-      return { kind, run: () => request('POST', '/api/orders', body, u.token), onOk: (r) => { if (r.status === 202) { remember(recent.orders, r.body.id, u); accepted.orders.push([r.body.id, epoch(), phase]); } } };
+      return {
+        kind, run: () => request('POST', '/api/orders', body, u.token),
+        onOk: (r) => {
+          if (r.status === 202) { remember(recent.orders, r.body.id, u); accepted.orders.push([r.body.id, epoch(), phase]); } else if (r.status >= 500) accepted.uncertain.push(body.orderId);
+        },
+        // Given up on (timeout, reset) after the server may have committed it: the books must count it if it exists.
+        onLost: () => { accepted.uncertain.push(body.orderId); },
+      };
     }
     case 'order status': {
       if (!recent.orders.length) return build('catalog list', phase);
@@ -178,6 +189,7 @@ for (const [index, phase] of config.phases.entries()) {
         acc.lat.push(performance.now() - due);
         const what = err.message === 'timeout' ? 'timeout' : 'connection error';
         acc.statuses[what] = (acc.statuses[what] ?? 0) + 1;
+        req.onLost?.();
       }).finally(() => inflight.delete(p));
       inflight.add(p);
     }
@@ -192,7 +204,7 @@ send({ type: 'sent' });
 await Promise.all(inflight);
 clearInterval(renew);
 clearInterval(flush);
-if (accepted.orders.length || accepted.lending.length || accepted.funding.length) send(accepted);
+if (accepted.orders.length || accepted.lending.length || accepted.funding.length || accepted.uncertain.length) send(accepted);
 
 const phases: PhaseSummary[] = config.phases.map((phase, i) => ({
   name: phase.name, offered: Math.floor((phase.rpm * phase.seconds) / 60), seconds: phase.seconds,

@@ -30,14 +30,17 @@ const num = (env: Record<string, string | undefined>, key: string, dflt: number)
 
 /**
  * The phases from the environment. BENCH_LOAD_RPM (10000) is the base rate;
- * BENCH_LOAD_{SUSTAINED,SPIKE3,SPIKE10,SOAK}_MIN (10, 1, 1, 30) the minutes of each, all
+ * BENCH_LOAD_{WARMUP,SUSTAINED,SPIKE3,SPIKE10,SOAK}_MIN (1, 10, 1, 1, 30) the minutes of each, all
  * multiplied by BENCH_LOAD_MINUTES_SCALE (1; 0.1 for a quick run). A phase of 0 minutes is left out.
+ * The warm-up (JIT, pools, consumers, caches) is not in the issue's plan; it is reported apart.
  */
 export function phasesFrom(env: Record<string, string | undefined>): Phase[] {
   const rpm = num(env, 'BENCH_LOAD_RPM', 10_000);
+  if (rpm <= 0) throw new Error('BENCH_LOAD_RPM must be above 0');
   const scale = num(env, 'BENCH_LOAD_MINUTES_SCALE', 1);
   const minutes = (key: string, d: number) => num(env, key, d) * scale * 60;
   return [
+    { name: 'warm-up', rpm, seconds: minutes('BENCH_LOAD_WARMUP_MIN', 1) },
     { name: 'sustained', rpm, seconds: minutes('BENCH_LOAD_SUSTAINED_MIN', 10) },
     { name: 'spike 3x', rpm: rpm * 3, seconds: minutes('BENCH_LOAD_SPIKE3_MIN', 1) },
     { name: 'spike 10x', rpm: rpm * 10, seconds: minutes('BENCH_LOAD_SPIKE10_MIN', 1) },
