@@ -76,7 +76,9 @@ const renew = setInterval(() => {
   // A few at a time, oldest first: a renewal is a login (a password hash) through the gateway.
   for (const p of [...customers, ...investors].filter((x) => Date.now() - x.at > 300_000).slice(0, 10)) {
     p.at = Date.now();
-    login(p).then((t) => { p.token = t; tokenRenewals++; }, (err) => { p.at = 0; console.error(String(err)); });
+    // A failed renewal is tried again a minute later, not at once: failed logins count
+    // against the account's lockout, and the current token is good for 5 more minutes.
+    login(p).then((t) => { p.token = t; tokenRenewals++; }, (err) => { p.at = Date.now() - 240_000; console.error(String(err)); });
   }
 }, 5_000);
 send({ type: 'ready' });
