@@ -55,20 +55,32 @@ const STOCK = 10_000_000;
 
 const children: ChildProcess[] = [];
 process.on('exit', () => { for (const ch of children) if (ch.exitCode === null && ch.signalCode === null) ch.kill('SIGKILL'); });
-process.on('uncaughtException', (err) => { console.error(err); process.exit(2); });
-process.on('unhandledRejection', (err) => { console.error(err); process.exit(2); });
+// The private nats-server and Postgres outlive a crash unless stopped: a failed run must
+// not leave them running on a shared box.
+const cleanups: (() => Promise<void>)[] = [];
+const fatal = async (err: unknown) => {
+  console.error(err);
+  for (const ch of children) if (ch.exitCode === null && ch.signalCode === null) ch.kill('SIGKILL');
+  for (const c of cleanups.reverse()) await c().catch(() => {});
+  process.exit(2);
+};
+process.on('uncaughtException', (err) => void fatal(err));
+process.on('unhandledRejection', (err) => void fatal(err));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const epoch = () => performance.timeOrigin + performance.now();
 const log = (m: string) => console.error(`[load ${new Date().toISOString().slice(11, 19)}] ${m}`);
 
 // ---- servers and simulators --------------------------------------------------------
 const nats = await startTestNats();
+cleanups.push(() => nats.stop());
 let pgServer: TestPostgres | undefined;
 let databaseUrl: string;
 let dropDb: (() => Promise<void>) | undefined;
 let dbName = 'orderflow';
 if (PRIVATE_PG) {
   pgServer = await startTestPostgres();
+  const server = pgServer;
+  cleanups.push(() => server.stop());
   const admin = new pg.Client({ connectionString: pgServer.url.replace(/\/orderflow$/, '/postgres') });
   await admin.connect();
   await admin.query('CREATE DATABASE orderflow');
@@ -83,6 +95,7 @@ if (PRIVATE_PG) {
   databaseUrl = db.url;
   dbName = db.name;
   dropDb = db.drop;
+  cleanups.push(() => db.drop());
 }
 const sink = await startSmtpSink({ port: 0, maxMessages: 5_000_000 });
 const gw = await startGatewaySimulator({ port: 0, seed: 15 });
