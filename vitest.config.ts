@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // database (see services/testing/servers.ts), so files never see each other's streams.
 export default defineConfig({
   test: {
-    include: ['.ci/**/*.test.ts', 'contracts/**/*.test.ts', 'services/**/*.test.ts', 'bench/**/*.test.ts', 'k8s/**/*.test.ts', 'ops/**/*.test.ts'],
+    include: ['.ci/**/*.test.ts', 'contracts/**/*.test.ts', 'services/**/*.test.ts', 'bench/**/*.test.ts', 'k8s/**/*.test.ts', 'ops/**/*.test.ts', 'docs/**/*.test.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 120_000,

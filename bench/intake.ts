@@ -8,6 +8,7 @@ import autocannon from 'autocannon';
 import { createTestDatabase, eventually, freePort, login, startTestNats, withIdentity } from '../services/testing/index.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
+import { startOtlpReceiver } from './otlp-receiver.ts';
 
 const DURATION = Number(process.env.BENCH_DURATION_S ?? 20);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -29,6 +30,10 @@ const serverSide = sideOf(() => serverPid, () => db.name, () => nats.port);
 // commit before a change (git worktree add ../old <commit>).
 const COMPARE_TREE = process.env.BENCH_COMPARE_TREE;
 const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
+// BENCH_COMPARE_TRACING=ratio instead compares this code with itself tracing that share of
+// the orders (parentbased_traceidratio), exporting by OTLP/HTTP protobuf to a receiver in this
+// process (otlp-receiver.ts), the same alternation: what tracing costs intake.
+const COMPARE_TRACING = process.env.BENCH_COMPARE_TRACING;
 
 async function load(url: string, opts: { rate?: number; duration?: number; connections?: number; side?: typeof serverSide; token?: string } = {}): Promise<Omit<Row, 'name'>> {
   const before = snapshot();
@@ -74,23 +79,25 @@ try {
   // outbox row, the relay publishing to JetStream), then the whole of seed 004 in one
   // process (notifications sending every mail on the same two cores).
   const sink = await startSmtpSink({ port: 0 });
-  const startCluster = async (target: string, tree?: { root: string; natsUrl: string; dbUrl: string }) => {
+  // `tree.root` unset: this code, on tree's own NATS and database, with tree.env added (the tracing comparison).
+  const startCluster = async (target: string, tree?: { root?: string; natsUrl: string; dbUrl: string; env?: Record<string, string> }) => {
     const port = await freePort();
-    const proc = spawn(process.execPath, [tree ? `${tree.root}/services/main.ts` : new URL('../services/main.ts', import.meta.url).pathname], {
+    const older = Boolean(tree?.root);
+    const proc = spawn(process.execPath, [older ? `${tree!.root}/services/main.ts` : new URL('../services/main.ts', import.meta.url).pathname], {
       // identity too: every /api route takes a token (the development admin's, logged in once below);
       // an older tree compared against may have no identity, and then takes no token. The rate
       // limits would throttle the one bench principal: this bench measures intake, not them.
       env: {
         ...process.env, NATS_URL: tree?.natsUrl ?? nats.url, DATABASE_URL: tree?.dbUrl ?? db.url, PORT: String(port), HOST: '127.0.0.1', SMTP_URL: sink.url, LOG_LEVEL: 'error',
-        TARGET: tree ? target : withIdentity(target), RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000',
+        TARGET: older ? target : withIdentity(target), RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000', ...tree?.env,
       },
-      stdio: 'inherit', ...(tree ? { cwd: tree.root } : {}),
+      stdio: 'inherit', ...(older ? { cwd: tree!.root } : {}),
     });
     children.push(proc);
     serverPid = proc.pid!;
     const url = `http://127.0.0.1:${port}`;
     await waitReady(url);
-    const token = tree ? undefined : await login(url);
+    const token = older ? undefined : await login(url);
     return { url, proc, token, stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); } };
   };
   const intake = await startCluster('orders,admin');
@@ -99,11 +106,15 @@ try {
   const intakeAtTarget = await load(intake.url, { rate: 2000, token: intake.token });
 
   // This code's ceiling against BENCH_COMPARE_TREE's, alternating (ABBA...), both processes up.
-  const compared: { rounds: Omit<Row, 'name'>[][]; tree: string } | undefined = COMPARE_TREE ? { rounds: [[], []], tree: COMPARE_TREE } : undefined;
+  const receiver = COMPARE_TRACING ? await startOtlpReceiver() : undefined;
+  const compared: { rounds: Omit<Row, 'name'>[][]; tree: string } | undefined = COMPARE_TREE ? { rounds: [[], []], tree: COMPARE_TREE }
+    : receiver ? { rounds: [[], []], tree: `this checkout, tracing ${COMPARE_TRACING} of the orders to an OTLP receiver` } : undefined;
   if (compared) {
     const [otherNats, otherDb] = [await startTestNats(), await createTestDatabase('orderflow_bench')];
     const thisPid = intake.proc.pid!;
-    const other = await startCluster('orders,admin', { root: compared.tree, natsUrl: otherNats.url, dbUrl: otherDb.url });
+    const other = await startCluster('orders,admin', receiver
+      ? { natsUrl: otherNats.url, dbUrl: otherDb.url, env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: COMPARE_TRACING! } }
+      : { root: compared.tree, natsUrl: otherNats.url, dbUrl: otherDb.url });
     const sides = [sideOf(() => thisPid, () => db.name, () => nats.port), sideOf(() => other.proc.pid!, () => otherDb.name, () => otherNats.port)];
     const urls = [intake.url, other.url];
     const tokens = [intake.token, other.token];
@@ -185,7 +196,7 @@ try {
     const [mine, theirs] = compared.rounds as [Omit<Row, 'name'>[], Omit<Row, 'name'>[]];
     const fmt = (rows: Omit<Row, 'name'>[], k: 'rps' | 'cpuUs') => rows.map((r) => r[k].toFixed(0)).join(', ');
     console.log([
-      `Same run, intake ceiling (TARGET=orders,admin) alternating with BENCH_COMPARE_TREE=${compared.tree}, ${COMPARE_ROUNDS} runs of ${DURATION} s each:`,
+      `Same run, intake ceiling (TARGET=orders,admin) alternating with ${receiver ? '' : 'BENCH_COMPARE_TREE='}${compared.tree}, ${COMPARE_ROUNDS} runs of ${DURATION} s each:`,
       '',
       '| code | accepted/s, each run | median | server CPU µs/order (server, Postgres, nats-server), each run | median |',
       '|---|---|---:|---|---:|',
@@ -193,9 +204,11 @@ try {
       `| ${compared.tree} | ${fmt(theirs, 'rps')} | ${median(theirs, 'rps').toFixed(0)} | ${fmt(theirs, 'cpuUs')} | ${median(theirs, 'cpuUs').toFixed(0)} |`,
       '',
       `this ÷ compared, medians: accepted/s ${(median(mine, 'rps') / median(theirs, 'rps')).toFixed(2)}, CPU per order **${(median(mine, 'cpuUs') / median(theirs, 'cpuUs')).toFixed(2)}**.`,
+      ...(receiver ? [`The receiver got ${receiver.stats().requests} exports, ${(receiver.stats().bytes / 1e6).toFixed(1)} MB.`] : []),
     ].join('\n') + '\n');
   }
   await sink.close();
+  await receiver?.close();
 } finally {
   await stopAll();
 }

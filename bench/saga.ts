@@ -20,6 +20,8 @@ import { startSmsSimulator } from '../services/simulators/sms.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
 import { request } from './http-client.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
+import { startOtlpReceiver } from './otlp-receiver.ts';
+import pg from 'pg';
 
 const RATE = Number(process.env.BENCH_SAGA_RATE ?? 300);
 const SUSTAINED = Number(process.env.BENCH_SAGA_SUSTAINED ?? 60);
@@ -105,9 +107,17 @@ const db = await createTestDatabase('orderflow_bench');
 const sink = await startSmtpSink({ port: 0 });
 const gw = await startGatewaySimulator({ port: 0, seed: 11 });
 const sms = await startSmsSimulator({ port: 0, seed: 11 });
+// BENCH_TRACING=ratio: the cluster traces that share of the orders (parentbased_traceidratio)
+// and exports them by OTLP (BENCH_TRACING_PROTOCOL, default http/protobuf) to a receiver in
+// this process; BENCH_TRACE_DUMP=file (with http/json) writes the spans there for a look.
+const receiver = process.env.BENCH_TRACING ? await startOtlpReceiver({ keep: Boolean(process.env.BENCH_TRACE_DUMP) }) : null;
 const clusterEnv = {
   NATS_URL: nats.url, DATABASE_URL: db.url, SMTP_URL: sink.url, PAYMENT_GATEWAY_URL: gw.url, SMS_URL: sms.url,
   DB_POOL_MAX: process.env.DB_POOL_MAX ?? '40',
+  ...(receiver ? {
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: process.env.BENCH_TRACING_PROTOCOL ?? 'http/protobuf',
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: process.env.BENCH_TRACING,
+  } : {}),
   // BENCH_PROFILE=dir writes a V8 CPU profile of the cluster process(es) there.
   ...(process.env.BENCH_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` } : {}),
 };
@@ -224,6 +234,36 @@ if (OVER > 0) {
     `${over.acceptedAt.size} accepted, ${over.shipped} shipped, ${over.acceptedAt.size - over.finished.length} unfinished, ${over.errors} errors; sent at ${fmt(over.sentPerSecond)}/s`]);
 }
 
+// Where a saga's time goes: each order's history (orders.orders.history) stamps its steps as
+// the saga recorded them, so 202 -> STOCK_RESERVED -> PAID -> SHIPPED splits the latency
+// into the three legs (each: the saga's command out through the outbox, the service's
+// consumer, its reply back through the outbox, the saga's next step); the rest is the
+// done event reaching the bench.
+const hopRows: string[] = [];
+async function hops(name: string, run: { acceptedAt: Map<string, number> }) {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    const { rows: [r] } = await client.query(`
+      with h as (
+        select o.created_at as p,
+          (select (e->>'at')::timestamptz from jsonb_array_elements(o.history) e where e->>'status' = 'STOCK_RESERVED' limit 1) as r,
+          (select (e->>'at')::timestamptz from jsonb_array_elements(o.history) e where e->>'status' = 'PAID' limit 1) as pd,
+          (select (e->>'at')::timestamptz from jsonb_array_elements(o.history) e where e->>'status' = 'SHIPPED' limit 1) as s
+        from orders.orders o where o.id = any($1::uuid[]))
+      select percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from r - p) * 1000) as reserve,
+             percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from pd - r) * 1000) as pay,
+             percentile_cont(array[0.5, 0.95]) within group (order by extract(epoch from s - pd) * 1000) as ship
+      from h where s is not null`, [[...run.acceptedAt.keys()]]);
+    const f = (v: number[] | null) => (v ? `${fmt(v[0]!)} / ${fmt(v[1]!)}` : '–');
+    hopRows.push(`| ${name} | ${f(r.reserve)} | ${f(r.pay)} | ${f(r.ship)} |`);
+  } finally {
+    await client.end();
+  }
+}
+await hops(`${SUSTAINED}/s`, sustained);
+await hops(`${RATE}/s`, steady);
+
 // ---- 3. Scarce stock: many orders for few units ------------------------------------
 const SCARCE = ['SCARCE-A', 'SCARCE-B', 'SCARCE-C'];
 for (const sku of SCARCE) {
@@ -257,10 +297,19 @@ console.log('| scenario | per second | p50 ms | p95 ms (intake: p97.5) | p99 ms 
 console.log('|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
 console.log(`\n${cpuLine}`);
+console.log('\n| saga legs, p50 / p95 ms | 202 → STOCK_RESERVED | → PAID | → SHIPPED |');
+console.log('|---|---|---|---|');
+for (const r of hopRows) console.log(r);
 console.log(`\nBooks over ${books.counts.orders} orders: ${books.ok ? 'balanced' : 'NOT balanced'} (shipped ${books.counts.shipped}, failed ${JSON.stringify(books.counts.byReason)}, unfinished ${books.counts.unfinished}).`);
 if (!books.ok) console.log(books.problems.slice(0, 20).map((p) => `- ${p}`).join('\n'));
 console.log(`Gateway: ${gw.sim.stats().applied.charges} charges, ${gw.sim.stats().applied.refunds} refunds; mails ${sink.messages().length}; SMS ${sms.sim.messages().length}.`);
 
+if (receiver) {
+  const st = receiver.stats();
+  console.log(`Tracing: ${process.env.BENCH_TRACING} of the orders sampled; the receiver got ${st.spans || '?'} spans in ${st.requests} exports (${(st.bytes / 1e6).toFixed(1)} MB).`);
+  if (process.env.BENCH_TRACE_DUMP) (await import('node:fs')).writeFileSync(process.env.BENCH_TRACE_DUMP, JSON.stringify(receiver.spans()));
+  await receiver.close();
+}
 sub.unsubscribe();
 await nc.close();
 await c.stop();

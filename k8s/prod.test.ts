@@ -1,6 +1,6 @@
 // The production overlay, checked offline: it renders, every object validates against the
 // Kubernetes, KEDA and Prometheus Operator schemas from npm (CloudNativePG has no npm models:
-// its objects are checked structurally here), and the workload policy holds.
+// its objects are checked structurally here), the workload policy holds, and Postgres is backed up.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { ruleFiles } from '../ops/promql.ts';
 import { registry } from '../services/main.ts';
 import { readSpecs, STREAMS_DIR } from '../services/kit/provision.ts';
-import { policyViolations, type K8sObject } from './policy.ts';
+import { backupViolations, policyViolations, type K8sObject } from './policy.ts';
 
 const root = new URL('../', import.meta.url).pathname;
 const hasKubectl = (() => { try { execFileSync('kubectl', ['kustomize', '--help'], { stdio: 'ignore' }); return true; } catch { return false; } })();
@@ -30,7 +30,33 @@ async function modelFor(o: K8sObject): Promise<(new (data: unknown) => { validat
   return Model;
 }
 
-/** CloudNativePG Cluster and Pooler: the fields the operator requires and the ones we rely on. */
+/** CloudNativePG's cron: six fields, seconds first (`0 0 2 * * *`); a five-field one would run at the wrong time or be refused. */
+const CNPG_SCHEDULE = /^(\S+\s+){5}\S+$/;
+
+/** A Cluster's spec.backup, as the CRD constrains it (retentionPolicy's pattern, the enums). */
+function cnpgBackupProblems(o: K8sObject): string[] {
+  const b = o.spec?.backup;
+  if (!b) return [];
+  const p: string[] = [];
+  const id = `Cluster/${o.metadata.name}`;
+  if (b.retentionPolicy !== undefined && !/^[1-9][0-9]*[dwm]$/.test(b.retentionPolicy)) p.push(`${id}: spec.backup.retentionPolicy must look like 30d, 4w or 3m`);
+  if (b.target !== undefined && !['primary', 'prefer-standby'].includes(b.target)) p.push(`${id}: spec.backup.target must be primary or prefer-standby`);
+  const store = b.barmanObjectStore;
+  if (store) {
+    if (typeof store.destinationPath !== 'string' || !store.destinationPath) p.push(`${id}: barmanObjectStore.destinationPath is required`);
+    for (const [k, ref] of Object.entries(store.s3Credentials ?? {})) {
+      if (k === 'inheritFromIAMRole') continue;
+      if (typeof (ref as any)?.name !== 'string' || typeof (ref as any)?.key !== 'string') p.push(`${id}: s3Credentials.${k} must be a Secret key reference {name, key}`);
+    }
+    const compressions = ['bzip2', 'gzip', 'lz4', 'snappy', 'xz', 'zstd'];
+    if (store.wal?.compression !== undefined && !compressions.includes(store.wal.compression)) p.push(`${id}: wal.compression ${store.wal.compression} is not one CloudNativePG knows`);
+    if (store.data?.compression !== undefined && !compressions.includes(store.data.compression)) p.push(`${id}: data.compression ${store.data.compression} is not one CloudNativePG knows`);
+    if (store.wal?.maxParallel !== undefined && !(Number.isInteger(store.wal.maxParallel) && store.wal.maxParallel >= 1)) p.push(`${id}: wal.maxParallel must be an integer >= 1`);
+  }
+  return p;
+}
+
+/** CloudNativePG Cluster, Pooler and ScheduledBackup: the fields the operator requires and the ones we rely on. */
 function cnpgProblems(o: K8sObject, all: K8sObject[]): string[] {
   const p: string[] = [];
   if (o.apiVersion !== 'postgresql.cnpg.io/v1') p.push(`${o.kind}/${o.metadata.name}: apiVersion ${o.apiVersion}`);
@@ -39,6 +65,16 @@ function cnpgProblems(o: K8sObject, all: K8sObject[]): string[] {
     if (!/^\d+[GMT]i$/.test(o.spec?.storage?.size ?? '')) p.push('Cluster: spec.storage.size must be a quantity');
     if (!o.spec?.bootstrap?.initdb?.database) p.push('Cluster: spec.bootstrap.initdb.database is required');
     if (!/:[\w.-]+$/.test(o.spec?.imageName ?? '') || /:latest$/.test(o.spec.imageName)) p.push('Cluster: spec.imageName must be pinned');
+    p.push(...cnpgBackupProblems(o));
+  } else if (o.kind === 'ScheduledBackup') {
+    const id = `ScheduledBackup/${o.metadata.name}`;
+    const cluster = all.find((c) => c.kind === 'Cluster' && c.metadata.name === o.spec?.cluster?.name);
+    if (!cluster) p.push(`${id}: spec.cluster.name names no Cluster`);
+    if (!CNPG_SCHEDULE.test(o.spec?.schedule ?? '')) p.push(`${id}: spec.schedule must be a six-field cron (seconds first)`);
+    const method = o.spec?.method ?? 'barmanObjectStore';
+    if (!['barmanObjectStore', 'volumeSnapshot', 'plugin'].includes(method)) p.push(`${id}: spec.method must be barmanObjectStore, volumeSnapshot or plugin`);
+    if (method === 'barmanObjectStore' && cluster && !cluster.spec?.backup?.barmanObjectStore) p.push(`${id}: method barmanObjectStore, but Cluster/${cluster.metadata.name} has no spec.backup.barmanObjectStore`);
+    if (o.spec?.backupOwnerReference !== undefined && !['none', 'self', 'cluster'].includes(o.spec.backupOwnerReference)) p.push(`${id}: spec.backupOwnerReference must be none, self or cluster`);
   } else if (o.kind === 'Pooler') {
     if (!all.some((c) => c.kind === 'Cluster' && c.metadata.name === o.spec?.cluster?.name)) p.push('Pooler: spec.cluster.name names no Cluster');
     if (!['rw', 'ro', 'r'].includes(o.spec?.type)) p.push('Pooler: spec.type must be rw, ro or r');
@@ -69,6 +105,51 @@ describe.runIf(hasKubectl)('k8s/overlays/prod', () => {
     expect(await schemaProblems(objs)).toEqual([]);
     expect(byKind('Cluster')).toHaveLength(1);
     expect(byKind('Pooler')).toHaveLength(1);
+    expect(byKind('ScheduledBackup')).toHaveLength(1);
+  });
+
+  it('the CloudNativePG checks have teeth: a malformed backup configuration and ScheduledBackup are refused', async () => {
+    const edited = (kind: string, edit: (o: any) => void) => {
+      const copy = structuredClone(objs);
+      edit(copy.find((o) => o.kind === kind)!);
+      return copy;
+    };
+    expect(await schemaProblems(edited('ScheduledBackup', (o) => { o.spec.schedule = '0 2 * * *'; }))).toEqual([
+      'ScheduledBackup/orderflow-db-nightly: spec.schedule must be a six-field cron (seconds first)']);
+    expect(await schemaProblems(edited('ScheduledBackup', (o) => { o.spec.cluster.name = 'elsewhere'; }))).toEqual([
+      'ScheduledBackup/orderflow-db-nightly: spec.cluster.name names no Cluster']);
+    expect(await schemaProblems(edited('Cluster', (o) => { o.spec.backup.retentionPolicy = '30 days'; }))).toEqual([
+      'Cluster/orderflow-db: spec.backup.retentionPolicy must look like 30d, 4w or 3m']);
+    expect(await schemaProblems(edited('Cluster', (o) => { o.spec.backup.barmanObjectStore.s3Credentials.accessKeyId = 'AKIA...'; }))).toEqual([
+      'Cluster/orderflow-db: s3Credentials.accessKeyId must be a Secret key reference {name, key}']);
+    expect(await schemaProblems(edited('Cluster', (o) => { delete o.spec.backup; }))).toEqual([
+      'ScheduledBackup/orderflow-db-nightly: method barmanObjectStore, but Cluster/orderflow-db has no spec.backup.barmanObjectStore']);
+  });
+
+  it('Postgres is backed up: WAL archived to object storage with credentials from a Secret, a retention, nightly base backups', () => {
+    expect(backupViolations(objs)).toEqual([]);
+    const cluster = byKind('Cluster')[0]!;
+    const store = cluster.spec.backup.barmanObjectStore;
+    expect(store.destinationPath).toMatch(/^(s3|gs|https):\/\//);
+    const secrets = new Set([store.s3Credentials.accessKeyId.name, store.s3Credentials.secretAccessKey.name]);
+    // The credentials Secret is created out of band, its keys listed beside secrets.example.env.
+    expect(byKind('Secret').filter((x) => secrets.has(x.metadata.name))).toEqual([]);
+    const example = readFileSync(`${root}k8s/overlays/prod/backup-secrets.example.env`, 'utf8');
+    const listed = example.split('\n').filter((l) => /^[A-Z0-9_]+=/.test(l)).map((l) => l.split('=')[0]);
+    expect(listed.sort()).toEqual([store.s3Credentials.accessKeyId.key, store.s3Credentials.secretAccessKey.key].sort());
+    const nightly = byKind('ScheduledBackup')[0]!;
+    expect(nightly.spec.cluster.name).toBe(cluster.metadata.name);
+    expect(nightly.metadata.namespace).toBe(cluster.metadata.namespace);
+  });
+
+  it('the policy fails the prod overlay without a backup', () => {
+    const without = (edit: (copy: K8sObject[]) => K8sObject[]) => policyViolations(edit(structuredClone(objs)));
+    const cluster = (copy: K8sObject[]) => copy.find((o) => o.kind === 'Cluster')!;
+    expect(without((c) => { delete cluster(c).spec.backup; return c; })).toEqual(['Cluster/orderflow-db has no spec.backup.barmanObjectStore (no WAL archiving)']);
+    expect(without((c) => c.filter((o) => o.kind !== 'ScheduledBackup'))).toEqual(['Cluster/orderflow-db has no ScheduledBackup']);
+    expect(without((c) => { delete cluster(c).spec.backup.retentionPolicy; return c; })).toEqual(['Cluster/orderflow-db: spec.backup has no retentionPolicy']);
+    expect(without((c) => { delete cluster(c).spec.backup.barmanObjectStore.s3Credentials; return c; })).toEqual(['Cluster/orderflow-db: barmanObjectStore has no credentials from a Secret']);
+    expect(without((c) => { c.find((o) => o.kind === 'ScheduledBackup')!.spec.suspend = true; return c; })).toEqual(['ScheduledBackup/orderflow-db-nightly is suspended']);
   });
 
   it('the schemas have teeth: a malformed Deployment and ScaledObject are refused', async () => {

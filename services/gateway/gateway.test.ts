@@ -83,6 +83,24 @@ describe('the gateway target', () => {
     expect(toB.sent()).toContain(`GET /api/funding/applications/${app.body.id} HTTP/1.1`);
   });
 
+  it('passes a body of undeclared length (chunked) through whole, and a buffered answer byte for byte', async () => {
+    // The proxy pipes a declared-length body from the socket and buffers small answers; a
+    // chunked body takes the web-stream path. Both must arrive byte for byte.
+    const orderId = `GW-CHUNKED-${Date.now()}`;
+    const text = JSON.stringify({ orderId, email: 'chunk@example.com', paymentToken: 'tok_visa', items: [{ sku: 'SKU-1', quantity: 2 }] });
+    const parts = [text.slice(0, 10), text.slice(10, 40), text.slice(40)];
+    const body = new ReadableStream({ pull(ctl) { const p = parts.shift(); if (p === undefined) ctl.close(); else ctl.enqueue(new TextEncoder().encode(p)); } });
+    const res = await fetch(`${gw.url}/api/orders`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit);
+    expect(res.status).toBe(202);
+    expect((await res.json()).orderId).toBe(orderId);
+    expect(toA.sent()).toMatch(/transfer-encoding: chunked/i);
+    // A buffered answer: the same bytes and headers through the gateway as from orders itself.
+    const id = (await gw.get(`/api/orders?orderId=${orderId}`, auth)).body.id;
+    const [through, direct] = await Promise.all([fetch(`${gw.url}/api/orders/${id}`, { headers: auth }), fetch(`${a.url}/api/orders/${id}`, { headers: auth })]);
+    expect([through.status, through.headers.get('content-type'), through.headers.get('content-length')]).toEqual([200, direct.headers.get('content-type'), direct.headers.get('content-length')]);
+    expect(await through.text()).toBe(await direct.text());
+  });
+
   it('keeps connections alive: 60 requests in turn share a socket; two bursts of 20 at once open at most 20', async () => {
     const before = toA.accepted();
     for (let i = 0; i < 60; i++) expect((await fetch(`${gw.url}/.well-known/jwks.json`)).status).toBe(200);

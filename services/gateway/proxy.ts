@@ -8,6 +8,20 @@ import type { Context } from 'hono';
 import { WebSocket } from 'ws';
 import { acceptWebSocket, errorBody, type Logger } from '../kit/index.ts';
 
+/** Answers up to this size (declared by Content-Length) are buffered rather than streamed. */
+const BUFFERED_ANSWER_BYTES = 1 << 20;
+
+/**
+ * The request's body as a Node stream: the server's own IncomingMessage where no middleware
+ * has touched the body (the kit's body limit reads only Content-Length when there is one),
+ * which spares a web stream and its conversion back for every request; else the web body.
+ */
+function requestBody(c: Context): Readable {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming && !c.req.raw.bodyUsed && incoming.readableFlowing === null && !incoming.readableEnded) return incoming;
+  return Readable.fromWeb(c.req.raw.body as never);
+}
+
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the proxy sets itself. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
 
@@ -118,11 +132,12 @@ export function createProxy(o: ProxyOptions): Proxy {
     },
 
     async forward(c, u) {
-      const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD' && c.req.raw.body !== null;
+      // From the headers: touching c.req.raw.body would make @hono/node-server build the web stream.
+      const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD' && ((c.req.header('content-length') ?? '0') !== '0' || c.req.header('transfer-encoding') !== undefined);
       let res: IncomingMessage;
       try {
         try {
-          res = await send(c, u, hasBody ? Readable.fromWeb(c.req.raw.body as never) : undefined);
+          res = await send(c, u, hasBody ? requestBody(c) : undefined);
         } catch (err) {
           // A pooled socket the upstream closed as we picked it: a bodiless request is sent again, once.
           if (hasBody || (err as NodeJS.ErrnoException).code !== 'ECONNRESET') throw err;
@@ -137,8 +152,21 @@ export function createProxy(o: ProxyOptions): Proxy {
         for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
       }
       const empty = c.req.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
-      if (empty) res.resume();
-      return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream), { status: res.statusCode ?? 502, headers });
+      if (empty) { res.resume(); return new Response(null, { status: res.statusCode ?? 502, headers }); }
+      // A small answer of declared length (nearly every API answer) is read whole and sent as a
+      // buffer: a web stream per response (Readable.toWeb) was most of the gateway's CPU per
+      // request (bench:edge). Streams (SSE) and large or undeclared bodies still flow through.
+      const length = Number(res.headers['content-length']);
+      if (length <= BUFFERED_ANSWER_BYTES && !String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+        try {
+          const chunks: Buffer[] = [];
+          for await (const chunk of res) chunks.push(chunk as Buffer);
+          return new Response(Buffer.concat(chunks), { status: res.statusCode ?? 502, headers });
+        } catch (err) {
+          return unavailable(c, u, err);
+        }
+      }
+      return new Response(Readable.toWeb(res) as ReadableStream, { status: res.statusCode ?? 502, headers });
     },
     sockets() {
       const out: Record<string, number> = {};

@@ -67,6 +67,16 @@ export const baseSchema = z.object({
   RATE_LIMIT_TRUSTED_PROXIES: int(0, 0, 10),
   /** Heartbeat of the limiter's share of the cluster; the rate-limit-members bucket's TTL (5 s) must be several of these. */
   RATE_LIMIT_HEARTBEAT_MS: int(1000, 50, 2000),
+  /**
+   * kit.inbox rows are kept this long after their message was handled; 0 never prunes. The default (45 days) outlives
+   * every way a message can come back: a stream keeps it 7 days, and a DLQ entry (30 days) may be redriven to every
+   * consumer of its stream (kit/retention.ts). Start-up refuses less than the streams' longest max_age.
+   */
+  INBOX_RETENTION_HOURS: int(45 * 24, 0, 100 * 365 * 24),
+  /** Answered Idempotency-Keys are kept this long (24 h, Stripe's rule; CONTRACTS.md names no lifetime); a key still in progress is never deleted. */
+  IDEMPOTENCY_KEY_RETENTION_HOURS: int(24, 1, 100 * 365 * 24),
+  /** Seconds between this process's retention passes over kit.inbox and kit.idempotency_keys; 0: this process does not prune. */
+  RETENTION_INTERVAL_S: int(300, 0, 86_400),
 });
 
 export type BaseConfig = z.infer<typeof baseSchema>;

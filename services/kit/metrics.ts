@@ -49,6 +49,11 @@ export function createMetrics() {
     outboxLagSeconds: new Gauge({ name: 'orderflow_outbox_lag_seconds', help: 'Age of the oldest unpublished outbox row', registers: [registry] }),
     outboxPending: new Gauge({ name: 'orderflow_outbox_pending', help: 'Unpublished outbox rows', registers: [registry] }),
     outboxPublished: new Counter({ name: 'orderflow_outbox_published_total', help: 'Outbox rows published', registers: [registry] }),
+    /** Rows the retention pruner deleted (kit/retention.ts), per table: inbox, idempotency_keys. */
+    retentionPruned: new Counter({
+      name: 'orderflow_retention_pruned_total', help: 'Expired rows deleted by the retention pruner, per kit table (inbox, idempotency_keys)',
+      labelNames: ['table'] as const, registers: [registry],
+    }),
     /** Requests refused by a rate limiter, per scope (e.g. `client`, `ip`, `route`). The edge's limiter increments it. */
     rateLimitRejections: new Counter({
       name: 'orderflow_rate_limit_rejections_total', help: 'Requests refused by a rate limit (429), per scope',

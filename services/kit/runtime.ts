@@ -29,7 +29,8 @@ import { connectNats, type Nats } from './nats.ts';
 import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
 import { assertProductionReady } from './production.ts';
 import { createProfiler, profileAnswers, startContinuousProfiling } from './profiling.ts';
-import { provision, STREAMS_DIR } from './provision.ts';
+import { provision, readSpecs, STREAMS_DIR } from './provision.ts';
+import { checkInboxRetention, inboxHorizon, RETENTION_TABLES, startPruner, type Pruner } from './retention.ts';
 import type { Deps, Env, Running } from './service.ts';
 import { createTracing } from './tracing.ts';
 import { createWebSockets } from './websocket.ts';
@@ -79,6 +80,8 @@ export async function startRuntime(opts: {
   const production = config.ORDERFLOW_ENV === 'production';
   if (production) assertProductionReady(opts.env, plan);
   const metrics = createMetrics();
+  // Before connecting to anything: a retention that could let a redelivery run twice is a configuration error.
+  checkInboxRetention(config.INBOX_RETENTION_HOURS * 3_600_000, inboxHorizon(readSpecs(STREAMS_DIR)), log);
   // Off unless an OTLP endpoint is set (or a test hands in an exporter): see tracing.ts.
   const tracing = createTracing({
     env: opts.env, exporter: opts.spanExporter, instance: instanceId(opts.env),
@@ -209,6 +212,17 @@ export async function startRuntime(opts: {
   servicesStarted = true;
   if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, tracing, onPublished: (n) => metrics.outboxPublished.inc(n) });
   const mover = plan.dlqMover ? await startDlqMover({ js: nats.js, jsm: nats.jsm, errors, log }) : undefined;
+  // Every process prunes the kit's tables, whatever its targets: they come with every process, and
+  // replicas share the work through SKIP LOCKED (retention.ts). RETENTION_INTERVAL_S=0 turns it off here.
+  const pruner: Pruner | undefined = config.RETENTION_INTERVAL_S > 0
+    ? startPruner({
+      orm, log: log.child({ component: 'retention' }), intervalMs: config.RETENTION_INTERVAL_S * 1000,
+      inboxMs: config.INBOX_RETENTION_HOURS * 3_600_000, idempotencyMs: config.IDEMPOTENCY_KEY_RETENTION_HOURS * 3_600_000,
+      onPruned: (table, n) => metrics.retentionPruned.inc({ table }, n),
+    })
+    : undefined;
+  // Both series exist from the start, so a dashboard or rule sees 0 rather than no data.
+  if (pruner) for (const table of RETENTION_TABLES) metrics.retentionPruned.inc({ table }, 0);
   const dlq = createDlqAdmin(nats);
   const gauges = setInterval(() => {
     void dlq.depth().then((d) => metrics.dlqDepth.set(d)).catch(() => {});
@@ -249,6 +263,7 @@ export async function startRuntime(opts: {
       });
       log.debug('stop: http closed; stopping DLQ mover and relay');
       if (mover) await withTimeout(mover.stop(), 5000, 'dlq mover stop').catch(() => {});
+      if (pruner) await withTimeout(pruner.stop(), 5000, 'retention pruner stop').catch(() => {});
       // A last pass so events of work that just finished leave now rather than at next boot.
       if (relay) {
         await relay.drainOnce().catch(() => 0);
