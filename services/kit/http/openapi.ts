@@ -74,7 +74,11 @@ function operation(r: RouteEntry, convert: (s: ZodType, io: 'input' | 'output') 
     summary: r.summary, tags: r.tags,
   };
   const access = r.access;
-  const needs = access === 'public' ? 'none (public)' : access === 'signed-in' ? 'any valid token'
+  // A public /api route verifies a token when one is sent (route.ts): optional security.
+  const optionalToken = access === 'public' && r.path.startsWith('/api/');
+  const needs = access === 'public'
+    ? (optionalToken ? `none (public); a bearer token, when sent, is verified and the call limited as its principal${r.invalidToken === 'anonymous' ? ' (one that does not verify leaves the call anonymous)' : ' (one that does not verify is 401)'}` : 'none (public)')
+    : access === 'signed-in' ? 'any valid token'
     : [access.roles?.length ? `a user with role ${access.roles.join(' or ')}` : '', access.scopes?.length ? `a client with scope ${access.scopes.join(' or ')}` : ''].filter(Boolean).join('; or ');
   op.description = [r.description, `Access: ${needs}.`].filter(Boolean).join('\n\n');
   op['x-access'] = access === 'public' || access === 'signed-in' ? access : { roles: access.roles ?? [], scopes: access.scopes ?? [] };
@@ -113,7 +117,7 @@ function operation(r: RouteEntry, convert: (s: ZodType, io: 'input' | 'output') 
   }
   const errors = new Set<number>(r.errors ?? []);
   if (r.body || r.query || r.idempotent || r.path.includes('{')) errors.add(400);
-  if (access !== 'public') errors.add(401);
+  if (access !== 'public' || (optionalToken && r.invalidToken !== 'anonymous')) errors.add(401);
   if (typeof access === 'object') errors.add(403);
   if (r.idempotent) { errors.add(409); errors.add(422); }
   if (r.body) { errors.add(413); errors.add(415); }
@@ -129,7 +133,7 @@ function operation(r: RouteEntry, convert: (s: ZodType, io: 'input' | 'output') 
   responses.default = { description: 'any other error, in the contract\'s format (500 INTERNAL never carries a stack trace)', content: { 'application/json': { schema: errorRef } } };
   op.responses = responses;
 
-  if (access === 'public') op.security = [];
+  if (access === 'public') op.security = optionalToken ? [{}, { bearer: [] }, { clientCredentials: [] }] : [];
   else {
     const scopes = typeof access === 'object' ? [...(access.scopes ?? [])] : [];
     op.security = [{ bearer: [] }, { clientCredentials: scopes }, ...(r.tokenInQuery ? [{ accessTokenQuery: [] }] : [])];

@@ -4,12 +4,13 @@
 // declaration and records it in the process's route table, from which /openapi.json and
 // the 405 answers are made (openapi.ts). So the check and the document cannot disagree.
 //
-// The chain per route: authentication (skipped for public routes) → the runtime's rate
-// limiter (every /api route, public ones included; no principal means "by client address")
+// The chain per route: authentication (optional on public /api routes: a token sent is
+// verified, none is anonymous) → the runtime's rate limiter (every /api route, public ones
+// included; no principal means "by client address")
 // → the role/scope check → Idempotency-Key → the parsed query and body → the handler.
 import type { Context, MiddlewareHandler } from 'hono';
 import type { ZodType } from 'zod';
-import { requireAccess, requireAuth, type AuthEnv, type Principal, type Verifier } from '../auth.ts';
+import { optionalAuth, requireAccess, requireAuth, type AuthEnv, type InvalidTokenAnswer, type Principal, type Verifier } from '../auth.ts';
 import type { MikroORM } from '../db.ts';
 import { ConfigError } from '../errors.ts';
 import type { App, AppEnv } from './app.ts';
@@ -49,6 +50,12 @@ export type RouteDef<B = unknown, Q = unknown> = {
   description?: string;
   tags: string[];
   access: Access;
+  /**
+   * A public /api route verifies a bearer token when one is sent (so the limiter counts its
+   * principal); one that does not verify is 401 ('refuse', the default), or leaves the caller
+   * anonymous ('anonymous': the routes that hand out tokens, which a client calls with its stale one).
+   */
+  invalidToken?: InvalidTokenAnswer;
   /** Also take the token as `?access_token=` (SSE and WebSocket: browsers cannot set headers there). */
   tokenInQuery?: boolean;
   /** Path parameters, documented; the handler reads them (a malformed id is a 404, as an unknown one). */
@@ -114,11 +121,16 @@ export function createRoutes(o: RoutesOptions): Routes {
       const body = def.body === undefined ? undefined : isBodySpec(def.body) ? def.body : { schema: def.body };
       const honoPath = honoPathOf(def.path);
       const chain: MiddlewareHandler[] = [];
+      const api = def.path.startsWith('/api/');
       if (def.access !== 'public') {
         if (!o.verifier) throw new ConfigError(`route ${def.method} ${def.path} needs a token verifier and the runtime has none`);
         chain.push(requireAuth(o.verifier, { queryToken: def.tokenInQuery }) as MiddlewareHandler);
+      } else if (api && o.verifier) {
+        // Public, but a caller that sends its token is limited as itself, not as its address.
+        // Verification is local (cached keys and tokens): no call to identity per request.
+        chain.push(optionalAuth(o.verifier, { invalid: def.invalidToken }) as MiddlewareHandler);
       }
-      if (o.limit && def.path.startsWith('/api/')) chain.push(o.limit);
+      if (o.limit && api) chain.push(o.limit);
       if (typeof def.access === 'object') chain.push(requireAccess(def.access) as MiddlewareHandler);
       if (def.idempotency) {
         if (!o.orm) throw new ConfigError(`route ${def.method} ${def.path} takes Idempotency-Key and the runtime gave no database`);
