@@ -1,13 +1,14 @@
 // The route declaration's chain, on a bare app: authentication, then the runtime's limiter
 // (on every /api route, public ones included), then the role/scope check; and the table.
 import { describe, expect, it } from 'vitest';
-import type { MiddlewareHandler } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import { InvalidTokenError, type Principal, type Verifier } from '../auth.ts';
 import { createLogger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import { createApp } from './app.ts';
-import { allowedMethods, createRoutes, createRouteTable } from './route.ts';
+import { openApiDocument } from './openapi.ts';
+import { allowedMethods, createRoutes, createRouteTable, notFoundOrNotAllowed } from './route.ts';
 
 const principals: Record<string, Principal> = {
   'a.b.admin': { sub: 'u-admin', kind: 'user', roles: ['admin'], scopes: [] },
@@ -83,5 +84,29 @@ describe('routes.add', () => {
     expect(() => routes.add({ ...def, access: 'signed-in' })).toThrow(/verifier/);
     routes.add({ ...def, access: 'public' });
     expect(() => routes.add({ ...def, access: 'public' })).toThrow(/twice/);
+  });
+
+  it('mount records an app\'s routes (not its middleware or catch-all) with their access, documents only those it is told to, and mounts it', async () => {
+    const app = createApp({ log: createLogger({ level: 'silent' }), metrics: createMetrics(), readiness: async () => [] });
+    const table = createRouteTable();
+    const routes = createRoutes({ app, table });
+    const guard: MiddlewareHandler = async (_c, next) => { await next(); };
+    const pages = new Hono()
+      .use('*', guard)
+      .get('/', (c) => c.text('home'))
+      .get('/items/:id', guard, (c) => c.text(`item ${c.req.param('id')}`))
+      .post('/items/:id/delete', (c) => c.text('deleted'));
+    pages.all('*', (c) => c.text('no such page', 404));
+    routes.mount({ prefix: '/pages', app: pages, tags: ['pages'], access: (path) => (path === '/pages' ? 'public' : { roles: ['admin'] }), documented: { 'GET /pages': { summary: 'home', responses: { 200: { description: 'the page', type: 'html' } } } } });
+    app.notFound(notFoundOrNotAllowed(table));
+    expect(table.routes.map((r) => [r.method, r.path, r.access, r.document ?? true])).toEqual([
+      ['GET', '/pages', 'public', true], ['GET', '/pages/items/{id}', { roles: ['admin'] }, false], ['POST', '/pages/items/{id}/delete', { roles: ['admin'] }, false],
+    ]);
+    expect(allowedMethods(table, '/pages/items/7')).toEqual(['GET', 'HEAD']);
+    expect(await (await app.request('/pages/items/7')).text()).toBe('item 7');
+    const doc = openApiDocument(table) as { paths: Record<string, Record<string, { security: unknown[] }>> };
+    expect(Object.keys(doc.paths)).toEqual(['/pages']);
+    expect(doc.paths['/pages']!.get!.security).toEqual([]);
+    expect(() => routes.mount({ prefix: '/pages', app: pages, tags: [], access: () => 'public' })).toThrow(/twice/);
   });
 });

@@ -184,7 +184,7 @@ export function createRoutes(o: RoutesOptions): Routes {
       o.table.routes.push({ ...doc, body, idempotent: Boolean(idem), honoPath, pattern: patternOf(def.path) } as RouteEntry);
     },
     mount(def) {
-      o.app.route(def.prefix, def.app as never);
+      const entries: RouteEntry[] = [];
       const seen = new Set<string>();
       for (const r of def.app.routes) {
         // Middleware (`use`) and catch-alls are registered as ALL or with a `*`: not routes.
@@ -196,11 +196,13 @@ export function createRoutes(o: RoutesOptions): Routes {
         seen.add(key);
         if (o.table.routes.some((x) => x.method === r.method && x.path === path)) throw new ConfigError(`route ${key} declared twice`);
         const documented = def.documented?.[key];
-        o.table.routes.push({
+        entries.push({
           method: r.method as HttpMethod, path, honoPath, pattern: patternOf(path), tags: def.tags, access: def.access(path), session: true, idempotent: false,
           summary: documented?.summary ?? key, responses: documented?.responses ?? {}, ...(documented ? {} : { document: false as const }),
         });
       }
+      o.app.route(def.prefix, def.app as never);
+      o.table.routes.push(...entries);
     },
   };
 }
