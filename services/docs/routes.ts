@@ -1,9 +1,9 @@
 // The API description pages every process serves, whatever its targets: GET /asyncapi.json
-// (built once from contracts/ and streams/), and GET /docs, declared in the route table like
-// every route (public; 405 with Allow for another method; the page's script and assets are
-// kept out of /openapi.json), Swagger UI on /openapi.json with
+// (built once from contracts/ and streams/), and GET /docs, Swagger UI on /openapi.json with
 // every asset served from here (no CDN): the page, its initializer and the swagger-ui-dist
-// files it needs, read from node_modules once and kept gzipped. The CSP (kit/http/secure-headers.ts)
+// files it needs, read from node_modules once and kept gzipped. They are declared in the route
+// table like every route: public, 405 with Allow for another method, and in /openapi.json
+// (the page's script and files in the table only). The CSP (kit/http/secure-headers.ts)
 // allows scripts from this origin only, so the initializer is a file, not an inline script.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
