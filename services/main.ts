@@ -14,7 +14,7 @@ import * as identity from './identity/main.ts';
 import { SCOPES } from './identity/clients.ts';
 import * as fundingScoring from './funding/scoring-main.ts';
 import { createLogger } from './kit/index.ts';
-import type { App } from './kit/http.ts';
+import type { Routes } from './kit/http.ts';
 import { startRuntime, type Externals, type Registry, type VerifierFactory } from './kit/runtime.ts';
 import * as lending from './lending/main.ts';
 import * as notifications from './notifications/main.ts';
@@ -32,10 +32,10 @@ export const registry: Registry = Object.fromEntries(
   [identity, orders, notifications, admin, lending, catalog, inventory, payments, shipping, saga, funding, fundingScoring, gateway].map(({ module }) => [module.name, module]),
 );
 
-/** What every process serves whatever its TARGET: the API description (/asyncapi.json, /docs). */
-export const sharedRoutes = (app: App) => {
+/** What every process serves whatever its TARGET: the API description (/asyncapi.json, /docs), declared in its route table. */
+export const sharedRoutes = (routes: Routes) => {
   const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  app.route('/', docsRoutes({ version }));
+  docsRoutes(routes, { version });
 };
 
 /** Access tokens are verified locally in every process (identity/main.ts, processVerifier). */

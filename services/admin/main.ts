@@ -23,10 +23,17 @@ export async function start({ app, routes, nats, flags, orm, env, log, metrics }
   const dlq = createDlqAdmin({ ...nats, contracts: dlqContracts });
   dlqRoutes(routes, { dlq });
   flagRoutes(routes, { store: flags.store, orm });
-  const console = createConsole({ app, orm, dlq, metrics, log, config });
+  const console = createConsole({ app, table: routes.table, orm, dlq, metrics, log, config });
   // The console's forms post form-encoded bodies, as HTML forms do.
   app.formBodies.add('/admin/*');
-  app.route('/admin', console.routes);
+  // Its pages go in the route table (405 and Allow, their access); its cookie session, guards and error pages stay its own.
+  routes.mount({
+    prefix: '/admin', app: console.routes, tags: ['console'], access: console.access,
+    documented: {
+      'GET /admin': { summary: 'The operator console: its sign-in page, or the signed-in user\'s first section', responses: { 303: { description: 'to /admin/login, /admin/orders or /admin/funding', type: 'empty' } } },
+      'GET /admin/login': { summary: 'The operator console\'s sign-in page', responses: { 200: { description: 'the page', type: 'html' } } },
+    },
+  });
   return { async stop() { console.stop(); } };
 }
 

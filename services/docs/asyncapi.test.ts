@@ -9,13 +9,13 @@ import { FundingSubjects } from '../../contracts/funding.ts';
 import { LendingSubjects } from '../../contracts/lending.ts';
 import { subjectMatches } from '../../contracts/messages.ts';
 import { OrderStatus, OrderSubjects } from '../../contracts/orders.ts';
-import { createApp } from '../kit/http.ts';
+import { createApp, createRoutes, createRouteTable } from '../kit/http.ts';
 import { createLogger, createMetrics, readSpecs, STREAMS_DIR } from '../kit/index.ts';
 import { docsRoutes } from './routes.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const app = createApp({ log: createLogger({ level: 'silent' }), metrics: createMetrics(), readiness: async () => [] });
-app.route('/', docsRoutes({ version }));
+docsRoutes(createRoutes({ app, table: createRouteTable() }), { version });
 const res = await app.request('/asyncapi.json');
 const doc = await res.clone().json() as any;
 const specs = readSpecs(STREAMS_DIR);

@@ -4,6 +4,8 @@ import { existsSync } from 'node:fs';
 import { get } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRoutes, createRouteTable, notFoundOrNotAllowed } from '../kit/http.ts';
+import { openApiDocument } from '../kit/http/openapi.ts';
 import { serveTestApp } from '../testing/index.ts';
 import { docsRoutes } from './routes.ts';
 
@@ -13,10 +15,12 @@ const STUB_OPENAPI = {
 };
 
 let t: Awaited<ReturnType<typeof serveTestApp>>;
+const table = createRouteTable();
 beforeAll(async () => {
   t = await serveTestApp((app) => {
-    app.route('/', docsRoutes({ version: '0.0.0' }));
+    docsRoutes(createRoutes({ app, table }), { version: '0.0.0' });
     app.get('/openapi.json', (c) => c.json(STUB_OPENAPI));
+    app.notFound(notFoundOrNotAllowed(table));
   });
 });
 afterAll(async () => { await t?.close(); });
@@ -75,6 +79,24 @@ describe('GET /docs', () => {
       expect(res.status, path).toBe(404);
       expect((await res.json()).error.code, path).toBe('NOT_FOUND');
     }
+  });
+});
+
+describe('the docs routes in the route table', () => {
+  it('answers another method with 405 and Allow, as every declared route', async () => {
+    for (const path of ['/docs', '/docs/', '/asyncapi.json', '/docs/init.js', '/docs/assets/swagger-ui.css']) {
+      const res = await fetch(`${t.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      expect([res.status, res.headers.get('allow'), (await res.json()).error.code], path).toEqual([405, 'GET, HEAD', 'METHOD_NOT_ALLOWED']);
+    }
+    expect((await fetch(`${t.url}/docs`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it('documents /docs and /asyncapi.json as public in /openapi.json, not the page\'s script and files', () => {
+    const doc = openApiDocument(table) as { paths: Record<string, Record<string, { security: unknown[]; responses: Record<string, { content?: object }> }>> };
+    expect(Object.keys(doc.paths).sort()).toEqual(['/asyncapi.json', '/docs']);
+    expect(doc.paths['/docs']!.get!.security).toEqual([]);
+    expect(Object.keys(doc.paths['/docs']!.get!.responses['200']!.content!)).toEqual(['text/html']);
+    expect(doc.paths['/asyncapi.json']!.get!.security).toEqual([]);
   });
 });
 

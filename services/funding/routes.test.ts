@@ -132,6 +132,21 @@ describe('POST /api/funding/applications', () => {
     expect(b.status).toBe(202);
     expect(b.body.id).toBe(a.body.id);
   });
+
+  it('keeps Idempotency-Keys per principal: another customer with the same key and body gets an application of its own', async () => {
+    const [ana, ben] = [await c.user(['customer']), await c.user(['customer'])];
+    const body = rejectedBody();
+    const h = { 'idempotency-key': `k-${Math.random()}` };
+    const a = await ana.post('/api/funding/applications', body, h);
+    const b = await ben.post('/api/funding/applications', body, h);
+    expect([a.status, b.status, b.headers.get('idempotent-replayed')]).toEqual([202, 202, null]);
+    expect(b.body.id).not.toBe(a.body.id);
+    // Each reads its own, and not the other's; each retry replays its own.
+    expect((await ben.get(`/api/funding/applications/${b.body.id}`)).status).toBe(200);
+    expect((await ben.get(`/api/funding/applications/${a.body.id}`)).status).toBe(404);
+    expect((await ana.post('/api/funding/applications', body, h)).body.id).toBe(a.body.id);
+    expect((await ben.post('/api/funding/applications', body, h)).body.id).toBe(b.body.id);
+  });
 });
 
 describe('GET', () => {

@@ -216,3 +216,34 @@ describe('ownership: another principal\'s resource is a 404, exactly as a missin
     expect((await c.get(`/api/lending/orders/${own.body.id}`)).status).toBe(200);
   });
 });
+
+describe('a token sent to a public route (the catalog reads) is verified, and the caller limited as its principal', () => {
+  let lim: TestCluster;
+  // Anonymous calls from one address get a burst of 3 at 1/s; a principal 1,000/s.
+  beforeAll(async () => {
+    lim = await startTestCluster({ TARGET: 'catalog', RATE_LIMIT_ANON_RPS: '1', RATE_LIMIT_ANON_BURST: '3', RATE_LIMIT_RPS: '1000', RATE_LIMIT_BURST: '1000' });
+  }, 120_000);
+  afterAll(async () => { await lim?.close(); });
+
+  it('counts a valid token by principal (no 429 where anonymous calls from the same address are refused); an expired or forged one is 401', async () => {
+    const token = await lim.token(); // its login is one anonymous call
+    const [h, p, sig] = token.split('.') as [string, string, string];
+    const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+    const tampered = `${h}.${base64url.encode(JSON.stringify({ ...claims, exp: claims.exp + 3600 }))}.${sig}`;
+    // /api/auth/* takes a stale token as none: a client can always log in again (this 401 is the wrong password's).
+    // The second anonymous call, within the burst.
+    const login = await lim.as(tampered).post('/api/auth/login', { email: 'nobody@example.com', password: 'wrong password' });
+    expect([login.status, login.body.error.code]).toEqual([401, 'INVALID_CREDENTIALS']);
+    const anon = [];
+    for (let i = 0; i < 20; i++) anon.push((await lim.as(null).get('/api/products')).status);
+    expect(anon.filter((s) => s === 429).length).toBeGreaterThan(0);
+    const signed = [];
+    for (let i = 0; i < 20; i++) signed.push(await lim.as(token).get('/api/products'));
+    expect(signed.map((r) => r.status)).toEqual(Array(20).fill(200));
+    expect(signed[0]!.headers.get('ratelimit-limit')).toBe('1000');
+    for (const bad of [tampered, 'garbage']) {
+      const r = await lim.as(bad).get('/api/products');
+      expect([r.status, r.body.error.code, r.headers.get('www-authenticate')]).toEqual([401, 'UNAUTHENTICATED', 'Bearer error="invalid_token"']);
+    }
+  });
+});

@@ -67,9 +67,11 @@ export function identityRoutes(routes: Routes, d: IdentityRouteDeps) {
     return { accessToken: token, refreshToken, tokenType: 'Bearer' as const, expiresIn };
   };
 
+  // The /api/auth routes are how a client whose access token expired gets a new one, and many
+  // clients keep sending the old one: here a token that does not verify leaves the call anonymous.
   let tags = ['auth'];
   routes.add({
-    method: 'POST', path: '/api/auth/register', tags, summary: 'Create an account (role customer)', access: 'public',
+    method: 'POST', path: '/api/auth/register', tags, summary: 'Create an account (role customer)', access: 'public', invalidToken: 'anonymous',
     body: RegisterRequest,
     responses: { 201: { description: 'the account', schema: UserView } },
     errors: [409],
@@ -81,7 +83,7 @@ export function identityRoutes(routes: Routes, d: IdentityRouteDeps) {
     },
   });
   routes.add({
-    method: 'POST', path: '/api/auth/login', tags, summary: 'Log in: an access token and a refresh token', access: 'public',
+    method: 'POST', path: '/api/auth/login', tags, summary: 'Log in: an access token and a refresh token', access: 'public', invalidToken: 'anonymous',
     body: LoginRequest,
     responses: { 200: { description: 'the token pair', schema: TokenPair } },
     errors: [401],
@@ -100,7 +102,7 @@ export function identityRoutes(routes: Routes, d: IdentityRouteDeps) {
     },
   });
   routes.add({
-    method: 'POST', path: '/api/auth/refresh', tags, summary: 'Trade a refresh token for a new pair (a reused one revokes its family)', access: 'public',
+    method: 'POST', path: '/api/auth/refresh', tags, summary: 'Trade a refresh token for a new pair (a reused one revokes its family)', access: 'public', invalidToken: 'anonymous',
     body: RefreshRequest,
     responses: { 200: { description: 'the new token pair', schema: TokenPair } },
     errors: [401],
@@ -117,7 +119,7 @@ export function identityRoutes(routes: Routes, d: IdentityRouteDeps) {
     },
   });
   routes.add({
-    method: 'POST', path: '/api/auth/logout', tags, summary: "Log out: revoke the refresh token's family", access: 'public',
+    method: 'POST', path: '/api/auth/logout', tags, summary: "Log out: revoke the refresh token's family", access: 'public', invalidToken: 'anonymous',
     body: RefreshRequest,
     responses: { 204: { description: 'logged out', type: 'empty' } },
     handler: async (c, { body: req }) => {
@@ -127,7 +129,7 @@ export function identityRoutes(routes: Routes, d: IdentityRouteDeps) {
     },
   });
   routes.add({
-    method: 'POST', path: '/api/auth/token', tags, summary: 'OAuth 2.0 client credentials (RFC 6749 §4.4): client id and secret by HTTP Basic', access: 'public',
+    method: 'POST', path: '/api/auth/token', tags, summary: 'OAuth 2.0 client credentials (RFC 6749 §4.4): client id and secret by HTTP Basic', access: 'public', invalidToken: 'anonymous',
     description: 'Errors in RFC 6749 §5.2 form: {"error","error_description"}, 400 or 401.',
     body: { schema: TokenForm, form: true },
     responses: {

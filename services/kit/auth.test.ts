@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { base64url, exportJWK, generateKeyPair, SignJWT, type JSONWebKeySet, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVerifier, InvalidTokenError, KeysUnavailableError, remoteJwks, requireAuth, requireRole, requireScope, type Verifier } from './auth.ts';
+import { createVerifier, InvalidTokenError, KeysUnavailableError, optionalAuth, remoteJwks, requireAuth, requireRole, requireScope, type Verifier } from './auth.ts';
 import { serveTestApp } from '../testing/index.ts';
 
 const ISS = 'test-identity';
@@ -170,3 +170,36 @@ describe('requireAuth, requireRole, requireScope', () => {
   });
 });
 
+
+describe('optionalAuth (public routes)', () => {
+  let srv: Awaited<ReturnType<typeof serveTestApp>>;
+  beforeAll(async () => {
+    const v = verifierOver(async () => ({ keys: [publicJwk] }));
+    const down = verifierOver(async () => { throw new Error('identity is down'); });
+    srv = await serveTestApp((app) => {
+      const who = (c: { get(k: 'principal'): { sub: string } | undefined; json(b: unknown): Response }) => c.json({ by: c.get('principal')?.sub ?? null });
+      app.get('/public', optionalAuth(v), (c) => who(c));
+      app.get('/lenient', optionalAuth(v, { invalid: 'anonymous' }), (c) => who(c));
+      app.get('/keys-down', optionalAuth(down), (c) => who(c));
+    });
+  });
+  afterAll(async () => { await srv?.close(); });
+  const get = (path: string, token?: string) => fetch(srv.url + path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+
+  it('no token is anonymous; a valid one is its principal; an expired or foreign one is 401 invalid_token', async () => {
+    expect(await (await get('/public')).json()).toEqual({ by: null });
+    expect(await (await get('/public', await sign({ roles: ['customer'] }))).json()).toEqual({ by: 'u-1' });
+    const expired = await sign({ roles: ['customer'] }, { exp: Math.floor(Date.now() / 1000) - 3600 });
+    for (const r of [await get('/public', expired), await get('/public', await sign({ roles: ['admin'] }, { key: foreign.privateKey }))]) {
+      expect([r.status, r.headers.get('www-authenticate'), (await r.json()).error.code]).toEqual([401, 'Bearer error="invalid_token"', 'UNAUTHENTICATED']);
+    }
+  });
+
+  it("with invalid: 'anonymous' a bad token is taken as none; with the keys unreachable the caller is anonymous, not refused", async () => {
+    const expired = await sign({ roles: ['customer'] }, { exp: Math.floor(Date.now() / 1000) - 3600 });
+    expect([(await get('/lenient', expired)).status, await (await get('/lenient', expired)).json()]).toEqual([200, { by: null }]);
+    expect(await (await get('/lenient', await sign({ roles: ['customer'] }))).json()).toEqual({ by: 'u-1' });
+    const r = await get('/keys-down', await sign({ roles: ['customer'] }));
+    expect([r.status, await r.json()]).toEqual([200, { by: null }]);
+  });
+});

@@ -175,6 +175,41 @@ export function requireAuth(verifier: Verifier, opts: { queryToken?: boolean } =
   };
 }
 
+/** What a public route does with a bearer token it cannot accept (RouteDef.invalidToken). */
+export type InvalidTokenAnswer = 'refuse' | 'anonymous';
+
+/**
+ * For public routes: no token leaves the caller anonymous; a valid bearer token makes the
+ * principal `c.get('principal')` (so the rate limiter counts the caller by principal, not
+ * by address). Another scheme (HTTP Basic on the token endpoint) is the route's own
+ * business and is left alone. A bearer token that does not verify is 401, as on any other
+ * route (CONTRACTS.md: a bad or expired token is 401; RFC 6750 §3.1 invalid_token), unless
+ * `invalid: 'anonymous'`: the routes a client uses to get a new token must not be barred
+ * by the stale one it still sends. With the keys unreachable the caller is anonymous: a
+ * public route still answers, under the stricter per-address limit.
+ * `app.get('/api/products', optionalAuth(verifier), handler)`
+ */
+export function optionalAuth(verifier: Verifier, opts: { invalid?: InvalidTokenAnswer } = {}): MiddlewareHandler<{ Variables: Partial<AuthEnv['Variables']> }> {
+  const refuse = (opts.invalid ?? 'refuse') === 'refuse';
+  return async (c, next) => {
+    const header = c.req.header('authorization');
+    if (!header || !/^Bearer(\s|$)/i.test(header)) return await next();
+    const m = /^Bearer[ ]+([\w-]+\.[\w-]+\.[\w-]*)\s*$/i.exec(header);
+    try {
+      if (!m) throw new InvalidTokenError('not a JWT');
+      c.set('principal', await verifier.verify(m[1]!));
+    } catch (err) {
+      if (err instanceof InvalidTokenError) {
+        if (refuse) {
+          c.header('WWW-Authenticate', 'Bearer error="invalid_token"');
+          throw unauthenticated('the access token is invalid or expired; send none to call this route anonymously');
+        }
+      } else if (!(err instanceof KeysUnavailableError)) throw err;
+    }
+    await next();
+  };
+}
+
 /**
  * 403 FORBIDDEN unless the principal has one of `roles` (a user) or one of `scopes` (a client).
  * Put it after requireAuth. `requireAccess({ roles: ['admin'], scopes: ['admin'] })`

@@ -36,6 +36,8 @@ export const IdempotencyKey = defineEntity({
   tableName: 'idempotency_keys',
   properties: {
     scope: p.text().primary(),
+    // Whose key (http/idempotency.ts principalKey; '' for anonymous): keys are per principal.
+    principal: p.text().primary(),
     key: p.text().primary(),
     requestHash: p.text(),
     state: p.text(),

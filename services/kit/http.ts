@@ -14,5 +14,5 @@ export {
 } from './http/rate-limit.ts';
 export {
   allowedMethods, createRouteTable, createRoutes, notFoundOrNotAllowed,
-  type Access, type ApiEnv, type BodySpec, type HttpMethod, type ResponseSpec, type RouteDef, type RouteEntry, type RouteInput, type Routes, type RouteTable,
+  type Access, type ApiEnv, type BodySpec, type HttpMethod, type ResponseSpec, type RouteDef, type RouteEntry, type RouteInput, type Routes, type RouteTable, type MountDef,
 } from './http/route.ts';

@@ -20,8 +20,8 @@ export {
   clip, ConfigError, HttpError, NonRetryableError, notFound, ProvisioningError, RetryLaterError, type ErrorDetail,
 } from './errors.ts';
 export {
-  errorBody, idempotency, IdempotencyKeyTaken, isUnavailable, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
-  type Access, type ApiEnv, type BodySpec, type HttpMethod, type ResponseSpec, type RouteDef, type RouteEntry, type RouteInput, type Routes, type RouteTable,
+  allowedMethods, errorBody, idempotency, IdempotencyKeyTaken, isUnavailable, readJson, unstorableText, validate, type App, type AppEnv, type IdempotencyClaim,
+  type MountDef, type Access, type ApiEnv, type BodySpec, type HttpMethod, type ResponseSpec, type RouteDef, type RouteEntry, type RouteInput, type Routes, type RouteTable,
 } from './http.ts';
 export { createRateLimiter, type RateLimitConfig, type RateLimiterDeps, type ShareSource } from './http.ts';
 export {

@@ -13,7 +13,7 @@ import { migrate, openOrm, type MikroORM } from './db.ts';
 import { createDlqAdmin, ERRORS_BUCKET, startDlqMover } from './dlq.ts';
 import { ConfigError } from './errors.ts';
 import { FLAGS_BUCKET, startFlags } from './flags.ts';
-import { answerMalformedRequests, createApp, createRoutes, createRouteTable, errorBody, notFoundOrNotAllowed, type App } from './http.ts';
+import { answerMalformedRequests, createApp, createRoutes, createRouteTable, errorBody, notFoundOrNotAllowed, type App, type Routes } from './http.ts';
 import { createLimitShare, createRateLimiter, RATE_LIMIT_MEMBERS_BUCKET, type LimitShare } from './http/rate-limit.ts';
 import { probeHandlers } from './http/app.ts';
 import { openApiDocument, type OpenApiOptions } from './http/openapi.ts';
@@ -64,8 +64,8 @@ const withTimeout = async <T>(p: Promise<T>, ms: number, what: string): Promise<
 /** Boot a process. `const cluster = await startRuntime({ env: process.env, registry })` */
 export async function startRuntime(opts: {
   env: Env; registry: Registry; externals?: Externals; log?: Logger;
-  /** Routes every process serves, whatever its targets (the API description pages); mounted before the services'. */
-  routes?: (app: App) => void;
+  /** Routes every process serves, whatever its targets (the API description pages), declared in its route table before the services'. */
+  routes?: (routes: Routes) => void;
   /** Turns tracing on with this exporter (tests: an InMemorySpanExporter). */
   spanExporter?: SpanExporter;
   /** Without one, no route that needs a token can be declared (start-up fails naming it). */
@@ -165,8 +165,8 @@ export async function startRuntime(opts: {
   let relay: OutboxRelay | undefined;
   const wakeOutbox = () => relay?.wake();
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
-  opts.routes?.(app);
   const routes = createRoutes({ app, table: createRouteTable(), orm, verifier: opts.verifier?.({ env: opts.env, orm, plan, log }), limit });
+  opts.routes?.(routes);
   const probes = probeHandlers(app.readiness, metrics);
   const tags = ['operations'];
   routes.add({ method: 'GET', path: '/healthz', tags, summary: 'Liveness: 200 while the process lives', access: 'public', responses: { 200: { description: 'alive', schema: z.object({ status: z.literal('ok') }) } }, handler: probes.healthz });

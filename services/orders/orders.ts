@@ -30,17 +30,17 @@ const INSERT_BATCH = `
     select * from jsonb_to_recordset($1::jsonb) as t(
       id uuid, order_id text, email text, phone text, payment_token text, items jsonb, history jsonb,
       created_at timestamptz, outbox_id uuid, payload text, headers jsonb,
-      idem_scope text, idem_key text, idem_hash text, response text, owner text)
+      idem_scope text, idem_principal text, idem_key text, idem_hash text, response text, owner text)
   ), o as (
     insert into orders.orders (id, order_id, email, phone, payment_token, items, status, history, created_at, updated_at, owner)
     select id, order_id, email, phone, payment_token, items, 'PENDING', history, created_at, created_at, owner from input i
     where i.idem_key is null
-       or not exists (select 1 from kit.idempotency_keys k where k.scope = i.idem_scope and k.key = i.idem_key)
+       or not exists (select 1 from kit.idempotency_keys k where k.scope = i.idem_scope and k.principal = i.idem_principal and k.key = i.idem_key)
     on conflict (order_id) do nothing
     returning id
   ), k as (
-    insert into kit.idempotency_keys (scope, key, request_hash, state, response_status, response_body)
-    select i.idem_scope, i.idem_key, i.idem_hash, 'done', 202, i.response from input i join o on o.id = i.id
+    insert into kit.idempotency_keys (scope, principal, key, request_hash, state, response_status, response_body)
+    select i.idem_scope, i.idem_principal, i.idem_key, i.idem_hash, 'done', 202, i.response from input i join o on o.id = i.id
     where i.idem_key is not null
   ), e as (
     insert into kit.outbox (id, subject, payload, headers)
@@ -81,7 +81,7 @@ export function createOrderWriter(orm: MikroORM, opts: { sealer: Sealer; maxBatc
         id, order_id: req.orderId, email: req.email, phone: event.phone, payment_token: sealed,
         items: req.items, history: [{ status: 'PENDING', at: createdAt, reason: null }], created_at: createdAt,
         outbox_id: randomUUID(), payload: JSON.stringify(event), headers: carryHeaders(requestId) ?? {}, owner: owner ?? null,
-        ...(claim ? { idem_scope: claim.scope, idem_key: claim.key, idem_hash: claim.requestHash, response } : {}),
+        ...(claim ? { idem_scope: claim.scope, idem_principal: claim.principal, idem_key: claim.key, idem_hash: claim.requestHash, response } : {}),
       };
       let inserted: boolean;
       try {

@@ -1,8 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestCluster, type TestCluster } from '../testing/index.ts';
+import { startTestCluster, type TestCluster, type TestUser } from '../testing/index.ts';
 
 let c: TestCluster;
-beforeAll(async () => { c = await startTestCluster({ TARGET: 'orders' }); });
+// Two customers (their calls go in process: the 413 tests below leave a closed connection in fetch's pool).
+let ana: TestUser;
+let ben: TestUser;
+beforeAll(async () => {
+  c = await startTestCluster({ TARGET: 'orders' });
+  [ana, ben] = [await c.user(['customer']), await c.user(['customer'])];
+});
 afterAll(async () => { await c?.close(); });
 
 const order = (over: Record<string, unknown> = {}) => ({
@@ -173,9 +179,10 @@ describe('Idempotency-Key', () => {
     const key = `k-${Math.random()}`;
     const body = JSON.stringify(order());
     const { createHash } = await import('node:crypto');
-    // The first request is "running": its claim row exists without a response.
-    await c.deps.orm.em.fork().execute(`insert into kit.idempotency_keys (scope, key, request_hash, state) values ('POST /api/orders', ?, ?, 'running')`,
-      [key, createHash('sha256').update(body).digest('hex')]);
+    // The first request is "running": its claim row exists without a response (the key is the development admin's).
+    const [{ id }] = await c.deps.orm.em.fork().execute<{ id: string }[]>(`select id from identity.users where email = 'admin@orderflow.local'`);
+    await c.deps.orm.em.fork().execute(`insert into kit.idempotency_keys (scope, principal, key, request_hash, state) values ('POST /api/orders', ?, ?, ?, 'running')`,
+      [`user:${id}`, key, createHash('sha256').update(body).digest('hex')]);
     const res = await post(body, { 'content-type': 'application/json', 'idempotency-key': key });
     expect(res.status).toBe(409);
     expect((await res.json()).error.code).toBe('REQUEST_IN_PROGRESS');
@@ -201,6 +208,30 @@ describe('Idempotency-Key', () => {
     expect(new Set(bodies.map((b) => b.id)).size).toBe(1);
     const other = await post(o, { ...h, 'idempotency-key': `k-${Math.random()}` });
     expect([other.status, (await other.json()).error.code]).toEqual([409, 'DUPLICATE_ORDER']);
+  });
+
+  it('keeps keys per principal: another customer with the same key and body gets its own answer, never the first one\'s order', async () => {
+    const as = async (who: TestUser, body: unknown, key: string) => {
+      const res = await c.fetch('/api/orders', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', authorization: `Bearer ${who.token}`, 'idempotency-key': key } });
+      return { status: res.status, body: await res.json(), replayed: res.headers.get('idempotent-replayed') };
+    };
+    const key = `k-${Math.random()}`;
+    const o = order();
+    const first = await as(ana, o, key);
+    expect(first.status).toBe(202);
+    // Ben's request is processed as his own: the orderId is taken, so 409, not Ana's 202 replayed.
+    const other = await as(ben, o, key);
+    expect([other.status, other.body.error?.code, other.replayed]).toEqual([409, 'DUPLICATE_ORDER', null]);
+    // An order of his own is made, and his retry replays his; Ana sending his under his key is processed as hers.
+    const mine = order();
+    const made = await as(ben, mine, `${key}-2`);
+    const again = await as(ben, mine, `${key}-2`);
+    expect([made.status, again.status, again.body.id, again.replayed]).toEqual([202, 202, made.body.id, 'true']);
+    const taken = await as(ana, mine, `${key}-2`);
+    expect([taken.status, taken.replayed]).toEqual([409, null]);
+    // Ana's retry still gets hers.
+    const retry = await as(ana, o, key);
+    expect([retry.status, retry.body.id, retry.replayed]).toEqual([202, first.body.id, 'true']);
   });
 
   it('replays a 4xx too', async () => {

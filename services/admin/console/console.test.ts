@@ -69,6 +69,28 @@ describe('without a session', () => {
     expect(b.cookies.size).toBe(0);
   });
 
+  it('answers a page asked with a method it does not take with 405 and Allow, from the route table; an unknown page still needs a session', async () => {
+    const send = (method: string, path: string) => fetch(c.url + path, { method, redirect: 'manual', headers: { accept: 'text/html', origin: c.url } });
+    for (const [method, path, allow] of [['DELETE', '/admin', 'GET, HEAD'], ['PUT', '/admin/orders', 'GET, HEAD'], ['GET', '/admin/logout', 'POST'],
+      ['DELETE', `/admin/dlq/1/redrive`, 'POST'], ['PATCH', '/admin/login', 'GET, HEAD, POST'], ['POST', '/admin/assets/console.js', 'GET, HEAD']] as const) {
+      const r = await send(method, path);
+      expect([method, path, r.status, r.headers.get('allow')?.split(', ').sort().join(', ')]).toEqual([method, path, 405, allow]);
+      expect(await r.text()).toContain(`does not take ${method}`);
+    }
+    // Signed in, the same answer.
+    const r = await fetch(`${c.url}/admin/streams`, { method: 'DELETE', headers: { cookie: [...admin.cookies].map(([k, v]) => `${k}=${v}`).join('; '), origin: c.url } });
+    expect([r.status, r.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+    expect((await send('DELETE', '/admin/no-such-page')).status).toBe(401);
+    // Every page is in the route table with the access its guard enforces; /admin and its sign-in page in /openapi.json.
+    const table = c.deps.routes.table.routes;
+    expect(table.find((e) => e.method === 'GET' && e.path === '/admin/dlq/{id}')?.access).toEqual({ roles: ['admin'] });
+    expect(table.find((e) => e.method === 'POST' && e.path === '/admin/funding/{id}/decision')?.access).toEqual({ roles: ['admin', 'reviewer'] });
+    expect(table.find((e) => e.method === 'GET' && e.path === '/admin/login')?.access).toBe('public');
+    const spec = (await c.as(null).get('/openapi.json')).body;
+    expect(spec.paths['/admin'].get.security).toEqual([{ consoleSession: [] }]);
+    expect(Object.keys(spec.paths).filter((p) => p.startsWith('/admin/') && !p.startsWith('/admin/login'))).toEqual([]);
+  });
+
   it('serves the sign-in page and its two static files, and nothing else', async () => {
     const anon = browserish(c);
     expect((await anon.get('/admin/login')).status).toBe(200);

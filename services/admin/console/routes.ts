@@ -6,15 +6,15 @@ import { readFileSync } from 'node:fs';
 import { Hono, type Context } from 'hono';
 import { html } from 'hono/html';
 import { z } from 'zod';
-import type { App, DlqAdmin, Logger, Metrics, MikroORM, Principal } from '../../kit/index.ts';
-import { HttpError, isUnavailable } from '../../kit/index.ts';
+import type { Access, App, DlqAdmin, Logger, Metrics, MikroORM, Principal, RouteTable } from '../../kit/index.ts';
+import { allowedMethods, HttpError, isUnavailable } from '../../kit/index.ts';
 import type { AdminConfig } from '../config.ts';
 import { dlqRoutes } from './dlq.ts';
 import { fundingRoutes } from './funding.ts';
 import { isAdmin, page } from './layout.ts';
 import { lendingRoutes } from './lending.ts';
 import { orderFeed, orderRoutes } from './orders.ts';
-import { clusterApi, consoleVerifier, requireConsole, safeNext, sameOrigin, setSession, signIn, signOut, type ConsoleEnv, type Refusal } from './session.ts';
+import { clusterApi, CONSOLE_ROLES, consoleVerifier, requireConsole, safeNext, sameOrigin, setSession, signIn, signOut, type ConsoleEnv, type Refusal } from './session.ts';
 import { isMissingTable, schemaOf } from './sql.ts';
 import { streamRoutes } from './streams.ts';
 
@@ -37,6 +37,21 @@ function loginPage(c: Context, o: { next?: string; email?: string; error?: strin
   }), o.status ?? 200, { 'Cache-Control': 'no-store' });
 }
 
+/**
+ * Who may open each section of the console. The section guards below and the route table's
+ * record of every console page (console.access, given to routes.mount) both come from here.
+ */
+const SECTIONS: Record<string, readonly string[]> = {
+  orders: ['admin'], lending: ['admin'], dlq: ['admin'], streams: ['admin'], funding: CONSOLE_ROLES,
+};
+
+/** The access of a console page by its path: sign-in and its files are public, a section's pages its roles', the rest any console role's. */
+export function consoleAccess(path: string): Access {
+  if (path === '/admin/login' || path.startsWith('/admin/assets/')) return 'public';
+  const section = /^\/admin\/(\w+)/.exec(path)?.[1];
+  return { roles: [...(section && Object.hasOwn(SECTIONS, section) ? SECTIONS[section]! : CONSOLE_ROLES)] };
+}
+
 const refuse: Refusal = (c, status, why) => {
   c.header('Cache-Control', 'no-store');
   const wantsHtml = (c.req.header('accept') ?? 'text/html').includes('text/html') || c.req.method === 'POST';
@@ -47,9 +62,10 @@ const refuse: Refusal = (c, status, why) => {
   }), status);
 };
 
-export type ConsoleDeps = { app: App; orm: MikroORM; dlq: DlqAdmin; metrics: Metrics; log: Logger; config: AdminConfig };
+/** `table`: the process's route table, in which routes.mount records the console's pages (for 405 and Allow). */
+export type ConsoleDeps = { app: App; table: RouteTable; orm: MikroORM; dlq: DlqAdmin; metrics: Metrics; log: Logger; config: AdminConfig };
 
-/** `app.route('/admin', console.routes)`; `console.stop()` ends the live feeds and open event streams. */
+/** `routes.mount({ prefix: '/admin', app: console.routes, access: console.access, … })`; `console.stop()` ends the live feeds and open event streams. */
 export function createConsole(d: ConsoleDeps) {
   const api = clusterApi(d.app, d.config.IDENTITY_URL);
   const fundingApi = clusterApi(d.app, d.config.FUNDING_URL);
@@ -59,7 +75,6 @@ export function createConsole(d: ConsoleDeps) {
   const feed = orderFeed(d.orm, intervalMs, d.log);
   const guard = (allowed: (p: Principal) => boolean) => requireConsole({ api, verifier, allowed, refuse });
   const anyConsoleRole = guard(() => true);
-  const adminOnly = guard(isAdmin);
 
   const routes = new Hono<ConsoleEnv>()
     // The CSP (own script only), no framing and nosniff come from the app's secure headers
@@ -67,6 +82,15 @@ export function createConsole(d: ConsoleDeps) {
     .use('*', async (c, next) => {
       await next();
       if (!c.req.path.startsWith('/admin/assets/')) c.header('Cache-Control', 'no-store');
+    })
+    // A page asked with a method it does not take: 405 with Allow from the route table, as
+    // for every other route, before the session check (signed in or not, the answer is the
+    // same; a path the table does not know still gets the session check, then 404).
+    .use('*', async (c, next) => {
+      const allow = allowedMethods(d.table, c.req.path);
+      if (!allow.length || allow.includes(c.req.method)) return await next();
+      c.header('Allow', allow.join(', '));
+      return await refuse(c, 405, `This page does not take ${c.req.method}; it takes ${allow.join(', ')}.`);
     })
     .get('/assets/:file', (c) => {
       const a = ASSETS[c.req.param('file') as keyof typeof ASSETS];
@@ -89,13 +113,10 @@ export function createConsole(d: ConsoleDeps) {
       await signOut(c, api);
       return c.redirect('/admin/login', 303);
     })
-    .get('/', anyConsoleRole, (c) => c.redirect(isAdmin(c.get('principal')) ? '/admin/orders' : '/admin/funding', 303))
-    // One guard per request (`/x/*` matches `/x` too): a second would refresh with a token the first already rotated.
-    .use('/funding/*', anyConsoleRole)
-    .use('/orders/*', adminOnly)
-    .use('/lending/*', adminOnly)
-    .use('/dlq/*', adminOnly)
-    .use('/streams/*', adminOnly)
+    .get('/', anyConsoleRole, (c) => c.redirect(isAdmin(c.get('principal')) ? '/admin/orders' : '/admin/funding', 303));
+  // One guard per request (`/x/*` matches `/x` too): a second would refresh with a token the first already rotated.
+  for (const [section, roles] of Object.entries(SECTIONS)) routes.use(`/${section}/*`, guard((p) => roles.some((r) => p.roles.includes(r))));
+  routes
     .route('/orders', orderRoutes({ orm: d.orm, dlq: d.dlq, feed, open }))
     .route('/lending', lendingRoutes({ orm: d.orm, dlq: d.dlq, open, intervalMs }))
     .route('/funding', fundingRoutes({ orm: d.orm, identity: api, funding: fundingApi, open, intervalMs }))
@@ -121,6 +142,7 @@ export function createConsole(d: ConsoleDeps) {
 
   return {
     routes,
+    access: consoleAccess,
     stop() {
       feed.stop();
       for (const close of open) close();

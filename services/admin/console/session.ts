@@ -130,7 +130,7 @@ export function sameOrigin(c: Context): boolean {
   return host === own;
 }
 
-export type Refusal = (c: Context, status: 401 | 403, why: string) => Response | Promise<Response>;
+export type Refusal = (c: Context, status: 401 | 403 | 405, why: string) => Response | Promise<Response>;
 
 /**
  * Console middleware: a signed-in console user whose roles `allowed` accepts, and for

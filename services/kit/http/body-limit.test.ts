@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Context } from 'hono';
 import { serveTestApp } from '../../testing/index.ts';
+import { bodyLimit } from './body-limit.ts';
 
 let t: Awaited<ReturnType<typeof serveTestApp>>;
 beforeAll(async () => {
@@ -28,4 +30,36 @@ describe('bodyLimit', () => {
       expect((await send('/big', 5000, chunked)).status).toBe(413);
     });
   }
+});
+
+describe('bodyLimit on requests without a body by their method', () => {
+  // A context whose raw request must not be touched (that is what builds a full Request in
+  // @hono/node-server) and that declares a body over the limit: only skipping passes both.
+  const ctx = (method: string, contentLength?: string) => ({
+    req: {
+      method, path: '/small',
+      header: (name: string) => (name.toLowerCase() === 'content-length' ? contentLength : undefined),
+      get raw(): Request { throw new Error('the raw request was built'); },
+    },
+    json: () => new Response(null, { status: 413 }),
+  }) as unknown as Context;
+
+  for (const method of ['GET', 'HEAD', 'OPTIONS']) {
+    it(`passes a ${method} to the next handler without touching its raw request or its declared length`, async () => {
+      const limit = bodyLimit(1024, new Map());
+      let passed = 0;
+      for (const length of [undefined, '5000']) {
+        const res = await limit(ctx(method, length), async () => { passed++; });
+        expect(res).toBeUndefined();
+      }
+      expect(passed).toBe(2);
+    });
+  }
+
+  it('still checks a POST (the same fake context answers 413 for its declared length)', async () => {
+    const limit = bodyLimit(1024, new Map());
+    let passed = 0;
+    const res = await limit(ctx('POST', '5000'), async () => { passed++; });
+    expect([(res as Response | undefined)?.status, passed]).toEqual([413, 0]);
+  });
 });

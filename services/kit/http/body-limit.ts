@@ -22,6 +22,11 @@ export function bodyLimit(defaultBytes: number, limits: ReadonlyMap<string, numb
     return m;
   };
   return async (c, next) => {
+    // Requests without a body by their method are not looked at: Hono's limiter would touch
+    // `c.req.raw` (which makes @hono/node-server build a full Request) just to find no body,
+    // on every GET. Their handlers never read a body, so a sent one is discarded unread.
+    const method = c.req.method;
+    if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return await next();
     let maxSize = defaultBytes;
     for (const [prefix, bytes] of limits) if (c.req.path === prefix || c.req.path.startsWith(`${prefix}/`)) maxSize = bytes;
     // A declared Content-Length is checked directly: Hono's bodyLimit wraps the body in a

@@ -5,9 +5,11 @@ import { createLogger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import { kitMigrations } from '../migrations.ts';
 import { createTestDatabase } from '../../testing/index.ts';
+import type { Context } from 'hono';
 import { createApp, type App } from './app.ts';
 import { HttpError } from './errors.ts';
-import { idempotency, IdempotencyKeyTaken } from './idempotency.ts';
+import { idempotency, IdempotencyKeyTaken, principalKey } from './idempotency.ts';
+import type { ApiEnv } from './route.ts';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let orm: MikroORM;
@@ -22,6 +24,12 @@ beforeAll(async () => {
   await migrate(orm, createLogger({ level: 'silent' }));
   await orm.em.fork().execute('create table public.things (name text primary key)');
   app = createApp({ log: createLogger({ level: 'silent' }), metrics: createMetrics(), readiness: async () => [] });
+  // Stands in for authentication (route.ts puts requireAuth before the middleware): `x-as` names the principal.
+  app.use('*', async (c, next) => {
+    const sub = c.req.header('x-as');
+    if (sub) (c as unknown as Context<ApiEnv>).set('principal', { sub, kind: 'user', roles: [], scopes: [] });
+    await next();
+  });
   // The middleware claims and stores; the handler knows nothing of keys.
   app.post('/claim', idempotency(orm, 'claim', { leaseMs: 600 }), async (c) => {
     const { name, status = 201 } = await c.req.json();
@@ -37,14 +45,17 @@ beforeAll(async () => {
     if (!name) throw new HttpError(400, 'VALIDATION_FAILED', 'name is required');
     const claim = c.get('idempotency');
     const response = JSON.stringify({ name });
+    // A thing is its principal's: two principals may each make one of the same name.
+    const thing = `${c.req.header('x-as') ?? ''}/${name}`;
     const rows = await orm.em.fork().execute<{ name: string }[]>(
       `with t as (insert into public.things (name) select ?
-                  where ?::text is null or not exists (select 1 from kit.idempotency_keys where scope = ? and key = ?)
+                  where ?::text is null or not exists (select 1 from kit.idempotency_keys where scope = ? and principal = ? and key = ?)
                   on conflict do nothing returning name),
-            k as (insert into kit.idempotency_keys (scope, key, request_hash, state, response_status, response_body)
-                  select ?, ?, ?, 'done', 201, ? from t where ?::text is not null)
+            k as (insert into kit.idempotency_keys (scope, principal, key, request_hash, state, response_status, response_body)
+                  select ?, ?, ?, ?, 'done', 201, ? from t where ?::text is not null)
        select name from t`,
-      [name, claim?.key ?? null, claim?.scope ?? null, claim?.key ?? null, claim?.scope ?? null, claim?.key ?? null, claim?.requestHash ?? null, response, claim?.key ?? null],
+      [thing, claim?.key ?? null, claim?.scope ?? null, claim?.principal ?? null, claim?.key ?? null,
+        claim?.scope ?? null, claim?.principal ?? null, claim?.key ?? null, claim?.requestHash ?? null, response, claim?.key ?? null],
     ).catch((err) => { throw /idempotency_keys_pkey/.test(String(err)) ? new IdempotencyKeyTaken({ cause: err }) : err; });
     if (!rows.length) throw new HttpError(409, 'DUPLICATE', `${name} exists`);
     if (claim) claim.committed = true;
@@ -54,12 +65,12 @@ beforeAll(async () => {
 });
 afterAll(async () => { await orm?.close(); await db?.drop(); });
 
-const post = (path: string, key: string, body: unknown) =>
-  app.request(path, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', 'idempotency-key': key } });
+const post = (path: string, key: string, body: unknown, as?: string) =>
+  app.request(path, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', 'idempotency-key': key, ...(as ? { 'x-as': as } : {}) } });
 const uid = (p: string) => `${p}-${Math.random().toString(36).slice(2, 10)}`;
 const insertRunning = async (scope: string, key: string, body: unknown, ageSeconds: number) => {
   const { createHash } = await import('node:crypto');
-  await orm.em.fork().execute(`insert into kit.idempotency_keys (scope, key, request_hash, state, created_at) values (?, ?, ?, 'running', now() - make_interval(secs => ?))`,
+  await orm.em.fork().execute(`insert into kit.idempotency_keys (scope, principal, key, request_hash, state, created_at) values (?, '', ?, ?, 'running', now() - make_interval(secs => ?))`,
     [scope, key, createHash('sha256').update(JSON.stringify(body)).digest('hex'), ageSeconds]);
 };
 
@@ -110,6 +121,35 @@ describe('idempotency, the middleware claiming and storing', () => {
   });
 });
 
+describe('idempotency keys belong to the principal that sent them', () => {
+  for (const path of ['/claim', '/atomic']) {
+    it(`${path}: another principal sending the same key and body gets its own processing, not the first one's answer`, async () => {
+      const key = uid('k');
+      const name = uid('n');
+      const a = await post(path, key, { name }, 'alice');
+      const b = await post(path, key, { name }, 'bob');
+      expect([a.status, b.status, b.headers.get('idempotent-replayed')]).toEqual([201, 201, null]);
+      expect(runs.get(name)).toBe(2);
+      // Each principal's retry replays its own answer; anonymous callers are a principal of their own.
+      const againA = await post(path, key, { name }, 'alice');
+      expect([againA.status, againA.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+      expect(await againA.json()).toEqual(await a.json());
+      expect((await post(path, key, { name }, 'bob')).headers.get('idempotent-replayed')).toBe('true');
+      expect((await post(path, key, { name })).headers.get('idempotent-replayed')).toBe(null);
+      expect(runs.get(name)).toBe(3);
+      // Another body under the same key is refused per principal too.
+      expect((await post(path, key, { name: uid('n') }, 'bob')).status).toBe(422);
+      const rows = await orm.em.fork().execute<{ principal: string }[]>('select principal from kit.idempotency_keys where key = ? order by principal', [key]);
+      expect(rows.map((r) => r.principal)).toEqual(['', 'user:alice', 'user:bob']);
+    });
+  }
+
+  it('names a principal by its kind and id, so a user and a client with one id never share keys', () => {
+    expect(principalKey({ kind: 'user', sub: 'x' })).not.toBe(principalKey({ kind: 'client', sub: 'x' }));
+    expect(principalKey(undefined)).toBe('');
+  });
+});
+
 describe('idempotency, the handler committing the key with its effect', () => {
   it('replays the committed response, stores a 4xx, and 422s another body', async () => {
     const key = uid('k');
@@ -132,7 +172,7 @@ describe('idempotency, the handler committing the key with its effect', () => {
       const [a, b] = [uid('a'), uid('b')];
       const answers = await Promise.all([post('/atomic', key, { name: a }), post('/atomic', key, { name: b })]);
       expect(answers.map((r) => r.status).sort()).toEqual([201, 422]);
-      const [{ n }] = await orm.em.fork().execute<{ n: string }[]>('select count(*) as n from public.things where name in (?, ?)', [a, b]);
+      const [{ n }] = await orm.em.fork().execute<{ n: string }[]>('select count(*) as n from public.things where name in (?, ?)', [`/${a}`, `/${b}`]);
       expect(Number(n)).toBe(1);
     }
   });

@@ -48,6 +48,7 @@ export function openApiDocument(table: RouteTable, o: OpenApiOptions = {}): Json
 
   const paths: Record<string, Record<string, Json>> = {};
   for (const r of table.routes) {
+    if (r.document === false) continue;
     (paths[r.path] ??= {})[r.method.toLowerCase()] = operation(r, convert, errorRef);
   }
   return {
@@ -63,6 +64,7 @@ export function openApiDocument(table: RouteTable, o: OpenApiOptions = {}): Json
           flows: { clientCredentials: { tokenUrl: '/api/auth/token', scopes: Object.fromEntries((o.scopes ?? []).map((s) => [s, s])) } },
         },
         accessTokenQuery: { type: 'apiKey', in: 'query', name: 'access_token', description: 'The access token in the query, on the SSE and WebSocket routes (browsers cannot set headers there)' },
+        consoleSession: { type: 'apiKey', in: 'cookie', name: 'orderflow_console_at', description: "The operator console's session, set by signing in at /admin/login (HttpOnly, SameSite=Strict)" },
       },
     },
   };
@@ -74,7 +76,11 @@ function operation(r: RouteEntry, convert: (s: ZodType, io: 'input' | 'output') 
     summary: r.summary, tags: r.tags,
   };
   const access = r.access;
-  const needs = access === 'public' ? 'none (public)' : access === 'signed-in' ? 'any valid token'
+  // A public /api route verifies a token when one is sent (route.ts): optional security.
+  const optionalToken = access === 'public' && r.path.startsWith('/api/');
+  const needs = access === 'public'
+    ? (optionalToken ? `none (public); a bearer token, when sent, is verified and the call limited as its principal${r.invalidToken === 'anonymous' ? ' (one that does not verify leaves the call anonymous)' : ' (one that does not verify is 401)'}` : 'none (public)')
+    : access === 'signed-in' ? 'any valid token'
     : [access.roles?.length ? `a user with role ${access.roles.join(' or ')}` : '', access.scopes?.length ? `a client with scope ${access.scopes.join(' or ')}` : ''].filter(Boolean).join('; or ');
   op.description = [r.description, `Access: ${needs}.`].filter(Boolean).join('\n\n');
   op['x-access'] = access === 'public' || access === 'signed-in' ? access : { roles: access.roles ?? [], scopes: access.scopes ?? [] };
@@ -107,14 +113,15 @@ function operation(r: RouteEntry, convert: (s: ZodType, io: 'input' | 'output') 
     if (spec.headers) res.headers = Object.fromEntries(Object.entries(spec.headers).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }]));
     if (spec.type === 'event-stream') res.content = { 'text/event-stream': { schema: { type: 'string' } } };
     else if (spec.type === 'text') res.content = { 'text/plain': { schema: { type: 'string' } } };
+    else if (spec.type === 'html') res.content = { 'text/html': { schema: { type: 'string' } } };
     else if (spec.type === 'binary') res.content = { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } };
     else if (spec.type !== 'empty' && spec.type !== 'websocket') res.content = { 'application/json': { schema: spec.schema ? convert(spec.schema, 'output') : {} } };
     responses[status] = res;
   }
   const errors = new Set<number>(r.errors ?? []);
   if (r.body || r.query || r.idempotent || r.path.includes('{')) errors.add(400);
-  if (access !== 'public') errors.add(401);
-  if (typeof access === 'object') errors.add(403);
+  if (!r.session && (access !== 'public' || (optionalToken && r.invalidToken !== 'anonymous'))) errors.add(401);
+  if (!r.session && typeof access === 'object') errors.add(403);
   if (r.idempotent) { errors.add(409); errors.add(422); }
   if (r.body) { errors.add(413); errors.add(415); }
   if (r.path.startsWith('/api/')) errors.add(429);
@@ -129,7 +136,8 @@ function operation(r: RouteEntry, convert: (s: ZodType, io: 'input' | 'output') 
   responses.default = { description: 'any other error, in the contract\'s format (500 INTERNAL never carries a stack trace)', content: { 'application/json': { schema: errorRef } } };
   op.responses = responses;
 
-  if (access === 'public') op.security = [];
+  if (r.session) op.security = access === 'public' ? [] : [{ consoleSession: [] }];
+  else if (access === 'public') op.security = optionalToken ? [{}, { bearer: [] }, { clientCredentials: [] }] : [];
   else {
     const scopes = typeof access === 'object' ? [...(access.scopes ?? [])] : [];
     op.security = [{ bearer: [] }, { clientCredentials: scopes }, ...(r.tokenInQuery ? [{ accessTokenQuery: [] }] : [])];

@@ -4,12 +4,13 @@
 // declaration and records it in the process's route table, from which /openapi.json and
 // the 405 answers are made (openapi.ts). So the check and the document cannot disagree.
 //
-// The chain per route: authentication (skipped for public routes) → the runtime's rate
-// limiter (every /api route, public ones included; no principal means "by client address")
+// The chain per route: authentication (optional on public /api routes: a token sent is
+// verified, none is anonymous) → the runtime's rate limiter (every /api route, public ones
+// included; no principal means "by client address")
 // → the role/scope check → Idempotency-Key → the parsed query and body → the handler.
 import type { Context, MiddlewareHandler } from 'hono';
 import type { ZodType } from 'zod';
-import { requireAccess, requireAuth, type AuthEnv, type Principal, type Verifier } from '../auth.ts';
+import { optionalAuth, requireAccess, requireAuth, type AuthEnv, type InvalidTokenAnswer, type Principal, type Verifier } from '../auth.ts';
 import type { MikroORM } from '../db.ts';
 import { ConfigError } from '../errors.ts';
 import type { App, AppEnv } from './app.ts';
@@ -26,7 +27,7 @@ export type Access = 'public' | 'signed-in' | { roles?: readonly string[]; scope
 export type ApiEnv = { Variables: AppEnv['Variables'] & Partial<AuthEnv['Variables']> };
 
 /** One success answer. `type` says how it is sent: JSON (the default, `schema` its body), SSE, a WebSocket upgrade, or no body. */
-export type ResponseSpec = { description: string; schema?: ZodType; type?: 'json' | 'event-stream' | 'websocket' | 'text' | 'binary' | 'empty'; headers?: Record<string, string> };
+export type ResponseSpec = { description: string; schema?: ZodType; type?: 'json' | 'event-stream' | 'websocket' | 'text' | 'html' | 'binary' | 'empty'; headers?: Record<string, string> };
 
 /** A request body: its schema (documented, and what the body is parsed with), or a custom parse, optional, or a form the handler reads itself. */
 export type BodySpec<B> = {
@@ -49,6 +50,12 @@ export type RouteDef<B = unknown, Q = unknown> = {
   description?: string;
   tags: string[];
   access: Access;
+  /**
+   * A public /api route verifies a bearer token when one is sent (so the limiter counts its
+   * principal); one that does not verify is 401 ('refuse', the default), or leaves the caller
+   * anonymous ('anonymous': the routes that hand out tokens, which a client calls with its stale one).
+   */
+  invalidToken?: InvalidTokenAnswer;
   /** Also take the token as `?access_token=` (SSE and WebSocket: browsers cannot set headers there). */
   tokenInQuery?: boolean;
   /** Path parameters, documented; the handler reads them (a malformed id is a 404, as an unknown one). */
@@ -60,6 +67,8 @@ export type RouteDef<B = unknown, Q = unknown> = {
    * scopes it per request (e.g. per resource). `commit: 'handler'` when the handler stores the key itself.
    */
   idempotency?: { scope?: string | ((c: Context<ApiEnv>) => string); commit?: 'handler' };
+  /** `false`: kept out of /openapi.json (a page's script or asset), but in the table for 405 and Allow. */
+  document?: false;
   /** Success answers by status. */
   responses: Record<number, ResponseSpec>;
   /** Error statuses the route answers besides those its declaration implies (400, 401, 403, 413, 415, 409/422 of keys, 429, 503). */
@@ -71,6 +80,8 @@ export type RouteDef<B = unknown, Q = unknown> = {
 export type RouteEntry = Omit<RouteDef, 'handler' | 'body' | 'idempotency'> & {
   body?: BodySpec<unknown>;
   idempotent: boolean;
+  /** Mounted with routes.mount: the mounted app authenticates by its own cookie session, not a bearer token. */
+  session?: boolean;
   /** The Hono pattern it is mounted on: `/api/orders/:id`. */
   honoPath: string;
   /** Matches a concrete path of this route. */
@@ -83,10 +94,27 @@ export type RouteTable = { routes: RouteEntry[] };
 /** `const table = createRouteTable()` */
 export const createRouteTable = (): RouteTable => ({ routes: [] });
 
+/**
+ * A Hono app with its own authentication (the operator console's cookie session), mounted
+ * under `prefix`: each of its routes is recorded in the table (405 and Allow, and the access
+ * it enforces), while its own guards, error pages and middleware keep running it.
+ */
+export type MountDef = {
+  prefix: `/${string}`;
+  app: { routes: readonly { method: string; path: string }[] };
+  tags: string[];
+  /** Who may call a route of the app, by its path (OpenAPI form, prefix included); the app's guards must enforce the same (it derives them from one declaration). */
+  access: (path: string) => Access;
+  /** The routes listed in /openapi.json (`'GET /admin'`), with their summary and answers; the rest are in the table only. */
+  documented?: Record<string, { summary: string; responses: Record<number, ResponseSpec> }>;
+};
+
 export type Routes = {
   table: RouteTable;
   /** Declare and mount a route. `routes.add({ method: 'GET', path: '/api/orders/{id}', access: { roles: ['customer'] }, …, handler })` */
   add<B = undefined, Q = undefined>(def: RouteDef<B, Q>): void;
+  /** Mount an app that authenticates by itself and record its routes. `routes.mount({ prefix: '/admin', app: console, tags: ['console'], access })` */
+  mount(def: MountDef): void;
 };
 
 export type RoutesOptions = {
@@ -101,6 +129,8 @@ export type RoutesOptions = {
 };
 
 const honoPathOf = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
+/** `/admin/orders/:id` → `/admin/orders/{id}`; a pattern with a regex (`:id{[0-9]+}`) keeps only its name. */
+const openApiPathOf = (honoPath: string) => honoPath.replace(/:(\w+)(\{[^}]*\})?/g, '{$1}');
 const patternOf = (path: string) =>
   new RegExp(`^${path.split(/\{\w+\}/).map((s) => s.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('[^/]+')}/?$`);
 const isBodySpec = <B>(b: ZodType<B> | BodySpec<B>): b is BodySpec<B> => 'schema' in b && !('safeParse' in b);
@@ -114,11 +144,16 @@ export function createRoutes(o: RoutesOptions): Routes {
       const body = def.body === undefined ? undefined : isBodySpec(def.body) ? def.body : { schema: def.body };
       const honoPath = honoPathOf(def.path);
       const chain: MiddlewareHandler[] = [];
+      const api = def.path.startsWith('/api/');
       if (def.access !== 'public') {
         if (!o.verifier) throw new ConfigError(`route ${def.method} ${def.path} needs a token verifier and the runtime has none`);
         chain.push(requireAuth(o.verifier, { queryToken: def.tokenInQuery }) as MiddlewareHandler);
+      } else if (api && o.verifier) {
+        // Public, but a caller that sends its token is limited as itself, not as its address.
+        // Verification is local (cached keys and tokens): no call to identity per request.
+        chain.push(optionalAuth(o.verifier, { invalid: def.invalidToken }) as MiddlewareHandler);
       }
-      if (o.limit && def.path.startsWith('/api/')) chain.push(o.limit);
+      if (o.limit && api) chain.push(o.limit);
       if (typeof def.access === 'object') chain.push(requireAccess(def.access) as MiddlewareHandler);
       if (def.idempotency) {
         if (!o.orm) throw new ConfigError(`route ${def.method} ${def.path} takes Idempotency-Key and the runtime gave no database`);
@@ -147,6 +182,27 @@ export function createRoutes(o: RoutesOptions): Routes {
       });
       const { handler: _h, body: _b, idempotency: idem, ...doc } = def;
       o.table.routes.push({ ...doc, body, idempotent: Boolean(idem), honoPath, pattern: patternOf(def.path) } as RouteEntry);
+    },
+    mount(def) {
+      const entries: RouteEntry[] = [];
+      const seen = new Set<string>();
+      for (const r of def.app.routes) {
+        // Middleware (`use`) and catch-alls are registered as ALL or with a `*`: not routes.
+        if (r.method === 'ALL' || r.path.includes('*')) continue;
+        const honoPath = (def.prefix + (r.path === '/' ? '' : r.path)).replace(/\/$/, '') || '/';
+        const path = openApiPathOf(honoPath) as `/${string}`;
+        const key = `${r.method} ${path}`;
+        if (seen.has(key)) continue; // a route with its guard is registered once per handler
+        seen.add(key);
+        if (o.table.routes.some((x) => x.method === r.method && x.path === path)) throw new ConfigError(`route ${key} declared twice`);
+        const documented = def.documented?.[key];
+        entries.push({
+          method: r.method as HttpMethod, path, honoPath, pattern: patternOf(path), tags: def.tags, access: def.access(path), session: true, idempotent: false,
+          summary: documented?.summary ?? key, responses: documented?.responses ?? {}, ...(documented ? {} : { document: false as const }),
+        });
+      }
+      o.app.route(def.prefix, def.app as never);
+      o.table.routes.push(...entries);
     },
   };
 }
