@@ -36,8 +36,8 @@ const inbox = async (consumer: string, n: number, ageMs: number) =>
     [consumer, `${consumer}-${ageMs}-`, ageMs / 1000, n]);
 /** `n` idempotency rows in `state`, created (or last renewed) `ageMs` ago. */
 const keys = async (scope: string, state: 'done' | 'running', n: number, ageMs: number) =>
-  await sql(`insert into kit.idempotency_keys (scope, key, request_hash, state, response_status, response_body, created_at)
-             select ?, 'k' || g, 'h', ?, case when ? = 'done' then 201 end, case when ? = 'done' then '{}' end, now() - make_interval(secs => ?)
+  await sql(`insert into kit.idempotency_keys (scope, principal, key, request_hash, state, response_status, response_body, created_at)
+             select ?, '', 'k' || g, 'h', ?, case when ? = 'done' then 201 end, case when ? = 'done' then '{}' end, now() - make_interval(secs => ?)
              from generate_series(1, ?) g`, [scope, state, state, state, ageMs / 1000, n]);
 const count = async (q: string, params: unknown[] = []) => Number((await sql<{ n: string }>(`select count(*) as n from ${q}`, params))[0]!.n);
 
