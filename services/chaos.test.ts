@@ -1,0 +1,33 @@
+// The chaos suite's short round, in CI (`npm run chaos` is the long one; see
+// services/testing/chaos.ts): two process faults and two network faults, drawn from
+// CHAOS_SEED or a fresh seed (printed, so a failure can be replayed), while orders,
+// lending orders and funding applications go through the gateway; then the invariants.
+import { describe, expect, it } from 'vitest';
+import { NETWORK_FAULTS, PROCESS_FAULTS, planFaults, runChaos, type FaultKind } from './testing/chaos.ts';
+
+describe('chaos, short round', () => {
+  it('the schedule is a function of the seed, and every kind comes once before any repeats', () => {
+    const o = { seed: 7, faults: 25, faultMs: [1000, 2000] as [number, number], gapMs: [0, 0] as [number, number] };
+    expect(planFaults(o)).toEqual(planFaults(o));
+    expect(planFaults({ ...o, seed: 8 })).not.toEqual(planFaults(o));
+    const first = planFaults(o).slice(0, 20).map((f) => f.kind);
+    expect(new Set(first).size).toBe(20);
+  });
+
+  it('faults while the workload runs: every accepted order final, stock, money, payouts, T24 and mail all hold', async () => {
+    const seed = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 1_000_000));
+    const pick = (kinds: readonly FaultKind[], n: number, s: number) => planFaults({ seed: s, faults: n, faultMs: [1500, 3000], gapMs: [500, 1000], kinds: [...kinds] });
+    // Two of each family, in the seed's order: process faults first, then network ones.
+    const schedule = [...pick(PROCESS_FAULTS, 2, seed), ...pick(NETWORK_FAULTS, 2, seed + 1)];
+    const lines: string[] = [];
+    const report = await runChaos({
+      seed, durationMs: 60_000, faults: 4, faultMs: [1500, 3000], gapMs: [500, 1000], clients: 2,
+      recoveryTimeoutMs: 45_000, drainTimeoutMs: 45_000, kinds: schedule.map((f) => f.kind),
+      log: (l) => { lines.push(l); console.log(l); },
+    });
+    expect(report.faults.length, lines.join('\n')).toBeGreaterThan(0);
+    expect(report.faults.filter((f) => f.recoveryMs === null).map((f) => f.kind), `seed ${seed}`).toEqual([]);
+    expect(report.invariants.filter((i) => !i.ok), `seed ${seed}`).toEqual([]);
+    expect(report.workload.order.accepted, `seed ${seed}`).toBeGreaterThan(0);
+  }, 240_000);
+});
