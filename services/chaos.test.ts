@@ -1,5 +1,5 @@
 // The chaos suite's short round, in CI (`npm run chaos` is the long one; see
-// services/testing/chaos.ts): two process faults and two network faults, drawn from
+// services/testing/chaos.ts): two process faults and a network fault, drawn from
 // CHAOS_SEED or a fresh seed (printed, so a failure can be replayed), while orders,
 // lending orders and funding applications go through the gateway; then the invariants.
 import { describe, expect, it } from 'vitest';
@@ -14,14 +14,14 @@ describe('chaos, short round', () => {
     expect(new Set(first).size).toBe(20);
   });
 
-  it('faults while the workload runs: every accepted order final, stock, money, payouts, T24 and mail all hold', async () => {
+  it('three faults while the workload runs: every accepted order final, stock, money, payouts, T24 and mail all hold', async () => {
     const seed = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 1_000_000));
     const pick = (kinds: readonly FaultKind[], n: number, s: number) => planFaults({ seed: s, faults: n, faultMs: [1500, 3000], gapMs: [500, 1000], kinds: [...kinds] });
-    // Two of each family, in the seed's order: process faults first, then network ones.
-    const schedule = [...pick(PROCESS_FAULTS, 2, seed), ...pick(NETWORK_FAULTS, 2, seed + 1)];
+    // Two process faults and one network fault, as the seed picks them (~90 s on a loaded 2-core box).
+    const schedule = [...pick(PROCESS_FAULTS, 2, seed), ...pick(NETWORK_FAULTS, 1, seed + 1)];
     const lines: string[] = [];
     const report = await runChaos({
-      seed, durationMs: 60_000, faults: 4, faultMs: [1500, 3000], gapMs: [500, 1000], clients: 2,
+      seed, durationMs: 40_000, faults: 3, faultMs: [1500, 3000], gapMs: [500, 1000], clients: 2,
       recoveryTimeoutMs: 45_000, drainTimeoutMs: 45_000, kinds: schedule.map((f) => f.kind),
       log: (l) => { lines.push(l); console.log(l); },
     });
