@@ -71,8 +71,13 @@ export async function ensureDatabase(url: string): Promise<void> {
   try {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (!rowCount) {
-      await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`).catch((err: { code?: string }) => {
-        if (err.code !== '42P04') throw err; // created by a replica meanwhile
+      await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`).catch(async (err: { code?: string }) => {
+        // Created by a replica meanwhile: 42P04 when it committed before our check, 23505 on
+        // pg_database's unique index when both got past it (the unique check waits for the
+        // winner's commit, so the database is there to see now).
+        if (err.code === '42P04') return;
+        const { rowCount: now } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+        if (!now) throw err;
       });
     }
   } finally {
