@@ -21,7 +21,7 @@ describe('chaos, short round', () => {
     const schedule = [...pick(PROCESS_FAULTS, 2, seed), ...pick(NETWORK_FAULTS, 1, seed + 1)];
     const lines: string[] = [];
     const report = await runChaos({
-      seed, durationMs: 40_000, faults: 3, faultMs: [1500, 3000], gapMs: [500, 1000], clients: 2,
+      seed, durationMs: 40_000, faults: 3, faultMs: [1500, 3000], gapMs: [500, 1000], clients: 2, rps: 5,
       recoveryTimeoutMs: 45_000, drainTimeoutMs: 45_000, kinds: schedule.map((f) => f.kind),
       log: (l) => { lines.push(l); console.log(l); },
     });

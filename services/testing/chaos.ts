@@ -44,8 +44,10 @@ export type ChaosOptions = {
   faultMs: [number, number];
   /** Pause after each recovery before the next fault (ms). */
   gapMs: [number, number];
-  /** Concurrent workload clients. */
+  /** Concurrent workload clients, and the requests per second they send together (paced, so the
+   *  backlog a probe waits behind comes from the faults, not from a load beyond the box). */
   clients: number;
+  rps: number;
   /** Longest wait for a probe to go through after a fault heals, and for the final drain. */
   recoveryTimeoutMs: number;
   drainTimeoutMs: number;
@@ -67,6 +69,8 @@ type Counts = { accepted: number; refused: number; errors: number; statuses: Rec
 export type Invariant = { name: string; ok: boolean; detail: string };
 export type ChaosReport = {
   seed: number; schedule: PlannedFault[]; faults: FaultResult[]; invariants: Invariant[]; ok: boolean;
+  /** The probe's time with no fault (before the first). */
+  baselineMs: number | null;
   workload: Record<'order' | 'funding' | 'lending', Counts>; books?: BooksReport; setupMs: number; elapsedMs: number;
 };
 
@@ -275,7 +279,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         if (r < 0.6) await placeOrder(workload.order);
         else if (r < 0.85) await placeFunding(workload.funding);
         else await placeLending(workload.lending);
-        await sleep(20 + rnd() * 80);
+        await sleep((o.clients / o.rps) * 1000 * (0.5 + rnd()));
       }
     });
 
@@ -318,8 +322,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       return async () => proxy.set({ kind: 'none' });
     };
 
-    // Warm up, then the faults, one at a time.
+    // Warm up, and the probe's time with no fault: what each recovery time compares with.
     await sleep(2000);
+    const baseline = await probe({ kind: 'latency:api', durationMs: 0, gapMs: 0 }, Date.now());
+    log(`baseline: a probe order goes through in ${baseline.recoveryMs ?? 'NOT within ' + o.recoveryTimeoutMs} ms with no fault`);
     const faults: FaultResult[] = [];
     const faultsFrom = Date.now();
     for (const f of schedule) {
@@ -432,7 +438,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     invariants.push({ name: 'T24 invests = items the orders count invested', ok: t24Stats.applied.invest === investedInOrders, detail: `T24 ${t24Stats.applied.invest}, orders ${investedInOrders}` });
 
     for (const i of invariants) log(`${i.ok ? 'OK  ' : 'FAIL'} ${i.name}: ${i.detail}`);
-    return { seed: o.seed, schedule, faults, invariants, ok: invariants.every((i) => i.ok) && faults.every((f) => f.recoveryMs !== null), workload, books, setupMs, elapsedMs: Date.now() - t0 };
+    return { seed: o.seed, schedule, faults, invariants, baselineMs: baseline.recoveryMs, ok: invariants.every((i) => i.ok) && faults.every((f) => f.recoveryMs !== null), workload, books, setupMs, elapsedMs: Date.now() - t0 };
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => {});
   }
