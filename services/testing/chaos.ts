@@ -181,10 +181,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       GATEWAY_UPSTREAMS: TARGETS.map((t) => `${t}=${proxies.api.url(`http://127.0.0.1:${servicesPort}`)}`).join(','),
     };
     const procs: { services?: SpawnedCluster; gateway?: SpawnedCluster } = {};
-    // Side by side: the gateway does not need its upstream to be ready (a call before then is a 502).
-    [procs.services, procs.gateway] = await Promise.all([spawnCluster(env), spawnCluster(gatewayEnv, { identity: false })]);
     cleanups.push(async () => { await procs.gateway?.kill9(); await procs.services?.kill9(); });
-    const url = procs.gateway.url;
+    // A loaded box can take well over the usual 30 s to boot TARGET=all.
+    const start = async (which: 'services' | 'gateway') => {
+      procs[which] = await spawnCluster(which === 'services' ? env : gatewayEnv, { identity: which === 'services', readyTimeoutMs: 120_000 });
+    };
+    // Side by side: the gateway does not need its upstream to be ready (a call before then is a 502).
+    await Promise.all([start('services'), start('gateway')]);
+    const url = procs.gateway!.url;
     const setupMs = Date.now() - t0;
     log(`up in ${(setupMs / 1000).toFixed(1)} s: gateway ${url}, services :${servicesPort}, postgres :${pgServer.port}, nats :${nats.port}`);
 
@@ -315,7 +319,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       if (what === 'kill9' && (target === 'services' || target === 'gateway')) {
         await procs[target]!.kill9();
         procs[target] = undefined;
-        return async () => { procs[target] = await spawnCluster(target === 'services' ? env : gatewayEnv, { identity: target === 'services' }); };
+        return () => start(target);
       }
       const proxy = proxies[target as (typeof PROXIES)[number]];
       proxy.set(what === 'latency' ? { kind: 'latency', latencyMs: f.latencyMs! } : { kind: what as 'reset' | 'blackhole' });
@@ -336,8 +340,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       const heal = await inject(f);
       await sleep(f.durationMs);
       const healedAt = Date.now();
-      await heal();
-      const r = await probe(f, healedAt);
+      // A heal that fails (a restart not ready in time) leaves the fault unrecovered, not the run dead.
+      const healed = await heal().then(() => true, (err) => { log(`  heal failed: ${String(err).slice(0, 300)}`); return false; });
+      const r = healed ? await probe(f, healedAt) : { firstAcceptMs: null, recoveryMs: null };
       const result: FaultResult = { ...f, startedAt: startedAt - t0, ...r, during: window.c };
       faults.push(result);
       log(`  recovered: first 202 after ${r.firstAcceptMs ?? '-'} ms, probe final after ${r.recoveryMs ?? 'NOT within ' + o.recoveryTimeoutMs} ms; workload meanwhile ${JSON.stringify({ accepted: window.c.accepted, refused: window.c.refused, errors: window.c.errors })}`);
@@ -349,8 +354,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 
     // Everything healed and running again (a probe that failed to recover may have left a process down).
     for (const p of Object.values(proxies)) p.set({ kind: 'none' });
-    if (!procs.services) procs.services = await spawnCluster(env);
-    if (!procs.gateway) procs.gateway = await spawnCluster(gatewayEnv, { identity: false });
+    if (!procs.services) await start('services');
+    if (!procs.gateway) await start('gateway');
 
     // Orders whose answer was lost (timeouts, resets, 502) may have committed: they count too.
     for (const [orderId, state] of orderAttempts) {
