@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../testing/index.ts';
 import pg from 'pg';
-import { ensureDatabase, openOrm, rawQuery, type MikroORM } from './db.ts';
+import { ensureDatabase, openOrm, poolUsage, rawQuery, type MikroORM } from './db.ts';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let orm: MikroORM;
@@ -45,6 +45,34 @@ describe('ensureDatabase', () => {
       await admin.connect();
       await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await admin.end();
+    }
+  });
+});
+
+describe('a connection lost inside a transaction', () => {
+  // Found by the chaos suite (a Postgres black hole, then resets): kysely's ControlledTransaction,
+  // which MikroORM's transactional() uses, releases its connection only after a ROLLBACK that
+  // succeeded; on a dead connection the ROLLBACK throws, and the pool kept the slot forever.
+  // Twenty such transactions and the process never reached Postgres again.
+  it('gives its pool slot back, so the pool still serves afterwards', async () => {
+    const leaky = await openOrm({ url: db.url, entities: [], migrations: [], poolMax: 2 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const failed = await leaky.em.fork().transactional(async (em) => {
+          const [{ pid }] = await em.execute<{ pid: number }[]>('select pg_backend_pid() as pid');
+          await em.execute('select pg_terminate_backend(?)', [pid]); // the server drops this very connection
+        }).then(() => false, () => true);
+        expect(failed).toBe(true);
+      }
+      const answer = await Promise.race([
+        leaky.em.fork().execute('select 1 as one'),
+        new Promise((r) => setTimeout(() => r('pool exhausted: no connection in 10 s'), 10_000)),
+      ]);
+      expect(answer).toEqual([{ one: 1 }]);
+      expect((await poolUsage(leaky)).active).toBeLessThanOrEqual(1);
+    } finally {
+      // A leaked connection would hold pool.end() forever.
+      await Promise.race([leaky.close(), new Promise((r) => setTimeout(r, 5000))]);
     }
   });
 });
