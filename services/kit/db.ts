@@ -71,8 +71,13 @@ export async function ensureDatabase(url: string): Promise<void> {
   try {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (!rowCount) {
-      await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`).catch((err: { code?: string }) => {
-        if (err.code !== '42P04') throw err; // created by a replica meanwhile
+      await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`).catch(async (err: { code?: string }) => {
+        // Created by a replica meanwhile: 42P04 when it committed before our check, 23505 on
+        // pg_database's unique index when both got past it (the unique check waits for the
+        // winner's commit, so the database is there to see now).
+        if (err.code === '42P04') return;
+        const { rowCount: now } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+        if (!now) throw err;
       });
     }
   } finally {
@@ -96,13 +101,43 @@ export async function openOrm(opts: { url: string; entities: Options['entities']
     // it the request fails fast and the client gets 503 UNAVAILABLE.
     driverOptions: {
       connectionTimeoutMillis: 3000,
-      // A span per statement inside a trace (tracing.ts); nothing while tracing is off.
-      ...(opts.tracing?.on ? { onPoolCreated: (pool: pg.Pool) => tracePgPool(opts.tracing!, pool as never, decodeURIComponent(new URL(opts.url).pathname.slice(1))) } : {}),
+      onPoolCreated: (pool: pg.Pool) => {
+        releaseDeadClients(pool);
+        // A span per statement inside a trace (tracing.ts); nothing while tracing is off.
+        if (opts.tracing?.on) tracePgPool(opts.tracing, pool as never, decodeURIComponent(new URL(opts.url).pathname.slice(1)));
+      },
     },
     migrations: { migrationsList: [...opts.migrations].sort((a, b) => a.name.localeCompare(b.name)), silent: true, snapshot: false, snapshotOnMigrate: false, tableName: MIGRATIONS_TABLE },
     debug: opts.debug ?? false,
     allowGlobalContext: false,
     discovery: { warnWhenNoEntities: false },
+  });
+}
+
+/**
+ * Give back the pool slot of a connection that died while checked out. kysely's ControlledTransaction
+ * (what MikroORM's transactional() runs on) releases its connection only after a COMMIT or ROLLBACK
+ * that succeeded; when Postgres goes away mid-transaction (a crash, a reset, a partition), the
+ * ROLLBACK fails on the dead connection and the slot stayed taken for the life of the process:
+ * the chaos suite saw one 6 s Postgres partition leave all 20 taken and the process wedged.
+ * pg-pool assigns `client.release` at every checkout; we keep it and hand out a once-only wrapper,
+ * call it ourselves (with the error, so the pool discards the client) when the connection ends,
+ * and the holder's own later release is then a no-op.
+ */
+function releaseDeadClients(pool: pg.Pool): void {
+  pool.on('connect', (client) => {
+    let release: ((err?: Error | boolean) => void) | undefined;
+    let released = true;
+    Object.defineProperty(client, 'release', {
+      configurable: true,
+      get: () => (err?: Error | boolean) => { if (released) return; released = true; release?.(err); },
+      set: (fn: (err?: Error | boolean) => void) => { release = fn; released = false; },
+    });
+    client.once('end', () => {
+      if (released) return;
+      released = true;
+      release?.(new Error('connection ended while checked out'));
+    });
   });
 }
 

@@ -186,20 +186,20 @@ export type SpawnedCluster = {
  * Run `node services/main.ts` as a child process (for kill -9 and SIGTERM tests); `detached` makes it lead a session of its own.
  * Identity runs in it too unless `identity: false` (a test then logs in at another process on the same database).
  */
-export async function spawnCluster(env: Env, opts: { detached?: boolean; identity?: boolean } = {}): Promise<SpawnedCluster> {
+export async function spawnCluster(env: Env, opts: { detached?: boolean; identity?: boolean; readyTimeoutMs?: number } = {}): Promise<SpawnedCluster> {
   if (opts.identity !== false && env.TARGET) env = { ...env, TARGET: withIdentity(env.TARGET) };
   // freePort() closes its probe before the child binds, and in that gap another
   // test's outbound connection can take the port: try again on a fresh one.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await spawnOnce(env, opts.detached ?? false);
+      return await spawnOnce(env, opts.detached ?? false, opts.readyTimeoutMs ?? 30_000);
     } catch (err) {
       if (env.PORT || attempt >= 3 || !String(err).includes('EADDRINUSE')) throw err;
     }
   }
 }
 
-async function spawnOnce(env: Env, detached: boolean): Promise<SpawnedCluster> {
+async function spawnOnce(env: Env, detached: boolean, readyTimeoutMs: number): Promise<SpawnedCluster> {
   const { spawn } = await import('node:child_process');
   const { freePort, eventually } = await import('./servers.ts');
   const port = Number(env.PORT) || await freePort();
@@ -225,7 +225,11 @@ async function spawnOnce(env: Env, detached: boolean): Promise<SpawnedCluster> {
   const state = await eventually(async () => {
     if (child.exitCode !== null) return 'exited';
     return (await fetch(`${url}/readyz`)).status === 200 ? 'ready' : undefined;
-  }, { timeoutMs: 30_000, what: 'spawned cluster ready' });
+  }, { timeoutMs: readyTimeoutMs, what: 'spawned cluster ready' }).catch((err) => {
+    // Never ready: no caller holds it, so nobody else would ever stop it.
+    child.kill('SIGKILL');
+    throw err;
+  });
   if (state === 'exited') throw new Error(`cluster exited with ${child.exitCode}: ${out}`);
   const token = tokenSource(url);
   return {

@@ -112,7 +112,14 @@ export async function eventually<T>(fn: () => T | Promise<T>, { timeoutMs = 30_0
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
-export type TestPostgres = { url: string; port: number; kill(): Promise<void>; restart(): Promise<void>; stop(): Promise<void> };
+export type TestPostgres = {
+  url: string; port: number;
+  /** Immediate shutdown (SIGQUIT to the postmaster, what `pg_ctl stop -m immediate` sends): a crash, with no checkpoint. */
+  kill(): Promise<void>;
+  /** SIGKILL to the postmaster and every backend, as the OOM killer would: nobody gets to clean up. */
+  kill9(): Promise<void>;
+  restart(): Promise<void>; stop(): Promise<void>;
+};
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 
@@ -153,9 +160,25 @@ async function postgresProcess(dir: string, port: number, settings: Record<strin
     const postmaster = Number(readFileSync(`${dir}/data/postmaster.pid`, 'utf8').split('\n')[0]);
     await new Promise<void>((resolve) => { p.once('exit', () => resolve()); process.kill(postmaster, 'SIGQUIT'); });
   };
+  const kill9 = async () => {
+    const p = proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const { readFileSync, readdirSync } = await import('node:fs');
+    const postmaster = Number(readFileSync(`${dir}/data/postmaster.pid`, 'utf8').split('\n')[0]);
+    // The postmaster's children, by id (from /proc), before it dies and they are re-parented.
+    const children = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
+      try { return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === postmaster; } catch { return false; }
+    });
+    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+    process.kill(postmaster, 'SIGKILL');
+    for (const pid of children) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ } }
+    await exited;
+    // A restart finds the old shared memory free only once every backend is gone.
+    await eventually(() => children.every((pid) => { try { process.kill(pid, 0); return false; } catch { return true; } }), { timeoutMs: 10_000, what: 'postgres backends gone' });
+  };
   await start();
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/orderflow`, port, kill, restart: start,
+    url: `postgres://postgres@127.0.0.1:${port}/orderflow`, port, kill, kill9, restart: start,
     async stop() { await kill(); rmSync(dir, { recursive: true, force: true }); },
   };
 }
