@@ -15,6 +15,7 @@ type Status = { id: string; status: string; updatedAt: string };
 /** Per connection: when it opened, the first status (the current one) and the delay of each later one. */
 const first: (string | undefined)[] = new Array(conns.length);
 const delays: number[] = [];
+const kinds: ('sse' | 'ws')[] = [];
 /** When each delivered change happened (its updatedAt, epoch ms). */
 const changedAt: number[] = [];
 /** Connections that received at least one change. */
@@ -31,6 +32,7 @@ const received = (i: number, s: Status) => {
   if (s.status === first[i]) return;
   const at = Date.parse(s.updatedAt);
   delays.push(Date.now() - at);
+  kinds.push(conns[i]!.kind);
   changedAt.push(at);
   reached.add(i);
   changed++;
@@ -102,7 +104,7 @@ parentPort!.on('message', (m) => {
   if (m === 'report') parentPort!.postMessage({ phase: 'progress', changed });
   if (m === 'collect') {
     const { user, system } = process.threadCpuUsage();
-    parentPort!.postMessage({ phase: 'collected', delays, changedAt, reached: reached.size, changed, errors, cpuMs: (user + system) / 1000 });
+    parentPort!.postMessage({ phase: 'collected', delays, kinds, changedAt, reached: reached.size, changed, errors, cpuMs: (user + system) / 1000 });
   }
   if (m === 'close') { for (const c of closers) c(); parentPort!.postMessage({ phase: 'closed' }); }
 });

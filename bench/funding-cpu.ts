@@ -77,7 +77,7 @@ try {
   console.error(`bench:funding-cpu: ${ROUNDS} rounds of ${APPS} applications, ${CONCURRENCY} in flight; load average ${load()}`);
   await postAll(Array.from({ length: 20 }, (_, i) => body(i, 'w')));
   await eventually(async () => (await ended('w')) === 20, { timeoutMs: 120_000, intervalMs: 200, what: 'warm-up ended' });
-  const scoringPid = await eventually(() => childrenOf(svc.pid).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('main.ts')), { what: 'the scoring process' });
+  const scoringPid = (await eventually(() => childrenOf(svc.pid).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('main.ts')), { what: 'the scoring process' }))!;
   const rows: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const group = `r${round}`;
