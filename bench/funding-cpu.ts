@@ -28,6 +28,7 @@ const APPS = Number(process.env.BENCH_APPS ?? 400);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const PROF = process.env.BENCH_CPU_PROF;
+const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 15);
 const run = Date.now().toString(36);
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
@@ -78,6 +79,19 @@ try {
   await postAll(Array.from({ length: 20 }, (_, i) => body(i, 'w')));
   await eventually(async () => (await ended('w')) === 20, { timeoutMs: 120_000, intervalMs: 200, what: 'warm-up ended' });
   const scoringPid = (await eventually(() => childrenOf(svc.pid).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('main.ts')), { what: 'the scoring process' }))!;
+  // The background: the same processes with nothing to do (pull loops, pings, relay and
+  // flag polls of every TARGET=all service). A round pays it for its wall time, so its
+  // share per application grows as throughput falls (a loaded machine).
+  const pgAll = async () => new Set((await pool.query('select pid from pg_stat_activity where datname = current_database()')).rows.map((r) => Number(r.pid)));
+  const i0 = snapshot();
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+  const i1 = snapshot();
+  const idlePg = await pgAll();
+  const idle = {
+    main: cpuSeconds(i0, i1, (p) => p.pid === svc.pid) / IDLE_S, scoring: cpuSeconds(i0, i1, (p) => p.pid === scoringPid) / IDLE_S,
+    nats: cpuSeconds(i0, i1, (p) => p.cmd.includes(`-p ${nats.port} `)) / IDLE_S, pg: cpuSeconds(i0, i1, (p) => idlePg.has(p.pid)) / IDLE_S,
+  };
+  const idleTotal = idle.main + idle.scoring + idle.nats + idle.pg;
   const rows: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const group = `r${round}`;
@@ -87,7 +101,8 @@ try {
     const x0 = await dbStat();
     const p0 = snapshot();
     const t0 = Date.now();
-    await postAll(Array.from({ length: APPS }, (_, i) => body(i, group)));
+    // Inputs never seen before in this run: a score served from the cache would hide the model's share.
+    await postAll(Array.from({ length: APPS }, (_, i) => body(1000 + round * APPS + i, group)));
     await eventually(async () => (await ended(group)) === APPS, { timeoutMs: 600_000, intervalMs: 250, what: `round ${round} ended` });
     const p1 = snapshot();
     const wallS = (Date.now() - t0) / 1000;
@@ -102,14 +117,16 @@ try {
     // Our own query connection is one of them: its few statements per poll are left in (small, and an over- not an under-count).
     const pgS = cpuSeconds(p0, p1, (p) => pgPids.has(p.pid));
     const outside = main + scoring - model + natsS + pgS;
-    rows.push(`| ${round + 1} | ${ms(main)} | ${ms(scoring - model)} | ${ms(natsS)} | ${ms(pgS)} | **${ms(outside)}** | ${ms(model)} | ${f((Number(x1.x) - Number(x0.x)) / APPS, 1)} | ${f(wallS, 1)} | ${load()} |`);
+    rows.push(`| ${round + 1} | ${ms(main)} | ${ms(scoring - model)} | ${ms(natsS)} | ${ms(pgS)} | **${ms(outside)}** | ${ms(idleTotal * wallS)} | ${ms(outside - idleTotal * wallS)} | ${ms(model)} | ${f((Number(x1.x) - Number(x0.x)) / APPS, 1)} | ${f(wallS, 1)} | ${load()} |`);
   }
   console.log([
     `CPU outside the risk model per application, default \`npm start\` (TARGET=all child process, scoring in its supervised child); ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, node ${process.version}; ${APPS} applications a round, POSTed ${CONCURRENCY} in flight, each followed to its end (disbursed, rejected or pending_review); CPU from /proc${PROF ? '; UNDER --cpu-prof (inflated)' : ''}`,
     '',
-    '| round | service process (ms) | scoring process less the model (ms) | nats-server (ms) | Postgres backends (ms) | **outside the model (ms)** | the model (pool threads, ms) | Postgres transactions | wall (s) | load average at the end |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| round | service process (ms) | scoring process less the model (ms) | nats-server (ms) | Postgres backends (ms) | **outside the model (ms)** | of which the idle background for the round\'s wall time (ms) | outside the model less the background (ms) | the model (pool threads, ms) | Postgres transactions | wall (s) | load average at the end |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
+    '',
+    `idle background, ${IDLE_S} s with nothing to do (CPU ms per second): service process ${f(idle.main * 1000, 1)}, scoring process ${f(idle.scoring * 1000, 1)}, nats-server ${f(idle.nats * 1000, 1)}, Postgres backends ${f(idle.pg * 1000, 1)}; total ${f(idleTotal * 1000, 1)} ms/s (load average ${load()})`,
   ].join('\n'));
 } catch (err) {
   console.error(`the service's last output:\n${svc.output()}`);
