@@ -85,6 +85,18 @@ const postAll = async (bodies: unknown[]) => {
 };
 let scoringPid: number | undefined;
 const workers: Worker[] = [];
+let cleaned = false;
+async function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  if (scoringPid) try { process.kill(scoringPid, 'SIGCONT'); } catch { /* gone */ }
+  await Promise.all(workers.map((w) => w.terminate()));
+  await svc.sigterm();
+  await pool.end();
+  await gw.close();
+  await db.drop().catch(() => {});
+  await nats.stop();
+}
 try {
   console.error(`bench:funding-connections: ${CONNECTIONS} connections over ${APPS} applications, ${THREADS} client threads; load average ${load()}`);
   await postAll(Array.from({ length: 20 }, (_, i) => body(i, 'w')));
@@ -127,6 +139,16 @@ try {
   console.error(`opened ${openCount} of ${CONNECTIONS} in ${f(openMs / 1000)} s, errors ${JSON.stringify(openErrors)}; RSS ${f(rss0 / 2 ** 20)} → ${f(rss1 / 2 ** 20)} MiB, heap ${f(heap0 / 2 ** 20)} → ${f(heap1 / 2 ** 20)} MiB; load ${loadOpen}`);
   const svcCpu = (a: ReturnType<typeof snapshot>, b: ReturnType<typeof snapshot>) => cpuSeconds(a, b, (p) => p.pid === svc.pid);
 
+  if (process.env.BENCH_FANOUT === '0') {
+    // Memory and setup only (e.g. one kind alone, BENCH_WS_SHARE=0 or 1).
+    console.log([
+      `| connections (${f(100 - WS_SHARE * 100, 0)}% SSE) | open / errors | service CPU per connection opened | RSS per connection | V8 heap per connection | load average |`,
+      '|---|---|---|---|---|---|',
+      `| ${CONNECTIONS} over ${APPS} applications | ${openCount} / ${Object.values(openErrors).reduce((a, n) => a + n, 0)} | ${f((svcCpu(cpuOpen0, cpuOpen1) * 1e6) / Math.max(1, openCount), 0)} µs | ${f((rss1 - rss0) / Math.max(1, openCount) / 1024)} KiB | ${f((heap1 - heap0) / Math.max(1, openCount) / 1024)} KiB | ${loadOpen} |`,
+    ].join('\n'));
+    await cleanup();
+    process.exit(0);
+  }
   // 5. Scoring resumes; every waiting application is decided and fans out.
   const cpuFan0 = snapshot();
   const fanT0 = Date.now();
@@ -184,12 +206,6 @@ try {
   console.error(`the service's last output:\n${svc.output()}`);
   throw err;
 } finally {
-  if (scoringPid) try { process.kill(scoringPid, 'SIGCONT'); } catch { /* gone */ }
-  await Promise.all(workers.map((w) => w.terminate()));
-  await svc.sigterm();
-  await pool.end();
-  await gw.close();
-  await db.drop().catch(() => {});
-  await nats.stop();
+  await cleanup();
 }
 process.exit(0);
