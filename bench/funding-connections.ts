@@ -5,15 +5,23 @@
 // 1. Warm-up applications scored (JIT, pools, streams).
 // 2. The scoring process is paused (SIGSTOP), and BENCH_APPS applications are POSTed:
 //    the router moves each to risk_scoring and there they wait.
-// 3. BENCH_CONNECTIONS connections open over those applications (half SSE, half
-//    WebSocket, spread evenly, so each application has several watchers), from
+// 3. BENCH_CONNECTIONS connections open over those applications (BENCH_WS_SHARE of them
+//    WebSocket, default half, the rest SSE; spread evenly, so each application has
+//    several watchers), BENCH_OPEN_CONCURRENCY handshakes at a time, from
 //    BENCH_CLIENT_THREADS worker threads of this process: the service's process holds
 //    only its side of them. Each connection's first status is the current one.
 // 4. The service's RSS and V8 heap used, before the connections and 2 s after the last
 //    one opened, divided by the connections (no forced GC: what the process holds).
 // 5. The scoring process resumes (SIGCONT): every application is decided at the pool's
 //    pace, and each decision fans out to its watchers. Delivery delay = arrival on the
-//    connection − the row's updatedAt (set when the decision is written; same clock).
+//    connection − the row's updatedAt (set when the decision is written; same clock),
+//    so it covers the commit, the outbox relay, NATS, the hub's fan-out and the socket.
+//    Approved applications change twice more (disbursing, disbursed): each counts.
+//    The first decisions come only after the ack_wait of the requests the paused process
+//    held, so the span from SIGCONT to the last decision says nothing about scoring speed.
+// BENCH_FANOUT=0 stops after step 4 (memory and setup cost only, e.g. one kind alone).
+// The scoring process runs at FUNDING_RISK_NICE=0 here unless set: niced on a loaded
+// machine it decided a few applications a second, and the run took most of an hour.
 //
 // The service's CPU over each phase comes from /proc (robust to a loaded machine).
 // Tables are printed as markdown for docs/benchmarks.md.
