@@ -10,11 +10,11 @@ type Scripted = { msgs: string[]; end: 'expires' | 'never' | 'heartbeats missed'
 
 /** A consumer whose n-th fetch yields `msgs` and then ends as scripted ('never' = hangs until stop()). */
 function scriptedConsumer(script: Scripted[]) {
-  const calls: { at: number; stopped: boolean }[] = [];
+  const calls: { at: number; stopped: boolean; expires: number }[] = [];
   const consumer = {
-    async fetch() {
+    async fetch(opts: { expires: number }) {
       const step = script[calls.length] ?? { msgs: [], end: 'never' as const };
-      const call = { at: Date.now(), stopped: false };
+      const call = { at: Date.now(), stopped: false, expires: opts.expires };
       calls.push(call);
       let stop!: () => void;
       const stopped = new Promise<void>((r) => { stop = r; });
@@ -72,4 +72,32 @@ describe('pull loop', () => {
     expect(warned[0]).toBe('fetch failed; retrying');
     expect(failing.calls[1]! - failing.calls[0]!).toBeGreaterThanOrEqual(490);
   });
+
+  it('pulls for longer and longer while nothing comes, and for 1 s again after a message', async () => {
+    const empty = { msgs: [], end: 'expires' as const };
+    const { consumer, calls } = scriptedConsumer([empty, empty, empty, empty, empty, { msgs: ['a'], end: 'expires' }, empty, { msgs: ['b'], end: 'expires' }]);
+    const got: string[] = [];
+    let running = true;
+    const loop = pullLoop({ consumer, log, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
+    while (got.length < 2) await new Promise((r) => setTimeout(r, 5));
+    running = false;
+    // The ninth pull hangs (the script has run out) until the stop check ends it.
+    await loop;
+    expect(calls.map((c) => c.expires)).toEqual([1000, 2000, 4000, 8000, 8000, 8000, 1000, 2000, 1000]);
+  });
+
+  it('stops without waiting out a long idle pull', async () => {
+    const empty = { msgs: [], end: 'expires' as const };
+    // Three empty pulls, then one of 8 s that the server never answers.
+    const { consumer, calls } = scriptedConsumer([empty, empty, empty, { msgs: [], end: 'never' }]);
+    let running = true;
+    const loop = pullLoop({ consumer, log, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: () => {} });
+    while (calls.length < 4) await new Promise((r) => setTimeout(r, 5));
+    expect(calls[3]!.expires).toBe(8000);
+    running = false;
+    // Without the stop check the loop would end only at the pull's own deadline, 8.2 s from now.
+    const ended = await Promise.race([loop.then(() => 'ended'), new Promise((r) => setTimeout(() => r('still pulling'), 5000))]);
+    expect(ended).toBe('ended');
+    expect(calls[3]!.stopped).toBe(true);
+  }, 20_000);
 });
