@@ -2,13 +2,19 @@
 // target that owns it, over kept-alive connections (counted on the upstream side by a TCP
 // relay in front of each), with X-Request-Id and traceparent passed on, SSE streamed through,
 // a stopped upstream turned into 503 UNAVAILABLE and a path nobody owns into 404.
+import { createServer as createHttpServer, type IncomingMessage as UpstreamRequest } from 'node:http';
 import { createServer, connect, type Server } from 'node:net';
+import { Writable } from 'node:stream';
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { applicationBody } from '../funding/test-fixtures.ts';
 import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD } from '../identity/users.ts';
-import { startTestCluster, startTestNats, type TestCluster, type TestNats } from '../testing/index.ts';
+import { createLogger, type Logger } from '../kit/index.ts';
+import { eventually, startTestCluster, startTestNats, type TestCluster, type TestNats } from '../testing/index.ts';
+import { createProxy } from './proxy.ts';
 import { DEFAULT_ROUTES, resolveRoutes } from './routes.ts';
 import { loadGatewayConfig } from './config.ts';
 import { resolveTargets } from '../kit/runtime.ts';
@@ -177,6 +183,60 @@ describe('the gateway target', () => {
     expect([post.status, post.body.error.code]).toEqual([503, 'UNAVAILABLE']);
     expect((await fetch(`${gw.url}/.well-known/jwks.json`)).status).toBe(200);
   });
+});
+
+describe('a client that goes away', () => {
+  it('is no upstream failure: the upstream request is dropped (not retried) and logged at debug; a real failure stays a warned 503', async () => {
+    // An upstream that never answers /hang, sends half of /partial's declared body, and resets /reset.
+    const seen: Record<string, number> = {};
+    const closed: Record<string, number> = {};
+    const upstream = createHttpServer((req: UpstreamRequest, res) => {
+      const path = req.url!.slice(1);
+      seen[path] = (seen[path] ?? 0) + 1;
+      req.socket.once('close', () => { closed[path] = (closed[path] ?? 0) + 1; });
+      if (path === 'reset') req.socket.destroy();
+      else if (path === 'partial') { res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' }); res.write('{"half":'); }
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const url = new URL(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
+    let out = '';
+    const log = createLogger({ level: 'debug', destination: new Writable({ write(chunk, _e, done) { out += chunk; done(); } }) });
+    const lines = () => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string; upstream?: string });
+    const proxy = createProxy({ maxSockets: 4, responseTimeoutMs: 20_000, idleSocketMs: 4000, log });
+    const app = new Hono<{ Variables: { requestId: string; log: Logger } }>();
+    app.use(async (c, next) => { c.set('requestId', 'r-abort'); c.set('log', log); await next(); });
+    // The target is named after the path, so each case's log line can be told apart.
+    app.all('/*', (c) => proxy.forward(c, { target: c.req.path.slice(1), url }));
+    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise<void>((resolve) => server.once('listening', resolve));
+    const gateway = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (const path of ['hang', 'partial']) {
+        const ctl = new AbortController();
+        const answer = fetch(`${gateway}/${path}`, { signal: ctl.signal }).catch((err: unknown) => err);
+        await eventually(() => seen[path] === 1, { what: `the upstream got /${path}` });
+        ctl.abort();
+        expect(await answer).toBeInstanceOf(Error);
+        const line = await eventually(() => lines().find((l) => l.upstream === path), { what: `a log line for /${path}` });
+        expect(line, path).toMatchObject({ level: 'debug', msg: 'gateway: client went away; upstream request abandoned' });
+        await eventually(() => closed[path] === 1, { what: `the upstream connection of /${path} closed` });
+        // A GET reset by our own destroy used to be sent again, to nobody.
+        expect(seen[path], path).toBe(1);
+      }
+      expect(lines().filter((l) => l.msg === 'gateway: upstream unavailable')).toEqual([]);
+
+      const reset = await fetch(`${gateway}/reset`);
+      expect(reset.status).toBe(503);
+      expect((await reset.json()).error.code).toBe('UNAVAILABLE');
+      const warned = await eventually(() => lines().find((l) => l.upstream === 'reset'), { what: 'the warning for /reset' });
+      expect(warned).toMatchObject({ level: 'warn', msg: 'gateway: upstream unavailable' });
+    } finally {
+      proxy.close();
+      server.close();
+      upstream.closeAllConnections();
+      await new Promise((resolve) => upstream.close(resolve));
+    }
+  }, 60_000);
 });
 
 describe('the path table', () => {

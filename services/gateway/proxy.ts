@@ -25,6 +25,14 @@ function requestBody(c: Context): Readable {
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the proxy sets itself. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
 
+/** The upstream request was destroyed because the client went away (c.req.raw.signal aborted). */
+class ClientGoneError extends Error {
+  readonly code = 'ECLIENTGONE';
+  constructor() { super('the client closed the request'); }
+}
+/** nginx's status for a request whose client went away before the answer; never sent to anyone. */
+const CLIENT_CLOSED_REQUEST = 499;
+
 export type Upstream = { target: string; url: URL };
 export type ProxyOptions = {
   /** Pool size per upstream; requests beyond it queue for a socket. */
@@ -63,6 +71,8 @@ export function createProxy(o: ProxyOptions): Proxy {
   };
 
   const send = (c: Context, u: Upstream, body: Readable | undefined) => new Promise<IncomingMessage>((resolve, reject) => {
+    // Gone already (say, while this request waited for the retry): nobody to send the answer to.
+    if (c.req.raw.signal.aborted) { reject(new ClientGoneError()); return; }
     const incoming = new URL(c.req.url);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of c.req.raw.headers) if (!HOP_BY_HOP.has(k)) headers[k] = v;
@@ -80,13 +90,21 @@ export function createProxy(o: ProxyOptions): Proxy {
     const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer in ${o.responseTimeoutMs} ms`), { code: 'ETIMEDOUT' })), o.responseTimeoutMs);
     req.once('response', (res) => { clearTimeout(timer); resolve(res); });
     req.once('error', (err) => { clearTimeout(timer); reject(err); });
-    // The client went away: stop the upstream work (and free the socket) rather than stream into nothing.
-    c.req.raw.signal.addEventListener('abort', () => req.destroy(), { once: true });
+    // The client went away: stop the upstream work (and free the socket) rather than stream into
+    // nothing. Destroyed with an error of our own, so it is not taken for the upstream's ECONNRESET.
+    c.req.raw.signal.addEventListener('abort', () => req.destroy(new ClientGoneError()), { once: true });
     if (body) body.pipe(req);
     else req.end();
   });
 
   const unavailable = (c: Context, u: Upstream, err: unknown) => {
+    // Our own destroy of the upstream request (or of its answer) after the client left is no
+    // failure of the upstream: a debug line, and 499 (nginx's "client closed request", which no
+    // client sees) so the request metrics and traces do not count it among the 5xx.
+    if (err instanceof ClientGoneError || c.req.raw.signal.aborted) {
+      (c.get('log') as Logger | undefined)?.debug({ upstream: u.target, code: (err as NodeJS.ErrnoException).code, err: String(err) }, 'gateway: client went away; upstream request abandoned');
+      return new Response(null, { status: CLIENT_CLOSED_REQUEST });
+    }
     (c.get('log') as Logger | undefined)?.warn({ upstream: u.target, code: (err as NodeJS.ErrnoException).code, err: String(err) }, 'gateway: upstream unavailable');
     return c.json(errorBody('UNAVAILABLE', `the ${u.target} service is unavailable; try again shortly`), 503, { 'Retry-After': '1' });
   };
@@ -139,8 +157,9 @@ export function createProxy(o: ProxyOptions): Proxy {
         try {
           res = await send(c, u, hasBody ? requestBody(c) : undefined);
         } catch (err) {
-          // A pooled socket the upstream closed as we picked it: a bodiless request is sent again, once.
-          if (hasBody || (err as NodeJS.ErrnoException).code !== 'ECONNRESET') throw err;
+          // A pooled socket the upstream closed as we picked it: a bodiless request is sent again, once
+          // (not when the client left: then the reset was ours, and nobody waits for an answer).
+          if (hasBody || (err as NodeJS.ErrnoException).code !== 'ECONNRESET' || c.req.raw.signal.aborted) throw err;
           res = await send(c, u, undefined);
         }
       } catch (err) {

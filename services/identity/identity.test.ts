@@ -126,6 +126,55 @@ describe('register and login', () => {
   });
 });
 
+describe('the login limit counts verdicts only', () => {
+  const lockout = async () => (await import('./lockout.ts')).createLockout({ orm: c.deps.orm, maxAttempts: 3, windowS: 900 });
+  const failures = async (email: string) => (await c.deps.orm.em.fork().execute<{ failures: number }[]>('select failures from identity.login_attempts where email = ?', [email]))[0]?.failures ?? 0;
+
+  it('an attempt that fails with a server error after it was counted is refunded; wrong passwords still count', async () => {
+    const l = await lockout();
+    const email = newEmail();
+    // More errors than the limit (a pool timeout after the count, say): none of them may lock the account.
+    for (let i = 0; i < 5; i++) await expect(l.attempt(email, async () => { throw new Error('pool timeout'); })).rejects.toThrow('pool timeout');
+    expect(await failures(email)).toBe(0);
+    // Wrong passwords (a null verdict) still count, up to the limit.
+    for (let i = 0; i < 3; i++) expect(await l.attempt(email, async () => null)).toEqual({ limited: false, value: null });
+    expect(await failures(email)).toBe(3);
+    expect(await l.attempt(email, async () => 'never checked')).toMatchObject({ limited: true });
+  });
+
+  it('over HTTP: a login that ends in a server error does not count toward the limit', async () => {
+    const s = await registerAndLogin();
+    // Inject the failure after the count: the users table is briefly away, so the lookup fails (a 5xx) once the attempt is taken.
+    const em = c.deps.orm.em.fork();
+    await em.execute('alter table identity.users rename to users_away');
+    try {
+      for (let i = 0; i < 4; i++) expect((await call('POST', '/api/auth/login', { json: { email: s.email, password: PASSWORD } })).status).toBeGreaterThanOrEqual(500);
+    } finally {
+      await em.execute('alter table identity.users_away rename to users');
+    }
+    expect(await failures(s.email)).toBe(0);
+    expect((await call('POST', '/api/auth/login', { json: { email: s.email, password: PASSWORD } })).status).toBe(200);
+  });
+
+  it('N concurrent wrong guesses cannot exceed the limit: exactly LOGIN_MAX_ATTEMPTS are checked, the rest are 429', async () => {
+    const s = await registerAndLogin();
+    const answers = await Promise.all(Array.from({ length: 10 }, () => call('POST', '/api/auth/login', { json: { email: s.email, password: 'a wrong guess!' } })));
+    const statuses = answers.map((a) => a.status).sort();
+    expect(statuses).toEqual([401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
+    // The same with errors among the guesses: refunds give back only the errored slots, never more than the limit checks.
+    const l = await lockout();
+    const email = newEmail();
+    const outcomes = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => l.attempt(email, async () => {
+      await new Promise((r) => setTimeout(r, 20));
+      if (i % 3 === 0) throw new Error('server error');
+      return null;
+    })));
+    const verdicts = outcomes.filter((o) => o.status === 'fulfilled' && !o.value.limited).length;
+    expect(verdicts).toBeLessThanOrEqual(3);
+    expect(await failures(email)).toBeGreaterThanOrEqual(verdicts);
+  });
+});
+
 describe('refresh and logout', () => {
   it('rotates the refresh token; a used one revokes the whole family and answers 401', async () => {
     const s = await registerAndLogin();

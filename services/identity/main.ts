@@ -27,7 +27,7 @@ export async function start({ app, routes, orm, env, log, metrics }: Deps): Prom
   });
   await keys.start();
   await ensureFirstAdmin(orm, log, { email: config.ADMIN_EMAIL, password: config.ADMIN_PASSWORD, production: config.production });
-  const lockout = createLockout({ orm, maxAttempts: config.LOGIN_MAX_ATTEMPTS, windowS: LOGIN_WINDOW_S });
+  const lockout = createLockout({ orm, log, maxAttempts: config.LOGIN_MAX_ATTEMPTS, windowS: LOGIN_WINDOW_S });
   const dummyHash = await hashPassword(randomBytes(16).toString('base64url'));
 
   app.formBodies.add('/api/auth/token');

@@ -88,13 +88,16 @@ export function identityRoutes(routes: Routes, d: IdentityRouteDeps) {
     responses: { 200: { description: 'the token pair', schema: TokenPair } },
     errors: [401],
     handler: async (c, { body: req }) => {
-      const claim = await d.lockout.claim(req.email);
-      if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS, d.onLimited);
-      const user = await findUserByEmail(orm.em.fork(), req.email);
-      // The same work whether or not the account exists: one Argon2id run, then the same answer.
-      const ok = await verifyPassword(req.password, user?.password_hash ?? d.dummyHash);
-      if (!user || !ok) throw invalidCredentials();
-      await d.lockout.succeeded(req.email);
+      // One counted attempt (lockout.ts): only a verdict counts, an error on the way is refunded.
+      const attempt = await d.lockout.attempt(req.email, async () => {
+        const user = await findUserByEmail(orm.em.fork(), req.email);
+        // The same work whether or not the account exists: one Argon2id run, then the same answer.
+        const ok = await verifyPassword(req.password, user?.password_hash ?? d.dummyHash);
+        return user && ok ? user : null;
+      });
+      if (attempt.limited) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, attempt.retryAfterS, d.onLimited);
+      const user = attempt.value;
+      if (!user) throw invalidCredentials();
       const view = userView(user);
       const refreshToken = await startFamily(orm.em.fork(), user.id, config.IDENTITY_REFRESH_TOKEN_TTL_S);
       c.get('log').info({ userId: user.id }, 'login');
@@ -172,10 +175,9 @@ export function identityRoutes(routes: Routes, d: IdentityRouteDeps) {
       const user = await findUserById(em, principal!.sub);
       if (!user) throw notFound('user');
       // A stolen access token must not become a password oracle: the login limit counts here too.
-      const claim = await d.lockout.claim(user.email);
-      if (!claim.allowed) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, claim.retryAfterS, d.onLimited);
-      if (!await verifyPassword(req.currentPassword, user.password_hash)) throw new HttpError(403, 'INVALID_CREDENTIALS', 'currentPassword is wrong');
-      await d.lockout.succeeded(user.email);
+      const attempt = await d.lockout.attempt(user.email, async () => (await verifyPassword(req.currentPassword, user.password_hash) ? true : null));
+      if (attempt.limited) rateLimited(c, config.LOGIN_MAX_ATTEMPTS, attempt.retryAfterS, d.onLimited);
+      if (!attempt.value) throw new HttpError(403, 'INVALID_CREDENTIALS', 'currentPassword is wrong');
       const passwordHash = await hashPassword(req.newPassword);
       const revoked = await em.transactional(async (tx) => {
         await updateUser(tx, user.id, { passwordHash });
