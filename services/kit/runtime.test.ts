@@ -98,8 +98,8 @@ describe('retention of the kit tables (retention.ts), in every process', () => {
   it('prunes expired inbox rows and answered keys, keeps the rest, and counts them in orderflow_retention_pruned_total', async () => {
     const em = () => c.deps.orm.em.fork();
     await em().execute(`insert into kit.inbox (consumer, msg_id, processed_at) values ('rt', 'old', now() - interval '46 days'), ('rt', 'new', now() - interval '44 days')`);
-    await em().execute(`insert into kit.idempotency_keys (scope, key, request_hash, state, response_status, response_body, created_at)
-      values ('rt', 'old', 'h', 'done', 201, '{}', now() - interval '25 hours'), ('rt', 'new', 'h', 'done', 201, '{}', now() - interval '23 hours')`);
+    await em().execute(`insert into kit.idempotency_keys (scope, principal, key, request_hash, state, response_status, response_body, created_at)
+      values ('rt', '', 'old', 'h', 'done', 201, '{}', now() - interval '25 hours'), ('rt', '', 'new', 'h', 'done', 201, '{}', now() - interval '23 hours')`);
     await eventually(async () => (await em().execute(`select 1 from kit.inbox where consumer = 'rt' and msg_id = 'old'
       union all select 1 from kit.idempotency_keys where scope = 'rt' and key = 'old'`)).length === 0, { what: 'expired rows pruned' });
     expect((await em().execute(`select msg_id from kit.inbox where consumer = 'rt'`)).map((r) => r.msg_id)).toEqual(['new']);
