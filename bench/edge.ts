@@ -110,7 +110,7 @@ try {
     line('orders directly, tokens verified, limiter on', directWith),
     line('orders directly, no verification, limiter off', directWithout),
     '',
-    `Through the gateway, with ÷ without verification and the limiter: throughput **${((w.rps / wo.rps) * 100).toFixed(0)}%** (target ≥ 80%), CPU per order ${(w.cpuUs / wo.cpuUs).toFixed(2)}×. Directly: ${((directWith.rps / directWithout.rps) * 100).toFixed(0)}%. The gateway hop (with them): through it ÷ directly ${((w.rps / directWith.rps) * 100).toFixed(0)}% of the throughput, ${(w.cpuUs - directWith.cpuUs).toFixed(0)} µs more CPU per order. Reference ÷ gateway path: ${((w.rps / reference.rps) * 100).toFixed(0)}%.`,
+    `Through the gateway, with ÷ without verification and the limiter: throughput **${((w.rps / wo.rps) * 100).toFixed(0)}%** (target ≥ 80%), CPU per order ${(w.cpuUs / wo.cpuUs).toFixed(2)}×. Directly: ${((directWith.rps / directWithout.rps) * 100).toFixed(0)}%. The gateway hop (with them): through it ÷ directly ${((w.rps / directWith.rps) * 100).toFixed(0)}% of the throughput, ${(w.cpuUs - directWith.cpuUs).toFixed(0)} µs more CPU per order. Gateway path ÷ reference: ${((w.rps / reference.rps) * 100).toFixed(0)}%.`,
   ].join('\n'));
 } finally {
   for (const ch of children) if (ch.exitCode === null) ch.kill('SIGTERM');

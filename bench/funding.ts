@@ -27,7 +27,7 @@ import { MODEL_VERSION, SIMULATION_PATHS } from '../services/funding/risk-model.
 import { measureCpuPerScore, measurePoolThroughput, sampleRiskInput } from '../services/funding/risk-pool.ts';
 import { VALID_IBAN } from '../services/funding/test-fixtures.ts';
 import pg from 'pg';
-import { createTestDatabase, eventually, spawnCluster, startTestCluster, startTestNats } from '../services/testing/index.ts';
+import { createTestDatabase, eventually, login, spawnCluster, startTestCluster, startTestNats } from '../services/testing/index.ts';
 import { request } from './http-client.ts';
 import { startGatewaySimulator } from '../services/simulators/gateway.ts';
 import { cpuSeconds, snapshot } from './proc-cpu.ts';
@@ -235,7 +235,7 @@ try {
     `| Postgres transactions (statements outside a transaction count as one) | ${xact1 - xact0}, ${f((xact1 - xact0) / N, 1)} per application |`,
     `| load average at the end | ${loadavg().map((x) => x.toFixed(2)).join(' ')} |`,
   ];
-  if (LANES) lines.push(...await lanesPhase(c.url, async (sql, params) => await c.deps.orm.em.fork().execute(sql.replace(/\$\d+/g, '?'), params)));
+  if (LANES) lines.push(...await lanesPhase(c.url, async (sql, params) => await c.deps.orm.em.fork().execute(sql.replace(/\$\d+/g, '?'), params), await c.token()));
   console.log(lines.join('\n'));
 } finally {
   await scoring?.sigterm();
@@ -245,13 +245,13 @@ try {
 
 
 /** POST bodies with `concurrency` requests in flight; returns the ids. */
-async function postMany(url: string, bodies: unknown[], concurrency: number): Promise<string[]> {
+async function postMany(url: string, bodies: unknown[], concurrency: number, token: string): Promise<string[]> {
   const ids: string[] = new Array(bodies.length);
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < bodies.length) {
       const i = next++;
-      const r = await request(`${url}/api/funding/applications`, { method: 'POST', body: bodies[i] });
+      const r = await request(`${url}/api/funding/applications`, { method: 'POST', body: bodies[i], token });
       if (r.status !== 202) throw new Error(`POST ${r.status}: ${JSON.stringify(r.body)}`);
       ids[i] = r.body.id;
     }
@@ -271,16 +271,16 @@ async function progress(q: Query, group: string): Promise<{ routed: number; deci
  * The lanes phase: a normal backlog queued, then high-priority applications one by one, each
  * timed from just before its POST to its decision (the row's history, same clock).
  */
-async function lanesPhase(url: string, q: Query): Promise<string[]> {
+async function lanesPhase(url: string, q: Query, token: string): Promise<string[]> {
   const normals = Number(process.env.BENCH_LANES_NORMAL ?? 1000);
   const highs = Number(process.env.BENCH_LANES_HIGH ?? 20);
-  await postMany(url, Array.from({ length: normals }, (_, i) => body(i, 'ln')), 32);
+  await postMany(url, Array.from({ length: normals }, (_, i) => body(i, 'ln')), 32, token);
   await eventually(async () => (await progress(q, 'ln')).routed === normals, { timeoutMs: 120_000, intervalMs: 100, what: 'the normal backlog routed' });
   const sent: { id: string; at: number; queued: number }[] = [];
   for (let i = 0; i < highs; i++) {
     const p = await progress(q, 'ln');
     const at = Date.now();
-    const r = await request(`${url}/api/funding/applications`, { method: 'POST', body: { ...body(i, 'lh'), priority: 'high' } });
+    const r = await request(`${url}/api/funding/applications`, { method: 'POST', body: { ...body(i, 'lh'), priority: 'high' }, token });
     if (r.status !== 202) throw new Error(`POST high ${r.status}: ${JSON.stringify(r.body)}`);
     sent.push({ id: r.body.id, at, queued: normals - p.decided });
     await new Promise((res) => setTimeout(res, 250));
@@ -324,15 +324,17 @@ async function benchDefaultMode(): Promise<void> {
     return line ? Number(line.split(' ').at(-1)) : NaN;
   };
   try {
-    await postMany(svc.url, Array.from({ length: 20 }, (_, i) => body(N + i, 'w')), 10);
+    // Every /api route takes a token: the development admin's, from the identity this process runs.
+    const token = await login(svc.url);
+    await postMany(svc.url, Array.from({ length: 20 }, (_, i) => body(N + i, 'w')), 10, token);
     await eventually(async () => (await progress(q, 'w')).decided === 20, { timeoutMs: 120_000, intervalMs: 100, what: 'warm-up scored' });
-    await postMany(svc.url, Array.from({ length: backlog }, (_, i) => body(N + 100 + i, 'k')), 32);
+    await postMany(svc.url, Array.from({ length: backlog }, (_, i) => body(N + 100 + i, 'k')), 32, token);
     await eventually(async () => (await progress(q, 'k')).routed === backlog, { timeoutMs: 120_000, intervalMs: 100, what: 'backlog routed' });
     const k0 = await progress(q, 'k');
     await metric('nodejs_eventloop_lag_p99_seconds'); // prom-client resets its lag histogram at each scrape: the window starts here
     const machine0 = machineCpu();
     const load = new Worker(new URL('./funding-load.ts', import.meta.url), {
-      workerData: { url: svc.url, bodies: Array.from({ length: N }, (_, i) => body(i, 'b')), postRps: POST_RPS, statusRps: STATUS_RPS },
+      workerData: { url: svc.url, token, bodies: Array.from({ length: N }, (_, i) => body(i, 'b')), postRps: POST_RPS, statusRps: STATUS_RPS },
     });
     const messages: any[] = [];
     load.on('message', (m) => messages.push(m));
@@ -359,7 +361,7 @@ async function benchDefaultMode(): Promise<void> {
       `| GET .../status from KV (ms), ${status.statusMs.length} requests, ${f(kvShare * 100)}% KV hits, ${status.statusErrors} errors | ${f(pct(status.statusMs, 50), 2)} | ${f(pct(status.statusMs, 95), 2)} | ${f(pct(status.statusMs, 99), 2)} | ${f(Math.max(...status.statusMs))} | p95 ≤ 10 |`,
       `| the service's event-loop lag over the window (ms; prom-client) | ${f(lagP50 * 1000)} | | ${f(lagP99 * 1000)} | ${f(lagMax * 1000)} | |`,
     ];
-    if (LANES) lines.push(...await lanesPhase(svc.url, q));
+    if (LANES) lines.push(...await lanesPhase(svc.url, q, token));
     console.log(lines.join('\n'));
   } catch (err) {
     console.error(`the service's last output:\n${svc.output()}`);
