@@ -77,8 +77,10 @@ const insert = 'insert into bench.done (id, n) values ($1, $2)';
     const subject = `peers.${mode}`;
     await n.jsm.streams.add({ name: stream, subjects: [subject], retention: RetentionPolicy.Workqueue });
     await n.jsm.consumers.add(stream, { durable_name: 'w', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_deliver: 5, ack_wait: 30e9 });
+    // Ids of this mode's own: the inbox remembers (consumer, message id), and every mode's durable is `w`,
+    // so the batch mode would otherwise find the inbox mode's ids and take every job for a duplicate.
     for (let i = 0; i < JOBS; i += 500) {
-      await Promise.all(Array.from({ length: Math.min(500, JOBS - i) }, (_, k) => n.js.publish(subject, JSON.stringify(payload(i + k)), { msgID: `j-${i + k}` })));
+      await Promise.all(Array.from({ length: Math.min(500, JOBS - i) }, (_, k) => n.js.publish(subject, JSON.stringify(payload(i + k)), { msgID: `${mode}-${i + k}` })));
     }
     const label = { plain: 'plain', inbox: 'exactly-once (inbox)', batch: `exactly-once (inbox), batches of ${CONCURRENCY}` }[mode];
     await measure('orderflow (JetStream)', label, isNats, async () => {
