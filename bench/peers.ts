@@ -89,7 +89,9 @@ const insert = 'insert into bench.done (id, n) values ($1, $2)';
         // One transaction and one multi-row inbox insert per batch: the counterpart of pg-boss's batches.
         const w = await startBatchWorker({
           ...common, batch: CONCURRENCY, key: (j) => j.id,
-          handle: async (items, em) => { await em.execute(`insert into bench.done (id, n) select * from unnest(?::text[], ?::int[])`, [items.map((x) => x.data.id), items.map((x) => x.data.n)]); },
+          // The rows as one JSON parameter: MikroORM spreads an array parameter into a list of
+          // placeholders, which unnest(?::text[]) cannot take (every batch failed and never finished).
+          handle: async (items, em) => { await em.execute(`insert into bench.done (id, n) select j->>'id', (j->>'n')::int from jsonb_array_elements(?::jsonb) j`, [JSON.stringify(items.map((x) => x.data))]); },
         });
         return async () => { await w.stop(); };
       }
