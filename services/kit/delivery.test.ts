@@ -85,6 +85,25 @@ describe('delivery core: guard state', () => {
     expect(await inboxRows(q.stream)).toBe('0');
   });
 
+  it('in batch mode takes what arrived while a batch ran into the next one, not a batch per linger window', async () => {
+    const q = await queue();
+    const calls: number[] = [];
+    keep(await startConsumer<Job>({ ...common(), orm: c.deps.orm, stream: q.stream, guard: 'state', batch: { size: 64, lingerMs: 2 }, handle: async (items) => {
+      calls.push(items.length);
+      await new Promise((r) => setTimeout(r, 150));
+    } }));
+    // One message starts a slow batch; 24 more trickle in, one every 15 ms, while batches run.
+    // Grouped when each batch starts, they fill a few batches; grouped per 2 ms linger
+    // window (the old flush), each came alone: ~25 batches of one, 150 ms each.
+    for (let n = 0; n < 25; n++) {
+      await publish(q.subject, { key: `k${n}`, n });
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    await drained(q.stream);
+    await eventually(() => calls.reduce((a, b) => a + b, 0) === 25, { what: 'every message handled' });
+    expect(calls.length).toBeLessThanOrEqual(8);
+  });
+
   it('settles a failed batch as a whole when split is off: one handler call per delivery, not one per message', async () => {
     const q = await queue({ maxDeliver: 2 });
     const calls: number[] = [];
