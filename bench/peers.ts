@@ -60,7 +60,7 @@ async function measure(system: string, mode: string, broker: (cmd: string, pid: 
   const brokerUs = us(({ pid, cmd }) => broker(cmd, pid));
   const row = { system, mode, jobsPerS: JOBS / seconds, cpuUsPerJob: consumerUs + postgresUs + brokerUs, consumerUs, postgresUs, brokerUs };
   rows.push(row);
-  console.error(`${system} ${mode}: ${Math.round(row.jobsPerS)} jobs/s, ${Math.round(row.cpuUsPerJob)} µs CPU/job`);
+  console.error(`${system} ${mode}: ${Math.round(row.jobsPerS)} jobs/s, ${Math.round(row.cpuUsPerJob)} µs CPU/job (consumer ${Math.round(consumerUs)}, Postgres ${Math.round(postgresUs)}, broker ${Math.round(brokerUs)})`);
 }
 
 const insert = 'insert into bench.done (id, n) values ($1, $2)';
