@@ -66,11 +66,11 @@ describe('budget verdicts', () => {
   });
 
   it("saga: the rate is 60/s scaled by this run's reference against the quiet box's, never above 60/s", () => {
-    expect(sagaRateFor([row(6900)])).toBe(60);
+    expect(sagaRateFor([row(THRESHOLDS.referenceQuietRps)])).toBe(60);
     expect(sagaRateFor([row(9000), row(12000)])).toBe(60);
-    expect(sagaRateFor([row(300), row(777)])).toBeCloseTo((60 * 538.5) / 6900, 1);
+    expect(sagaRateFor([row(300), row(777)])).toBeCloseTo((60 * 538.5) / THRESHOLDS.referenceQuietRps, 1);
     expect(sagaRateFor([row(0)])).toBe(0.1);
-    expect(sagaRateFor([row(3450)], { ...THRESHOLDS, sagaRate: 100 })).toBe(50);
+    expect(sagaRateFor([row(THRESHOLDS.referenceQuietRps / 2)], { ...THRESHOLDS, sagaRate: 100 })).toBe(50);
   });
 
   it('the table shows each figure, its threshold and verdict, and why a budget failed', () => {

@@ -31,12 +31,13 @@ export const THRESHOLDS: Thresholds = {
   // that floor, measured in the same run: p95 under load within 4 × the p95 alone. On a quiet
   // box (one saga alone well under 500 ms) the 2 s holds as written.
   sagaP95OverAlone: 4,
-  // The saga's budget is "60/s with p95 under 2 s" on the quiet 2-core box, where the
-  // bare-insert reference does ~6,900/s (docs/benchmarks.md): 60/s is a fifth of the saga's
-  // ceiling there. A busier or slower machine gets the same share of its own speed, read
-  // from the reference in this run; a faster one still gets 60/s.
+  // The saga's budget is "60/s with p95 under 2 s" on the quiet 2-core box, where this check's
+  // bare-insert reference rounds do ~4,300/s (3,917-4,623 in a CI run on the quiet box,
+  // 2026-12-02; an earlier 6,900 was not this check's measure and ran the saga at 38/s there):
+  // 60/s is under half the saga's ceiling there. A busier or slower machine gets the same share
+  // of its own speed, read from the reference in this run; a faster one still gets 60/s.
   sagaRate: 60,
-  referenceQuietRps: 6900,
+  referenceQuietRps: 4300,
   // Below this share of the offered rate the generator itself lagged: the run measured a lighter load than it claims.
   sagaMinSentShare: 0.9,
 };
