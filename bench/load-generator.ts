@@ -5,7 +5,8 @@
 // it goes, for the saga timings and the final checks) and, once everything has settled, the
 // latencies and statuses per phase and kind.
 import http from 'node:http';
-import { dueBetween, KINDS, percentile, picker, rng, type Kind, type Phase } from './load-plan.ts';
+import { dueBetween, KINDS, percentile, picker, type Kind, type Phase } from './load-plan.ts';
+import { createRandom } from '../services/simulators/serve.ts';
 
 export type GeneratorConfig = {
   gatewayUrl: string; run: string; phases: Phase[]; mix: Record<Kind, number>; seed: number;
@@ -84,7 +85,7 @@ const renew = setInterval(() => {
 send({ type: 'ready' });
 
 // ---- what each kind sends
-const random = rng(config.seed);
+const random = createRandom(config.seed);
 const pick = picker(config.mix);
 const any = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
 // Recently accepted ids with their owners, for the status polls (a user sees only their own).

@@ -1,7 +1,8 @@
 // bench:load's plan: the phases the environment asks for, the mix, and the open-loop
 // schedule that keeps a slow server from lowering the offered rate.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MIX, dueBetween, KINDS, mixFrom, percentile, phasesFrom, picker, rng } from './load-plan.ts';
+import { DEFAULT_MIX, dueBetween, KINDS, mixFrom, percentile, phasesFrom, picker } from './load-plan.ts';
+import { createRandom } from '../services/simulators/serve.ts';
 
 describe('bench:load plan', () => {
   it('defaults to issue 15: 10K RPM for 10 minutes, 3x and 10x for a minute each, a 30-minute soak, after a warm-up', () => {
@@ -36,7 +37,7 @@ describe('bench:load plan', () => {
 
   it('picks kinds in proportion to their weights, and never one weighing 0', () => {
     const pick = picker(mixFrom({ BENCH_LOAD_MIX: 'order create=3,catalog list=1' }));
-    const r = rng(7);
+    const r = createRandom(7);
     const counts: Record<string, number> = {};
     for (let i = 0; i < 40_000; i++) { const k = pick(r()); counts[k] = (counts[k] ?? 0) + 1; }
     expect(Object.keys(counts).sort()).toEqual(['catalog list', 'order create']);

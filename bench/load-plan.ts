@@ -62,18 +62,6 @@ export function mixFrom(env: Record<string, string | undefined>): Record<Kind, n
   return mix;
 }
 
-/** A small seeded PRNG (mulberry32), so two runs send the same sequence of kinds. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A picker of kinds in proportion to `mix`, from a uniform number in [0, 1). */
 export function picker(mix: Record<Kind, number>): (u: number) => Kind {
   const entries = KINDS.filter((k) => mix[k] > 0).map((k) => [k, mix[k]] as const);

@@ -25,6 +25,7 @@ import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulato
 import { startT24Simulator, type RunningT24Simulator } from '../simulators/t24.ts';
 import { startSmsSimulator } from '../simulators/sms.ts';
 import { startSmtpSink, type SmtpSink } from '../simulators/smtp-sink.ts';
+import { createRandom } from '../simulators/serve.ts';
 import { applicationBody, rejectedBody } from '../funding/test-fixtures.ts';
 
 export const PROCESS_FAULTS = ['kill9:nats', 'kill9:postgres', 'immediate:postgres', 'kill9:services', 'kill9:gateway'] as const;
@@ -74,21 +75,9 @@ export type ChaosReport = {
   workload: Record<'order' | 'funding' | 'lending', Counts>; books?: BooksReport; setupMs: number; elapsedMs: number;
 };
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same schedule. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The fault schedule of a seed: shuffled decks of the kinds, one after another, with durations and gaps. */
 export function planFaults(o: Pick<ChaosOptions, 'seed' | 'faults' | 'faultMs' | 'gapMs' | 'kinds'>): PlannedFault[] {
-  const rnd = prng(o.seed);
+  const rnd = createRandom(o.seed);
   const between = ([lo, hi]: [number, number]) => Math.round(lo + rnd() * (hi - lo));
   const kinds: FaultKind[] = o.kinds ?? [...PROCESS_FAULTS, ...NETWORK_FAULTS];
   const out: PlannedFault[] = [];
@@ -231,7 +220,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }
 
     // The workload.
-    const rnd = prng(o.seed ^ 0x5eed);
+    const rnd = createRandom(o.seed ^ 0x5eed);
     const workload = { order: newCounts(), funding: newCounts(), lending: newCounts() };
     const window = { c: newCounts() }; // what the workload sees while the current fault lasts
     const orderAttempts = new Map<string, 'accepted' | 'unknown'>();
