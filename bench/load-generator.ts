@@ -7,6 +7,7 @@
 import http from 'node:http';
 import { dueBetween, KINDS, percentile, picker, type Kind, type Phase } from './load-plan.ts';
 import { createRandom } from '../services/simulators/serve.ts';
+import { request as sendRequest, type Reply } from './http-client.ts';
 
 export type GeneratorConfig = {
   gatewayUrl: string; run: string; phases: Phase[]; mix: Record<Kind, number>; seed: number;
@@ -34,31 +35,8 @@ const base = new URL(config.gatewayUrl);
 // due time, as they would for real clients).
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
 
-type Reply = { status: number; body: any };
-function request(method: string, path: string, body?: unknown, token?: string): Promise<Reply> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const headers: http.OutgoingHttpHeaders = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
-    if (token) headers.authorization = `Bearer ${token}`;
-    const req = http.request({ host: base.hostname, port: base.port, path, method, agent, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { text += d; });
-      res.on('end', () => {
-        let parsed: unknown = null;
-        try { parsed = JSON.parse(text); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
-      });
-      res.on('error', reject);
-    });
-    // A deadline on the whole exchange, the wait for a pooled socket included (a socket
-    // timeout would only cover silence on the wire), as a user gives up on a page.
-    const timer = setTimeout(() => req.destroy(new Error('timeout')), config.timeoutMs);
-    req.on('close', () => clearTimeout(timer));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const request = (method: string, path: string, body?: unknown, token?: string): Promise<Reply> =>
+  sendRequest(new URL(path, base).href, { method, body, token, agent, timeoutMs: config.timeoutMs });
 
 // ---- tokens: each user logs in once, and again before the 10-minute access token runs out.
 type Principal = { id: string; email: string; password: string; token: string; at: number };
