@@ -13,17 +13,19 @@ export type GeneratorConfig = {
   gatewayUrl: string; run: string; phases: Phase[]; mix: Record<Kind, number>; seed: number;
   customers: { id: string; email: string; password: string }[];
   investors: { id: string; email: string; password: string }[];
-  skus: string[]; lendingItems: number; timeoutMs: number;
+  skus: string[]; lendingItems: number; timeoutMs: number; windowMs: number;
 };
 export type KindSummary = { count: number; ok: number; p50: number; p95: number; p99: number; max: number; statuses: Record<string, number> };
 export type PhaseSummary = { name: string; offered: number; seconds: number; sendLagP99: number; sendLagMax: number; kinds: Partial<Record<Kind, KindSummary>>; tokenRenewals: number };
+/** Every request by the window its due time fell in (all kinds): how fast the cluster recovers after a spike. */
+export type WindowSummary = { startS: number; phase: number; offered: number; ok: number; shed: number; timeout: number; otherErrors: number; p50: number; p95: number };
 export type FromGenerator =
   | { type: 'ready' }
   | { type: 'phase'; index: number; at: number }
   // uncertain: business ids of order creates that got no answer or a 5xx: the order may exist all the same.
   | { type: 'accepted'; orders: [string, number, number][]; lending: [string, number][]; funding: [string, number][]; uncertain: string[] }
   | { type: 'sent' }
-  | { type: 'summaries'; phases: PhaseSummary[] };
+  | { type: 'summaries'; phases: PhaseSummary[]; windows: WindowSummary[] };
 
 const send = (m: FromGenerator) => process.send!(m);
 const epoch = () => performance.timeOrigin + performance.now();
@@ -145,12 +147,20 @@ const results = config.phases.map(() => Object.fromEntries(KINDS.map((k) => [k, 
 const lags = config.phases.map(() => [] as number[]);
 const renewalsAt: number[] = [];
 const inflight = new Set<Promise<void>>();
+type WindowAcc = { phase: number; lat: number[]; ok: number; shed: number; timeout: number; otherErrors: number };
+const windows: WindowAcc[] = [];
+let runStart = 0;
+const windowFor = (due: number, phase: number) => {
+  const w = Math.floor((due - runStart) / config.windowMs);
+  return (windows[w] ??= { phase, lat: [], ok: 0, shed: 0, timeout: 0, otherErrors: 0 });
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (const [index, phase] of config.phases.entries()) {
   const total = Math.floor((phase.rpm * phase.seconds) / 60);
   const gap = 60_000 / phase.rpm;
   const start = performance.now();
+  if (index === 0) runStart = start;
   send({ type: 'phase', index, at: epoch() });
   renewalsAt.push(tokenRenewals);
   let next = 0;
@@ -160,15 +170,21 @@ for (const [index, phase] of config.phases.entries()) {
       const due = start + i * gap;
       const req = build(pick(random()), index);
       const acc = results[index]![req.kind];
+      const win = windowFor(due, index);
       lags[index]!.push(performance.now() - due);
       const p = req.run().then((r) => {
         acc.lat.push(performance.now() - due);
+        win.lat.push(performance.now() - due);
         acc.statuses[r.status] = (acc.statuses[r.status] ?? 0) + 1;
-        if (r.status >= 200 && r.status < 300) acc.ok++;
+        if (r.status >= 200 && r.status < 300) acc.ok++, win.ok++;
+        else if (r.status === 503) win.shed++;
+        else if (r.status >= 500) win.otherErrors++;
         req.onOk?.(r);
       }, (err: Error) => {
         acc.lat.push(performance.now() - due);
+        win.lat.push(performance.now() - due);
         const what = err.message === 'timeout' ? 'timeout' : 'connection error';
+        if (what === 'timeout') win.timeout++; else win.otherErrors++;
         acc.statuses[what] = (acc.statuses[what] ?? 0) + 1;
         req.onLost?.();
       }).finally(() => inflight.delete(p));
@@ -196,6 +212,10 @@ const phases: PhaseSummary[] = config.phases.map((phase, i) => ({
     return [k, { count: a.lat.length, ok: a.ok, p50: percentile(a.lat, 50), p95: percentile(a.lat, 95), p99: percentile(a.lat, 99), max: a.lat[a.lat.length - 1]!, statuses: a.statuses }];
   })),
 }));
-send({ type: 'summaries', phases });
+const windowSummaries: WindowSummary[] = [...windows.entries()].filter(([, w]) => w).map(([i, w]) => ({
+  startS: (i * config.windowMs) / 1000, phase: w.phase, offered: w.lat.length, ok: w.ok, shed: w.shed, timeout: w.timeout, otherErrors: w.otherErrors,
+  p50: percentile(w.lat, 50), p95: percentile(w.lat, 95),
+}));
+send({ type: 'summaries', phases, windows: windowSummaries });
 agent.destroy();
 process.disconnect();

@@ -21,7 +21,9 @@
 //   BENCH_LOAD_POSTGRES (private | shared: a database on the machine's server),
 //   BENCH_LOAD_PROCESSES (targets per process, ';' between processes; default one per target),
 //   BENCH_LOAD_DRAIN_S (600: how long the backlog may take to finish after the last phase),
-//   BENCH_LOAD_OUT (a file to write the report to as well as stdout), BENCH_LOAD_SEED (1).
+//   BENCH_LOAD_OUT (a file to write the report to as well as stdout), BENCH_LOAD_SEED (1),
+//   BENCH_LOAD_WINDOW_S (10: the recovery table's window), BENCH_LOAD_ADMISSION (off: every
+//   request taken on, the code before admission control), BENCH_LOAD_SHED_LAG_MS (1000).
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
@@ -33,7 +35,7 @@ import { startSmsSimulator } from '../services/simulators/sms.ts';
 import { startSmtpSink } from '../services/simulators/smtp-sink.ts';
 import { startT24Simulator } from '../services/simulators/t24.ts';
 import { request } from './http-client.ts';
-import type { FromGenerator, GeneratorConfig, PhaseSummary } from './load-generator.ts';
+import type { FromGenerator, GeneratorConfig, PhaseSummary, WindowSummary } from './load-generator.ts';
 import { fmt, KINDS, mixFrom, percentile, phasesFrom, table } from './load-plan.ts';
 import { cpuSeconds, rssBytes, snapshot, type Snapshot } from './proc-cpu.ts';
 
@@ -47,6 +49,7 @@ const SKUS = int('BENCH_LOAD_SKUS', 100);
 const LENDING_ITEMS = int('BENCH_LOAD_LENDING_ITEMS', 5);
 const T24_RPS = int('BENCH_LOAD_T24_RPS', 200);
 const DRAIN_S = int('BENCH_LOAD_DRAIN_S', 600);
+const WINDOW_S = int('BENCH_LOAD_WINDOW_S', 10);
 const PRIVATE_PG = (env.BENCH_LOAD_POSTGRES ?? 'private') === 'private';
 // k8s/base has one Deployment per target; the gateway starts last, in front of them all.
 const GROUPS = (env.BENCH_LOAD_PROCESSES ?? 'identity;orders;notifications;admin;catalog;inventory;payments;shipping;saga;lending;funding;funding-scoring')
@@ -117,6 +120,11 @@ const baseEnv: Record<string, string> = {
   RATE_LIMIT_ANON_RPS: '1000000', RATE_LIMIT_ANON_BURST: '1000000', RATE_LIMIT_RPS: '1000000', RATE_LIMIT_BURST: '1000000',
   // As k8s/base/funding-scoring.yaml: piscina sized to the CPU limit, not the node's cores.
   FUNDING_RISK_THREADS: '2',
+  // Admission control as k8s/base/config.yaml sets it; BENCH_LOAD_ADMISSION=off takes every
+  // request on (the code before it), for a before/after pair.
+  ...(env.BENCH_LOAD_ADMISSION === 'off'
+    ? { HTTP_MAX_INFLIGHT: '100000', HTTP_QUEUE_MAX: '0', HTTP_SHED_LOOP_LAG_MS: '0' }
+    : { HTTP_SHED_LOOP_LAG_MS: env.BENCH_LOAD_SHED_LAG_MS ?? '1000' }),
   ...(env.BENCH_LOAD_NODE_OPTIONS ? { NODE_OPTIONS: env.BENCH_LOAD_NODE_OPTIONS } : {}),
 };
 async function startProc(name: string, extra: Record<string, string>): Promise<Proc> {
@@ -146,7 +154,8 @@ await Promise.all(rest.map((g) => startProc(g, {})));
 const adminGroup = GROUPS.find((g) => g !== identityGroup && g.split(',').includes('admin'));
 if (adminGroup) await startProc(adminGroup, { IDENTITY_URL: identity.url, ...(upstream('funding') ? { FUNDING_URL: upstream('funding')! } : {}) });
 const targets = GROUPS.flatMap((g) => g.split(',').map((t) => t.trim()));
-const gateway = await startProc('gateway', { GATEWAY_UPSTREAMS: targets.filter((t) => t !== 'funding-scoring').map((t) => `${t}=${upstream(t)}`).join(',') });
+// As k8s/base/gateway.yaml: the services shed their own excess; the gateway's limit guards its memory.
+const gateway = await startProc('gateway', { ...(env.BENCH_LOAD_ADMISSION === 'off' ? {} : { HTTP_MAX_INFLIGHT: '4096' }), GATEWAY_UPSTREAMS: targets.filter((t) => t !== 'funding-scoring').map((t) => `${t}=${upstream(t)}`).join(',') });
 log(`${procs.length} processes ready in ${((performance.now() - bootStarted) / 1000).toFixed(0)} s`);
 
 const G = gateway.url;
@@ -250,7 +259,7 @@ const phaseWall: number[] = [];
 const generator = fork(new URL('./load-generator.ts', import.meta.url).pathname, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 children.push(generator);
 generatorPid = generator.pid!;
-const summaries = await new Promise<PhaseSummary[]>((resolve, reject) => {
+const { phases: summaries, windows } = await new Promise<{ phases: PhaseSummary[]; windows: WindowSummary[] }>((resolve, reject) => {
   generator.on('message', (m: FromGenerator) => {
     if (m.type === 'ready') log('generator: every user logged in; load starts');
     else if (m.type === 'phase') {
@@ -267,10 +276,10 @@ const summaries = await new Promise<PhaseSummary[]>((resolve, reject) => {
       lending.push(...m.lending);
       funding.push(...m.funding);
     } else if (m.type === 'sent') log('generator: every request sent; waiting for the last answers');
-    else if (m.type === 'summaries') resolve(m.phases);
+    else if (m.type === 'summaries') resolve(m);
   });
   generator.once('exit', (code) => reject(new Error(`load generator exited with ${code} before its report`)));
-  const config: GeneratorConfig = { gatewayUrl: G, run, phases, mix, seed: int('BENCH_LOAD_SEED', 1), customers, investors, skus, lendingItems: LENDING_ITEMS, timeoutMs: 30_000 };
+  const config: GeneratorConfig = { gatewayUrl: G, run, phases, mix, seed: int('BENCH_LOAD_SEED', 1), customers, investors, skus, lendingItems: LENDING_ITEMS, timeoutMs: 30_000, windowMs: WINDOW_S * 1000 };
   generator.send(config);
 });
 clearInterval(sampler);
@@ -361,6 +370,19 @@ for (const s of summaries) {
     }), ['all', total, Object.values(s.kinds).reduce((n, k) => n + k!.ok, 0), '', '', '', '', '']]));
 }
 say();
+// Recovery: from just before the first spike to a few minutes into the soak, window by window.
+{
+  const startOf = (i: number) => phases.slice(0, i).reduce((t, p) => t + p.seconds, 0);
+  const spike = phases.findIndex((p) => p.name.startsWith('spike'));
+  const soak = phases.findIndex((p) => p.name.startsWith('soak'));
+  const from = spike >= 0 ? startOf(spike) - 3 * WINDOW_S : 0;
+  const to = soak >= 0 ? startOf(soak) + Math.min(phases[soak]!.seconds, 180) : Infinity;
+  say(`### Around the spikes, ${WINDOW_S} s windows (all kinds, by due time; 503 = shed by admission control or a dependency)`);
+  say();
+  say(table(['from s', 'phase', 'offered', '2xx', '503', 'timeout', 'other errors', 'p50', 'p95'],
+    windows.filter((w) => w.startS >= from && w.startS < to).map((w) => [w.startS, phases[w.phase]?.name ?? '', w.offered, w.ok, w.shed, w.timeout, w.otherErrors, fmt(w.p50), fmt(w.p95)])));
+  say();
+}
 say('### Saga completion (202 accepted → SHIPPED or FAILED, ms), by the phase the order was accepted in');
 say();
 say(table(['phase', 'accepted', 'finished', 'p50', 'p95', 'p99', 'max', 'unfinished'], phases.map((p, i) => {

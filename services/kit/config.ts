@@ -46,6 +46,14 @@ export const baseSchema = z.object({
   TARGET: z.string().default('all'),
   DB_POOL_MAX: int(20, 1, 500),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 1000),
+  /** Admission control (kit/http/admission.ts): requests in handlers at once, per process; the next ones wait. */
+  HTTP_MAX_INFLIGHT: int(256, 1, 100_000),
+  /** Requests that may wait for a slot; beyond it, 503 UNAVAILABLE at once. */
+  HTTP_QUEUE_MAX: int(1024, 0, 1_000_000),
+  /** The longest a request waits for a slot before its 503 UNAVAILABLE. */
+  HTTP_QUEUE_TIMEOUT_MS: int(2000, 1),
+  /** While the event loop runs more than this late (ms), new requests get 503 at once; 0 turns it off. */
+  HTTP_SHED_LOOP_LAG_MS: int(0, 0, 600_000),
   INSTANCE_ID: z.string().optional(),
   /** Origins allowed to call from a browser, comma-separated (`https://shop.example.com`); none by default. */
   CORS_ORIGINS: z.string().default('').refine((v) => parseOrigins(v).every(isOrigin), 'must be comma-separated origins like https://shop.example.com (scheme, host, optional port; no path, no *)')

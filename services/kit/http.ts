@@ -1,5 +1,6 @@
 // The kit's HTTP layer, one concern per file under http/; this module gathers what services import.
 export { createApp, type App, type AppEnv, type Readiness } from './http/app.ts';
+export { admission, loopLagMeter, type AdmissionOptions, type ShedReason } from './http/admission.ts';
 export { bodyLimit, MAX_BODY_BYTES } from './http/body-limit.ts';
 export { cors } from './http/cors.ts';
 export { CONTENT_SECURITY_POLICY, secureHeaders } from './http/secure-headers.ts';

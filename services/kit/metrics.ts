@@ -36,6 +36,16 @@ export function createMetrics() {
       // 0.1, 0.2 and 0.3 are the seeds' p95 bounds (status, funding API, commerce): alerts compare at a bucket edge.
       buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 1, 2.5],
     }),
+    // kit/http/admission.ts: requests refused so the admitted ones finish (reason: queue_full,
+    // queue_timeout, loop_lag; client_gone for a waiter whose client left), and the queue's state.
+    httpShed: new Counter({
+      name: 'orderflow_http_shed_total', help: 'HTTP requests refused by admission control (503) or dropped while queued because the client left',
+      labelNames: ['reason'] as const, registers: [registry],
+    }),
+    httpAdmission: new Gauge({
+      name: 'orderflow_http_admission', help: 'Admission control: requests in handlers (inflight) and waiting for a slot (queued)',
+      labelNames: ['what'] as const, registers: [registry],
+    }),
     handlerOutcomes: new Counter({
       name: 'orderflow_handler_outcomes_total', help: 'JetStream handler outcomes (ok, retry, deferred, dlq, duplicate)',
       labelNames: ['consumer', 'outcome'] as const, registers: [registry],

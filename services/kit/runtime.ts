@@ -96,6 +96,7 @@ export async function startRuntime(opts: {
   // The probes are declared in the route table below (so /openapi.json lists them); the boot app mounts its own.
   const app = createApp({
     log, metrics, corsOrigins: config.CORS_ORIGINS, tracing, probes: false,
+    admission: { maxInflight: config.HTTP_MAX_INFLIGHT, queueMax: config.HTTP_QUEUE_MAX, queueTimeoutMs: config.HTTP_QUEUE_TIMEOUT_MS, shedLoopLagMs: config.HTTP_SHED_LOOP_LAG_MS },
     readiness: async () => {
       const missing: string[] = [];
       if (!provisioned) missing.push('provisioning');

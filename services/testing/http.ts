@@ -5,7 +5,7 @@ import { createLogger, createMetrics } from '../kit/index.ts';
 import { answerMalformedRequests, createApp, type App } from '../kit/http.ts';
 
 /** `const t = await serveTestApp((app) => app.post('/echo', ...)); await t.raw('GET / HTTP/1.1\r\n\r\n'); await t.close()` */
-export async function serveTestApp(mount: (app: App) => void, opts: { maxBodyBytes?: number } = {}) {
+export async function serveTestApp(mount: (app: App) => void, opts: Partial<Pick<Parameters<typeof createApp>[0], 'maxBodyBytes' | 'admission' | 'metrics'>> = {}) {
   const app = createApp({ log: createLogger({ level: 'silent' }), metrics: createMetrics(), readiness: async () => [], ...opts });
   mount(app);
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {

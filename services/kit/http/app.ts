@@ -1,9 +1,10 @@
 // The Hono app factory every service mounts its routes on: a span per request (tracing
-// on), request ids, the one error mapper of CONTRACTS.md, security headers, CORS, body
-// limit, JSON-only bodies, health, readiness, metrics.
+// on), request ids, the one error mapper of CONTRACTS.md, security headers, CORS, admission
+// control, body limit, JSON-only bodies, health, readiness, metrics.
 import { Hono, type Context } from 'hono';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { admission, type AdmissionOptions } from './admission.ts';
 import { bodyLimit, MAX_BODY_BYTES } from './body-limit.ts';
 import { cors } from './cors.ts';
 import { notFoundHandler, onError } from './errors.ts';
@@ -37,7 +38,11 @@ export function probeHandlers(readiness: Readiness, metrics: Metrics) {
 }
 
 /** The process's HTTP app. `const app = createApp({ log, metrics, readiness })`; `probes: false` leaves /healthz, /readyz and /metrics to the caller. */
-export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number; probes?: boolean; corsOrigins?: readonly string[]; tracing?: Tracing }): App {
+export function createApp(opts: {
+  log: Logger; metrics: Metrics; readiness: Readiness; maxBodyBytes?: number; probes?: boolean; corsOrigins?: readonly string[]; tracing?: Tracing;
+  /** Admission control's limits; without them every request is taken on (the boot app, tests). */
+  admission?: Omit<AdmissionOptions, 'metrics'>;
+}): App {
   const app = new Hono<AppEnv>();
   const bodyLimits = new Map<string, number>();
   const formBodies = new Set<string>();
@@ -46,6 +51,8 @@ export function createApp(opts: { log: Logger; metrics: Metrics; readiness: Read
   app.use('*', secureHeaders());
   // Before the body checks: a preflight has no body, and a refused request still needs its CORS headers to be readable.
   app.use('*', cors(opts.corsOrigins ?? []));
+  // After the request id and CORS (a refused request is logged, counted and readable by a browser), before any work.
+  if (opts.admission) app.use('*', admission({ ...opts.admission, metrics: opts.metrics }));
   app.use('*', bodyLimit(opts.maxBodyBytes ?? MAX_BODY_BYTES, bodyLimits));
   app.use('*', jsonOnly(formBodies));
   app.onError(onError(opts.log));
