@@ -28,6 +28,12 @@ export function createMetrics() {
       }
     },
   });
+  const httpShed = new Counter({
+    name: 'orderflow_http_shed_total', help: 'HTTP requests refused by admission control (503) or dropped while queued because the client left',
+    labelNames: ['reason'] as const, registers: [registry],
+  });
+  // Every reason at 0 from the start, so rate() sees the first refusal.
+  for (const reason of ['queue_full', 'queue_timeout', 'loop_lag', 'client_gone']) httpShed.inc({ reason }, 0);
   return {
     registry,
     httpSeconds: new Histogram({
@@ -38,10 +44,7 @@ export function createMetrics() {
     }),
     // kit/http/admission.ts: requests refused so the admitted ones finish (reason: queue_full,
     // queue_timeout, loop_lag; client_gone for a waiter whose client left), and the queue's state.
-    httpShed: new Counter({
-      name: 'orderflow_http_shed_total', help: 'HTTP requests refused by admission control (503) or dropped while queued because the client left',
-      labelNames: ['reason'] as const, registers: [registry],
-    }),
+    httpShed,
     httpAdmission: new Gauge({
       name: 'orderflow_http_admission', help: 'Admission control: requests in handlers (inflight) and waiting for a slot (queued)',
       labelNames: ['what'] as const, registers: [registry],
