@@ -154,8 +154,7 @@ await Promise.all(rest.map((g) => startProc(g, {})));
 const adminGroup = GROUPS.find((g) => g !== identityGroup && g.split(',').includes('admin'));
 if (adminGroup) await startProc(adminGroup, { IDENTITY_URL: identity.url, ...(upstream('funding') ? { FUNDING_URL: upstream('funding')! } : {}) });
 const targets = GROUPS.flatMap((g) => g.split(',').map((t) => t.trim()));
-// As k8s/base/gateway.yaml: the services shed their own excess; the gateway's limit guards its memory.
-const gateway = await startProc('gateway', { ...(env.BENCH_LOAD_ADMISSION === 'off' ? {} : { HTTP_MAX_INFLIGHT: '4096' }), GATEWAY_UPSTREAMS: targets.filter((t) => t !== 'funding-scoring').map((t) => `${t}=${upstream(t)}`).join(',') });
+const gateway = await startProc('gateway', { ...(env.BENCH_LOAD_ADMISSION === 'off' ? { GATEWAY_MAX_INFLIGHT_PER_UPSTREAM: '100000' } : {}), GATEWAY_UPSTREAMS: targets.filter((t) => t !== 'funding-scoring').map((t) => `${t}=${upstream(t)}`).join(',') });
 log(`${procs.length} processes ready in ${((performance.now() - bootStarted) / 1000).toFixed(0)} s`);
 
 const G = gateway.url;

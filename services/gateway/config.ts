@@ -20,6 +20,8 @@ const schema = z.object({
   GATEWAY_TIMEOUT_MS: int(30_000, 100),
   /** Idle pooled sockets close after this: below the services' keep-alive timeout (5 s). */
   GATEWAY_IDLE_SOCKET_MS: int(4000, 100),
+  /** Requests in flight to one target; beyond it 503 at once, so a hung target cannot take every admission slot (HTTP_MAX_INFLIGHT). */
+  GATEWAY_MAX_INFLIGHT_PER_UPSTREAM: int(128, 1, 100_000),
   /** Largest body passed on (the services apply their own limits); the prod Ingress allows 8 MB. */
   GATEWAY_MAX_BODY_BYTES: int(8 << 20, 1024),
 });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { applicationBody } from '../funding/test-fixtures.ts';
 import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD } from '../identity/users.ts';
-import { createLogger, type Logger } from '../kit/index.ts';
+import { createLogger, createMetrics, type Logger } from '../kit/index.ts';
 import { eventually, startTestCluster, startTestNats, type TestCluster, type TestNats } from '../testing/index.ts';
 import { createProxy } from './proxy.ts';
 import { DEFAULT_ROUTES, resolveRoutes } from './routes.ts';
@@ -230,6 +230,50 @@ describe('a client that goes away', () => {
       expect((await reset.json()).error.code).toBe('UNAVAILABLE');
       const warned = await eventually(() => lines().find((l) => l.upstream === 'reset'), { what: 'the warning for /reset' });
       expect(warned).toMatchObject({ level: 'warn', msg: 'gateway: upstream unavailable' });
+    } finally {
+      proxy.close();
+      server.close();
+      upstream.closeAllConnections();
+      await new Promise((resolve) => upstream.close(resolve));
+    }
+  }, 60_000);
+});
+
+describe('a target that hangs', () => {
+  it('holds at most GATEWAY_MAX_INFLIGHT_PER_UPSTREAM requests: the next to it get 503 at once, another target is still served', async () => {
+    // /hang never answers until the test lets it; /ok answers at once.
+    const held: (() => void)[] = [];
+    const upstream = createHttpServer((req: UpstreamRequest, res) => {
+      const reply = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      if (req.url === '/hang') held.push(reply); else reply();
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const url = new URL(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
+    const metrics = createMetrics();
+    const proxy = createProxy({ maxSockets: 16, responseTimeoutMs: 20_000, idleSocketMs: 4000, maxInflightPerUpstream: 2, log: createLogger({ level: 'silent' }), metrics });
+    const app = new Hono<{ Variables: { requestId: string; log: Logger } }>();
+    app.use(async (c, next) => { c.set('requestId', 'r-cap'); await next(); });
+    app.all('/*', (c) => proxy.forward(c, { target: c.req.path.slice(1), url }));
+    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise<void>((resolve) => server.once('listening', resolve));
+    const gateway = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const hanging = [fetch(`${gateway}/hang`), fetch(`${gateway}/hang`)];
+      await eventually(() => held.length === 2, { what: 'two requests held by the upstream' });
+      const refused = await fetch(`${gateway}/hang`);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect((await refused.json()).error).toEqual({ code: 'UNAVAILABLE', message: 'the hang service is saturated; try again shortly' });
+      expect(held).toHaveLength(2);
+      expect((await fetch(`${gateway}/ok`)).status).toBe(200);
+      expect((await metrics.httpShed.get()).values.find((v) => v.labels.reason === 'upstream_full')?.value).toBe(1);
+      // Answered, the slots are free again.
+      for (const reply of held.splice(0)) reply();
+      for (const r of await Promise.all(hanging)) expect(r.status).toBe(200);
+      const again = fetch(`${gateway}/hang`);
+      await eventually(() => held.length === 1, { what: 'the next request reached the upstream' });
+      held.splice(0).forEach((reply) => reply());
+      expect((await again).status).toBe(200);
     } finally {
       proxy.close();
       server.close();

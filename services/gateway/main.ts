@@ -8,10 +8,10 @@ import { loadGatewayConfig } from './config.ts';
 import { createProxy } from './proxy.ts';
 import { mountProxy, resolveRoutes } from './routes.ts';
 
-export async function start({ app, env, log }: Deps): Promise<Running> {
+export async function start({ app, env, log, metrics }: Deps): Promise<Running> {
   const config = loadGatewayConfig(env);
   const routes = resolveRoutes(config.GATEWAY_ROUTES, config.GATEWAY_UPSTREAMS);
-  const proxy = createProxy({ maxSockets: config.GATEWAY_MAX_SOCKETS, responseTimeoutMs: config.GATEWAY_TIMEOUT_MS, idleSocketMs: config.GATEWAY_IDLE_SOCKET_MS, log });
+  const proxy = createProxy({ maxSockets: config.GATEWAY_MAX_SOCKETS, responseTimeoutMs: config.GATEWAY_TIMEOUT_MS, idleSocketMs: config.GATEWAY_IDLE_SOCKET_MS, maxInflightPerUpstream: config.GATEWAY_MAX_INFLIGHT_PER_UPSTREAM, log, metrics });
   // Bodies pass through: each service applies its own limit and media types.
   for (const { prefix } of routes) app.bodyLimits.set(prefix, config.GATEWAY_MAX_BODY_BYTES);
   app.formBodies.add('/api/auth/token');

@@ -6,7 +6,7 @@ import { Agent, request, type IncomingHttpHeaders, type IncomingMessage } from '
 import { Readable } from 'node:stream';
 import type { Context } from 'hono';
 import { WebSocket } from 'ws';
-import { acceptWebSocket, errorBody, type Logger } from '../kit/index.ts';
+import { acceptWebSocket, errorBody, type Logger, type Metrics } from '../kit/index.ts';
 
 /** Answers up to this size (declared by Content-Length) are buffered rather than streamed. */
 const BUFFERED_ANSWER_BYTES = 1 << 20;
@@ -41,7 +41,14 @@ export type ProxyOptions = {
   responseTimeoutMs: number;
   /** An idle pooled socket is closed after this; keep it below the upstreams' keep-alive timeout (Node: 5 s) so we never reuse one they are closing. */
   idleSocketMs: number;
+  /**
+   * Requests forwarded to one upstream and not yet answered; beyond it, 503 at once. So a target
+   * that hangs (its requests held until responseTimeoutMs) holds at most this many of the
+   * gateway's admission slots (kit/http/admission.ts), and the other targets keep being served.
+   */
+  maxInflightPerUpstream?: number;
   log: Logger;
+  metrics?: Pick<Metrics, 'httpShed'>;
 };
 
 export type Proxy = {
@@ -109,6 +116,9 @@ export function createProxy(o: ProxyOptions): Proxy {
     return c.json(errorBody('UNAVAILABLE', `the ${u.target} service is unavailable; try again shortly`), 503, { 'Retry-After': '1' });
   };
 
+  // Requests in flight per upstream, for maxInflightPerUpstream.
+  const inflight = new Map<string, number>();
+
   return {
     async websocket(c, u) {
       const incoming = new URL(c.req.url);
@@ -150,42 +160,52 @@ export function createProxy(o: ProxyOptions): Proxy {
     },
 
     async forward(c, u) {
-      // From the headers: touching c.req.raw.body would make @hono/node-server build the web stream.
-      const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD' && ((c.req.header('content-length') ?? '0') !== '0' || c.req.header('transfer-encoding') !== undefined);
-      let res: IncomingMessage;
+      const busy = inflight.get(u.target) ?? 0;
+      if (o.maxInflightPerUpstream && busy >= o.maxInflightPerUpstream) {
+        o.metrics?.httpShed.inc({ reason: 'upstream_full' });
+        return c.json(errorBody('UNAVAILABLE', `the ${u.target} service is saturated; try again shortly`), 503, { 'Retry-After': '1' });
+      }
+      inflight.set(u.target, busy + 1);
       try {
+        // From the headers: touching c.req.raw.body would make @hono/node-server build the web stream.
+        const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD' && ((c.req.header('content-length') ?? '0') !== '0' || c.req.header('transfer-encoding') !== undefined);
+        let res: IncomingMessage;
         try {
-          res = await send(c, u, hasBody ? requestBody(c) : undefined);
-        } catch (err) {
-          // A pooled socket the upstream closed as we picked it: a bodiless request is sent again, once
-          // (not when the client left: then the reset was ours, and nobody waits for an answer).
-          if (hasBody || (err as NodeJS.ErrnoException).code !== 'ECONNRESET' || c.req.raw.signal.aborted) throw err;
-          res = await send(c, u, undefined);
-        }
-      } catch (err) {
-        return unavailable(c, u, err);
-      }
-      const headers = new Headers();
-      for (const [k, v] of Object.entries(res.headers as IncomingHttpHeaders)) {
-        if (v === undefined || HOP_BY_HOP.has(k)) continue;
-        for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
-      }
-      const empty = c.req.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
-      if (empty) { res.resume(); return new Response(null, { status: res.statusCode ?? 502, headers }); }
-      // A small answer of declared length (nearly every API answer) is read whole and sent as a
-      // buffer: a web stream per response (Readable.toWeb) was most of the gateway's CPU per
-      // request (bench:edge). Streams (SSE) and large or undeclared bodies still flow through.
-      const length = Number(res.headers['content-length']);
-      if (length <= BUFFERED_ANSWER_BYTES && !String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
-        try {
-          const chunks: Buffer[] = [];
-          for await (const chunk of res) chunks.push(chunk as Buffer);
-          return new Response(Buffer.concat(chunks), { status: res.statusCode ?? 502, headers });
+          try {
+            res = await send(c, u, hasBody ? requestBody(c) : undefined);
+          } catch (err) {
+            // A pooled socket the upstream closed as we picked it: a bodiless request is sent again, once
+            // (not when the client left: then the reset was ours, and nobody waits for an answer).
+            if (hasBody || (err as NodeJS.ErrnoException).code !== 'ECONNRESET' || c.req.raw.signal.aborted) throw err;
+            res = await send(c, u, undefined);
+          }
         } catch (err) {
           return unavailable(c, u, err);
         }
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers as IncomingHttpHeaders)) {
+          if (v === undefined || HOP_BY_HOP.has(k)) continue;
+          for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
+        }
+        const empty = c.req.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
+        if (empty) { res.resume(); return new Response(null, { status: res.statusCode ?? 502, headers }); }
+        // A small answer of declared length (nearly every API answer) is read whole and sent as a
+        // buffer: a web stream per response (Readable.toWeb) was most of the gateway's CPU per
+        // request (bench:edge). Streams (SSE) and large or undeclared bodies still flow through.
+        const length = Number(res.headers['content-length']);
+        if (length <= BUFFERED_ANSWER_BYTES && !String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+          try {
+            const chunks: Buffer[] = [];
+            for await (const chunk of res) chunks.push(chunk as Buffer);
+            return new Response(Buffer.concat(chunks), { status: res.statusCode ?? 502, headers });
+          } catch (err) {
+            return unavailable(c, u, err);
+          }
+        }
+        return new Response(Readable.toWeb(res) as ReadableStream, { status: res.statusCode ?? 502, headers });
+      } finally {
+        inflight.set(u.target, (inflight.get(u.target) ?? 1) - 1);
       }
-      return new Response(Readable.toWeb(res) as ReadableStream, { status: res.statusCode ?? 502, headers });
     },
     sockets() {
       const out: Record<string, number> = {};

@@ -33,7 +33,7 @@ export function createMetrics() {
     labelNames: ['reason'] as const, registers: [registry],
   });
   // Every reason at 0 from the start, so rate() sees the first refusal.
-  for (const reason of ['queue_full', 'queue_timeout', 'loop_lag', 'client_gone']) httpShed.inc({ reason }, 0);
+  for (const reason of ['queue_full', 'queue_timeout', 'loop_lag', 'client_gone', 'upstream_full']) httpShed.inc({ reason }, 0);
   return {
     registry,
     httpSeconds: new Histogram({
@@ -43,7 +43,8 @@ export function createMetrics() {
       buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 1, 2.5],
     }),
     // kit/http/admission.ts: requests refused so the admitted ones finish (reason: queue_full,
-    // queue_timeout, loop_lag; client_gone for a waiter whose client left), and the queue's state.
+    // queue_timeout, loop_lag, and the gateway's upstream_full; client_gone for a waiter whose
+    // client left), and the queue's state.
     httpShed,
     httpAdmission: new Gauge({
       name: 'orderflow_http_admission', help: 'Admission control: requests in handlers (inflight) and waiting for a slot (queued)',
