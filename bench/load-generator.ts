@@ -37,7 +37,9 @@ const base = new URL(config.gatewayUrl);
 // own connection, so the queue of an overload forms at the server, where admission control
 // can see it; with 1,024 sockets here it formed in this process instead (a quick run's 10x
 // spike: no 503 at all, every excess request waited up to 30 s in this pool).
-const agent = new http.Agent({ keepAlive: true, maxSockets: 8192 });
+// Idle sockets close after 4 s, before the gateway's keep-alive timeout (5 s): a socket reused
+// just as the server closes it is reset, which a quick run counted as connection errors.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 8192, timeout: 4000 });
 
 const request = (method: string, path: string, body?: unknown, token?: string): Promise<Reply> =>
   sendRequest(new URL(path, base).href, { method, body, token, agent, timeoutMs: config.timeoutMs });
