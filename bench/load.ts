@@ -7,8 +7,9 @@
 // correctness checks: every accepted order final and the books balanced (testing/books.ts),
 // every lending order and funding application final, no T24 change applied twice.
 //
-// Deployed as Kubernetes deploys it (k8s/base): one `node services/main.ts` child per target,
-// the gateway in front, so CPU and memory are reported per component; a private nats-server
+// Deployed as on a small node: `node services/main.ts` children, one per group of targets
+// (BENCH_LOAD_PROCESSES; `per-target` for one per target as k8s/base), the gateway in front,
+// so CPU and memory are reported per process; a private nats-server
 // and (by default) a private PostgreSQL 15, so their figures are this run's alone. The load
 // generator is a child process of its own (bench/load-generator.ts); the simulators (payment
 // gateway, SMS, SMTP, T24) run in this process.
@@ -19,7 +20,7 @@
 //   BENCH_LOAD_CUSTOMERS (200), BENCH_LOAD_INVESTORS (20), BENCH_LOAD_SKUS (100),
 //   BENCH_LOAD_LENDING_ITEMS (5 loans per lending order), BENCH_LOAD_T24_RPS (200: T24's cap),
 //   BENCH_LOAD_POSTGRES (private | shared: a database on the machine's server),
-//   BENCH_LOAD_PROCESSES (targets per process, ';' between processes; default one per target),
+//   BENCH_LOAD_PROCESSES (targets per process, ';' between processes; default five groups; per-target),
 //   BENCH_LOAD_DRAIN_S (600: how long the backlog may take to finish after the last phase),
 //   BENCH_LOAD_OUT (a file to write the report to as well as stdout), BENCH_LOAD_SEED (1),
 //   BENCH_LOAD_WINDOW_S (10: the recovery table's window), BENCH_LOAD_ADMISSION (off: every
@@ -51,8 +52,14 @@ const T24_RPS = int('BENCH_LOAD_T24_RPS', 200);
 const DRAIN_S = int('BENCH_LOAD_DRAIN_S', 600);
 const WINDOW_S = int('BENCH_LOAD_WINDOW_S', 10);
 const PRIVATE_PG = (env.BENCH_LOAD_POSTGRES ?? 'private') === 'private';
-// k8s/base has one Deployment per target; the gateway starts last, in front of them all.
-const GROUPS = (env.BENCH_LOAD_PROCESSES ?? 'identity;orders;notifications;admin;catalog;inventory;payments;shipping;saga;lending;funding;funding-scoring')
+// The targets grouped into five processes (identity with admin; the commerce saga's seven;
+// lending; funding; funding-scoring), the gateway last, in front of them all: on two cores one
+// process per target (k8s/base's one Deployment each, BENCH_LOAD_PROCESSES=per-target) cost
+// 24% more CPU per request and 60% more memory in the same quick run (docs/load-test-report.md,
+// tuning log), each process paying its own event loop, pools, connections and heartbeats.
+const PER_TARGET = 'identity;orders;notifications;admin;catalog;inventory;payments;shipping;saga;lending;funding;funding-scoring';
+const GROUPED = 'identity,admin;catalog,orders,inventory,payments,shipping,saga,notifications;lending;funding;funding-scoring';
+const GROUPS = (env.BENCH_LOAD_PROCESSES === 'per-target' ? PER_TARGET : env.BENCH_LOAD_PROCESSES ?? GROUPED)
   .split(';').map((g) => g.trim()).filter(Boolean);
 const STOCK = 10_000_000;
 
