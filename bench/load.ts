@@ -54,9 +54,10 @@ const WINDOW_S = int('BENCH_LOAD_WINDOW_S', 10);
 const PRIVATE_PG = (env.BENCH_LOAD_POSTGRES ?? 'private') === 'private';
 // The targets grouped into five processes (identity with admin; the commerce saga's seven;
 // lending; funding; funding-scoring), the gateway last, in front of them all: on two cores one
-// process per target (k8s/base's one Deployment each, BENCH_LOAD_PROCESSES=per-target) cost
-// 24% more CPU per request and 60% more memory in the same quick run (docs/load-test-report.md,
-// tuning log), each process paying its own event loop, pools, connections and heartbeats.
+// process per target (k8s/base's one Deployment each, BENCH_LOAD_PROCESSES=per-target) took
+// 7.1 GB where five took 4.3-4.4 GB, and its latency at the base rate was worse
+// (docs/load-test-report.md, tuning log): each process pays its own event loop, heap, pools,
+// connections and heartbeats, and thirteen of them share two cores.
 const PER_TARGET = 'identity;orders;notifications;admin;catalog;inventory;payments;shipping;saga;lending;funding;funding-scoring';
 const GROUPED = 'identity,admin;catalog,orders,inventory,payments,shipping,saga,notifications;lending;funding;funding-scoring';
 const GROUPS = (env.BENCH_LOAD_PROCESSES === 'per-target' ? PER_TARGET : env.BENCH_LOAD_PROCESSES ?? GROUPED)
