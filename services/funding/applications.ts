@@ -130,6 +130,8 @@ export type Transition = {
   reason?: string;
   requestId?: string;
   metadata?: Record<string, unknown>;
+  /** Return the updated row too (WorkRow), so a worker that moves first needs no read before it. */
+  row?: boolean;
 };
 
 /**
@@ -138,7 +140,7 @@ export type Transition = {
  * round trip costs more than the work on this platform and a transition happens four
  * or five times per application. `await transition(em, { id, from: 'processing', to: 'risk_scoring', version })`
  */
-export async function transition(em: EntityManager, t: Transition): Promise<{ version: number; at: string }> {
+export async function transition(em: EntityManager, t: Transition): Promise<{ version: number; at: string; row?: WorkRow }> {
   const at = new Date().toISOString();
   const sets = ['status = ?', 'version = version + 1', 'updated_at = ?', 'history = history || ?::jsonb'];
   const params: unknown[] = [t.to, at, JSON.stringify([{ status: t.to, at, ...(t.reason ? { reason: t.reason } : {}) }])];
@@ -161,25 +163,26 @@ export async function transition(em: EntityManager, t: Transition): Promise<{ ve
   ];
   for (const r of rows) params.push(...r);
 
-  const result = await em.execute<{ version: number }[]>(
+  const result = await em.execute<{ version: number; row?: Record<string, any> }[]>(
     `with u as (
        update funding.applications set ${sets.join(', ')}
         where id = ? and status = ?${t.version !== undefined ? ' and version = ?' : ''}
-       returning version)
+       returning ${t.row ? WORK_COLUMNS : 'version'})
      ${also.map((a, i) => `, a${i} as (${a.sql})`).join('\n')}
      insert into kit.outbox (id, subject, payload, headers)
      select v.id, v.subject,
             case when v.is_status then jsonb_set(v.payload::jsonb, '{version}', to_jsonb(u.version))::text else v.payload end,
             v.headers
        from u cross join (values ${rows.map(() => '(?::uuid, ?, ?, ?::jsonb, ?::boolean)').join(', ')}) as v (id, subject, payload, headers, is_status)
-     returning (select version from u) as version`,
+     returning (select version from u) as version${t.row ? ', (select to_jsonb(u) from u) as row' : ''}`,
     params);
   if (!result.length) throw new StaleApplicationError(`application ${t.id} is no longer ${t.from}${t.version !== undefined ? ` at version ${t.version}` : ''}`);
   // Inside a transaction its commit wakes the outbox relay (as enqueue() arranges);
   // outside one, the caller calls deps.wakeOutbox().
   const trx = em.getTransactionContext();
   if (trx) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
-  return { version: Number(result[0]!.version), at };
+  const row = result[0]!.row;
+  return { version: Number(result[0]!.version), at, ...(row ? { row: toWorkRow(row) } : {}) };
 }
 
 // The status event's version is the row's new one, filled in by the statement that
@@ -248,12 +251,15 @@ export type WorkRow = {
   scoringError: string | null;
 };
 
+const WORK_COLUMNS = 'id, business_id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error';
+
 /** Read what a worker needs about an application. `const row = await loadWorkRow(em, id)` */
 export async function loadWorkRow(em: EntityManager, id: string): Promise<WorkRow | null> {
-  const [r] = await em.execute<Record<string, any>[]>(
-    `select id, business_id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error
-       from funding.applications where id = ?`, [id]);
-  if (!r) return null;
+  const [r] = await em.execute<Record<string, any>[]>(`select ${WORK_COLUMNS} from funding.applications where id = ?`, [id]);
+  return r ? toWorkRow(r) : null;
+}
+
+function toWorkRow(r: Record<string, any>): WorkRow {
   return {
     id: r.id, businessId: r.business_id, status: r.status, version: Number(r.version), amountMinor: Number(r.amount_minor), currency: r.currency.trim(),
     termMonths: Number(r.term_months), purpose: r.purpose, financials: r.financials, bankAccount: r.bank_account, scoringError: r.scoring_error ?? null,

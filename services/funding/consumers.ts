@@ -257,16 +257,23 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
   };
 
   const onDisbursementRequested = async (req: DisbursementRequested, ctx: HandlerContext, plog: Logger) => {
-    const app = await loadWorkRow(ctx.em, req.applicationId);
+    // The common case moves first (approved → disbursing, returning the row) and reads
+    // nothing before; anything else (a redelivery, a resumed payout) is read and decided.
+    const begun = await beginDisbursing(orm.em.fork(), req.applicationId, deps.wakeOutbox, ctx.requestId);
+    const app = begun ?? await loadWorkRow(ctx.em, req.applicationId);
     if (!app) throw new NonRetryableError(`application ${req.applicationId} does not exist`);
     if (isFinalStatus(app.status)) return;
-    if (app.status !== 'approved' && app.status !== 'disbursing') {
+    // Approved when the move above found it otherwise: it changed in between; decide again.
+    if (app.status === 'approved' && !begun) throw new RetryLaterError(100, `application ${app.id} changed while starting its disbursement`);
+    if (app.status !== 'disbursing') {
       plog.warn({ status: app.status }, 'disbursement requested for an application that is not approved; ignored');
       return;
     }
     const current = { id: app.id, version: app.version };
+    // Each settle is one statement, atomic by itself: no transaction around it, so the relay is woken here.
     const paid = async (p: GatewayPayout, how: string, outcome: string) => {
-      await ctx.tx((em) => settlePaid(em, current, p, how, ctx.requestId));
+      await settlePaid(orm.em.fork(), current, p, how, ctx.requestId);
+      deps.wakeOutbox();
       outcomes.inc({ outcome });
       plog.info({ payoutId: p.id, how }, 'application disbursed');
     };
@@ -274,8 +281,7 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
     let mustLookUp: boolean;
     let counted = false;
     let lastAttemptAt = 0;
-    if (app.status === 'approved') {
-      current.version = await beginDisbursing(orm, app, deps.wakeOutbox, ctx.requestId);
+    if (begun) {
       mustLookUp = false;
       counted = true;
     } else {
@@ -304,7 +310,8 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
           destination: { iban: app.bankAccount.iban, holderName: app.bankAccount.holderName },
         }, app.id);
         if (res.outcome === 'ok') return await paid(res.payout, res.replayed ? 'gateway replayed the first answer' : 'paid', 'paid');
-        await ctx.tx((em) => settleFailed(em, current, `invalid_destination: ${res.message}`, ctx.requestId));
+        await settleFailed(orm.em.fork(), current, `invalid_destination: ${res.message}`, ctx.requestId);
+        deps.wakeOutbox();
         outcomes.inc({ outcome: 'invalid_destination' });
         plog.warn({ reason: res.message }, 'payout refused: invalid destination');
         return;
@@ -342,6 +349,10 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
     concurrency: opts.concurrency,
     retry: { baseMs: 1000, factor: 2, maxMs: 30_000 },
     paused: () => gateway.isOpen(),
+    // Idempotent without the inbox: every write is a compare-and-set on the status (and
+    // version) it read, and the three guards of disbursement.ts keep a redelivery from
+    // paying twice; the inbox's BEGIN, insert and COMMIT per payout bought nothing more.
+    inbox: false,
     handle: (req, ctx) => onDisbursementRequested(req, ctx, ctx.log.child({ applicationId: req.applicationId })),
   });
   return {

@@ -8,9 +8,9 @@
 //     left the row `pending` with attempts > 0) we ask the gateway by reference
 //     (`GET /v1/payouts?reference=`) before sending anything again.
 import { FundingSubjects, type DisbursementCompleted } from '../../contracts/funding.ts';
-import type { EntityManager, MikroORM } from '../kit/index.ts';
+import type { EntityManager } from '../kit/index.ts';
 import type { GatewayClient, GatewayPayout } from '../kit/index.ts';
-import { transition, type WorkRow } from './applications.ts';
+import { StaleApplicationError, transition, type WorkRow } from './applications.ts';
 
 export type PayoutRecord = { state: 'pending' | 'paid' | 'failed'; attempts: number; gatewayPayoutId: string | null; lastAttemptAt: number };
 
@@ -53,19 +53,28 @@ export async function settleFailed(em: EntityManager, app: { id: string; version
 }
 
 /**
- * approved → disbursing, with the payout record, in one statement; the record counts
- * the POST about to be sent (attempts = 1), so a crash after it means "look up first".
- * The record and the status commit together, so an approved application has none yet.
+ * approved → disbursing, with the payout record, in one statement that also returns the
+ * row the payout is sent from, so the common case (a fresh disbursement request) reads
+ * nothing first; null when the application is not `approved` (already disbursing,
+ * final, or never approved: the caller reads it and decides). The record counts the
+ * POST about to be sent (attempts = 1), so a crash after it means "look up first". The
+ * record and the status commit together, so an approved application has none yet.
+ * `const begun = await beginDisbursing(orm.em.fork(), id, deps.wakeOutbox)`
  */
-export async function beginDisbursing(orm: MikroORM, app: WorkRow, wakeOutbox: () => void, requestId?: string): Promise<number> {
-  const { version } = await transition(orm.em.fork(), {
-    id: app.id, from: 'approved', to: 'disbursing', version: app.version, requestId,
-    also: [{
-      sql: `insert into funding.payouts (application_id, amount_minor, currency, state, attempts, created_at, updated_at)
-            select ?, ?, ?, 'pending', 1, now(), now() from u on conflict (application_id) do nothing`,
-      params: [app.id, app.amountMinor, app.currency],
-    }],
-  });
-  wakeOutbox();
-  return version;
+export async function beginDisbursing(em: EntityManager, id: string, wakeOutbox: () => void, requestId?: string): Promise<WorkRow | null> {
+  try {
+    const { row } = await transition(em, {
+      id, from: 'approved', to: 'disbursing', requestId, row: true,
+      also: [{
+        sql: `insert into funding.payouts (application_id, amount_minor, currency, state, attempts, created_at, updated_at)
+              select u.id, u.amount_minor, u.currency, 'pending', 1, now(), now() from u on conflict (application_id) do nothing`,
+        params: [],
+      }],
+    });
+    wakeOutbox();
+    return row!;
+  } catch (err) {
+    if (err instanceof StaleApplicationError) return null;
+    throw err;
+  }
 }
