@@ -1,11 +1,8 @@
-// The application router and the status cache writer.
+// The application router and the workers of funding.
 //  - funding-router (FUNDING, `funding.applications.created`): the seed's "event
 //    router": processing → risk_scoring, and the `risk.scoring.requested` command, in
 //    one transaction. Runs through the kit's batch worker (inbox, DLQ, backoff): the
 //    applications of a burst move in one statement per batch, not one transaction each.
-//  - funding-status (FUNDING, `funding.status.updated`): keeps the KV status cache
-//    current (newest version wins), the read side of GET .../status and SSE. See
-//    startStatusConsumer for why it has no inbox.
 //  - funding-scoring and funding-scoring-high (FUNDING_WORK, `funding.risk.scoring.requested`
 //    and `.high`): the risk model in its piscina pool, one consumer per priority lane
 //    (startScoringConsumer; scoring.ts), the `funding-scoring` target.
@@ -15,10 +12,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Counter, Gauge } from 'prom-client';
 import {
   ApplicationCreated, DisbursementRequested, FUNDING_EVENTS_STREAM, FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers, FundingSubjects,
-  isFinalStatus, RiskScoringRequested, StatusUpdated, type RiskScoringCompleted,
+  isFinalStatus, RiskScoringRequested, type RiskScoringCompleted,
 } from '../../contracts/funding.ts';
 import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
-import { startConsumer, type RunningConsumer } from '../kit/index.ts';
 import { startWorker, type HandlerContext, type Worker } from '../kit/index.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
 import {
@@ -33,10 +29,9 @@ import { MODEL_VERSION, MODEL_VERSIONS, type RiskInput, type RiskResult } from '
 import { riskModelPicker } from './risk-flag.ts';
 import { createRiskPool, type Lane, RiskPoolBusyError, RiskScoringError, RiskWorkerCrashedError } from './risk-pool.ts';
 import { DEBUG_CRASH_PURPOSES, lowerSessionPriority, niceAvailable, recordScoringError, scoreCacheKey } from './scoring.ts';
-import type { StatusCache } from './status-cache.ts';
 
-/** Start the router and the status consumer. `const ws = await startFundingConsumers(deps, cache, { routerBatch: 64, status: 16 })` */
-export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts: { routerBatch: number; status: number }): Promise<BatchWorker[]> {
+/** Start the router. `const ws = await startFundingConsumers(deps, { routerBatch: 64 })` */
+export async function startFundingConsumers(deps: Deps, opts: { routerBatch: number }): Promise<BatchWorker[]> {
   const router = await startBatchWorker({
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     stream: FUNDING_EVENTS_STREAM,
@@ -55,29 +50,7 @@ export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts
       });
     },
   });
-  const status = await startStatusConsumer(deps, cache, opts.status);
-  return [router, status];
-}
-
-/**
- * The status cache writer: the delivery core with guard 'state', no Postgres inbox on
- * purpose. A KV write guarded by the row version is idempotent by itself (a redelivery
- * finds the same or a newer version and writes nothing), and at five status events per
- * application the inbox's round trips per event were the largest share of funding's
- * database work. The rest of the delivery model is the kit's: a message failing its
- * schema goes to the DLQ, a failure is nak'ed with backoff and its error kept for the
- * DLQ mover, and max_deliver exhaustion takes the advisory path.
- * `const w = await startStatusConsumer(deps, cache, 64)`
- */
-export async function startStatusConsumer(deps: Deps, cache: StatusCache, concurrency: number): Promise<RunningConsumer> {
-  return await startConsumer<StatusUpdated>({
-    js: deps.nats.js, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
-    stream: FUNDING_EVENTS_STREAM, consumer: FundingConsumers.status, schema: StatusUpdated,
-    guard: 'state',
-    concurrency,
-    retry: { baseMs: 200, factor: 2, maxMs: 5000 },
-    handle: async (event) => { await cache.apply(event); },
-  });
+  return [router];
 }
 
 /**

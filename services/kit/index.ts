@@ -55,4 +55,4 @@ export { defineModule, type ServiceModule } from './modules.ts';
 export { createRateShare, type RateShare, type RateShareLog, type RateShareOptions } from './rate-share.ts';
 export { instanceId } from './runtime.ts';
 export { acceptWebSocket, type LiveSocket, type SocketSession } from './websocket.ts';
-export type { Deps, Env, Running } from './service.ts';
+export type { Deps, Env, RelayHook, Running } from './service.ts';

@@ -43,4 +43,31 @@ describe('outbox relay', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(await count('outboxtest.rollback')).toBe(0);
   });
+
+  it("runs a subject's hook with its rows before the drain commits: a hook that throws puts them back, and a relay without the hook leaves them", async () => {
+    // A subject the module map hooks (funding's status events), so the runtime relay of this
+    // TARGET=admin process (no funding target) must leave its rows to a relay that has the hook.
+    const hooked = 'funding.status.updated';
+    const ids = await c.deps.orm.em.fork().transactional(async (em) =>
+      await enqueue(em, [{ subject: hooked, data: { n: 1 } }, { subject: hooked, data: { n: 2 } }]));
+    const left = async () => (await c.deps.orm.em.fork().execute('select 1 from kit.outbox where id in (?)', [ids])).length;
+    await new Promise((r) => setTimeout(r, 1500)); // past the runtime relay's wake and its next poll
+    expect(await left()).toBe(2);
+
+    const seen: string[][] = [];
+    let fail = true;
+    const relay = startOutboxRelay({
+      orm: c.deps.orm, js: c.deps.nats.js, log: c.deps.log, pollMs: 50,
+      hooks: new Map([[hooked, async (payloads: string[]) => { seen.push(payloads); if (fail) throw new Error('cache down'); }]]),
+    });
+    try {
+      await eventually(() => seen.length >= 1, { what: 'hook ran' });
+      expect(await left()).toBe(2);
+      fail = false;
+      await eventually(async () => (await left()) === 0, { what: 'rows deleted once the hook succeeded' });
+      expect(seen.at(-1)!.map((p) => JSON.parse(p).n)).toEqual([1, 2]);
+    } finally {
+      await relay.stop();
+    }
+  });
 });

@@ -63,6 +63,10 @@ export function startOutboxRelay(opts: {
   orm: MikroORM; js: JetStreamClient; log: Logger; tracing?: Tracing;
   batchSize?: number; pollMs?: number; lingerMs?: number; publishTimeoutMs?: number;
   onPublished?: (n: number) => void;
+  /** Per subject: run with that subject's published payloads before the drain commits (a throw rolls the drain back). */
+  hooks?: Map<string, (payloads: string[]) => Promise<void>>;
+  /** Subjects this relay leaves alone (another process's relay has their hook). */
+  skipSubjects?: string[];
 }): OutboxRelay {
   const { orm, js, log } = opts;
   const batchSize = opts.batchSize ?? 500;
@@ -76,6 +80,19 @@ export function startOutboxRelay(opts: {
   // transaction rolls back and every row comes back; the ones that did reach the stream are
   // then republished under the same Nats-Msg-Id, which the stream drops as duplicates.
   const tracing = opts.tracing ?? tracingOff;
+  const hooks = opts.hooks ?? new Map<string, (payloads: string[]) => Promise<void>>();
+  const skip = opts.skipSubjects ?? [];
+  // The skip list is a bind parameter: one prepared text whatever it holds.
+  const DRAIN = `delete from kit.outbox where id in (
+           select id from kit.outbox${skip.length ? ' where subject <> all(?::text[])' : ''} order by created_at limit ? for update skip locked)
+         returning id, subject, payload, headers, created_at`;
+  const drainParams = (n: number) => (skip.length ? [`{${skip.map((x) => JSON.stringify(x)).join(',')}}`, n] : [n]);
+  const runHooks = async (rows: Row[]) => {
+    if (!hooks.size) return;
+    const bySubject = new Map<string, string[]>();
+    for (const r of rows) if (hooks.has(r.subject)) (bySubject.get(r.subject) ?? bySubject.set(r.subject, []).get(r.subject)!).push(r.payload);
+    await Promise.all([...bySubject].map(([subject, payloads]) => hooks.get(subject)!(payloads)));
+  };
   type Row = { id: string; subject: string; payload: string; headers: Record<string, string> };
   const publish = (r: Row) => {
     const h = natsHeaders();
@@ -96,12 +113,10 @@ export function startOutboxRelay(opts: {
   const drainOnce = async (): Promise<number> => {
     if (tracing.on) return await drainTraced();
     return await orm.em.fork().transactional(async (em) => {
-      const rows = await em.execute<Row[]>(
-        `delete from kit.outbox where id in (
-           select id from kit.outbox order by created_at limit ? for update skip locked)
-         returning id, subject, payload, headers, created_at`, [batchSize]);
+      const rows = await em.execute<Row[]>(DRAIN, drainParams(batchSize));
       if (!rows.length) return 0;
       await Promise.all(rows.map(publish));
+      await runHooks(rows);
       opts.onPublished?.(rows.length);
       return rows.length;
     });
@@ -115,10 +130,7 @@ export function startOutboxRelay(opts: {
     const started = performance.now() + performance.timeOrigin;
     await em.begin();
     try {
-      const rows = await em.execute<Row[]>(
-        `delete from kit.outbox where id in (
-           select id from kit.outbox order by created_at limit ? for update skip locked)
-         returning id, subject, payload, headers, created_at`, [batchSize]);
+      const rows = await em.execute<Row[]>(DRAIN, drainParams(batchSize));
       if (!rows.length) { await em.commit(); return 0; }
       const span = tracing.tracer.startSpan('outbox relay', {
         startTime: started, attributes: { 'orderflow.outbox.rows': rows.length },
@@ -130,6 +142,7 @@ export function startOutboxRelay(opts: {
       });
       try {
         await Promise.all(rows.map(publishTraced));
+        await runHooks(rows);
         await withTrace(trace.setSpan(activeTrace(), span), () => em.commit());
       } catch (err) {
         failed(span, err);

@@ -12,6 +12,9 @@ import type { Tracing } from './tracing.ts';
 
 export type Env = Record<string, string | undefined>;
 
+/** A relay hook (Deps.onRelay): the payloads (JSON text) of one drain's rows of its subject, in outbox order. */
+export type RelayHook = (payloads: string[]) => Promise<void>;
+
 export type Deps = {
   config: BaseConfig;
   /** The raw environment, for the service's own prefixed settings (its config.ts). */
@@ -37,6 +40,14 @@ export type Deps = {
   routes: Routes;
   /** Call after committing outbox rows outside `em.transactional` (transactions wake relays by themselves). */
   wakeOutbox: () => void;
+  /**
+   * Run `hook` with the outbox rows of `subject` this process's relay publishes, after they
+   * reached the stream and before their deletion commits: a hook that throws puts them back
+   * (they are published again, as duplicates the stream drops, and the hook runs again).
+   * Only for subjects the module declares in needs.relayHooks; call it in start(). When two
+   * targets of one process hook one subject, the first registration serves.
+   */
+  onRelay: (subject: string, hook: RelayHook) => void;
   /** Endpoints of simulators main.ts started for unset external URLs. */
   endpoints: Record<string, string>;
   /**
