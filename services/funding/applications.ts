@@ -15,7 +15,7 @@ import {
 import { createBatcher } from '../kit/index.ts';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
 import { carryHeaders, type Trace } from '../kit/index.ts';
-import { OUTBOX_ROWS, type OutboxMessage } from '../kit/index.ts';
+import { OUTBOX_ROWS, type CommittedOutboxRow, type OutboxMessage } from '../kit/index.ts';
 import type { Application, Payout, Review } from './entities.ts';
 
 export type ApplicationRow = InferEntity<typeof Application>;
@@ -45,7 +45,7 @@ const INSERT_BATCH = `
   )
   insert into kit.outbox (id, subject, payload, headers)
   select e.id, e.subject, e.payload, e.headers from events e join a on a.id = e.application_id
-  returning id`;
+  returning id, subject, payload, headers`;
 
 type Row = Record<string, unknown>;
 
@@ -61,12 +61,11 @@ export type ApplicationWriter = { create(req: CreateApplicationRequest, requestI
  * leaves only after its batch committed.
  * `const writer = createApplicationWriter(orm, deps.wakeOutbox); const { id } = await writer.create(req, requestId)`
  */
-export function createApplicationWriter(orm: MikroORM, wakeOutbox: () => void, opts: { maxBatch?: number } = {}): ApplicationWriter {
+export function createApplicationWriter(orm: MikroORM, wakeOutbox: (committed?: CommittedOutboxRow[]) => void, opts: { maxBatch?: number } = {}): ApplicationWriter {
   // A statement that fails takes its batch along: each is retried alone (all at once, as
   // new applications cannot conflict), so one bad row fails only its own request.
   const write = createBatcher(async (apps: { row: Row; events: Row[] }[]) => {
-    await orm.em.fork().execute(INSERT_BATCH, [JSON.stringify(apps.map((a) => a.row)), JSON.stringify(apps.flatMap((a) => a.events))]);
-    wakeOutbox();
+    wakeOutbox(await orm.em.fork().execute<CommittedOutboxRow[]>(INSERT_BATCH, [JSON.stringify(apps.map((a) => a.row)), JSON.stringify(apps.flatMap((a) => a.events))]));
     return apps.map(() => undefined);
   }, { maxSize: opts.maxBatch ?? 200, isolate: 'parallel' });
 
@@ -140,7 +139,7 @@ export type Transition = {
  * round trip costs more than the work on this platform and a transition happens four
  * or five times per application. `await transition(em, { id, from: 'processing', to: 'risk_scoring', version })`
  */
-export async function transition(em: EntityManager, t: Transition): Promise<{ version: number; at: string; row?: WorkRow }> {
+export async function transition(em: EntityManager, t: Transition): Promise<{ version: number; at: string; row?: WorkRow; outbox: CommittedOutboxRow[] }> {
   const at = new Date().toISOString();
   const sets = ['status = ?', 'version = version + 1', 'updated_at = ?', 'history = history || ?::jsonb'];
   const params: unknown[] = [t.to, at, JSON.stringify([{ status: t.to, at, ...(t.reason ? { reason: t.reason } : {}) }])];
@@ -163,7 +162,7 @@ export async function transition(em: EntityManager, t: Transition): Promise<{ ve
   ];
   for (const r of rows) params.push(...r);
 
-  const result = await em.execute<{ version: number; row?: Record<string, any> }[]>(
+  const result = await em.execute<(CommittedOutboxRow & { version: number; row?: Record<string, any> })[]>(
     `with u as (
        update funding.applications set ${sets.join(', ')}
         where id = ? and status = ?${t.version !== undefined ? ' and version = ?' : ''}
@@ -174,15 +173,16 @@ export async function transition(em: EntityManager, t: Transition): Promise<{ ve
             case when v.is_status then jsonb_set(v.payload::jsonb, '{version}', to_jsonb(u.version))::text else v.payload end,
             v.headers
        from u cross join (values ${rows.map(() => '(?::uuid, ?, ?, ?::jsonb, ?::boolean)').join(', ')}) as v (id, subject, payload, headers, is_status)
-     returning (select version from u) as version${t.row ? ', (select to_jsonb(u) from u) as row' : ''}`,
+     returning id, subject, payload, headers, (select version from u) as version${t.row ? ', (select to_jsonb(u) from u) as row' : ''}`,
     params);
   if (!result.length) throw new StaleApplicationError(`application ${t.id} is no longer ${t.from}${t.version !== undefined ? ` at version ${t.version}` : ''}`);
   // Inside a transaction its commit wakes the outbox relay (as enqueue() arranges);
-  // outside one, the caller calls deps.wakeOutbox().
+  // outside one, the caller hands `outbox` (the rows as committed) to deps.wakeOutbox().
   const trx = em.getTransactionContext();
   if (trx) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
   const row = result[0]!.row;
-  return { version: Number(result[0]!.version), at, ...(row ? { row: toWorkRow(row) } : {}) };
+  const outbox = result.map((r) => ({ id: r.id, subject: r.subject, payload: r.payload, headers: r.headers }));
+  return { version: Number(result[0]!.version), at, outbox, ...(row ? { row: toWorkRow(row) } : {}) };
 }
 
 // The status event's version is the row's new one, filled in by the statement that

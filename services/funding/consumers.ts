@@ -174,7 +174,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
         modelVersion: r.modelVersion, cached, timestamp: new Date().toISOString(),
       };
       // One statement, atomic by itself: no transaction around it, so the relay is woken here.
-      await transition(orm.em.fork(), {
+      const { outbox } = await transition(orm.em.fork(), {
         id: app.id, from: 'risk_scoring', to: r.decision, version: app.version, requestId: ctx.requestId,
         set: { riskScore: r.score, probabilityOfDefault: r.probabilityOfDefault, riskDecision: r.decision, riskReasons: r.reasons, modelVersion: r.modelVersion, scoringError: null },
         metadata: { riskScore: r.score, modelVersion: r.modelVersion },
@@ -183,7 +183,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
           ...(r.decision === 'approved' ? [disbursementRequest(app, 'approved')] : []),
         ],
       });
-      deps.wakeOutbox();
+      deps.wakeOutbox(outbox);
       scored.inc({ source: cached ? 'cache' : 'model', decision: r.decision });
       decisions.inc({ modelVersion: r.modelVersion, decision: r.decision });
       ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, modelVersion: r.modelVersion, lane, cached }, 'application scored');
@@ -245,8 +245,7 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
     const current = { id: app.id, version: app.version };
     // Each settle is one statement, atomic by itself: no transaction around it, so the relay is woken here.
     const paid = async (p: GatewayPayout, how: string, outcome: string) => {
-      await settlePaid(orm.em.fork(), current, p, how, ctx.requestId);
-      deps.wakeOutbox();
+      deps.wakeOutbox(await settlePaid(orm.em.fork(), current, p, how, ctx.requestId));
       outcomes.inc({ outcome });
       plog.info({ payoutId: p.id, how }, 'application disbursed');
     };
@@ -283,8 +282,7 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
           destination: { iban: app.bankAccount.iban, holderName: app.bankAccount.holderName },
         }, app.id);
         if (res.outcome === 'ok') return await paid(res.payout, res.replayed ? 'gateway replayed the first answer' : 'paid', 'paid');
-        await settleFailed(orm.em.fork(), current, `invalid_destination: ${res.message}`, ctx.requestId);
-        deps.wakeOutbox();
+        deps.wakeOutbox(await settleFailed(orm.em.fork(), current, `invalid_destination: ${res.message}`, ctx.requestId));
         outcomes.inc({ outcome: 'invalid_destination' });
         plog.warn({ reason: res.message }, 'payout refused: invalid destination');
         return;

@@ -8,7 +8,7 @@
 //     left the row `pending` with attempts > 0) we ask the gateway by reference
 //     (`GET /v1/payouts?reference=`) before sending anything again.
 import { FundingSubjects, type DisbursementCompleted } from '../../contracts/funding.ts';
-import type { EntityManager } from '../kit/index.ts';
+import type { CommittedOutboxRow, EntityManager } from '../kit/index.ts';
 import type { GatewayClient, GatewayPayout } from '../kit/index.ts';
 import { StaleApplicationError, transition, type WorkRow } from './applications.ts';
 
@@ -31,25 +31,25 @@ export async function findPayout(gateway: GatewayClient, applicationId: string):
 }
 
 /** Record a payout the gateway made: payout row paid, application disbursed, events out; one statement. */
-export async function settlePaid(em: EntityManager, app: { id: string; version: number }, payout: GatewayPayout, how: string, requestId?: string): Promise<void> {
+export async function settlePaid(em: EntityManager, app: { id: string; version: number }, payout: GatewayPayout, how: string, requestId?: string): Promise<CommittedOutboxRow[]> {
   const completed: DisbursementCompleted = { applicationId: app.id, status: 'completed', transactionId: payout.id, timestamp: new Date().toISOString(), error: null };
-  await transition(em, {
+  return (await transition(em, {
     id: app.id, from: 'disbursing', to: 'disbursed', version: app.version, requestId, reason: how,
     metadata: { payoutId: payout.id }, events: [{ subject: FundingSubjects.disbursementCompleted, data: completed }],
     also: [{
       sql: `update funding.payouts p set state = 'paid', gateway_payout_id = ?, failure_reason = null, updated_at = now() from u where p.application_id = ?`,
       params: [payout.id, app.id],
     }],
-  });
+  })).outbox;
 }
 
-export async function settleFailed(em: EntityManager, app: { id: string; version: number }, reason: string, requestId?: string): Promise<void> {
+export async function settleFailed(em: EntityManager, app: { id: string; version: number }, reason: string, requestId?: string): Promise<CommittedOutboxRow[]> {
   const completed: DisbursementCompleted = { applicationId: app.id, status: 'failed', transactionId: null, timestamp: new Date().toISOString(), error: reason };
-  await transition(em, {
+  return (await transition(em, {
     id: app.id, from: 'disbursing', to: 'disbursement_failed', version: app.version, requestId, reason,
     events: [{ subject: FundingSubjects.disbursementCompleted, data: completed }],
     also: [{ sql: `update funding.payouts p set state = 'failed', failure_reason = ?, updated_at = now() from u where p.application_id = ?`, params: [reason, app.id] }],
-  });
+  })).outbox;
 }
 
 /**
@@ -61,9 +61,9 @@ export async function settleFailed(em: EntityManager, app: { id: string; version
  * record and the status commit together, so an approved application has none yet.
  * `const begun = await beginDisbursing(orm.em.fork(), id, deps.wakeOutbox)`
  */
-export async function beginDisbursing(em: EntityManager, id: string, wakeOutbox: () => void, requestId?: string): Promise<WorkRow | null> {
+export async function beginDisbursing(em: EntityManager, id: string, wakeOutbox: (committed: CommittedOutboxRow[]) => void, requestId?: string): Promise<WorkRow | null> {
   try {
-    const { row } = await transition(em, {
+    const { row, outbox } = await transition(em, {
       id, from: 'approved', to: 'disbursing', requestId, row: true,
       also: [{
         sql: `insert into funding.payouts (application_id, amount_minor, currency, state, attempts, created_at, updated_at)
@@ -71,7 +71,7 @@ export async function beginDisbursing(em: EntityManager, id: string, wakeOutbox:
         params: [],
       }],
     });
-    wakeOutbox();
+    wakeOutbox(outbox);
     return row!;
   } catch (err) {
     if (err instanceof StaleApplicationError) return null;

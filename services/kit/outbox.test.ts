@@ -70,4 +70,34 @@ describe('outbox relay', () => {
       await relay.stop();
     }
   });
+
+  it('publishes rows handed over as committed at once, without a drain, and leaves them to the drain when that fails', async () => {
+    // The hooked subject again: the runtime relay leaves these rows, and this relay never polls.
+    const hooked = 'funding.status.updated';
+    const seen: string[][] = [];
+    let fail = false;
+    const relay = startOutboxRelay({
+      orm: c.deps.orm, js: c.deps.nats.js, log: c.deps.log, pollMs: 3_600_000,
+      hooks: new Map([[hooked, async (payloads: string[]) => { seen.push(payloads); if (fail) throw new Error('cache down'); }]]),
+    });
+    const insert = async (n: number) => await c.deps.orm.em.fork().execute<{ id: string; subject: string; payload: string; headers: Record<string, string> }[]>(
+      `insert into kit.outbox (id, subject, payload, headers) values (gen_random_uuid(), ?, ?, '{}'::jsonb) returning id, subject, payload, headers`, [hooked, JSON.stringify({ n })]);
+    const left = async (ids: string[]) => (await c.deps.orm.em.fork().execute('select 1 from kit.outbox where id in (?)', [ids])).length;
+    try {
+      const a = await insert(1);
+      relay.wake(a);
+      await eventually(async () => (await left(a.map((r) => r.id))) === 0, { what: 'committed rows published and deleted' });
+      expect(seen.map((p) => p.map((x) => JSON.parse(x).n))).toEqual([[1]]);
+
+      fail = true;
+      const b = await insert(2);
+      relay.wake(b);
+      await eventually(() => seen.length >= 2, { what: 'hook ran and failed' });
+      expect(await left(b.map((r) => r.id))).toBe(1);
+      fail = false;
+      await eventually(async () => (await left(b.map((r) => r.id))) === 0, { what: 'the drain took them over' });
+    } finally {
+      await relay.stop();
+    }
+  });
 });

@@ -26,7 +26,7 @@ import { createMetrics } from './metrics.ts';
 import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
 import { connectNats, type Nats } from './nats.ts';
-import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
+import { startOutboxRelay, wroteOutbox, type CommittedOutboxRow, type OutboxRelay } from './outbox.ts';
 import { assertProductionReady } from './production.ts';
 import { createProfiler, profileAnswers, startContinuousProfiling } from './profiling.ts';
 import { provision, readSpecs, STREAMS_DIR } from './provision.ts';
@@ -163,7 +163,7 @@ export async function startRuntime(opts: {
   // Production never starts a stand-in (and so never mounts a /_dev route): the URLs were checked above.
   const ext = opts.externals && !production ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
   let relay: OutboxRelay | undefined;
-  const wakeOutbox = () => relay?.wake();
+  const wakeOutbox = (committed?: CommittedOutboxRow[]) => relay?.wake(committed);
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
   const routes = createRoutes({ app, table: createRouteTable(), orm, verifier: opts.verifier?.({ env: opts.env, orm, plan, log }), limit });
   opts.routes?.(routes);

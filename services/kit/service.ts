@@ -8,6 +8,7 @@ import type { App, Routes } from './http.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Nats } from './nats.ts';
+import type { CommittedOutboxRow } from './outbox.ts';
 import type { Tracing } from './tracing.ts';
 
 export type Env = Record<string, string | undefined>;
@@ -38,8 +39,12 @@ export type Deps = {
   app: App;
   /** Declare /api routes here (kit/http/route.ts): auth, rate limit and the OpenAPI entry come from the declaration. */
   routes: Routes;
-  /** Call after committing outbox rows outside `em.transactional` (transactions wake relays by themselves). */
-  wakeOutbox: () => void;
+  /**
+   * Call after committing outbox rows outside `em.transactional` (transactions wake relays by
+   * themselves). Given the committed rows (as the inserting statement returned them), the
+   * relay publishes those at once, one statement, rather than draining the table for them.
+   */
+  wakeOutbox: (committed?: CommittedOutboxRow[]) => void;
   /**
    * Run `hook` with the outbox rows of `subject` this process's relay publishes, after they
    * reached the stream and before their deletion commits: a hook that throws puts them back
