@@ -196,13 +196,13 @@ function statusEvent(id: string, from: ApplicationStatus, to: ApplicationStatus,
  * moves to `to` (version bumped, history appended) with its own events and its
  * `status.updated`; one that moved on already is left alone and gets no events. For
  * the high-volume hops (the router), where a statement per application was most of
- * the work. Returns the ids that moved.
+ * the work. Returns the ids that moved and the outbox rows written.
  * `await transitionMany(em, { from: 'processing', to: 'risk_scoring', items: [{ id, requestId, events: [scoringRequest(id, 'new')] }] })`
  */
 export async function transitionMany(
   em: EntityManager, t: { from: ApplicationStatus; to: ApplicationStatus; items: { id: string; requestId?: string; trace?: Trace; events?: OutboxMessage[] }[] },
-): Promise<Set<string>> {
-  if (!t.items.length) return new Set();
+): Promise<{ moved: Set<string>; outbox: CommittedOutboxRow[] }> {
+  if (!t.items.length) return { moved: new Set(), outbox: [] };
   const at = new Date().toISOString();
   const events = t.items.flatMap((i) => {
     const headers = headersFor(i.requestId, i.trace) ?? {};
@@ -211,7 +211,7 @@ export async function transitionMany(
       { id: randomUUID(), application_id: i.id, subject: FundingSubjects.statusUpdated, payload: JSON.stringify(statusEvent(i.id, t.from, t.to, at)), headers, is_status: true },
     ];
   });
-  const rows = await em.execute<{ id: string }[]>(
+  const rows = await em.execute<{ id: string; subject: string | null; payload: string; headers: Record<string, string> | null }[]>(
     `with u as (
        update funding.applications a
           set status = ?, version = a.version + 1, updated_at = ?, history = a.history || ?::jsonb
@@ -225,12 +225,16 @@ export async function transitionMany(
               case when ev.is_status then jsonb_set(ev.payload::jsonb, '{version}', to_jsonb(u.version))::text else ev.payload end,
               ev.headers
          from ev join u on u.id = ev.application_id
+       returning id, subject, payload, headers
      )
-     select id from u`,
+     select u.id::text as id, null::text as subject, null::text as payload, null::jsonb as headers from u
+     union all select o.id::text, o.subject, o.payload, o.headers from o`,
     [t.to, at, JSON.stringify([{ status: t.to, at }]), `{${t.items.map((i) => i.id).join(',')}}`, t.from, JSON.stringify(events)]);
+  const outbox = rows.filter((r) => r.subject !== null).map((r) => ({ id: r.id, subject: r.subject!, payload: r.payload, headers: r.headers }));
   const trx = em.getTransactionContext();
-  if (trx && rows.length) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
-  return new Set(rows.map((r) => r.id));
+  if (trx && outbox.length) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
+  // Outside a transaction the rows are committed: the caller hands `outbox` to deps.wakeOutbox().
+  return { moved: new Set(rows.filter((r) => r.subject === null).map((r) => r.id)), outbox };
 }
 
 /** The `disbursement.requested` command for an application. */

@@ -1,8 +1,9 @@
 // The application router and the workers of funding.
 //  - funding-router (FUNDING, `funding.applications.created`): the seed's "event
 //    router": processing → risk_scoring, and the `risk.scoring.requested` command, in
-//    one transaction. Runs through the kit's batch worker (inbox, DLQ, backoff): the
-//    applications of a burst move in one statement per batch, not one transaction each.
+//    one statement. Runs through the kit's delivery core in batch mode (DLQ, backoff,
+//    no inbox: the status guards it): the applications of a burst move in one statement
+//    per batch, not one transaction each.
 //  - funding-scoring and funding-scoring-high (FUNDING_WORK, `funding.risk.scoring.requested`
 //    and `.high`): the risk model in its piscina pool, one consumer per priority lane
 //    (startScoringConsumer; scoring.ts), the `funding-scoring` target.
@@ -14,7 +15,7 @@ import {
   ApplicationCreated, DisbursementRequested, FUNDING_EVENTS_STREAM, FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers, FundingSubjects,
   isFinalStatus, RiskScoringRequested, type RiskScoringCompleted,
 } from '../../contracts/funding.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
+import { startConsumer, type RunningConsumer } from '../kit/index.ts';
 import { startWorker, type HandlerContext, type Worker } from '../kit/index.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
 import {
@@ -31,23 +32,26 @@ import { createRiskPool, type Lane, RiskPoolBusyError, RiskScoringError, RiskWor
 import { DEBUG_CRASH_PURPOSES, lowerSessionPriority, niceAvailable, recordScoringError, scoreCacheKey } from './scoring.ts';
 
 /** Start the router. `const ws = await startFundingConsumers(deps, { routerBatch: 64 })` */
-export async function startFundingConsumers(deps: Deps, opts: { routerBatch: number }): Promise<BatchWorker[]> {
-  const router = await startBatchWorker({
+export async function startFundingConsumers(deps: Deps, opts: { routerBatch: number }): Promise<RunningConsumer[]> {
+  const router = await startConsumer<ApplicationCreated>({
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     stream: FUNDING_EVENTS_STREAM,
     consumer: FundingConsumers.router,
     schema: ApplicationCreated,
     key: (e) => e.applicationId,
-    batch: opts.routerBatch,
+    batch: { size: opts.routerBatch, lingerMs: 2 },
     retry: { baseMs: 500, factor: 2, maxMs: 10_000 },
     // Guarded by status alone (compare-and-set on `processing`, version bumped), so no
-    // read first: a redelivery or a reconciler that got there first finds it moved on,
-    // and that application gets no events.
+    // read first and no inbox (guard 'state'): a redelivery or a reconciler that got
+    // there first finds it moved on, and that application gets no events. The batch's
+    // one statement commits by itself, and its rows go to the relay as committed.
+    guard: 'state',
     handle: async (items, em) => {
-      await transitionMany(em, {
+      const { outbox } = await transitionMany(em, {
         from: 'processing', to: 'risk_scoring',
         items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, trace: i.trace, events: [scoringRequest(i.data.applicationId, 'new', i.data.priority)] })),
       });
+      deps.wakeOutbox(outbox);
     },
   });
   return [router];

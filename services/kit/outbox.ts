@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { EntityManager, MikroORM } from './db.ts';
+import { createBatcher } from './batcher.ts';
 import { backoff } from './delivery.ts';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
@@ -175,13 +176,18 @@ export function startOutboxRelay(opts: {
   // too: the stream drops the second copy by its Nats-Msg-Id and hooks are idempotent
   // (funding's is guarded by the row version). A failure leaves them to the drain.
   const inflight = new Set<Promise<void>>();
+  // The deletes of concurrent hand-overs share a statement (group commit, kit/batcher.ts).
+  const forget = createBatcher(async (batches: string[][]) => {
+    await orm.em.fork().execute('delete from kit.outbox where id = any(?::uuid[])', [`{${batches.flat().join(',')}}`]);
+    return batches.map(() => undefined);
+  }, { maxSize: 200, isolate: 'parallel' });
   const publishCommitted = (committed: CommittedOutboxRow[]) => {
     const rows = committed.filter((r) => !skip.includes(r.subject)).map((r) => ({ ...r, headers: r.headers ?? {} }));
     if (!rows.length) return;
     const p: Promise<void> = (async () => {
       await Promise.all(rows.map(publish));
       await runHooks(rows);
-      await orm.em.fork().execute('delete from kit.outbox where id = any(?::uuid[])', [`{${rows.map((r) => r.id).join(',')}}`]);
+      await forget(rows.map((r) => r.id));
       opts.onPublished?.(rows.length);
     })().catch((err) => {
       log.debug({ err: String(err) }, 'publishing committed outbox rows failed; the relay drains them');
