@@ -87,12 +87,15 @@ describe('outbox relay', () => {
       const a = await insert(1);
       relay.wake(a);
       await eventually(async () => (await left(a.map((r) => r.id))) === 0, { what: 'committed rows published and deleted' });
-      expect(seen.map((p) => p.map((x) => JSON.parse(x).n))).toEqual([[1]]);
+      // A drain racing the hand-over may publish them too (the stream drops the copy): the hook saw only them.
+      expect(seen.length).toBeGreaterThanOrEqual(1);
+      for (const p of seen) expect(p.map((x) => JSON.parse(x).n)).toEqual([1]);
+      seen.length = 0;
 
       fail = true;
       const b = await insert(2);
       relay.wake(b);
-      await eventually(() => seen.length >= 2, { what: 'hook ran and failed' });
+      await eventually(() => seen.length >= 1, { what: 'hook ran and failed' });
       expect(await left(b.map((r) => r.id))).toBe(1);
       fail = false;
       await eventually(async () => (await left(b.map((r) => r.id))) === 0, { what: 'the drain took them over' });

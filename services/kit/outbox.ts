@@ -176,11 +176,12 @@ export function startOutboxRelay(opts: {
   // too: the stream drops the second copy by its Nats-Msg-Id and hooks are idempotent
   // (funding's is guarded by the row version). A failure leaves them to the drain.
   const inflight = new Set<Promise<void>>();
-  // The deletes of concurrent hand-overs share a statement (group commit, kit/batcher.ts).
+  // The deletes of hand-overs share a statement (group commit, kit/batcher.ts). Nothing
+  // waits on a delete but the table's size, so each waits a few ms for company.
   const forget = createBatcher(async (batches: string[][]) => {
     await orm.em.fork().execute('delete from kit.outbox where id = any(?::uuid[])', [`{${batches.flat().join(',')}}`]);
     return batches.map(() => undefined);
-  }, { maxSize: 200, isolate: 'parallel' });
+  }, { maxSize: 200, maxWaitMs: 10, isolate: 'parallel' });
   const publishCommitted = (committed: CommittedOutboxRow[]) => {
     const rows = committed.filter((r) => !skip.includes(r.subject)).map((r) => ({ ...r, headers: r.headers ?? {} }));
     if (!rows.length) return;
