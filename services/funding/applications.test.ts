@@ -20,7 +20,7 @@ describe('transitionMany', () => {
     await c.deps.orm.em.fork().execute(`update funding.applications set status = 'risk_scoring', version = 2 where id = ?`, [ids[2]]);
 
     const step = () => c.deps.orm.em.fork().transactional(async (em) => {
-      const moved = await transitionMany(em, {
+      const { moved } = await transitionMany(em, {
         from: 'processing', to: 'risk_scoring',
         items: ids.map((id) => ({ id, requestId: `req-${id}`, events: [scoringRequest(id, 'new')] })),
       });

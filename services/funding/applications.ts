@@ -15,7 +15,7 @@ import {
 import { createBatcher } from '../kit/index.ts';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
 import { carryHeaders, type Trace } from '../kit/index.ts';
-import { OUTBOX_ROWS, type OutboxMessage } from '../kit/index.ts';
+import { OUTBOX_ROWS, type CommittedOutboxRow, type OutboxMessage } from '../kit/index.ts';
 import type { Application, Payout, Review } from './entities.ts';
 
 export type ApplicationRow = InferEntity<typeof Application>;
@@ -45,7 +45,7 @@ const INSERT_BATCH = `
   )
   insert into kit.outbox (id, subject, payload, headers)
   select e.id, e.subject, e.payload, e.headers from events e join a on a.id = e.application_id
-  returning id`;
+  returning id, subject, payload, headers`;
 
 type Row = Record<string, unknown>;
 
@@ -61,12 +61,11 @@ export type ApplicationWriter = { create(req: CreateApplicationRequest, requestI
  * leaves only after its batch committed.
  * `const writer = createApplicationWriter(orm, deps.wakeOutbox); const { id } = await writer.create(req, requestId)`
  */
-export function createApplicationWriter(orm: MikroORM, wakeOutbox: () => void, opts: { maxBatch?: number } = {}): ApplicationWriter {
+export function createApplicationWriter(orm: MikroORM, wakeOutbox: (committed?: CommittedOutboxRow[]) => void, opts: { maxBatch?: number } = {}): ApplicationWriter {
   // A statement that fails takes its batch along: each is retried alone (all at once, as
   // new applications cannot conflict), so one bad row fails only its own request.
   const write = createBatcher(async (apps: { row: Row; events: Row[] }[]) => {
-    await orm.em.fork().execute(INSERT_BATCH, [JSON.stringify(apps.map((a) => a.row)), JSON.stringify(apps.flatMap((a) => a.events))]);
-    wakeOutbox();
+    wakeOutbox(await orm.em.fork().execute<CommittedOutboxRow[]>(INSERT_BATCH, [JSON.stringify(apps.map((a) => a.row)), JSON.stringify(apps.flatMap((a) => a.events))]));
     return apps.map(() => undefined);
   }, { maxSize: opts.maxBatch ?? 200, isolate: 'parallel' });
 
@@ -130,6 +129,8 @@ export type Transition = {
   reason?: string;
   requestId?: string;
   metadata?: Record<string, unknown>;
+  /** Return the updated row too (WorkRow), so a worker that moves first needs no read before it. */
+  row?: boolean;
 };
 
 /**
@@ -138,7 +139,7 @@ export type Transition = {
  * round trip costs more than the work on this platform and a transition happens four
  * or five times per application. `await transition(em, { id, from: 'processing', to: 'risk_scoring', version })`
  */
-export async function transition(em: EntityManager, t: Transition): Promise<{ version: number; at: string }> {
+export async function transition(em: EntityManager, t: Transition): Promise<{ version: number; at: string; row?: WorkRow; outbox: CommittedOutboxRow[] }> {
   const at = new Date().toISOString();
   const sets = ['status = ?', 'version = version + 1', 'updated_at = ?', 'history = history || ?::jsonb'];
   const params: unknown[] = [t.to, at, JSON.stringify([{ status: t.to, at, ...(t.reason ? { reason: t.reason } : {}) }])];
@@ -161,25 +162,27 @@ export async function transition(em: EntityManager, t: Transition): Promise<{ ve
   ];
   for (const r of rows) params.push(...r);
 
-  const result = await em.execute<{ version: number }[]>(
+  const result = await em.execute<(CommittedOutboxRow & { version: number; row?: Record<string, any> })[]>(
     `with u as (
        update funding.applications set ${sets.join(', ')}
         where id = ? and status = ?${t.version !== undefined ? ' and version = ?' : ''}
-       returning version)
+       returning ${t.row ? WORK_COLUMNS : 'version'})
      ${also.map((a, i) => `, a${i} as (${a.sql})`).join('\n')}
      insert into kit.outbox (id, subject, payload, headers)
      select v.id, v.subject,
             case when v.is_status then jsonb_set(v.payload::jsonb, '{version}', to_jsonb(u.version))::text else v.payload end,
             v.headers
        from u cross join (values ${rows.map(() => '(?::uuid, ?, ?, ?::jsonb, ?::boolean)').join(', ')}) as v (id, subject, payload, headers, is_status)
-     returning (select version from u) as version`,
+     returning id, subject, payload, headers, (select version from u) as version${t.row ? ', (select to_jsonb(u) from u) as row' : ''}`,
     params);
   if (!result.length) throw new StaleApplicationError(`application ${t.id} is no longer ${t.from}${t.version !== undefined ? ` at version ${t.version}` : ''}`);
   // Inside a transaction its commit wakes the outbox relay (as enqueue() arranges);
-  // outside one, the caller calls deps.wakeOutbox().
+  // outside one, the caller hands `outbox` (the rows as committed) to deps.wakeOutbox().
   const trx = em.getTransactionContext();
   if (trx) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
-  return { version: Number(result[0]!.version), at };
+  const row = result[0]!.row;
+  const outbox = result.map((r) => ({ id: r.id, subject: r.subject, payload: r.payload, headers: r.headers }));
+  return { version: Number(result[0]!.version), at, outbox, ...(row ? { row: toWorkRow(row) } : {}) };
 }
 
 // The status event's version is the row's new one, filled in by the statement that
@@ -193,13 +196,13 @@ function statusEvent(id: string, from: ApplicationStatus, to: ApplicationStatus,
  * moves to `to` (version bumped, history appended) with its own events and its
  * `status.updated`; one that moved on already is left alone and gets no events. For
  * the high-volume hops (the router), where a statement per application was most of
- * the work. Returns the ids that moved.
+ * the work. Returns the ids that moved and the outbox rows written.
  * `await transitionMany(em, { from: 'processing', to: 'risk_scoring', items: [{ id, requestId, events: [scoringRequest(id, 'new')] }] })`
  */
 export async function transitionMany(
   em: EntityManager, t: { from: ApplicationStatus; to: ApplicationStatus; items: { id: string; requestId?: string; trace?: Trace; events?: OutboxMessage[] }[] },
-): Promise<Set<string>> {
-  if (!t.items.length) return new Set();
+): Promise<{ moved: Set<string>; outbox: CommittedOutboxRow[] }> {
+  if (!t.items.length) return { moved: new Set(), outbox: [] };
   const at = new Date().toISOString();
   const events = t.items.flatMap((i) => {
     const headers = headersFor(i.requestId, i.trace) ?? {};
@@ -208,7 +211,7 @@ export async function transitionMany(
       { id: randomUUID(), application_id: i.id, subject: FundingSubjects.statusUpdated, payload: JSON.stringify(statusEvent(i.id, t.from, t.to, at)), headers, is_status: true },
     ];
   });
-  const rows = await em.execute<{ id: string }[]>(
+  const rows = await em.execute<{ id: string; subject: string | null; payload: string; headers: Record<string, string> | null }[]>(
     `with u as (
        update funding.applications a
           set status = ?, version = a.version + 1, updated_at = ?, history = a.history || ?::jsonb
@@ -222,12 +225,16 @@ export async function transitionMany(
               case when ev.is_status then jsonb_set(ev.payload::jsonb, '{version}', to_jsonb(u.version))::text else ev.payload end,
               ev.headers
          from ev join u on u.id = ev.application_id
+       returning id, subject, payload, headers
      )
-     select id from u`,
+     select u.id::text as id, null::text as subject, null::text as payload, null::jsonb as headers from u
+     union all select o.id::text, o.subject, o.payload, o.headers from o`,
     [t.to, at, JSON.stringify([{ status: t.to, at }]), `{${t.items.map((i) => i.id).join(',')}}`, t.from, JSON.stringify(events)]);
+  const outbox = rows.filter((r) => r.subject !== null).map((r) => ({ id: r.id, subject: r.subject!, payload: r.payload, headers: r.headers }));
   const trx = em.getTransactionContext();
-  if (trx && rows.length) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
-  return new Set(rows.map((r) => r.id));
+  if (trx && outbox.length) (trx as Record<symbol, unknown>)[OUTBOX_ROWS] = true;
+  // Outside a transaction the rows are committed: the caller hands `outbox` to deps.wakeOutbox().
+  return { moved: new Set(rows.filter((r) => r.subject === null).map((r) => r.id)), outbox };
 }
 
 /** The `disbursement.requested` command for an application. */
@@ -248,12 +255,15 @@ export type WorkRow = {
   scoringError: string | null;
 };
 
+const WORK_COLUMNS = 'id, business_id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error';
+
 /** Read what a worker needs about an application. `const row = await loadWorkRow(em, id)` */
 export async function loadWorkRow(em: EntityManager, id: string): Promise<WorkRow | null> {
-  const [r] = await em.execute<Record<string, any>[]>(
-    `select id, business_id, status, version, amount_minor, currency, term_months, purpose, financials, bank_account, scoring_error
-       from funding.applications where id = ?`, [id]);
-  if (!r) return null;
+  const [r] = await em.execute<Record<string, any>[]>(`select ${WORK_COLUMNS} from funding.applications where id = ?`, [id]);
+  return r ? toWorkRow(r) : null;
+}
+
+function toWorkRow(r: Record<string, any>): WorkRow {
   return {
     id: r.id, businessId: r.business_id, status: r.status, version: Number(r.version), amountMinor: Number(r.amount_minor), currency: r.currency.trim(),
     termMonths: Number(r.term_months), purpose: r.purpose, financials: r.financials, bankAccount: r.bank_account, scoringError: r.scoring_error ?? null,

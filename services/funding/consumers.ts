@@ -1,11 +1,9 @@
-// The application router and the status cache writer.
+// The application router and the workers of funding.
 //  - funding-router (FUNDING, `funding.applications.created`): the seed's "event
 //    router": processing → risk_scoring, and the `risk.scoring.requested` command, in
-//    one transaction. Runs through the kit's batch worker (inbox, DLQ, backoff): the
-//    applications of a burst move in one statement per batch, not one transaction each.
-//  - funding-status (FUNDING, `funding.status.updated`): keeps the KV status cache
-//    current (newest version wins), the read side of GET .../status and SSE. See
-//    startStatusConsumer for why it has no inbox.
+//    one statement. Runs through the kit's delivery core in batch mode (DLQ, backoff,
+//    no inbox: the status guards it): the applications of a burst move in one statement
+//    per batch, not one transaction each.
 //  - funding-scoring and funding-scoring-high (FUNDING_WORK, `funding.risk.scoring.requested`
 //    and `.high`): the risk model in its piscina pool, one consumer per priority lane
 //    (startScoringConsumer; scoring.ts), the `funding-scoring` target.
@@ -15,9 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Counter, Gauge } from 'prom-client';
 import {
   ApplicationCreated, DisbursementRequested, FUNDING_EVENTS_STREAM, FUNDING_WORK_STREAM, FundingBuckets, FundingConsumers, FundingSubjects,
-  isFinalStatus, RiskScoringRequested, StatusUpdated, type RiskScoringCompleted,
+  isFinalStatus, RiskScoringRequested, type RiskScoringCompleted,
 } from '../../contracts/funding.ts';
-import { startBatchWorker, type BatchWorker } from '../kit/index.ts';
 import { startConsumer, type RunningConsumer } from '../kit/index.ts';
 import { startWorker, type HandlerContext, type Worker } from '../kit/index.ts';
 import { NonRetryableError, RetryLaterError } from '../kit/index.ts';
@@ -33,51 +30,31 @@ import { MODEL_VERSION, MODEL_VERSIONS, type RiskInput, type RiskResult } from '
 import { riskModelPicker } from './risk-flag.ts';
 import { createRiskPool, type Lane, RiskPoolBusyError, RiskScoringError, RiskWorkerCrashedError } from './risk-pool.ts';
 import { DEBUG_CRASH_PURPOSES, lowerSessionPriority, niceAvailable, recordScoringError, scoreCacheKey } from './scoring.ts';
-import type { StatusCache } from './status-cache.ts';
 
-/** Start the router and the status consumer. `const ws = await startFundingConsumers(deps, cache, { routerBatch: 64, status: 16 })` */
-export async function startFundingConsumers(deps: Deps, cache: StatusCache, opts: { routerBatch: number; status: number }): Promise<BatchWorker[]> {
-  const router = await startBatchWorker({
+/** Start the router. `const ws = await startFundingConsumers(deps, { routerBatch: 64 })` */
+export async function startFundingConsumers(deps: Deps, opts: { routerBatch: number }): Promise<RunningConsumer[]> {
+  const router = await startConsumer<ApplicationCreated>({
     js: deps.nats.js, orm: deps.orm, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
     stream: FUNDING_EVENTS_STREAM,
     consumer: FundingConsumers.router,
     schema: ApplicationCreated,
     key: (e) => e.applicationId,
-    batch: opts.routerBatch,
+    batch: { size: opts.routerBatch, lingerMs: 2 },
     retry: { baseMs: 500, factor: 2, maxMs: 10_000 },
     // Guarded by status alone (compare-and-set on `processing`, version bumped), so no
-    // read first: a redelivery or a reconciler that got there first finds it moved on,
-    // and that application gets no events.
+    // read first and no inbox (guard 'state'): a redelivery or a reconciler that got
+    // there first finds it moved on, and that application gets no events. The batch's
+    // one statement commits by itself, and its rows go to the relay as committed.
+    guard: 'state',
     handle: async (items, em) => {
-      await transitionMany(em, {
+      const { outbox } = await transitionMany(em, {
         from: 'processing', to: 'risk_scoring',
         items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, trace: i.trace, events: [scoringRequest(i.data.applicationId, 'new', i.data.priority)] })),
       });
+      deps.wakeOutbox(outbox);
     },
   });
-  const status = await startStatusConsumer(deps, cache, opts.status);
-  return [router, status];
-}
-
-/**
- * The status cache writer: the delivery core with guard 'state', no Postgres inbox on
- * purpose. A KV write guarded by the row version is idempotent by itself (a redelivery
- * finds the same or a newer version and writes nothing), and at five status events per
- * application the inbox's round trips per event were the largest share of funding's
- * database work. The rest of the delivery model is the kit's: a message failing its
- * schema goes to the DLQ, a failure is nak'ed with backoff and its error kept for the
- * DLQ mover, and max_deliver exhaustion takes the advisory path.
- * `const w = await startStatusConsumer(deps, cache, 64)`
- */
-export async function startStatusConsumer(deps: Deps, cache: StatusCache, concurrency: number): Promise<RunningConsumer> {
-  return await startConsumer<StatusUpdated>({
-    js: deps.nats.js, errors: deps.errors, log: deps.log, metrics: deps.metrics, tracing: deps.tracing,
-    stream: FUNDING_EVENTS_STREAM, consumer: FundingConsumers.status, schema: StatusUpdated,
-    guard: 'state',
-    concurrency,
-    retry: { baseMs: 200, factor: 2, maxMs: 5000 },
-    handle: async (event) => { await cache.apply(event); },
-  });
+  return [router];
 }
 
 /**
@@ -201,7 +178,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
         modelVersion: r.modelVersion, cached, timestamp: new Date().toISOString(),
       };
       // One statement, atomic by itself: no transaction around it, so the relay is woken here.
-      await transition(orm.em.fork(), {
+      const { outbox } = await transition(orm.em.fork(), {
         id: app.id, from: 'risk_scoring', to: r.decision, version: app.version, requestId: ctx.requestId,
         set: { riskScore: r.score, probabilityOfDefault: r.probabilityOfDefault, riskDecision: r.decision, riskReasons: r.reasons, modelVersion: r.modelVersion, scoringError: null },
         metadata: { riskScore: r.score, modelVersion: r.modelVersion },
@@ -210,7 +187,7 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
           ...(r.decision === 'approved' ? [disbursementRequest(app, 'approved')] : []),
         ],
       });
-      deps.wakeOutbox();
+      deps.wakeOutbox(outbox);
       scored.inc({ source: cached ? 'cache' : 'model', decision: r.decision });
       decisions.inc({ modelVersion: r.modelVersion, decision: r.decision });
       ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, modelVersion: r.modelVersion, lane, cached }, 'application scored');
@@ -257,16 +234,22 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
   };
 
   const onDisbursementRequested = async (req: DisbursementRequested, ctx: HandlerContext, plog: Logger) => {
-    const app = await loadWorkRow(ctx.em, req.applicationId);
+    // The common case moves first (approved → disbursing, returning the row) and reads
+    // nothing before; anything else (a redelivery, a resumed payout) is read and decided.
+    const begun = await beginDisbursing(orm.em.fork(), req.applicationId, deps.wakeOutbox, ctx.requestId);
+    const app = begun ?? await loadWorkRow(ctx.em, req.applicationId);
     if (!app) throw new NonRetryableError(`application ${req.applicationId} does not exist`);
     if (isFinalStatus(app.status)) return;
-    if (app.status !== 'approved' && app.status !== 'disbursing') {
+    // Approved when the move above found it otherwise: it changed in between; decide again.
+    if (app.status === 'approved' && !begun) throw new RetryLaterError(100, `application ${app.id} changed while starting its disbursement`);
+    if (app.status !== 'disbursing') {
       plog.warn({ status: app.status }, 'disbursement requested for an application that is not approved; ignored');
       return;
     }
     const current = { id: app.id, version: app.version };
+    // Each settle is one statement, atomic by itself: no transaction around it, so the relay is woken here.
     const paid = async (p: GatewayPayout, how: string, outcome: string) => {
-      await ctx.tx((em) => settlePaid(em, current, p, how, ctx.requestId));
+      deps.wakeOutbox(await settlePaid(orm.em.fork(), current, p, how, ctx.requestId));
       outcomes.inc({ outcome });
       plog.info({ payoutId: p.id, how }, 'application disbursed');
     };
@@ -274,8 +257,7 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
     let mustLookUp: boolean;
     let counted = false;
     let lastAttemptAt = 0;
-    if (app.status === 'approved') {
-      current.version = await beginDisbursing(orm, app, deps.wakeOutbox, ctx.requestId);
+    if (begun) {
       mustLookUp = false;
       counted = true;
     } else {
@@ -304,7 +286,7 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
           destination: { iban: app.bankAccount.iban, holderName: app.bankAccount.holderName },
         }, app.id);
         if (res.outcome === 'ok') return await paid(res.payout, res.replayed ? 'gateway replayed the first answer' : 'paid', 'paid');
-        await ctx.tx((em) => settleFailed(em, current, `invalid_destination: ${res.message}`, ctx.requestId));
+        deps.wakeOutbox(await settleFailed(orm.em.fork(), current, `invalid_destination: ${res.message}`, ctx.requestId));
         outcomes.inc({ outcome: 'invalid_destination' });
         plog.warn({ reason: res.message }, 'payout refused: invalid destination');
         return;
@@ -342,6 +324,10 @@ export async function startDisbursementConsumer(deps: Deps, gateway: GatewayClie
     concurrency: opts.concurrency,
     retry: { baseMs: 1000, factor: 2, maxMs: 30_000 },
     paused: () => gateway.isOpen(),
+    // Idempotent without the inbox: every write is a compare-and-set on the status (and
+    // version) it read, and the three guards of disbursement.ts keep a redelivery from
+    // paying twice; the inbox's BEGIN, insert and COMMIT per payout bought nothing more.
+    inbox: false,
     handle: (req, ctx) => onDisbursementRequested(req, ctx, ctx.log.child({ applicationId: req.applicationId })),
   });
   return {

@@ -3,7 +3,7 @@
 // own target (`funding-scoring`, scoring-main.ts) so its CPU-heavy pods scale apart
 // from the API; `npm start` (TARGET=all) runs both in one process.
 import { Gauge } from 'prom-client';
-import { FundingBuckets } from '../../contracts/funding.ts';
+import { FundingBuckets, FundingSubjects } from '../../contracts/funding.ts';
 import { createGatewayClient } from '../kit/index.ts';
 import { countedReads } from '../kit/index.ts';
 import { defineModule } from '../kit/index.ts';
@@ -13,7 +13,7 @@ import { startDisbursementConsumer, startFundingConsumers } from './consumers.ts
 import { startReconciler } from './reconcile.ts';
 import { riskModelFlag } from './risk-flag.ts';
 import { applicationRoutes, createReads } from './routes.ts';
-import { createStatusCache, trackConnection } from './status-cache.ts';
+import { createStatusCache, statusRelayHook, trackConnection } from './status-cache.ts';
 import { createStatusHub } from './status-hub.ts';
 import { entities, migrations } from './entities.ts';
 
@@ -47,7 +47,9 @@ export async function start(deps: Deps): Promise<Running> {
   });
   applicationRoutes(deps.routes, { orm: deps.orm, reads, cache, hub, wakeOutbox: deps.wakeOutbox });
 
-  const consumers = await startFundingConsumers(deps, cache, { routerBatch: config.FUNDING_ROUTER_BATCH, status: config.FUNDING_STATUS_CONCURRENCY });
+  // The status cache is written by this process's outbox relay as it publishes each status event.
+  deps.onRelay(FundingSubjects.statusUpdated, statusRelayHook(cache, log));
+  const consumers = await startFundingConsumers(deps, { routerBatch: config.FUNDING_ROUTER_BATCH });
   const disbursement = await startDisbursementConsumer(deps, gateway, { concurrency: config.FUNDING_DISBURSE_CONCURRENCY, resendAfterMs: config.FUNDING_PAYOUT_RESEND_AFTER_MS });
   const reconciler = startReconciler({
     orm: deps.orm, gateway, log, metrics: deps.metrics,
@@ -67,5 +69,5 @@ export async function start(deps: Deps): Promise<Running> {
 /** The `funding` target. Every status transition writes its events to the outbox. */
 export const module = defineModule({
   name: 'funding', schema: 'funding', entities, migrations, start, flags: [riskModelFlag],
-  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: ['gateway'] },
+  needs: { schemas: [], outboxRelay: true, dlqMover: false, externals: ['gateway'], relayHooks: [FundingSubjects.statusUpdated] },
 });

@@ -18,7 +18,7 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { CreateApplicationRequest, isFinalStatus, ReviewDecisionRequest, type ApplicationStatus } from '../../contracts/funding.ts';
 import { ApplicationAccepted, ApplicationStatusView, ApplicationView } from '../../contracts/http.ts';
-import type { ApiEnv, Logger, MikroORM, Principal, Routes } from '../kit/index.ts';
+import type { ApiEnv, Deps, Logger, MikroORM, Principal, Routes } from '../kit/index.ts';
 import { acceptWebSocket, hasAccess, HttpError, notFound, ownerFilter } from '../kit/index.ts';
 import { createApplicationWriter, disbursementRequest, loadWorkRow, StaleApplicationError, toApplicationView, transition } from './applications.ts';
 import { Application, Payout } from './entities.ts';
@@ -111,7 +111,7 @@ const DECIDE = { roles: ['reviewer', 'admin'], scopes: ['funding:decide', 'admin
 const SEES_ALL = { roles: ['reviewer', 'admin'], scopes: ['funding:read', 'funding:decide', 'admin'] } as const;
 
 /** `applicationRoutes(deps.routes, { orm, reads, cache, hub, wakeOutbox })` */
-export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wakeOutbox }: { orm: MikroORM; reads: Reads; cache: StatusCache; hub: StatusHub; wakeOutbox: () => void }) {
+export function applicationRoutes(routes: Routes, { orm, reads, cache, hub, wakeOutbox }: { orm: MikroORM; reads: Reads; cache: StatusCache; hub: StatusHub; wakeOutbox: Deps['wakeOutbox'] }) {
   const writer = createApplicationWriter(orm, wakeOutbox);
   const tags = ['funding'];
   /** 404 unless the principal may see application `id` (every one, or its own); the cheap check first. */

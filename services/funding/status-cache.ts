@@ -1,6 +1,9 @@
-// The status cache: NATS KV bucket `funding-status`, one key per application, kept
-// current by the status consumer from `funding.status.updated` (the seed's Redis
-// `status:{id}`). Events can arrive out of order (the outbox relay publishes a batch
+// The status cache: NATS KV bucket `funding-status`, one key per application (the
+// seed's Redis `status:{id}`), kept current by the outbox relay of the process that
+// publishes each `funding.status.updated` (statusRelayHook): the KV write is made after
+// the event reached the stream and before the relay's drain commits, so a failure or a
+// crash puts the rows back and the write is made again with their republishing. No
+// consumer of the status event, and so no delivery and ack per status change. Events can arrive out of order (the outbox relay publishes a batch
 // concurrently, replicas race), so a write only lands when its row version is newer
 // than the cached one, by compare-and-set on the key's revision.
 //
@@ -18,7 +21,8 @@
 // half-open socket is only found by the ping, seconds later).
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV, KvEntry } from '@nats-io/kv';
-import { isFinalStatus, type ApplicationStatus, type StatusUpdated } from '../../contracts/funding.ts';
+import { isFinalStatus, StatusUpdated, type ApplicationStatus } from '../../contracts/funding.ts';
+import type { Logger, RelayHook } from '../kit/index.ts';
 
 export type CachedStatus = { id: string; status: ApplicationStatus; updatedAt: string; version: number };
 
@@ -125,7 +129,10 @@ export function createStatusCache(kv: KV, opts: StatusCacheOptions = {}): Status
       // for the first status there is no key yet: create), otherwise, and after a lost race,
       // read from KV. A handful of rounds settles any real contention.
       for (let round = 0; round < 5; round++) {
-        const remembered = round === 0 ? (written.get(id) ?? (e.version === 1 ? null : undefined)) : undefined;
+        let remembered = round === 0 ? (written.get(id) ?? (e.version === 1 ? null : undefined)) : undefined;
+        // A version in between was written by another process (the decision, by the scoring
+        // process's relay): the remembered revision is stale, so read rather than lose a write.
+        if (remembered && e.version > remembered.version + 1) remembered = undefined;
         const known = remembered !== undefined ? remembered : await readKey(id);
         if (known && known.version >= e.version) return 'stale';
         try {
@@ -139,5 +146,31 @@ export function createStatusCache(kv: KV, opts: StatusCacheOptions = {}): Status
       }
       throw new Error(`status cache: could not store version ${e.version} of ${id} after 5 rounds of contention`);
     },
+  };
+}
+
+/**
+ * The relay hook writing the cache (see the top of this file): of one drain's status
+ * events, the newest per application is written (the others would be stale by the time
+ * they land), all applications at once. A write that fails throws, so the drain rolls
+ * back and comes again; an event that does not parse is logged and skipped, since no
+ * retry would make it parse and the relay must not stop for it.
+ * `deps.onRelay(FundingSubjects.statusUpdated, statusRelayHook(cache, log))`
+ */
+export function statusRelayHook(cache: Pick<StatusCache, 'apply'>, log: Logger): RelayHook {
+  return async (payloads) => {
+    const newest = new Map<string, StatusUpdated>();
+    for (const p of payloads) {
+      let parsed;
+      try { parsed = StatusUpdated.safeParse(JSON.parse(p)); } catch { parsed = undefined; }
+      if (!parsed?.success) {
+        log.error({ payload: p.slice(0, 500) }, 'status event in the outbox does not parse; the status cache skips it');
+        continue;
+      }
+      const e = parsed.data;
+      const seen = newest.get(e.applicationId);
+      if (!seen || seen.version < e.version) newest.set(e.applicationId, e);
+    }
+    await Promise.all([...newest.values()].map((e) => cache.apply(e)));
   };
 }

@@ -29,7 +29,7 @@ export {
   type AuthEnv, type Principal, type Verifier,
 } from './auth.ts';
 export { createSealer, looksSealed, paymentTokenSealer, type Sealer } from './seal.ts';
-export { enqueue, OUTBOX_ROWS, type OutboxMessage } from './outbox.ts';
+export { enqueue, OUTBOX_ROWS, type CommittedOutboxRow, type OutboxMessage } from './outbox.ts';
 export {
   activeTrace, carryHeaders, createTracing, failed, injectTrace, SpanKind, SpanStatusCode, traceFrom, traceIds, tracedFetch, tracingOff, withTrace,
   type Span, type Trace, type Tracing,
@@ -55,4 +55,4 @@ export { defineModule, type ServiceModule } from './modules.ts';
 export { createRateShare, type RateShare, type RateShareLog, type RateShareOptions } from './rate-share.ts';
 export { instanceId } from './runtime.ts';
 export { acceptWebSocket, type LiveSocket, type SocketSession } from './websocket.ts';
-export type { Deps, Env, Running } from './service.ts';
+export type { Deps, Env, RelayHook, Running } from './service.ts';

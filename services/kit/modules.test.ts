@@ -56,5 +56,14 @@ describe('module map: what a process boots for its targets', () => {
     expect(() => planModules(['x'], { b: mod('x') })).toThrow(/registered as b/);
     // A schema nobody owns fails whichever target boots, not only the one that needs it.
     expect(() => planModules(['a'], { a: owner, b: mod('b', { needs: { schemas: ['zzz'] } }) })).toThrow(/needs schema zzz/);
+    // Relays elsewhere leave a hooked subject's rows: its module must relay them itself.
+    expect(() => planModules(['a'], { a: owner, b: mod('b', { needs: { relayHooks: ['b.x'] } }) })).toThrow(/hooks relayed subjects but runs no outbox relay/);
+  });
+
+  it("a subject some module hooks as it is relayed is relayed only in that module's processes", () => {
+    // funding's status events write the status cache from the relay (funding and funding-scoring both can).
+    expect(plan('funding')).toMatchObject({ relayHooks: ['funding.status.updated'], relayElsewhere: [] });
+    expect(plan('funding-scoring')).toMatchObject({ relayHooks: ['funding.status.updated'], relayElsewhere: [] });
+    expect(plan('orders')).toMatchObject({ relayHooks: [], relayElsewhere: ['funding.status.updated'] });
   });
 });

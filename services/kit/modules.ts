@@ -25,6 +25,13 @@ export type ModuleNeeds = {
   externals: ExternalSystem[];
   /** Secrets it reads from the environment; production refuses to start without each (development has stand-ins). */
   secrets?: string[];
+  /**
+   * Outbox subjects whose rows need this module's code as they are relayed: its start()
+   * registers a hook for each (deps.onRelay), run with the drain's rows of that subject
+   * after they are published and before the drain commits. Relays of processes without
+   * such a module leave those rows to one that has it.
+   */
+  relayHooks?: string[];
 };
 
 export type ServiceModule = {
@@ -67,6 +74,10 @@ export type ModulePlan = {
   externals: ExternalSystem[];
   /** Secrets the targets read, sorted (production requires each). */
   secrets: string[];
+  /** Subjects the targets hook as they are relayed (ModuleNeeds.relayHooks): each must get its hook. */
+  relayHooks: string[];
+  /** Subjects other modules hook: this process's relay leaves their rows to those modules' processes. */
+  relayElsewhere: string[];
 };
 
 /**
@@ -91,6 +102,8 @@ export function planModules(targets: string[], modules: Record<string, ServiceMo
   for (const m of Object.values(modules)) {
     for (const s of m.needs.schemas) if (!owners.has(s)) throw new ModuleMapError(`module ${m.name} needs schema ${s}, which no module owns`);
     for (const e of m.needs.externals) if (!EXTERNAL_SYSTEMS.includes(e)) throw new ModuleMapError(`module ${m.name} needs unknown external ${e}`);
+    // Every other relay leaves those rows: without a relay of its own nobody would publish them.
+    if (m.needs.relayHooks?.length && !m.needs.outboxRelay) throw new ModuleMapError(`module ${m.name} hooks relayed subjects but runs no outbox relay`);
   }
 
   const chosen = targets.map((t) => {
@@ -100,6 +113,7 @@ export function planModules(targets: string[], modules: Record<string, ServiceMo
   });
   const schemas = [...new Set(chosen.flatMap((m) => [...(m.schema ? [m.schema] : []), ...m.needs.schemas]))].sort();
   const owning = schemas.map((s) => owners.get(s)!);
+  const relayHooks = [...new Set(chosen.flatMap((m) => m.needs.relayHooks ?? []))].sort();
   return {
     targets,
     schemas,
@@ -109,5 +123,7 @@ export function planModules(targets: string[], modules: Record<string, ServiceMo
     dlqMover: chosen.some((m) => m.needs.dlqMover),
     externals: EXTERNAL_SYSTEMS.filter((e) => chosen.some((m) => m.needs.externals.includes(e))),
     secrets: [...new Set(chosen.flatMap((m) => m.needs.secrets ?? []))].sort(),
+    relayHooks,
+    relayElsewhere: [...new Set(Object.values(modules).flatMap((m) => m.needs.relayHooks ?? []))].filter((s) => !relayHooks.includes(s)).sort(),
   };
 }

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { EntityManager, MikroORM } from './db.ts';
+import { createBatcher } from './batcher.ts';
 import { backoff } from './delivery.ts';
 import type { Logger } from './log.ts';
 import { H } from './nats.ts';
@@ -48,7 +49,15 @@ export async function enqueue(em: EntityManager, messages: OutboxMessage[]): Pro
   return ids;
 }
 
-export type OutboxRelay = { stop(): Promise<void>; drainOnce(): Promise<number>; wake(): void };
+/** An outbox row as its inserting statement returned it (`returning id, subject, payload, headers`). */
+export type CommittedOutboxRow = { id: string; subject: string; payload: string; headers: Record<string, string> | null };
+
+export type OutboxRelay = {
+  stop(): Promise<void>;
+  drainOnce(): Promise<number>;
+  /** Rows were committed: publish them now when given (see publishCommitted), else drain soon. */
+  wake(committed?: CommittedOutboxRow[]): void;
+};
 
 /**
  * Publish outbox rows until stopped. Several relays (replicas) share the table through
@@ -63,6 +72,10 @@ export function startOutboxRelay(opts: {
   orm: MikroORM; js: JetStreamClient; log: Logger; tracing?: Tracing;
   batchSize?: number; pollMs?: number; lingerMs?: number; publishTimeoutMs?: number;
   onPublished?: (n: number) => void;
+  /** Per subject: run with that subject's published payloads before the drain commits (a throw rolls the drain back). */
+  hooks?: Map<string, (payloads: string[]) => Promise<void>>;
+  /** Subjects this relay leaves alone (another process's relay has their hook). */
+  skipSubjects?: string[];
 }): OutboxRelay {
   const { orm, js, log } = opts;
   const batchSize = opts.batchSize ?? 500;
@@ -76,6 +89,19 @@ export function startOutboxRelay(opts: {
   // transaction rolls back and every row comes back; the ones that did reach the stream are
   // then republished under the same Nats-Msg-Id, which the stream drops as duplicates.
   const tracing = opts.tracing ?? tracingOff;
+  const hooks = opts.hooks ?? new Map<string, (payloads: string[]) => Promise<void>>();
+  const skip = opts.skipSubjects ?? [];
+  // The skip list is a bind parameter: one prepared text whatever it holds.
+  const DRAIN = `delete from kit.outbox where id in (
+           select id from kit.outbox${skip.length ? ' where subject <> all(?::text[])' : ''} order by created_at limit ? for update skip locked)
+         returning id, subject, payload, headers, created_at`;
+  const drainParams = (n: number) => (skip.length ? [`{${skip.map((x) => JSON.stringify(x)).join(',')}}`, n] : [n]);
+  const runHooks = async (rows: Row[]) => {
+    if (!hooks.size) return;
+    const bySubject = new Map<string, string[]>();
+    for (const r of rows) if (hooks.has(r.subject)) (bySubject.get(r.subject) ?? bySubject.set(r.subject, []).get(r.subject)!).push(r.payload);
+    await Promise.all([...bySubject].map(([subject, payloads]) => hooks.get(subject)!(payloads)));
+  };
   type Row = { id: string; subject: string; payload: string; headers: Record<string, string> };
   const publish = (r: Row) => {
     const h = natsHeaders();
@@ -96,12 +122,10 @@ export function startOutboxRelay(opts: {
   const drainOnce = async (): Promise<number> => {
     if (tracing.on) return await drainTraced();
     return await orm.em.fork().transactional(async (em) => {
-      const rows = await em.execute<Row[]>(
-        `delete from kit.outbox where id in (
-           select id from kit.outbox order by created_at limit ? for update skip locked)
-         returning id, subject, payload, headers, created_at`, [batchSize]);
+      const rows = await em.execute<Row[]>(DRAIN, drainParams(batchSize));
       if (!rows.length) return 0;
       await Promise.all(rows.map(publish));
+      await runHooks(rows);
       opts.onPublished?.(rows.length);
       return rows.length;
     });
@@ -115,10 +139,7 @@ export function startOutboxRelay(opts: {
     const started = performance.now() + performance.timeOrigin;
     await em.begin();
     try {
-      const rows = await em.execute<Row[]>(
-        `delete from kit.outbox where id in (
-           select id from kit.outbox order by created_at limit ? for update skip locked)
-         returning id, subject, payload, headers, created_at`, [batchSize]);
+      const rows = await em.execute<Row[]>(DRAIN, drainParams(batchSize));
       if (!rows.length) { await em.commit(); return 0; }
       const span = tracing.tracer.startSpan('outbox relay', {
         startTime: started, attributes: { 'orderflow.outbox.rows': rows.length },
@@ -130,6 +151,7 @@ export function startOutboxRelay(opts: {
       });
       try {
         await Promise.all(rows.map(publishTraced));
+        await runHooks(rows);
         await withTrace(trace.setSpan(activeTrace(), span), () => em.commit());
       } catch (err) {
         failed(span, err);
@@ -147,6 +169,33 @@ export function startOutboxRelay(opts: {
 
   let woken = false;
   const wakeLocal = () => { woken = true; wake?.(); };
+
+  // Rows a statement of this process just committed, as it returned them: published at once
+  // and deleted by id, one statement, instead of a drain's three (BEGIN, DELETE … RETURNING,
+  // COMMIT) after the linger. Nothing locks them, so a drain racing this may publish them
+  // too: the stream drops the second copy by its Nats-Msg-Id and hooks are idempotent
+  // (funding's is guarded by the row version). A failure leaves them to the drain.
+  const inflight = new Set<Promise<void>>();
+  // The deletes of hand-overs share a statement (group commit, kit/batcher.ts). Nothing
+  // waits on a delete but the table's size, so each waits a few ms for company.
+  const forget = createBatcher(async (batches: string[][]) => {
+    await orm.em.fork().execute('delete from kit.outbox where id = any(?::uuid[])', [`{${batches.flat().join(',')}}`]);
+    return batches.map(() => undefined);
+  }, { maxSize: 200, maxWaitMs: 10, isolate: 'parallel' });
+  const publishCommitted = (committed: CommittedOutboxRow[]) => {
+    const rows = committed.filter((r) => !skip.includes(r.subject)).map((r) => ({ ...r, headers: r.headers ?? {} }));
+    if (!rows.length) return;
+    const p: Promise<void> = (async () => {
+      await Promise.all(rows.map(publish));
+      await runHooks(rows);
+      await forget(rows.map((r) => r.id));
+      opts.onPublished?.(rows.length);
+    })().catch((err) => {
+      log.debug({ err: String(err) }, 'publishing committed outbox rows failed; the relay drains them');
+      wakeLocal();
+    }).finally(() => inflight.delete(p));
+    inflight.add(p);
+  };
 
   const loop = (async () => {
     while (running) {
@@ -177,11 +226,13 @@ export function startOutboxRelay(opts: {
 
   return {
     drainOnce,
-    wake: wakeLocal,
+    // Traced, every publish is a span of the drain: those rows take the drain's path.
+    wake: (committed) => (committed?.length && !tracing.on && running ? publishCommitted(committed) : wakeLocal()),
     async stop() {
       running = false;
       wake?.();
       await loop;
+      await Promise.all(inflight);
     },
   };
 }

@@ -68,6 +68,8 @@ export const RETIRED_CONSUMERS: readonly { stream: string; durable: string }[] =
   // One notifications consumer per stream replaced the separate SMS ones (commit 8919d0e).
   { stream: 'ORDERS', durable: 'notifications-sms' },
   { stream: 'SAGA', durable: 'notifications-sms' },
+  // funding's status cache is written by the outbox relay that publishes each status event.
+  { stream: 'FUNDING', durable: 'funding-status' },
 ];
 
 /**

@@ -26,12 +26,12 @@ import { createMetrics } from './metrics.ts';
 import { kitEntities, kitMigrations } from './migrations.ts';
 import { planModules, type ExternalSystem, type ModulePlan, type ServiceModule } from './modules.ts';
 import { connectNats, type Nats } from './nats.ts';
-import { startOutboxRelay, wroteOutbox, type OutboxRelay } from './outbox.ts';
+import { startOutboxRelay, wroteOutbox, type CommittedOutboxRow, type OutboxRelay } from './outbox.ts';
 import { assertProductionReady } from './production.ts';
 import { createProfiler, profileAnswers, startContinuousProfiling } from './profiling.ts';
 import { provision, readSpecs, STREAMS_DIR } from './provision.ts';
 import { checkInboxRetention, inboxHorizon, RETENTION_TABLES, startPruner, type Pruner } from './retention.ts';
-import type { Deps, Env, Running } from './service.ts';
+import type { Deps, Env, RelayHook, Running } from './service.ts';
 import { createTracing } from './tracing.ts';
 import { createWebSockets } from './websocket.ts';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
@@ -164,7 +164,7 @@ export async function startRuntime(opts: {
   // Production never starts a stand-in (and so never mounts a /_dev route): the URLs were checked above.
   const ext = opts.externals && !production ? await opts.externals({ env: opts.env, needed: plan.externals, app, log }) : { endpoints: {}, stop: async () => {} };
   let relay: OutboxRelay | undefined;
-  const wakeOutbox = () => relay?.wake();
+  const wakeOutbox = (committed?: CommittedOutboxRow[]) => relay?.wake(committed);
   orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: (args) => { if (wroteOutbox(args.transaction)) wakeOutbox(); } });
   const routes = createRoutes({ app, table: createRouteTable(), orm, verifier: opts.verifier?.({ env: opts.env, orm, plan, log }), limit });
   opts.routes?.(routes);
@@ -190,7 +190,14 @@ export async function startRuntime(opts: {
     handler: (c, { query }) => pprof.cpu(query.seconds, c.req.raw.signal),
   });
   routes.add({ method: 'GET', path: '/debug/pprof/heap', tags, summary: "This process's sampled heap, in pprof format", access: admins, responses: pprofAnswer, handler: () => pprof.heap() });
-  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, tracing, app, routes, endpoints: ext.endpoints, wakeOutbox, limit };
+  const relayHooks = new Map<string, RelayHook>();
+  const onRelay = (subject: string, hook: RelayHook) => {
+    if (!plan.relayHooks.includes(subject)) throw new Error(`onRelay(${subject}): no target of this process declares it in needs.relayHooks`);
+    // Targets of one process that hook one subject hook it for the same work (funding and
+    // funding-scoring both write the status cache): the first registration serves.
+    if (!relayHooks.has(subject)) relayHooks.set(subject, hook);
+  };
+  const deps: Deps = { config, env: opts.env, nats, kvm, flags, errors, orm, readOrm, log, metrics, tracing, app, routes, endpoints: ext.endpoints, wakeOutbox, onRelay, limit };
 
   const running: { name: string; svc: Running }[] = [];
   for (const name of targets) {
@@ -211,7 +218,12 @@ export async function startRuntime(opts: {
   app.notFound(notFoundOrNotAllowed(routes.table));
   handler = app.fetch;
   servicesStarted = true;
-  if (plan.outboxRelay) relay = startOutboxRelay({ orm, js: nats.js, log, tracing, onPublished: (n) => metrics.outboxPublished.inc(n) });
+  // A declared hook never registered would let this relay publish rows without their hook.
+  const unhooked = plan.relayHooks.filter((s) => !relayHooks.has(s));
+  if (unhooked.length) throw new Error(`the targets declare relay hooks for ${unhooked.join(', ')} but none was registered (deps.onRelay in start())`);
+  if (plan.outboxRelay) {
+    relay = startOutboxRelay({ orm, js: nats.js, log, tracing, onPublished: (n) => metrics.outboxPublished.inc(n), hooks: relayHooks, skipSubjects: plan.relayElsewhere });
+  }
   const mover = plan.dlqMover ? await startDlqMover({ js: nats.js, jsm: nats.jsm, errors, log }) : undefined;
   // Every process prunes the kit's tables, whatever its targets: they come with every process, and
   // replicas share the work through SKIP LOCKED (retention.ts). RETENTION_INTERVAL_S=0 turns it off here.

@@ -8,9 +8,13 @@ import type { App, Routes } from './http.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Nats } from './nats.ts';
+import type { CommittedOutboxRow } from './outbox.ts';
 import type { Tracing } from './tracing.ts';
 
 export type Env = Record<string, string | undefined>;
+
+/** A relay hook (Deps.onRelay): the payloads (JSON text) of one drain's rows of its subject, in outbox order. */
+export type RelayHook = (payloads: string[]) => Promise<void>;
 
 export type Deps = {
   config: BaseConfig;
@@ -35,8 +39,20 @@ export type Deps = {
   app: App;
   /** Declare /api routes here (kit/http/route.ts): auth, rate limit and the OpenAPI entry come from the declaration. */
   routes: Routes;
-  /** Call after committing outbox rows outside `em.transactional` (transactions wake relays by themselves). */
-  wakeOutbox: () => void;
+  /**
+   * Call after committing outbox rows outside `em.transactional` (transactions wake relays by
+   * themselves). Given the committed rows (as the inserting statement returned them), the
+   * relay publishes those at once, one statement, rather than draining the table for them.
+   */
+  wakeOutbox: (committed?: CommittedOutboxRow[]) => void;
+  /**
+   * Run `hook` with the outbox rows of `subject` this process's relay publishes, after they
+   * reached the stream and before their deletion commits: a hook that throws puts them back
+   * (they are published again, as duplicates the stream drops, and the hook runs again).
+   * Only for subjects the module declares in needs.relayHooks; call it in start(). When two
+   * targets of one process hook one subject, the first registration serves.
+   */
+  onRelay: (subject: string, hook: RelayHook) => void;
   /** Endpoints of simulators main.ts started for unset external URLs. */
   endpoints: Record<string, string>;
   /**
