@@ -27,7 +27,6 @@ const schema = z.object({
   // concurrency here keeps connections free for POSTs during a burst.
   /** Applications the router moves per statement (one batch in flight at a time). */
   FUNDING_ROUTER_BATCH: int(64, 1, 1000),
-  FUNDING_STATUS_CONCURRENCY: int(16, 1, 1000),
   FUNDING_DISBURSE_CONCURRENCY: int(8, 1, 1000),
   FUNDING_GATEWAY_TIMEOUT_MS: int(10_000, 100),
   FUNDING_BREAKER_RESET_MS: int(10_000, 100),
