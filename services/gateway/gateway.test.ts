@@ -14,7 +14,7 @@ import { applicationBody } from '../funding/test-fixtures.ts';
 import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD } from '../identity/users.ts';
 import { createLogger, createMetrics, type Logger } from '../kit/index.ts';
 import { eventually, startTestCluster, startTestNats, type TestCluster, type TestNats } from '../testing/index.ts';
-import { createProxy } from './proxy.ts';
+import { createProxy, type ProxyOptions } from './proxy.ts';
 import { DEFAULT_ROUTES, resolveRoutes } from './routes.ts';
 import { loadGatewayConfig } from './config.ts';
 import { resolveTargets } from '../kit/runtime.ts';
@@ -185,31 +185,47 @@ describe('the gateway target', () => {
   });
 });
 
+/**
+ * A proxy (createProxy with `opts`) in front of an upstream answering with `handle`, served
+ * on a loopback port; each request's target is named after its path (`/hang` → `hang`), so
+ * log lines and per-target limits can be told apart.
+ */
+async function proxyRig(handle: Parameters<typeof createHttpServer>[1], opts: ProxyOptions) {
+  const upstream = createHttpServer(handle!);
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const url = new URL(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
+  const proxy = createProxy(opts);
+  const app = new Hono<{ Variables: { requestId: string; log: Logger } }>();
+  app.use(async (c, next) => { c.set('requestId', 'r-rig'); c.set('log', opts.log); await next(); });
+  app.all('/*', (c) => proxy.forward(c, { target: c.req.path.slice(1), url }));
+  const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  return {
+    gateway: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      proxy.close();
+      server.close();
+      upstream.closeAllConnections();
+      await new Promise((resolve) => upstream.close(resolve));
+    },
+  };
+}
+
 describe('a client that goes away', () => {
   it('is no upstream failure: the upstream request is dropped (not retried) and logged at debug; a real failure stays a warned 503', async () => {
     // An upstream that never answers /hang, sends half of /partial's declared body, and resets /reset.
     const seen: Record<string, number> = {};
     const closed: Record<string, number> = {};
-    const upstream = createHttpServer((req: UpstreamRequest, res) => {
+    let out = '';
+    const log = createLogger({ level: 'debug', destination: new Writable({ write(chunk, _e, done) { out += chunk; done(); } }) });
+    const lines = () => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string; upstream?: string });
+    const { gateway, close } = await proxyRig((req: UpstreamRequest, res) => {
       const path = req.url!.slice(1);
       seen[path] = (seen[path] ?? 0) + 1;
       req.socket.once('close', () => { closed[path] = (closed[path] ?? 0) + 1; });
       if (path === 'reset') req.socket.destroy();
       else if (path === 'partial') { res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' }); res.write('{"half":'); }
-    });
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const url = new URL(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
-    let out = '';
-    const log = createLogger({ level: 'debug', destination: new Writable({ write(chunk, _e, done) { out += chunk; done(); } }) });
-    const lines = () => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string; upstream?: string });
-    const proxy = createProxy({ maxSockets: 4, responseTimeoutMs: 20_000, idleSocketMs: 4000, log });
-    const app = new Hono<{ Variables: { requestId: string; log: Logger } }>();
-    app.use(async (c, next) => { c.set('requestId', 'r-abort'); c.set('log', log); await next(); });
-    // The target is named after the path, so each case's log line can be told apart.
-    app.all('/*', (c) => proxy.forward(c, { target: c.req.path.slice(1), url }));
-    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
-    await new Promise<void>((resolve) => server.once('listening', resolve));
-    const gateway = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    }, { maxSockets: 4, responseTimeoutMs: 20_000, idleSocketMs: 4000, log });
     try {
       for (const path of ['hang', 'partial']) {
         const ctl = new AbortController();
@@ -231,10 +247,7 @@ describe('a client that goes away', () => {
       const warned = await eventually(() => lines().find((l) => l.upstream === 'reset'), { what: 'the warning for /reset' });
       expect(warned).toMatchObject({ level: 'warn', msg: 'gateway: upstream unavailable' });
     } finally {
-      proxy.close();
-      server.close();
-      upstream.closeAllConnections();
-      await new Promise((resolve) => upstream.close(resolve));
+      await close();
     }
   }, 60_000);
 });
@@ -243,20 +256,11 @@ describe('a target that hangs', () => {
   it('holds at most GATEWAY_MAX_INFLIGHT_PER_UPSTREAM requests: the next to it get 503 at once, another target is still served', async () => {
     // /hang never answers until the test lets it; /ok answers at once.
     const held: (() => void)[] = [];
-    const upstream = createHttpServer((req: UpstreamRequest, res) => {
+    const metrics = createMetrics();
+    const { gateway, close } = await proxyRig((req: UpstreamRequest, res) => {
       const reply = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
       if (req.url === '/hang') held.push(reply); else reply();
-    });
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const url = new URL(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
-    const metrics = createMetrics();
-    const proxy = createProxy({ maxSockets: 16, responseTimeoutMs: 20_000, idleSocketMs: 4000, maxInflightPerUpstream: 2, log: createLogger({ level: 'silent' }), metrics });
-    const app = new Hono<{ Variables: { requestId: string; log: Logger } }>();
-    app.use(async (c, next) => { c.set('requestId', 'r-cap'); await next(); });
-    app.all('/*', (c) => proxy.forward(c, { target: c.req.path.slice(1), url }));
-    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
-    await new Promise<void>((resolve) => server.once('listening', resolve));
-    const gateway = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    }, { maxSockets: 16, responseTimeoutMs: 20_000, idleSocketMs: 4000, maxInflightPerUpstream: 2, log: createLogger({ level: 'silent' }), metrics });
     try {
       const hanging = [fetch(`${gateway}/hang`), fetch(`${gateway}/hang`)];
       await eventually(() => held.length === 2, { what: 'two requests held by the upstream' });
@@ -275,10 +279,7 @@ describe('a target that hangs', () => {
       held.splice(0).forEach((reply) => reply());
       expect((await again).status).toBe(200);
     } finally {
-      proxy.close();
-      server.close();
-      upstream.closeAllConnections();
-      await new Promise((resolve) => upstream.close(resolve));
+      await close();
     }
   }, 60_000);
 });

@@ -34,6 +34,8 @@ export function createMetrics() {
   });
   // Every reason at 0 from the start, so rate() sees the first refusal.
   for (const reason of ['queue_full', 'queue_timeout', 'loop_lag', 'client_gone', 'upstream_full']) httpShed.inc({ reason }, 0);
+  // Admission control's state is read at scrape time, as the breakers' is: nothing per request.
+  let admissionState: (() => { inflight: number; queued: number }) | undefined;
   return {
     registry,
     httpSeconds: new Histogram({
@@ -49,7 +51,15 @@ export function createMetrics() {
     httpAdmission: new Gauge({
       name: 'orderflow_http_admission', help: 'Admission control: requests in handlers (inflight) and waiting for a slot (queued)',
       labelNames: ['what'] as const, registers: [registry],
+      collect() {
+        const s = admissionState?.();
+        if (!s) return;
+        this.set({ what: 'inflight' }, s.inflight);
+        this.set({ what: 'queued' }, s.queued);
+      },
     }),
+    /** Report admission control's state at every scrape (kit/http/admission.ts; one app per process). */
+    watchAdmission(read: () => { inflight: number; queued: number }) { admissionState = read; },
     handlerOutcomes: new Counter({
       name: 'orderflow_handler_outcomes_total', help: 'JetStream handler outcomes (ok, retry, deferred, dlq, duplicate)',
       labelNames: ['consumer', 'outcome'] as const, registers: [registry],

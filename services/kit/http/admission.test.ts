@@ -23,7 +23,12 @@ async function serveGated(admission: { maxInflight: number; queueMax: number; qu
     });
     app.get('/fast', (c) => c.json({ ok: true }));
   }, { metrics, admission: { shedLoopLagMs: 0, ...admission } });
-  return { url: t.url, metrics, ran: () => ran, open: () => { for (const g of gates.splice(0)) g(); }, waiting: () => gates.length };
+  // As a scrape reads it: the gauge collects admission control's state.
+  const queued = async () => (await metrics.httpAdmission.get()).values.find((v) => v.labels.what === 'queued')?.value;
+  return {
+    url: t.url, metrics, ran: () => ran, open: () => { for (const g of gates.splice(0)) g(); }, waiting: () => gates.length,
+    queuedIs: (n: number) => eventually(async () => expect(await queued()).toBe(n)),
+  };
 }
 
 describe('admission control', () => {
@@ -32,7 +37,7 @@ describe('admission control', () => {
     const first = fetch(`${s.url}/slow`);
     await eventually(() => expect(s.waiting()).toBe(1));
     const second = fetch(`${s.url}/slow`);
-    await eventually(async () => expect((await s.metrics.httpAdmission.get()).values.find((v) => v.labels.what === 'queued')?.value).toBe(1));
+    await s.queuedIs(1);
     expect(s.ran()).toBe(1);
     s.open();
     expect((await first).status).toBe(200);
@@ -47,7 +52,7 @@ describe('admission control', () => {
     const first = fetch(`${s.url}/slow`);
     await eventually(() => expect(s.waiting()).toBe(1));
     const queued = fetch(`${s.url}/slow`);
-    await eventually(async () => expect((await s.metrics.httpAdmission.get()).values.find((v) => v.labels.what === 'queued')?.value).toBe(1));
+    await s.queuedIs(1);
     const refused = await fetch(`${s.url}/fast`);
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('1');
@@ -80,13 +85,13 @@ describe('admission control', () => {
     await eventually(() => expect(s.waiting()).toBe(1));
     const ac = new AbortController();
     const abandoned = fetch(`${s.url}/slow`, { signal: ac.signal }).catch((e: Error) => e.name);
-    await eventually(async () => expect((await s.metrics.httpAdmission.get()).values.find((v) => v.labels.what === 'queued')?.value).toBe(1));
+    await s.queuedIs(1);
     ac.abort();
     expect(await abandoned).toBe('AbortError');
     await eventually(async () => expect(await shedCount(s.metrics, 'client_gone')).toBe(1));
     // Its place in the queue is free again: another request may wait there.
     const next = fetch(`${s.url}/fast`);
-    await eventually(async () => expect((await s.metrics.httpAdmission.get()).values.find((v) => v.labels.what === 'queued')?.value).toBe(1));
+    await s.queuedIs(1);
     s.open();
     expect((await first).status).toBe(200);
     expect((await next).status).toBe(200);

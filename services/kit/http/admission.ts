@@ -19,6 +19,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { MiddlewareHandler } from 'hono';
 import type { Metrics } from '../metrics.ts';
 import { errorBody } from './errors.ts';
+import { PROBE_PATHS } from './request-id.ts';
 
 export type AdmissionOptions = {
   maxInflight: number;
@@ -26,18 +27,17 @@ export type AdmissionOptions = {
   queueTimeoutMs: number;
   /** 0: off. */
   shedLoopLagMs: number;
-  metrics: Pick<Metrics, 'httpShed' | 'httpAdmission'>;
+  metrics: Pick<Metrics, 'httpShed' | 'watchAdmission'>;
   /** The event loop's recent lag in ms; by default measured here (perf_hooks). Tests pass their own. */
   loopLagMs?: () => number;
 };
 
 export type ShedReason = 'queue_full' | 'queue_timeout' | 'loop_lag';
 
-const EXEMPT = new Set(['/healthz', '/readyz', '/metrics']);
 /** nginx's status for a request whose client left first; nobody receives it, the access log shows it. */
 const CLIENT_CLOSED_REQUEST = 499;
 
-type Waiter = { admit: () => void; gone: boolean };
+type Waiter = { admit: () => void };
 
 /**
  * The event loop's lag: the largest delay of the last full half-second window and of the
@@ -66,57 +66,46 @@ export function admission(o: AdmissionOptions): MiddlewareHandler {
   let inflight = 0;
   const queue: Waiter[] = [];
   const lag = o.shedLoopLagMs > 0 ? (o.loopLagMs ?? loopLagMeter()) : () => 0;
-  const gauge = () => {
-    o.metrics.httpAdmission.set({ what: 'inflight' }, inflight);
-    o.metrics.httpAdmission.set({ what: 'queued' }, queue.length);
-  };
+  o.metrics.watchAdmission(() => ({ inflight, queued: queue.length }));
   const shed = (reason: ShedReason, retryAfterS: number) => {
     o.metrics.httpShed.inc({ reason });
     return Response.json(errorBody('UNAVAILABLE', 'the service is overloaded; retry shortly'), { status: 503, headers: { 'Retry-After': String(retryAfterS) } });
   };
-  // A finished request hands its slot to the oldest waiter still there, or gives it back.
+  // A finished request hands its slot to the oldest waiter (one that left is already out of
+  // the queue), or gives it back.
   const release = () => {
-    for (let w = queue.shift(); w; w = queue.shift()) {
-      if (w.gone) continue;
-      gauge();
-      w.admit();
-      return;
-    }
-    inflight--;
-    gauge();
+    const next = queue.shift();
+    if (next) next.admit();
+    else inflight--;
   };
 
   return async (c, next) => {
-    if (EXEMPT.has(c.req.path)) return await next();
+    if (PROBE_PATHS.has(c.req.path)) return await next();
     if (o.shedLoopLagMs > 0 && lag() > o.shedLoopLagMs) return shed('loop_lag', 1);
     if (inflight >= o.maxInflight) {
       if (queue.length >= o.queueMax) return shed('queue_full', 1);
       // Only a waiting request reads its signal: building it makes @hono/node-server create a full Request.
       const signal = c.req.raw.signal;
       const outcome = await new Promise<'admitted' | 'timeout' | 'gone'>((resolve) => {
-        const w: Waiter = { gone: false, admit: () => { cleanup(); resolve('admitted'); } };
+        const w: Waiter = { admit: () => { cleanup(); resolve('admitted'); } };
         const leave = (why: 'timeout' | 'gone') => {
-          w.gone = true;
           const i = queue.indexOf(w);
           if (i >= 0) queue.splice(i, 1);
-          gauge();
           cleanup();
           resolve(why);
         };
         const timer = setTimeout(() => leave('timeout'), o.queueTimeoutMs);
         const onAbort = () => leave('gone');
         const cleanup = () => { clearTimeout(timer); signal.removeEventListener('abort', onAbort); };
-        if (signal.aborted) { resolve('gone'); return; }
+        if (signal.aborted) { cleanup(); resolve('gone'); return; }
         signal.addEventListener('abort', onAbort, { once: true });
         queue.push(w);
-        gauge();
       });
       if (outcome === 'timeout') return shed('queue_timeout', Math.max(1, Math.ceil(o.queueTimeoutMs / 1000)));
       if (outcome === 'gone') { o.metrics.httpShed.inc({ reason: 'client_gone' }); return c.body(null, CLIENT_CLOSED_REQUEST as never); }
       // Admitted: the slot was handed over by release(), inflight already counts it.
     } else {
       inflight++;
-      gauge();
     }
     try {
       await next();

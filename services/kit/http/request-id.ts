@@ -8,8 +8,8 @@ import type { Metrics } from '../metrics.ts';
 import { traceIds } from '../tracing.ts';
 
 const SANE_ID = /^[\w.:-]{1,128}$/;
-// Probes and scrapes arrive every few seconds from every replica: their lines would bury the rest.
-const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+/** The probes and the scrape: they arrive every few seconds from every replica (quiet in the access log) and are never refused (admission.ts). */
+export const PROBE_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** `app.use('*', requestId({ log, metrics }))` */
 export function requestId({ log, metrics }: { log: Logger; metrics: Metrics }): MiddlewareHandler<{ Variables: { requestId: string; log: Logger } }> {
@@ -28,6 +28,6 @@ export function requestId({ log, metrics }: { log: Logger; metrics: Metrics }): 
     metrics.httpSeconds.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, ms / 1000);
     // The route pattern, not the path: ids in paths stay out of the access log's cardinality.
     const principal = (c.get as (k: string) => { sub?: string } | undefined)('principal')?.sub;
-    c.get('log')[QUIET_ROUTES.has(c.req.routePath) ? 'debug' : 'info']({ method: c.req.method, route: c.req.routePath, status: c.res.status, ms: Math.round(ms * 10) / 10, ...(principal ? { principal } : {}) }, 'request');
+    c.get('log')[PROBE_PATHS.has(c.req.routePath) ? 'debug' : 'info']({ method: c.req.method, route: c.req.routePath, status: c.res.status, ms: Math.round(ms * 10) / 10, ...(principal ? { principal } : {}) }, 'request');
   };
 }
