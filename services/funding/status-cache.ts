@@ -3,9 +3,10 @@
 // publishes each `funding.status.updated` (statusRelayHook): the KV write is made after
 // the event reached the stream and before the relay's drain commits, so a failure or a
 // crash puts the rows back and the write is made again with their republishing. No
-// consumer of the status event, and so no delivery and ack per status change. Events can arrive out of order (the outbox relay publishes a batch
-// concurrently, replicas race), so a write only lands when its row version is newer
-// than the cached one, by compare-and-set on the key's revision.
+// consumer of the status event, and so no delivery and ack per status change. Events can
+// arrive out of order (the outbox relay publishes a batch concurrently, replicas race), so
+// a write only lands when its row version is newer than the cached one, by compare-and-set
+// on the key's revision.
 //
 // The writer remembers the version and revision it last wrote per application (until
 // the application's final status), so a status change normally costs one KV write: a
