@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FundingBuckets } from '../../contracts/funding.ts';
-import { eventually, startTestCluster, type TestCluster } from '../testing/index.ts';
+import { randomUUID } from 'node:crypto';
+import { enqueue } from '../kit/index.ts';
+import { eventually, startTestCluster, startTestNats, type TestCluster } from '../testing/index.ts';
+import { createStatusCache } from './status-cache.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
 import { applicationBody, BAD_CHECKSUM_IBAN, pendingReviewBody, rejectedBody, VALID_IBAN, waitForStatus } from './test-fixtures.ts';
 
@@ -187,14 +190,12 @@ describe('GET', () => {
     const id = res.body.id;
     await waitForStatus(c.get, id, 'rejected');
     const kv = await c.deps.kvm.open(FundingBuckets.status);
-    const { createStatusCache } = await import('./status-cache.ts');
     const cache = createStatusCache(kv);
     await eventually(async () => (await cache.get(id))?.status === 'rejected', { what: 'cached' });
     expect(await cache.apply({ applicationId: id, status: 'risk_scoring', previousStatus: 'processing', version: 2, timestamp: new Date().toISOString(), metadata: {} })).toBe('stale');
     expect((await cache.get(id))!.status).toBe('rejected');
 
     // The same through the outbox relay's hook: a stale status event relayed late changes nothing.
-    const { enqueue } = await import('../kit/index.ts');
     const ids = await c.deps.orm.em.fork().transactional(async (em) => await enqueue(em, [
       { subject: 'funding.status.updated', data: { applicationId: id, status: 'processing', previousStatus: null, version: 1, timestamp: new Date(0).toISOString(), metadata: {} } },
     ]));
@@ -203,8 +204,6 @@ describe('GET', () => {
   });
 
   it('writes once per change from what it remembers, and reads again when another writer or a purge got in between', async () => {
-    const { randomUUID } = await import('node:crypto');
-    const { createStatusCache } = await import('./status-cache.ts');
     const kv = await c.deps.kvm.open(FundingBuckets.status);
     const a = createStatusCache(kv);
     const b = createStatusCache(kv);
@@ -229,12 +228,10 @@ describe('GET', () => {
   });
 
   it('skips a status event in the outbox that does not parse, and the relay carries on', async () => {
-    const { enqueue } = await import('../kit/index.ts');
     const ids = await c.deps.orm.em.fork().transactional(async (em) => await enqueue(em, [{ subject: 'funding.status.updated', data: { applicationId: 'not-a-uuid', status: 'flying' } }]));
     await eventually(async () => (await c.deps.orm.em.fork().execute('select 1 from kit.outbox where id in (?)', [ids])).length === 0, { what: 'malformed event relayed' });
     // The cache still follows the next application.
     const res = await post(rejectedBody());
-    const { createStatusCache } = await import('./status-cache.ts');
     const cache = createStatusCache(await c.deps.kvm.open(FundingBuckets.status));
     await eventually(async () => (await cache.get(res.body.id))?.status === 'rejected', { what: 'next application cached' });
   });
@@ -309,7 +306,6 @@ describe('POST .../decision', () => {
 describe('with NATS unreachable', () => {
   // A cluster of its own: killing its nats-server must not disturb the tests above.
   it('status falls back to Postgres at once; the full view and SSE still answer', async () => {
-    const { startTestNats } = await import('../testing/index.ts');
     const nats = await startTestNats();
     const own = await startTestCluster({ TARGET: 'funding,funding-scoring', PAYMENT_GATEWAY_URL: gw.url, FUNDING_RISK_THREADS: '1', FUNDING_RISK_NICE: '0', FUNDING_RECONCILE_INTERVAL_MS: '0', FUNDING_SSE_POLL_MS: '200' }, { nats });
     try {
