@@ -48,16 +48,24 @@ describe('notifications crash', () => {
     expect(sink.messages().some((m) => m.to.includes(slowTo))).toBe(false);
     await cluster.kill9();
 
+    // Lifting the fault answers the attempts the sink held for the dead process: each counts
+    // as a copy, though its sender never saw the 250. Usually one; on a loaded box the killed
+    // process's SMTP client may have timed out (20 s) and tried again before the kill, and
+    // that attempt was held too. Counted here, before anything runs again.
     sink.setFaults({ stallTo: [] });
+    const got = (o: { id: string; to: string }) => sink.messages().filter((m) => m.to.includes(o.to));
+    await eventually(() => got(orders[0]!).length >= 1, { what: 'the held attempt answered' });
+    await new Promise((r) => setTimeout(r, 300));
+    const held = got(orders[0]!).length;
     cluster = await spawnCluster({ ...env, TARGET: 'notifications' }, { identity: false });
     // The killed process's deliveries come back after ack_wait (30 s).
     await eventually(async () => { const p = await pending(); return p.waiting === 0 && p.unacked === 0; }, { what: 'every event handled after the restart', timeoutMs: 60_000, intervalMs: 500 });
 
-    const got = (o: { id: string; to: string }) => sink.messages().filter((m) => m.to.includes(o.to));
     for (const o of fast) expect(got(o), o.to).toHaveLength(1);
+    // The mail that never got its 250 goes out again after the restart, once at most.
     const slow = got(orders[0]!);
-    expect(slow.length).toBeGreaterThanOrEqual(1);
-    expect(slow.length).toBeLessThanOrEqual(2);
+    expect(slow.length).toBeGreaterThanOrEqual(held);
+    expect(slow.length).toBeLessThanOrEqual(held + 1);
     for (const m of [...slow, ...fast.flatMap(got)]) expect(m.messageId).toMatch(/^<[0-9a-f-]{36}\.received@orderflow>$/);
     for (const m of slow) expect(m.messageId).toBe(`<${orders[0]!.id}.received@orderflow>`);
   }, 150_000);
