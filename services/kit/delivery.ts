@@ -392,8 +392,9 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
     track(prev ? prev.then(() => processOne(data, d)) : processOne(data, d), key);
   };
 
+  const stopping = new AbortController();
   const loop = pullLoop({
-    consumer, log, running: () => running,
+    consumer, log, signal: stopping.signal,
     room: () => {
       if (o.paused?.()) return 0;
       const max = Math.max(1, Math.floor(limit()));
@@ -408,6 +409,7 @@ async function startEach<T>(o: EachOptions<T>): Promise<RunningConsumer> {
     inflight: () => inflight.size,
     async stop(timeoutMs = 20_000) {
       running = false;
+      stopping.abort();
       slot.wake();
       // A pull in flight ends at its expiry (1 s); with NATS unreachable it may not end at all.
       await within(loop, 3000);
@@ -432,7 +434,6 @@ async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
   let waiting: Parsed<T>[] = [];
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<void> = Promise.resolve();
-  let running = true;
   let inBatch = 0;
 
   const fail = async (p: { m: JsMsg; d: DeliveryContext; result?: string; error?: unknown }, err: unknown, quiet = false) => {
@@ -575,8 +576,9 @@ async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
 
   // Pull only what there is room for (two batches), so under overload messages wait in
   // the stream, not in this process past their ack_wait.
+  const stopping = new AbortController();
   const loop = pullLoop({
-    consumer, log, running: () => running,
+    consumer, log, signal: stopping.signal,
     room: () => (o.paused?.() ? 0 : size * 2 - waiting.length - inBatch),
     waitForRoom: () => (o.paused?.() ? sleep(200) : Promise.race([chain, sleep(50)])),
     onMessage: async (m) => {
@@ -591,7 +593,7 @@ async function startBatches<T>(o: BatchOptions<T>): Promise<RunningConsumer> {
   return {
     inflight: () => waiting.length + inBatch,
     async stop() {
-      running = false;
+      stopping.abort();
       await loop;
       flush();
       await chain;

@@ -382,10 +382,10 @@ export async function startDlqMover({ js, jsm, errors, log, onMoved }: {
   js: JetStreamClient; jsm: JetStreamManager; errors: KV; log: Logger; onMoved?: (a: Advisory) => void;
 }): Promise<{ stop(): Promise<void> }> {
   const consumer = await js.consumers.get(ADVISORY_STREAM, DLQ_MOVER);
-  let running = true;
+  const stopping = new AbortController();
   // Advisories are handled one at a time as they arrive, so there is always room for more.
   const loop = pullLoop({
-    consumer, log, running: () => running, what: 'DLQ mover fetch',
+    consumer, log, signal: stopping.signal, what: 'DLQ mover fetch',
     room: () => 64, waitForRoom: async () => {},
     onMessage: async (m) => {
       try {
@@ -410,6 +410,6 @@ export async function startDlqMover({ js, jsm, errors, log, onMoved }: {
       }
     },
   });
-  return { async stop() { running = false; await loop; } };
+  return { async stop() { stopping.abort(); await loop; } };
 }
 

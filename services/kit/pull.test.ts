@@ -38,15 +38,15 @@ describe('pull loop', () => {
   it('ends a fetch the server retired without a word, and pulls again', async () => {
     const { consumer, calls } = scriptedConsumer([{ msgs: ['a'], end: 'never' }, { msgs: ['b'], end: 'expires' }, { msgs: [], end: 'never' }]);
     const got: string[] = [];
-    let running = true;
-    const loop = pullLoop({ consumer, log, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
+    const stopping = new AbortController();
+    const loop = pullLoop({ consumer, log, signal: stopping.signal, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
     // Without the loop's own deadline the first fetch would hang for ever here.
     while (got.length < 2) await new Promise((r) => setTimeout(r, 50));
     expect(got).toEqual(['a', 'b']);
     expect(calls[0]!.stopped).toBe(true);
     // Not before the server's 1 s expiry has passed.
     expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(990);
-    running = false;
+    stopping.abort();
     await loop;
   });
 
@@ -54,20 +54,20 @@ describe('pull loop', () => {
     const warned: string[] = [];
     const spyLog = { warn: (_o: unknown, msg: string) => warned.push(msg), debug: () => {}, info: () => {} } as unknown as typeof log;
     const { consumer } = scriptedConsumer([{ msgs: ['a'], end: 'heartbeats missed' }, { msgs: ['b'], end: 'expires' }]);
-    let running = true;
+    const stopping = new AbortController();
     const got: string[] = [];
-    const loop = pullLoop({ consumer, log: spyLog, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
+    const loop = pullLoop({ consumer, log: spyLog, signal: stopping.signal, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
     while (got.length < 2) await new Promise((r) => setTimeout(r, 5));
-    running = false;
+    stopping.abort();
     await loop;
     expect(warned).toEqual([]);
 
     // Any other failure is warned about and waited out before the next pull (an outage must not spin).
     const failing = { calls: [] as number[], async fetch() { failing.calls.push(Date.now()); throw new Error('connection closed'); } };
-    running = true;
-    const loop2 = pullLoop({ consumer: failing as unknown as Consumer, log: spyLog, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: () => {} });
+    const stopping2 = new AbortController();
+    const loop2 = pullLoop({ consumer: failing as unknown as Consumer, log: spyLog, signal: stopping2.signal, room: () => 10, waitForRoom: async () => {}, onMessage: () => {} });
     while (failing.calls.length < 2) await new Promise((r) => setTimeout(r, 20));
-    running = false;
+    stopping2.abort();
     await loop2;
     expect(warned[0]).toBe('fetch failed; retrying');
     expect(failing.calls[1]! - failing.calls[0]!).toBeGreaterThanOrEqual(490);
@@ -77,11 +77,11 @@ describe('pull loop', () => {
     const empty = { msgs: [], end: 'expires' as const };
     const { consumer, calls } = scriptedConsumer([empty, empty, empty, empty, empty, { msgs: ['a'], end: 'expires' }, empty, { msgs: ['b'], end: 'expires' }]);
     const got: string[] = [];
-    let running = true;
-    const loop = pullLoop({ consumer, log, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
+    const stopping = new AbortController();
+    const loop = pullLoop({ consumer, log, signal: stopping.signal, room: () => 10, waitForRoom: async () => {}, onMessage: (m) => { got.push(m.subject); } });
     while (got.length < 2) await new Promise((r) => setTimeout(r, 5));
-    running = false;
-    // The ninth pull hangs (the script has run out) until the stop check ends it.
+    stopping.abort();
+    // The ninth pull hangs (the script has run out) until stopping ends it.
     await loop;
     expect(calls.map((c) => c.expires)).toEqual([1000, 2000, 4000, 8000, 8000, 8000, 1000, 2000, 1000]);
   });
@@ -90,12 +90,12 @@ describe('pull loop', () => {
     const empty = { msgs: [], end: 'expires' as const };
     // Three empty pulls, then one of 8 s that the server never answers.
     const { consumer, calls } = scriptedConsumer([empty, empty, empty, { msgs: [], end: 'never' }]);
-    let running = true;
-    const loop = pullLoop({ consumer, log, running: () => running, room: () => 10, waitForRoom: async () => {}, onMessage: () => {} });
+    const stopping = new AbortController();
+    const loop = pullLoop({ consumer, log, signal: stopping.signal, room: () => 10, waitForRoom: async () => {}, onMessage: () => {} });
     while (calls.length < 4) await new Promise((r) => setTimeout(r, 5));
     expect(calls[3]!.expires).toBe(8000);
-    running = false;
-    // Without the stop check the loop would end only at the pull's own deadline, 8.2 s from now.
+    stopping.abort();
+    // Without stopping the pull the loop would end only at its own deadline, 8.2 s from now.
     const ended = await Promise.race([loop.then(() => 'ended'), new Promise((r) => setTimeout(() => r('still pulling'), 5000))]);
     expect(ended).toBe('ended');
     expect(calls[3]!.stopped).toBe(true);

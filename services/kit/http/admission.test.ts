@@ -124,7 +124,8 @@ describe('loopLagMeter', () => {
   it('reads the event loop blocked for a while as lag, then forgets it after a quiet window', async () => {
     const { loopLagMeter } = await import('./admission.ts');
     const lag = loopLagMeter(200);
-    await new Promise((r) => setTimeout(r, 60));
+    // The histogram's first sample (100 ms resolution) only starts its clock: let it take two.
+    await new Promise((r) => setTimeout(r, 250));
     const until = performance.now() + 600;
     while (performance.now() < until) { /* block the loop */ }
     await new Promise((r) => setTimeout(r, 30));

@@ -44,7 +44,8 @@ type Waiter = { admit: () => void };
  * current one, from Node's own histogram (a libuv timer, no JavaScript per tick).
  */
 export function loopLagMeter(windowMs = 500): () => number {
-  const h = monitorEventLoopDelay({ resolution: 20 });
+  // 100 ms samples (not 20): each wakes the process, and the lag this acts on is a second.
+  const h = monitorEventLoopDelay({ resolution: 100 });
   h.enable();
   let windowStart = performance.now();
   let previousMax = 0;
