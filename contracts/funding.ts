@@ -161,15 +161,32 @@ export const ApplicationCreated = z.object({
   termMonths: z.number().int(),
   /** Absent on events written before lanes existed: normal. */
   priority: z.enum(Priorities).default('normal'),
+  /** The model's inputs, passed on in the scoring request (absent on older events). */
+  financials: z.object({ annualRevenue: z.number(), yearsTrading: z.number(), existingDebt: z.number() }).optional(),
   timestamp: z.string(),
 });
 export type ApplicationCreated = z.infer<typeof ApplicationCreated>;
 
-/** Command `funding.risk.scoring.requested`: score this application (inputs are read from its row). */
+/** What the risk model is given about an application, as stored at intake. */
+export const ScoringInputs = z.object({
+  businessId: z.string(),
+  amountMinor: z.number().int().positive(),
+  currency: z.string(),
+  termMonths: z.number().int(),
+  financials: z.object({ annualRevenue: z.number(), yearsTrading: z.number(), existingDebt: z.number() }),
+});
+export type ScoringInputs = z.infer<typeof ScoringInputs>;
+
+/**
+ * Command `funding.risk.scoring.requested`: score this application. With `inputs` (the
+ * router's requests) the scorer reads nothing first; without (the reconciler's, older
+ * ones) it reads them from the row.
+ */
 export const RiskScoringRequested = z.object({
   applicationId: z.uuid(),
   requestedAt: z.string(),
   reason: z.enum(['new', 'reconcile']).default('new'),
+  inputs: ScoringInputs.optional(),
 });
 export type RiskScoringRequested = z.infer<typeof RiskScoringRequested>;
 

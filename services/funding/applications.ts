@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { InferEntity } from '@mikro-orm/core';
 import {
   FundingSubjects, normalizeIban, scoringSubject, type ApplicationCreated, type Priority, type ApplicationStatus, type CreateApplicationRequest,
-  type DisbursementRequested, type StatusUpdated,
+  type DisbursementRequested, type RiskScoringRequested, type ScoringInputs, type StatusUpdated,
 } from '../../contracts/funding.ts';
 import { createBatcher } from '../kit/index.ts';
 import type { EntityManager, MikroORM } from '../kit/index.ts';
@@ -75,7 +75,7 @@ export function createApplicationWriter(orm: MikroORM, wakeOutbox: (committed?: 
       const createdAt = new Date().toISOString();
       const created: ApplicationCreated = {
         applicationId: id, businessId: req.businessId, amount: req.amount, currency: req.currency, termMonths: req.termMonths,
-        priority: req.priority ?? 'normal', timestamp: createdAt,
+        priority: req.priority ?? 'normal', financials: req.financials, timestamp: createdAt,
       };
       const status: StatusUpdated = { applicationId: id, status: 'processing', previousStatus: null, version: 1, timestamp: createdAt, metadata: {} };
       const headers = headersFor(requestId) ?? {};
@@ -243,9 +243,16 @@ export function disbursementRequest(row: { id: string; amountMinor: number; curr
   return { subject: FundingSubjects.disbursementRequested, data };
 }
 
-/** The `risk.scoring.requested` command for an application, on its priority's lane. */
-export function scoringRequest(id: string, reason: 'new' | 'reconcile', priority: Priority = 'normal'): OutboxMessage {
-  return { subject: scoringSubject(priority), data: { applicationId: id, requestedAt: new Date().toISOString(), reason } };
+/** The `risk.scoring.requested` command for an application, on its priority's lane; with `inputs`, the scorer need not read the row. */
+export function scoringRequest(id: string, reason: 'new' | 'reconcile', priority: Priority = 'normal', inputs?: ScoringInputs): OutboxMessage {
+  const data: RiskScoringRequested = { applicationId: id, requestedAt: new Date().toISOString(), reason, ...(inputs ? { inputs } : {}) };
+  return { subject: scoringSubject(priority), data };
+}
+
+/** The scoring inputs an `applications.created` event carries, or undefined for an event from before it carried them. */
+export function inputsOf(e: ApplicationCreated): ScoringInputs | undefined {
+  if (!e.financials) return undefined;
+  return { businessId: e.businessId, amountMinor: Math.round(e.amount * 100), currency: e.currency, termMonths: e.termMonths, financials: e.financials };
 }
 
 /** The slice of the row the workers decide on, read fresh (no identity map). */

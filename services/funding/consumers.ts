@@ -23,13 +23,16 @@ import {
 } from '../kit/index.ts';
 import type { Logger } from '../kit/index.ts';
 import type { Deps, Running } from '../kit/index.ts';
-import { disbursementRequest, loadWorkRow, scoringRequest, transition, transitionMany } from './applications.ts';
+import { disbursementRequest, inputsOf, loadWorkRow, scoringRequest, StaleApplicationError, transition, transitionMany, type WorkRow } from './applications.ts';
 import { loadFundingConfig, type FundingConfig } from './config.ts';
 import { beginDisbursing, findPayout, loadPayout, settleFailed, settlePaid } from './disbursement.ts';
 import { MODEL_VERSION, MODEL_VERSIONS, type RiskInput, type RiskResult } from './risk-model.ts';
 import { riskModelPicker } from './risk-flag.ts';
 import { createRiskPool, type Lane, RiskPoolBusyError, RiskScoringError, RiskWorkerCrashedError } from './risk-pool.ts';
 import { DEBUG_CRASH_PURPOSES, lowerSessionPriority, niceAvailable, recordScoringError, scoreCacheKey } from './scoring.ts';
+
+/** What scoring needs of an application: the row (read) or the request's inputs (status and version then unknown). */
+type ScoringApp = Pick<WorkRow, 'id' | 'businessId' | 'amountMinor' | 'currency' | 'termMonths' | 'financials' | 'purpose'> & Partial<Pick<WorkRow, 'status' | 'version'>>;
 
 /** Start the router. `const ws = await startFundingConsumers(deps, { routerBatch: 64 })` */
 export async function startFundingConsumers(deps: Deps, opts: { routerBatch: number }): Promise<RunningConsumer[]> {
@@ -49,7 +52,10 @@ export async function startFundingConsumers(deps: Deps, opts: { routerBatch: num
     handle: async (items, em) => {
       const { outbox } = await transitionMany(em, {
         from: 'processing', to: 'risk_scoring',
-        items: items.map((i) => ({ id: i.data.applicationId, requestId: i.requestId, trace: i.trace, events: [scoringRequest(i.data.applicationId, 'new', i.data.priority)] })),
+        items: items.map((i) => ({
+          id: i.data.applicationId, requestId: i.requestId, trace: i.trace,
+          events: [scoringRequest(i.data.applicationId, 'new', i.data.priority, inputsOf(i.data))],
+        })),
       });
       deps.wakeOutbox(outbox);
     },
@@ -122,15 +128,21 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
     key: (r) => r.applicationId,
     concurrency,
     retry: { baseMs: 1000, factor: 2, maxMs: 30_000 },
-    // Idempotent without the inbox: the decision is one statement guarded by status and
-    // version, so a redelivered request finds the application decided (or loses the
-    // compare-and-set, retries and then finds it decided) and writes nothing.
+    // Idempotent without the inbox: the decision is one statement guarded by the status, so
+    // a redelivered request finds the application decided (or loses the compare-and-set)
+    // and writes nothing.
     inbox: false,
     handle: async (req, ctx) => {
-      const app = await loadWorkRow(ctx.em, req.applicationId);
+      // The router's requests carry the inputs: nothing is read first, and the decision's
+      // compare-and-set on the status (below) finds out whether it was decided already. A
+      // request without them (the reconciler's, older ones), or the crash test hook (which
+      // reads the purpose), reads the row.
+      const app: ScoringApp | null = req.inputs && !config.FUNDING_DEBUG_CRASH
+        ? { id: req.applicationId, ...req.inputs, purpose: '' }
+        : await loadWorkRow(ctx.em, req.applicationId);
       if (!app) throw new NonRetryableError(`application ${req.applicationId} does not exist`);
       // Already decided (a duplicate request, or the reconciler asked again): nothing to do.
-      if (app.status !== 'risk_scoring') return;
+      if (app.status !== undefined && app.status !== 'risk_scoring') return;
 
       // The version is picked when the application is scored (not when it was posted), so a
       // rollback applies at once to every application still waiting in the queue.
@@ -178,16 +190,27 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
         modelVersion: r.modelVersion, cached, timestamp: new Date().toISOString(),
       };
       // One statement, atomic by itself: no transaction around it, so the relay is woken here.
-      const { outbox } = await transition(orm.em.fork(), {
-        id: app.id, from: 'risk_scoring', to: r.decision, version: app.version, requestId: ctx.requestId,
-        set: { riskScore: r.score, probabilityOfDefault: r.probabilityOfDefault, riskDecision: r.decision, riskReasons: r.reasons, modelVersion: r.modelVersion, scoringError: null },
-        metadata: { riskScore: r.score, modelVersion: r.modelVersion },
-        events: [
-          { subject: FundingSubjects.riskScoringCompleted, data: completed },
-          ...(r.decision === 'approved' ? [disbursementRequest(app, 'approved')] : []),
-        ],
-      });
-      deps.wakeOutbox(outbox);
+      // Guarded by the status (and the version, when the row was read): a request whose
+      // application was decided meanwhile (a redelivery racing the first delivery) writes nothing.
+      let moved;
+      try {
+        moved = await transition(orm.em.fork(), {
+          id: app.id, from: 'risk_scoring', to: r.decision, version: app.version, requestId: ctx.requestId,
+          set: { riskScore: r.score, probabilityOfDefault: r.probabilityOfDefault, riskDecision: r.decision, riskReasons: r.reasons, modelVersion: r.modelVersion, scoringError: null },
+          metadata: { riskScore: r.score, modelVersion: r.modelVersion },
+          events: [
+            { subject: FundingSubjects.riskScoringCompleted, data: completed },
+            ...(r.decision === 'approved' ? [disbursementRequest(app, 'approved')] : []),
+          ],
+        });
+      } catch (err) {
+        if (err instanceof StaleApplicationError && app.version === undefined) {
+          ctx.log.info({ applicationId: app.id }, 'application was decided already; this request changes nothing');
+          return;
+        }
+        throw err;
+      }
+      deps.wakeOutbox(moved.outbox);
       scored.inc({ source: cached ? 'cache' : 'model', decision: r.decision });
       decisions.inc({ modelVersion: r.modelVersion, decision: r.decision });
       ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, modelVersion: r.modelVersion, lane, cached }, 'application scored');

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FundingBuckets } from '../../contracts/funding.ts';
 import { randomUUID } from 'node:crypto';
-import { enqueue } from '../kit/index.ts';
+import { connect } from '@nats-io/transport-node';
+import { createDlqAdmin, enqueue } from '../kit/index.ts';
 import { eventually, startTestCluster, startTestNats, type TestCluster } from '../testing/index.ts';
 import { createStatusCache } from './status-cache.ts';
 import { startGatewaySimulator, type RunningGatewaySimulator } from '../simulators/gateway.ts';
@@ -149,6 +150,39 @@ describe('POST /api/funding/applications', () => {
     expect((await ben.get(`/api/funding/applications/${a.body.id}`)).status).toBe(404);
     expect((await ana.post('/api/funding/applications', body, h)).body.id).toBe(a.body.id);
     expect((await ben.post('/api/funding/applications', body, h)).body.id).toBe(b.body.id);
+  });
+});
+
+describe('scoring from the request\'s inputs', () => {
+  it('the router\'s scoring request carries the inputs as posted; one delivered again after the decision changes nothing and goes to no DLQ', async () => {
+    const nc = await connect({ servers: c.nats.url });
+    const requests = nc.subscribe('funding.risk.scoring.requested');
+    const body = rejectedBody();
+    const id = (await post(body)).body.id as string;
+    let request: Record<string, any> | undefined;
+    for await (const m of requests) {
+      const r = m.json<Record<string, any>>();
+      if (r.applicationId === id) { request = r; break; }
+    }
+    await nc.close();
+    expect(request!.inputs).toEqual({
+      businessId: body.businessId, amountMinor: Math.round(body.amount * 100), currency: body.currency, termMonths: body.termMonths, financials: body.financials,
+    });
+    const before = (await waitForStatus(c.get, id, 'rejected'));
+
+    // The same request again: scored (from the cache), then its compare-and-set on the status
+    // finds the application decided, and that is the end of it (no retry, no DLQ).
+    await c.deps.nats.js.publish('funding.risk.scoring.requested', JSON.stringify({ ...request, requestedAt: new Date().toISOString() }));
+    const idle = async () => {
+      const i = await c.deps.nats.jsm.consumers.info('FUNDING_WORK', 'funding-scoring');
+      return i.num_pending === 0 && i.num_ack_pending === 0;
+    };
+    await eventually(idle, { what: 'scoring consumer idle' });
+    const after = (await c.get(`/api/funding/applications/${id}`)).body;
+    expect(after.version).toBe(before.version);
+    expect(after.history).toEqual(before.history);
+    const dlq = await createDlqAdmin(c.deps.nats).list({ stream: 'FUNDING_WORK', consumer: 'funding-scoring' });
+    expect(dlq.filter((e) => (e.data as { applicationId?: string }).applicationId === id)).toEqual([]);
   });
 });
 
