@@ -103,4 +103,25 @@ describe('outbox relay', () => {
       await relay.stop();
     }
   });
+
+  it('leaves a published hand-over waiting for its shared delete out of its drains: no second publish, no second hook', async () => {
+    const hooked = 'funding.status.updated';
+    const seen: string[][] = [];
+    const relay = startOutboxRelay({
+      orm: c.deps.orm, js: c.deps.nats.js, log: c.deps.log, pollMs: 3_600_000, forgetMs: 1500,
+      hooks: new Map([[hooked, async (payloads: string[]) => { seen.push(payloads); }]]),
+    });
+    try {
+      const rows = await c.deps.orm.em.fork().execute<{ id: string; subject: string; payload: string; headers: Record<string, string> }[]>(
+        `insert into kit.outbox (id, subject, payload, headers) values (gen_random_uuid(), ?, ?, '{}'::jsonb) returning id, subject, payload, headers`, [hooked, JSON.stringify({ n: 3 })]);
+      relay.wake(rows);
+      await eventually(() => seen.length === 1, { what: 'hand-over published' });
+      // Its delete waits for company; a drain meanwhile finds nothing of it to publish.
+      expect(await relay.drainOnce()).toBe(0);
+      expect(seen).toHaveLength(1);
+      await eventually(async () => (await c.deps.orm.em.fork().execute('select 1 from kit.outbox where id = ?', [rows[0]!.id])).length === 0, { what: 'deleted' });
+    } finally {
+      await relay.stop();
+    }
+  });
 });

@@ -76,6 +76,8 @@ export function startOutboxRelay(opts: {
   hooks?: Map<string, (payloads: string[]) => Promise<void>>;
   /** Subjects this relay leaves alone (another process's relay has their hook). */
   skipSubjects?: string[];
+  /** How long a published hand-over's delete waits for others to share its statement (default 200 ms). */
+  forgetMs?: number;
 }): OutboxRelay {
   const { orm, js, log } = opts;
   const batchSize = opts.batchSize ?? 500;
@@ -91,11 +93,15 @@ export function startOutboxRelay(opts: {
   const tracing = opts.tracing ?? tracingOff;
   const hooks = opts.hooks ?? new Map<string, (payloads: string[]) => Promise<void>>();
   const skip = opts.skipSubjects ?? [];
-  // The skip list is a bind parameter: one prepared text whatever it holds.
+  // Rows this relay published from a hand-over whose delete has not run yet (see forget
+  // below): a drain leaves them alone rather than publish them again.
+  const forgetting = new Set<string>();
+  // The skip lists are bind parameters: one prepared text whatever they hold.
   const DRAIN = `delete from kit.outbox where id in (
-           select id from kit.outbox${skip.length ? ' where subject <> all(?::text[])' : ''} order by created_at limit ? for update skip locked)
+           select id from kit.outbox where subject <> all(?::text[]) and id <> all(?::uuid[]) order by created_at limit ? for update skip locked)
          returning id, subject, payload, headers, created_at`;
-  const drainParams = (n: number) => (skip.length ? [`{${skip.map((x) => JSON.stringify(x)).join(',')}}`, n] : [n]);
+  const skipped = `{${skip.map((x) => JSON.stringify(x)).join(',')}}`;
+  const drainParams = (n: number) => [skipped, `{${[...forgetting].join(',')}}`, n];
   const runHooks = async (rows: Row[]) => {
     if (!hooks.size) return;
     const bySubject = new Map<string, string[]>();
@@ -177,19 +183,28 @@ export function startOutboxRelay(opts: {
   // (funding's is guarded by the row version). A failure leaves them to the drain.
   const inflight = new Set<Promise<void>>();
   // The deletes of hand-overs share a statement (group commit, kit/batcher.ts). Nothing
-  // waits on a delete but the table's size, so each waits a few ms for company.
+  // waits on a delete but the table's size, so each waits up to forgetMs for company: at
+  // 10 ms a delete served about one application's hand-over, a statement (and a Postgres
+  // wake-up, dear on a VM) for each of funding's five status changes per application.
+  // A crash before the delete republishes those rows under their Nats-Msg-Id, which the
+  // stream's duplicate window (2 min) drops.
   const forget = createBatcher(async (batches: string[][]) => {
     await orm.em.fork().execute('delete from kit.outbox where id = any(?::uuid[])', [`{${batches.flat().join(',')}}`]);
     return batches.map(() => undefined);
-  }, { maxSize: 200, maxWaitMs: 10, isolate: 'parallel' });
+  }, { maxSize: 500, maxWaitMs: opts.forgetMs ?? 200, isolate: 'parallel' });
   const publishCommitted = (committed: CommittedOutboxRow[]) => {
     const rows = committed.filter((r) => !skip.includes(r.subject)).map((r) => ({ ...r, headers: r.headers ?? {} }));
     if (!rows.length) return;
     const p: Promise<void> = (async () => {
       await Promise.all(rows.map(publish));
       await runHooks(rows);
-      await forget(rows.map((r) => r.id));
       opts.onPublished?.(rows.length);
+      for (const r of rows) forgetting.add(r.id);
+      try {
+        await forget(rows.map((r) => r.id));
+      } finally {
+        for (const r of rows) forgetting.delete(r.id);
+      }
     })().catch((err) => {
       log.debug({ err: String(err) }, 'publishing committed outbox rows failed; the relay drains them');
       wakeLocal();
