@@ -181,7 +181,6 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
           }
           throw err;
         }
-        await scores.put(key, JSON.stringify(result)).catch((err) => ctx.log.warn({ err: String(err) }, 'score cache write failed'));
       }
 
       const r = result;
@@ -211,6 +210,9 @@ export async function startScoringConsumer(deps: Deps, config: FundingConfig = l
         throw err;
       }
       deps.wakeOutbox(moved.outbox);
+      // Cached after the decision, so its request goes out with the relay's publishes just
+      // started (one socket write, one wake-up of nats-server) rather than on its own before.
+      if (!cached) await scores.put(key, JSON.stringify(r)).catch((err) => ctx.log.warn({ err: String(err) }, 'score cache write failed'));
       scored.inc({ source: cached ? 'cache' : 'model', decision: r.decision });
       decisions.inc({ modelVersion: r.modelVersion, decision: r.decision });
       ctx.log.info({ applicationId: app.id, decision: r.decision, score: r.score, modelVersion: r.modelVersion, lane, cached }, 'application scored');

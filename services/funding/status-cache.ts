@@ -1,8 +1,10 @@
 // The status cache: NATS KV bucket `funding-status`, one key per application (the
 // seed's Redis `status:{id}`), kept current by the outbox relay of the process that
-// publishes each `funding.status.updated` (statusRelayHook): the KV write is made after
-// the event reached the stream and before the relay's drain commits, so a failure or a
-// crash puts the rows back and the write is made again with their republishing. No
+// publishes each `funding.status.updated` (statusRelayHook): the KV write is made while
+// the event is published (its request leaves in the same socket write) and before the
+// relay's drain commits, so a failure of either, or a crash, puts the rows back and the
+// write is made again with their republishing. The status it writes has committed in
+// Postgres already, so the cache may show it a moment before its event is in the stream. No
 // consumer of the status event, and so no delivery and ack per status change. Events can
 // arrive out of order (the outbox relay publishes a batch concurrently, replicas race), so
 // a write only lands when its row version is newer than the cached one, by compare-and-set
