@@ -98,8 +98,8 @@ export function startOutboxRelay(opts: {
   const tracing = opts.tracing ?? tracingOff;
   const hooks = opts.hooks ?? new Map<string, (payloads: string[]) => Promise<void>>();
   const skip = opts.skipSubjects ?? [];
-  // Rows this relay published from a hand-over whose delete has not run yet (see forget
-  // below): a drain leaves them alone rather than publish them again.
+  // Rows of a hand-over (publishCommitted below) from the moment it starts until their
+  // delete ran: a drain leaves them alone rather than publish them again.
   const forgetting = new Set<string>();
   // The skip lists are bind parameters: one prepared text whatever they hold.
   const DRAIN = `delete from kit.outbox where id in (
@@ -181,9 +181,10 @@ export function startOutboxRelay(opts: {
 
   // Rows a statement of this process just committed, as it returned them: published at once
   // and deleted by id, one statement, instead of a drain's three (BEGIN, DELETE … RETURNING,
-  // COMMIT) after the linger. Nothing locks them, so a drain racing this may publish them
-  // too: the stream drops the second copy by its Nats-Msg-Id and hooks are idempotent
-  // (funding's is guarded by the row version). A failure leaves them to the drain.
+  // COMMIT) after the linger. Nothing locks them: this relay's drains skip them from the
+  // hand-over to their delete (`forgetting`), another replica's poll may publish them too
+  // (the stream drops the second copy by its Nats-Msg-Id, and hooks are idempotent:
+  // funding's is guarded by the row version). A failure leaves them to the drain.
   const inflight = new Set<Promise<void>>();
   // The deletes of hand-overs share a statement (group commit, kit/batcher.ts). Nothing
   // waits on a delete but the table's size, so each waits up to forgetMs for company: at
@@ -198,11 +199,11 @@ export function startOutboxRelay(opts: {
   const publishCommitted = (committed: CommittedOutboxRow[]) => {
     const rows = committed.filter((r) => !skip.includes(r.subject)).map((r) => ({ ...r, headers: r.headers ?? {} }));
     if (!rows.length) return;
+    for (const r of rows) forgetting.add(r.id);
     const p: Promise<void> = (async () => {
-      await Promise.all([...rows.map(publish), runHooks(rows)]);
-      opts.onPublished?.(rows.length);
-      for (const r of rows) forgetting.add(r.id);
       try {
+        await Promise.all([...rows.map(publish), runHooks(rows)]);
+        opts.onPublished?.(rows.length);
         await forget(rows.map((r) => r.id));
       } finally {
         for (const r of rows) forgetting.delete(r.id);
