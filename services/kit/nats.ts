@@ -1,6 +1,9 @@
 // The NATS connection: reconnects forever (an outage must not kill the process;
 // the outbox holds events meanwhile) and logs its state changes.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { NatsConnectionImpl, setTransportFactory } from '@nats-io/nats-core/internal';
+import { nodeResolveHost } from '@nats-io/transport-node/lib/node_transport.js';
+import { CoalescingTransport } from './nats-transport.ts';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from './log.ts';
 
@@ -16,7 +19,10 @@ export const H = {
 
 /** Connect with endless reconnect. `const { nc, js, jsm } = await connectNats(config.NATS_URL, log)` */
 export async function connectNats(servers: string, log: Logger, name = 'orderflow'): Promise<Nats> {
-  const nc = await connect({
+  // transport-node's connect() with our transport: its factory is nats.js's one setting for
+  // every connection of the process (a plain connect() elsewhere, as tests make, sets it back).
+  setTransportFactory({ factory: () => new CoalescingTransport(), dnsResolveFn: nodeResolveHost });
+  const nc: NatsConnection = await NatsConnectionImpl.connect({
     servers: servers.split(','),
     name,
     maxReconnectAttempts: -1,
