@@ -72,6 +72,23 @@ describe('createRiskPool', () => {
     await eventually(() => pool.stats().liveThreads === 2, { what: 'a replacement thread', timeoutMs: 10_000 });
   });
 
+  it('a task held behind one that crashes its thread is run again, not failed', async () => {
+    const one = createRiskPool({ threads: 1 });
+    try {
+      // One thread: the second task waits in its hand while the first crashes it.
+      const settled = await Promise.allSettled([
+        one.score({ ...sampleRiskInput(20), debugCrash: 'exit' }),
+        one.score(sampleRiskInput(21)),
+        one.score(sampleRiskInput(22)),
+      ]);
+      expect(settled.map((s) => s.status)).toEqual(['rejected', 'fulfilled', 'fulfilled']);
+      expect((settled[0] as PromiseRejectedResult).reason).toBeInstanceOf(RiskWorkerCrashedError);
+      expect(one.stats().crashed).toBe(1);
+    } finally {
+      await one.close();
+    }
+  });
+
   it('survives several crashes in a row', async () => {
     for (let i = 0; i < 3; i++) {
       await expect(pool.score({ ...sampleRiskInput(i), debugCrash: 'exit' })).rejects.toBeInstanceOf(RiskWorkerCrashedError);
@@ -143,12 +160,12 @@ describe('createRiskPool lanes', () => {
       const order: string[] = [];
       const run = (name: string, i: number, lane: 'normal' | 'high') => pool.score(sampleRiskInput(i, 6), { lane }).then(() => { order.push(name); });
       const normals = Array.from({ length: 8 }, (_, i) => run(`n${i}`, i, 'normal'));
-      expect(pool.stats().queueSize).toBe(7); // n0 runs, seven wait
+      expect(pool.stats().queueSize).toBe(6); // n0 runs, n1 waits in the thread's hand, six wait here
       const high = run('h', 100, 'high');
       expect(pool.stats().queuedHigh).toBe(1);
       await Promise.all([...normals, high]);
-      // n0 was already running; the high one goes next, ahead of n1..n7.
-      expect(order).toEqual(['n0', 'h', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7']);
+      // n0 was running and n1 next in the thread's hand; the high one goes next, ahead of n2..n7.
+      expect(order).toEqual(['n0', 'n1', 'h', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7']);
     } finally {
       await pool.close();
     }

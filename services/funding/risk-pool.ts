@@ -1,13 +1,20 @@
 // A piscina pool of worker threads for the CPU-heavy risk model, so scoring
-// never blocks a service's event loop. One task per thread at a time (the
-// model is pure CPU; interleaving would only add latency). A thread that dies
-// mid-task fails that task alone; piscina starts a replacement thread.
+// never blocks a service's event loop. A thread runs one task at a time (the model is
+// pure CPU) and holds at most one more, queued in its port: finishing a task it finds
+// the next one there instead of going to sleep and being woken for it. The thread's CPU
+// per task outside the model (that wake-up and the result's) was ~1.9 ms on this VM, and
+// ~1.1 ms holding the next task (a pool alone, 400 tasks; docs/benchmarks.md). A
+// thread that dies fails the task it was running alone: a task that may have been held
+// behind it is run again, on a thread with nothing else in hand, before a crash counts
+// against its input. piscina starts a replacement thread.
 //
 // Two lanes (CONTRACTS.md: `priority: "high"` is scored ahead of any backlog of normal
-// ones). The pool hands piscina at most one task per thread and keeps the waiting ones
-// itself, high first: a high task waits only for the next thread to come free, never
-// behind queued normal ones; `reservedForHigh` threads are never given to a normal task,
-// so with one reserved a high task starts at once however long the normal backlog.
+// ones). The pool hands piscina at most two tasks per thread and keeps the waiting ones
+// itself, high first: a high task waits at most for the task ahead of it on a thread,
+// never behind the queued normal ones; `reservedForHigh` threads are never given to a
+// normal task (and then no thread holds a second task: piscina picks the thread, and a
+// reserved one would take it), so with one reserved a high task starts at once however
+// long the normal backlog.
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
@@ -101,18 +108,20 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
   const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
   const reservedForHigh = Math.min(threads - 1, Math.max(0, Math.floor(options.reservedForHigh ?? 0)));
   const tracing = options.tracing ?? tracingOff;
+  const perThread = reservedForHigh > 0 ? 1 : 2;
   const piscina = new Piscina<RiskInput, RiskResult>({
     filename: WORKER_FILENAME,
     minThreads: threads,
     maxThreads: threads,
-    concurrentTasksPerWorker: 1,
+    concurrentTasksPerWorker: perThread,
     niceIncrement: process.platform === 'linux' ? Math.max(0, Math.floor(options.niceIncrement ?? 0)) : 0,
   });
   // Without a listener an 'error' event (a worker failing with no task in
   // hand) would throw and take the whole process down.
   piscina.on('error', (err: Error) => options.onWorkerError?.(err));
 
-  type Waiting = { input: RiskInput; signal: AbortSignal | undefined; at: number; lane: Lane; resolve(r: RiskResult): void; reject(e: unknown): void; onAbort?: () => void };
+  // `solo`: run again after a crash while held behind another task; it starts only on a thread with nothing in hand.
+  type Waiting = { input: RiskInput; signal: AbortSignal | undefined; at: number; lane: Lane; resolve(r: RiskResult): void; reject(e: unknown): void; onAbort?: () => void; solo?: boolean };
   const queues: Record<Lane, Waiting[]> = { high: [], normal: [] };
   // Heads of the queues advance by index (shift() on a 10,000-long array copies it).
   const heads: Record<Lane, number> = { high: 0, normal: 0 };
@@ -140,12 +149,21 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
     if (w.length > 2000) w.splice(0, 1000);
   };
   const start = (w: Waiting) => {
+    // With fewer tasks out than threads some thread has none, and piscina gives it this one:
+    // it runs at once. Otherwise it may wait in a thread's port behind another task.
+    const behind = running >= threads;
     running++;
     if (w.onAbort) w.signal!.removeEventListener('abort', w.onAbort);
-    record(w.lane, performance.now() - w.at);
+    if (!w.solo) record(w.lane, performance.now() - w.at);
     piscina.run(w.input, { signal: w.signal ?? null }).then(w.resolve, (err) => {
-      failed++;
       const mapped = mapError(err, w.input);
+      if (mapped instanceof RiskWorkerCrashedError && behind && !w.solo) {
+        // Perhaps the task ahead of it crashed the thread: run it again, alone, first in its lane.
+        w.solo = true;
+        queues[w.lane].splice(heads[w.lane], 0, w);
+        return;
+      }
+      failed++;
       if (mapped instanceof RiskWorkerCrashedError) crashed++;
       w.reject(mapped);
     }).finally(() => {
@@ -153,10 +171,14 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
       dispatch();
     });
   };
-  // High first, into any free thread; normal only into a thread beyond the reserved ones.
+  const next = (lane: Lane): Waiting | undefined => {
+    const head = queues[lane][heads[lane]];
+    return head?.solo && running >= threads ? undefined : take(lane);
+  };
+  // High first, into any thread with room; normal only into the threads beyond the reserved ones.
   const dispatch = () => {
-    while (running < threads && !closing) {
-      const w = take('high') ?? (running < threads - reservedForHigh ? take('normal') : undefined);
+    while (running < threads * perThread && !closing) {
+      const w = next('high') ?? (running < (threads - reservedForHigh) * perThread ? next('normal') : undefined);
       if (!w) return;
       start(w);
     }
