@@ -89,6 +89,22 @@ describe('createRiskPool', () => {
     }
   });
 
+  it('fails only the task that crashed its thread, wherever it falls among tasks held and answered', async () => {
+    // Two threads, eight tasks, the crashing one at each place in turn: the thread also held
+    // the next task, and the answer of the one before can lose the race with the exit.
+    for (const at of [2, 3, 4, 5]) {
+      const two = createRiskPool({ threads: 2 });
+      try {
+        const settled = await Promise.allSettled(Array.from({ length: 8 }, (_, i) =>
+          two.score(i === at ? { ...sampleRiskInput(i), debugCrash: 'exit' } : sampleRiskInput(40 + 10 * at + i))));
+        expect(settled.map((s) => s.status === 'fulfilled')).toEqual(Array.from({ length: 8 }, (_, i) => i !== at));
+        expect((settled[at] as PromiseRejectedResult).reason).toBeInstanceOf(RiskWorkerCrashedError);
+      } finally {
+        await two.close();
+      }
+    }
+  });
+
   it('survives several crashes in a row', async () => {
     for (let i = 0; i < 3; i++) {
       await expect(pool.score({ ...sampleRiskInput(i), debugCrash: 'exit' })).rejects.toBeInstanceOf(RiskWorkerCrashedError);

@@ -4,9 +4,10 @@
 // the next one there instead of going to sleep and being woken for it. The thread's CPU
 // per task outside the model (that wake-up and the result's) was ~1.9 ms on this VM, and
 // ~1.1 ms holding the next task (a pool alone, 400 tasks; docs/benchmarks.md). A
-// thread that dies fails the task it was running alone: a task that may have been held
-// behind it is run again, on a thread with nothing else in hand, before a crash counts
-// against its input. piscina starts a replacement thread.
+// thread that dies fails the task it was running alone: each task carries a word of
+// shared memory the thread sets as the model starts and ends (risk-worker.ts), and a task
+// the dying thread held but had not started, or had finished (its answer can lose the
+// race with the thread's exit), is run again. piscina starts a replacement thread.
 //
 // Two lanes (CONTRACTS.md: `priority: "high"` is scored ahead of any backlog of normal
 // ones). The pool hands piscina at most two tasks per thread and keeps the waiting ones
@@ -20,6 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { tracingOff, type Tracing } from '../kit/index.ts';
 import { scoreApplication, type RiskInput, type RiskResult } from './risk-model.ts';
+import { STARTED, type WorkerTask } from './risk-worker.ts';
 
 export type RiskPoolOptions = {
   /** Worker threads, started eagerly so they are warm. Default: os.availableParallelism(). */
@@ -120,8 +122,7 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
   // hand) would throw and take the whole process down.
   piscina.on('error', (err: Error) => options.onWorkerError?.(err));
 
-  // `solo`: run again after a crash while held behind another task; it starts only on a thread with nothing in hand.
-  type Waiting = { input: RiskInput; signal: AbortSignal | undefined; at: number; lane: Lane; resolve(r: RiskResult): void; reject(e: unknown): void; onAbort?: () => void; solo?: boolean };
+  type Waiting = { input: RiskInput; signal: AbortSignal | undefined; at: number; lane: Lane; resolve(r: RiskResult): void; reject(e: unknown): void; onAbort?: () => void; rerun?: boolean };
   const queues: Record<Lane, Waiting[]> = { high: [], normal: [] };
   // Heads of the queues advance by index (shift() on a 10,000-long array copies it).
   const heads: Record<Lane, number> = { high: 0, normal: 0 };
@@ -149,17 +150,17 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
     if (w.length > 2000) w.splice(0, 1000);
   };
   const start = (w: Waiting) => {
-    // With fewer tasks out than threads some thread has none, and piscina gives it this one:
-    // it runs at once. Otherwise it may wait in a thread's port behind another task.
-    const behind = running >= threads;
     running++;
     if (w.onAbort) w.signal!.removeEventListener('abort', w.onAbort);
-    if (!w.solo) record(w.lane, performance.now() - w.at);
-    piscina.run(w.input, { signal: w.signal ?? null }).then(w.resolve, (err) => {
+    if (!w.rerun) record(w.lane, performance.now() - w.at);
+    const progress = new Int32Array(new SharedArrayBuffer(4));
+    const task: WorkerTask = { ...w.input, progress };
+    piscina.run(task, { signal: w.signal ?? null }).then(w.resolve, (err) => {
       const mapped = mapError(err, w.input);
-      if (mapped instanceof RiskWorkerCrashedError && behind && !w.solo) {
-        // Perhaps the task ahead of it crashed the thread: run it again, alone, first in its lane.
-        w.solo = true;
+      if (mapped instanceof RiskWorkerCrashedError && Atomics.load(progress, 0) !== STARTED && !closing) {
+        // The thread died under another task (this one waited in its hand, or had answered
+        // and the answer lost the race with the exit): run it again, first in its lane.
+        w.rerun = true;
         queues[w.lane].splice(heads[w.lane], 0, w);
         return;
       }
@@ -171,14 +172,10 @@ export function createRiskPool(options: RiskPoolOptions = {}): RiskPool {
       dispatch();
     });
   };
-  const next = (lane: Lane): Waiting | undefined => {
-    const head = queues[lane][heads[lane]];
-    return head?.solo && running >= threads ? undefined : take(lane);
-  };
   // High first, into any thread with room; normal only into the threads beyond the reserved ones.
   const dispatch = () => {
     while (running < threads * perThread && !closing) {
-      const w = next('high') ?? (running < (threads - reservedForHigh) * perThread ? next('normal') : undefined);
+      const w = take('high') ?? (running < (threads - reservedForHigh) * perThread ? take('normal') : undefined);
       if (!w) return;
       start(w);
     }
