@@ -6,6 +6,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/** nodejs_eventloop_lag_*: the sampling interval, included in every value (ops/dashboards/orderflow-node.json subtracts it). */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
 /** What a circuit breaker reports; gateway-client and t24-client use these names. */
 export type BreakerStateName = 'open' | 'halfOpen' | 'closed';
 const BREAKER_STATES: readonly BreakerStateName[] = ['closed', 'halfOpen', 'open'];
@@ -16,8 +19,9 @@ export function createMetrics() {
   // The event loop lag histogram is a libuv timer: at prom-client's default 10 ms it woke an
   // idle process 100 times a second, 7.9 ms of CPU per second on this VM (a woken vCPU is
   // dear here); at 100 ms, 0.8. A sample every 100 ms still shows any stall a scrape
-  // interval would care about.
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
+  // interval would care about. Its values include the interval (an idle loop reads 100 ms):
+  // the Node runtime dashboard subtracts it.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   // Breakers are read at scrape time from the clients that own them (their state follows opossum's events).
   const breakers = new Map<string, { system: string; client: string; read: () => BreakerStateName }>();
   const breakerState = new Gauge({
