@@ -28,7 +28,7 @@ export type ModuleNeeds = {
   /**
    * Outbox subjects whose rows need this module's code as they are relayed: its start()
    * registers a hook for each (deps.onRelay), run with the drain's rows of that subject
-   * after they are published and before the drain commits. Relays of processes without
+   * while they are published and before the drain commits. Relays of processes without
    * such a module leave those rows to one that has it.
    */
   relayHooks?: string[];

@@ -49,6 +49,9 @@ export async function enqueue(em: EntityManager, messages: OutboxMessage[]): Pro
   return ids;
 }
 
+/** A relay hook (Deps.onRelay): the payloads (JSON text) of one drain's rows of its subject, in outbox order. */
+export type RelayHook = (payloads: string[]) => Promise<void>;
+
 /** An outbox row as its inserting statement returned it (`returning id, subject, payload, headers`). */
 export type CommittedOutboxRow = { id: string; subject: string; payload: string; headers: Record<string, string> | null };
 
@@ -78,7 +81,7 @@ export function startOutboxRelay(opts: {
    * a hook's first request then leaves in the same socket write as the publishes, and the
    * drain waits for one round trip, not two.
    */
-  hooks?: Map<string, (payloads: string[]) => Promise<void>>;
+  hooks?: Map<string, RelayHook>;
   /** Subjects this relay leaves alone (another process's relay has their hook). */
   skipSubjects?: string[];
   /** How long a published hand-over's delete waits for others to share its statement (default 200 ms). */
@@ -96,7 +99,7 @@ export function startOutboxRelay(opts: {
   // transaction rolls back and every row comes back; the ones that did reach the stream are
   // then republished under the same Nats-Msg-Id, which the stream drops as duplicates.
   const tracing = opts.tracing ?? tracingOff;
-  const hooks = opts.hooks ?? new Map<string, (payloads: string[]) => Promise<void>>();
+  const hooks = opts.hooks ?? new Map<string, RelayHook>();
   const skip = opts.skipSubjects ?? [];
   // Rows of a hand-over (publishCommitted below) from the moment it starts until their
   // delete ran: a drain leaves them alone rather than publish them again.

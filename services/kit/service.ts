@@ -8,13 +8,12 @@ import type { App, Routes } from './http.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Nats } from './nats.ts';
-import type { CommittedOutboxRow } from './outbox.ts';
+import type { CommittedOutboxRow, RelayHook } from './outbox.ts';
 import type { Tracing } from './tracing.ts';
 
 export type Env = Record<string, string | undefined>;
 
-/** A relay hook (Deps.onRelay): the payloads (JSON text) of one drain's rows of its subject, in outbox order. */
-export type RelayHook = (payloads: string[]) => Promise<void>;
+export type { RelayHook };
 
 export type Deps = {
   config: BaseConfig;
@@ -46,8 +45,8 @@ export type Deps = {
    */
   wakeOutbox: (committed?: CommittedOutboxRow[]) => void;
   /**
-   * Run `hook` with the outbox rows of `subject` this process's relay publishes, after they
-   * reached the stream and before their deletion commits: a hook that throws puts them back
+   * Run `hook` with the outbox rows of `subject` this process's relay publishes, while they
+   * are published and before their deletion commits: a hook that throws puts them back
    * (they are published again, as duplicates the stream drops, and the hook runs again).
    * Only for subjects the module declares in needs.relayHooks; call it in start(). When two
    * targets of one process hook one subject, the first registration serves.
